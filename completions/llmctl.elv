@@ -1,0 +1,133 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[llmctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'llmctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'llmctl'= {
+            cand --color 'When to use colour on stderr'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand pull 'Download a model from the hub (or import a local one) into the store'
+            cand run 'Run a stored model on a prompt'
+            cand list 'List the models in the store'
+            cand ls 'List the models in the store'
+            cand show 'Show a stored model''s details, KV-cache sizes and files'
+            cand rm 'Remove tags from the store, and the files no other tag uses'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'llmctl;pull'= {
+            cand --name 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)'
+            cand --color 'When to use colour on stderr'
+            cand --json 'Print what was stored as JSON on stdout'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;run'= {
+            cand --color 'When to use colour on stderr'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;list'= {
+            cand --color 'When to use colour on stderr'
+            cand --json 'Print a JSON array instead of a table'
+            cand --names 'Print only `name[:tag]`, one per line (used by shell completion)'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;ls'= {
+            cand --color 'When to use colour on stderr'
+            cand --json 'Print a JSON array instead of a table'
+            cand --names 'Print only `name[:tag]`, one per line (used by shell completion)'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;show'= {
+            cand --ctx-size 'Context length for the KV-cache size estimate [default: the model''s]'
+            cand --color 'When to use colour on stderr'
+            cand --json 'Print one JSON object instead of text'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;rm'= {
+            cand --color 'When to use colour on stderr'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;completions'= {
+            cand --color 'When to use colour on stderr'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'llmctl;help'= {
+            cand pull 'Download a model from the hub (or import a local one) into the store'
+            cand run 'Run a stored model on a prompt'
+            cand list 'List the models in the store'
+            cand show 'Show a stored model''s details, KV-cache sizes and files'
+            cand rm 'Remove tags from the store, and the files no other tag uses'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'llmctl;help;pull'= {
+        }
+        &'llmctl;help;run'= {
+        }
+        &'llmctl;help;list'= {
+        }
+        &'llmctl;help;show'= {
+        }
+        &'llmctl;help;rm'= {
+        }
+        &'llmctl;help;completions'= {
+        }
+        &'llmctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,100 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_llmctl_global_optspecs
+    string join \n q/quiet color= h/help V/version
+end
+
+function __fish_llmctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_llmctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_llmctl_using_subcommand
+    set -l cmd (__fish_llmctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c llmctl -n "__fish_llmctl_needs_command" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_needs_command" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_needs_command" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_needs_command" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "run" -d 'Run a stored model on a prompt'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "list" -d 'List the models in the store'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "ls" -d 'List the models in the store'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l name -d 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l json -d 'Print what was stored as JSON on stdout'
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l json -d 'Print a JSON array instead of a table'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l names -d 'Print only `name[:tag]`, one per line (used by shell completion)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l json -d 'Print a JSON array instead of a table'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l names -d 'Print only `name[:tag]`, one per line (used by shell completion)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l ctx-size -d 'Context length for the KV-cache size estimate [default: the model\'s]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l json -d 'Print one JSON object instead of text'
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "run" -d 'Run a stored model on a prompt'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "list" -d 'List the models in the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+
+# Stored model names for MODEL arguments (`llmctl list --names`).
+complete -c llmctl -n "__fish_seen_subcommand_from run show rm" -f -a "(llmctl list --names 2>/dev/null)"

@@ -1,0 +1,128 @@
+//! The command-line surface, as clap derive types and nothing else: the
+//! `///` docs are the help text, and completions and man pages are
+//! generated from this file. Values stay raw here; `settings` validates them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Pull language models from the Hugging Face Hub and run them, with a
+/// per-run quantized KV cache (`MODEL:kv_int8`, `MODEL:kv_fp8`).
+#[derive(Debug, Parser)]
+#[command(name = "llmctl", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Models are named `org/name[:TAG]`. TAG is a KV-cache scheme for \
+safetensors models (`kv_int8`, `kv_fp8`) or a GGUF weight type (`Q4_K_M`, `Q8_0`, ...).")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Print no progress or status messages (errors and data still print)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// When to use colour on stderr
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download a model from the hub (or import a local one) into the store
+    Pull(PullArgs),
+    /// Run a stored model on a prompt
+    Run(RunArgs),
+    /// List the models in the store
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show a stored model's details, KV-cache sizes and files
+    Show(ShowArgs),
+    /// Remove tags from the store, and the files no other tag uses
+    Rm(RmArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// `org/name[:TAG]` on the hub, or a local path (starting with `/`, `./`, `../` or `~/`):
+    /// a directory in Hugging Face layout or a `.gguf` file
+    #[arg(value_name = "MODEL|PATH")]
+    pub model: String,
+
+    /// Store a local import under this name (`name` or `org/name`, optionally `:TAG`)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print what was stored as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model, `org/name[:TAG]`; `:kv_int8` or `:kv_fp8` quantizes the KV cache for this run
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+
+    /// The prompt; read from stdin when omitted and stdin is not a terminal
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array instead of a table
+    #[arg(long, conflicts_with = "names")]
+    pub json: bool,
+
+    /// Print only `name[:tag]`, one per line (used by shell completion)
+    #[arg(long)]
+    pub names: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model, `org/name[:TAG]`
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+
+    /// Context length for the KV-cache size estimate [default: the model's]
+    #[arg(long, value_name = "N")]
+    pub ctx_size: Option<u64>,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The models to remove, each `org/name[:TAG]` exactly as `llmctl list` shows it
+    #[arg(value_name = "MODEL", required = true)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print the script for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+}
+
+/// The clap command, for generators and tests.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

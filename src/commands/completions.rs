@@ -1,0 +1,11 @@
+//! `llmctl completions SHELL`: print the completion script for a shell.
+
+use crate::cli::Shell;
+use crate::diagnostics::ExitStatus;
+use crate::generate::completions::script;
+use crate::printer::Printer;
+
+pub fn execute(shell: Shell, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    printer.data(&script(shell))?;
+    Ok(ExitStatus::Success)
+}

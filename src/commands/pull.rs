@@ -1,0 +1,28 @@
+//! `llmctl pull`: fetch or import a model and record it in the store.
+
+use crate::diagnostics::ExitStatus;
+use crate::printer::Printer;
+use crate::pull::{PullSource, pull};
+use crate::settings::{GlobalSettings, PullSettings};
+use crate::ui::format;
+use crate::ui::progress::PullProgress;
+use crate::ui::views::{ListEntry, PullView};
+
+pub fn execute(global: &GlobalSettings, settings: &PullSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let store = super::open_store(global)?;
+    if let PullSource::Local { path, reference } = &settings.source {
+        printer.status(&format!("importing {} as {reference}", path.display()));
+    }
+    let progress = PullProgress::new(*printer);
+    let outcome = pull(&store, &global.hub, &settings.source, &progress)?;
+    let stored: Vec<ListEntry> = outcome.manifests.iter().map(ListEntry::from_manifest).collect();
+    for entry in &stored {
+        let quant = entry.quantization.as_deref().unwrap_or("unquantized");
+        printer.status(&format!("stored {} ({}, {quant}, {})", entry.name, entry.format, format::bytes(entry.size)));
+    }
+    if settings.json {
+        let view = PullView { stored, fetched_bytes: outcome.fetched_bytes, reused_files: outcome.reused_files };
+        printer.data(&format!("{}\n", serde_json::to_string_pretty(&view)?))?;
+    }
+    Ok(ExitStatus::Success)
+}

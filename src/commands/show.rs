@@ -1,0 +1,86 @@
+//! `llmctl show`: a stored model as a reference resolves it, with the
+//! KV-cache size of the unquantized and the chosen cache.
+
+use crate::diagnostics::ExitStatus;
+use crate::kv_size::{CacheLayout, cache_size};
+use crate::printer::Printer;
+use crate::quant::{self, Resolved};
+use crate::settings::{GlobalSettings, ShowSettings};
+use crate::store::manifest::{Manifest, Source};
+use crate::ui::format;
+use crate::ui::table::key_values;
+use crate::ui::views::{KvCacheView, ShowView};
+
+pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let store = super::open_store(global)?;
+    let manifest = store.find(&settings.model)?;
+    let name = settings.model.name.as_str();
+    let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
+    let view = view(&manifest, resolved, settings);
+    let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { render(&view) };
+    printer.data(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
+    let context = settings.ctx_size.unwrap_or(m.facts.context_length);
+    let dense = CacheLayout::dense_for(&m.facts, m.format);
+    let (selected, quantization) = match resolved {
+        Resolved::Kv(scheme) => (CacheLayout::Quantized(scheme), Some(scheme.as_str().to_string())),
+        Resolved::Gguf(t) => (dense, Some(t.as_str().to_string())),
+        Resolved::None => (dense, None),
+    };
+    let f = &m.facts;
+    ShowView {
+        name: settings.model.to_string(),
+        id: m.id(),
+        format: m.format.to_string(),
+        architecture: f.architecture.clone(),
+        parameters: f.parameters,
+        context_length: f.context_length,
+        hidden_size: f.hidden_size,
+        layers: f.layers,
+        attention_heads: f.attention_heads,
+        kv_heads: f.kv_heads,
+        head_dim: f.head_dim,
+        vocab_size: f.vocab_size,
+        weight_dtype: f.weight_dtype.clone(),
+        quantization,
+        kv_cache: KvCacheView {
+            unquantized: cache_size(f, dense, context),
+            selected: cache_size(f, selected, context),
+        },
+        source: m.source.clone(),
+        size: m.total_size(),
+        files: m.files.clone(),
+        pulled_at: m.pulled_at.clone(),
+    }
+}
+
+fn render(v: &ShowView) -> String {
+    let kv = |c: &crate::kv_size::CacheSize| {
+        format!("{} ({} B/token, {} at {} tokens)", c.layout, c.bytes_per_token, format::bytes(c.bytes), c.context_length)
+    };
+    let source = match &v.source {
+        Source::Hub { repo, commit, .. } => format!("hub {repo} @ {}", &commit[..commit.len().min(12)]),
+        Source::Local { path } => format!("local {path}"),
+    };
+    let model = key_values(&[
+        ("name", v.name.clone()),
+        ("id", v.id.clone()),
+        ("format", v.format.clone()),
+        ("architecture", v.architecture.clone()),
+        ("parameters", format::count(v.parameters)),
+        ("context length", v.context_length.to_string()),
+        ("hidden size", v.hidden_size.to_string()),
+        ("layers", v.layers.to_string()),
+        ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),
+        ("head dim", v.head_dim.to_string()),
+        ("weight dtype", v.weight_dtype.clone()),
+        ("quantization", v.quantization.clone().unwrap_or_else(|| "none".into())),
+        ("source", source),
+    ]);
+    let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);
+    let files: Vec<(&str, String)> = v.files.iter().map(|f| (f.name.as_str(), format::bytes(f.size))).collect();
+    format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
+}

@@ -1,0 +1,16 @@
+//! Every environment variable llmctl reads, in one place.
+
+/// Root of the local store (default: the platform data directory + `llmctl`).
+pub const LLMCTL_HOME: &str = "LLMCTL_HOME";
+/// Hub base URL (default `https://huggingface.co`); read by hf-hub's convention too.
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// Hub access token, sent as a bearer token and never printed or stored.
+pub const HF_TOKEN: &str = "HF_TOKEN";
+/// Hugging Face home; its `token` file is used when `HF_TOKEN` is unset.
+pub const HF_HOME: &str = "HF_HOME";
+/// Disables colour when set to anything non-empty (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+/// Forces colour on stderr even when it is not a terminal.
+pub const FORCE_COLOR: &str = "FORCE_COLOR";
+
+pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

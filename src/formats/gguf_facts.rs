@@ -1,0 +1,56 @@
+//! Model facts and the weight type of a GGUF file, from its header.
+
+use super::bounds::*;
+use super::gguf::GgufHeader;
+use super::{ModelFacts, ShapeError, check_range};
+use crate::quant::GgufType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GgufFactsError {
+    #[error("GGUF metadata has no `general.architecture`")]
+    NoArchitecture,
+    #[error("GGUF metadata has no `{0}`")]
+    Missing(String),
+    #[error("GGUF metadata has a bad shape")]
+    Shape(#[from] ShapeError),
+    #[error("GGUF file type cannot be told: no `general.file_type` and no known weight type")]
+    UnknownType,
+}
+
+pub fn facts(header: &GgufHeader) -> Result<(ModelFacts, GgufType), GgufFactsError> {
+    let arch = header.architecture().ok_or(GgufFactsError::NoArchitecture)?.to_string();
+    let key = |suffix: &str| {
+        header.arch_u64(suffix).ok_or_else(|| GgufFactsError::Missing(format!("{arch}.{suffix}")))
+    };
+    let heads = check_range("attention.head_count", key("attention.head_count")?, MAX_HEADS)?;
+    let kv_heads = header.arch_u64("attention.head_count_kv").unwrap_or(heads);
+    let hidden = check_range("embedding_length", key("embedding_length")?, MAX_HIDDEN)?;
+    let head_dim = header.arch_u64("attention.key_length").unwrap_or(hidden / heads);
+    let weight_type = weight_type(header)?;
+    let vocab = header.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map_or(0, |a| a.len() as u64);
+    let facts = ModelFacts {
+        parameters: header.parameter_count(),
+        context_length: check_range("context_length", key("context_length")?, MAX_CONTEXT)?,
+        hidden_size: hidden,
+        layers: check_range("block_count", key("block_count")?, MAX_LAYERS)?,
+        attention_heads: heads,
+        kv_heads: check_range("attention.head_count_kv", kv_heads, MAX_HEADS)?,
+        head_dim: check_range("attention.key_length", head_dim, MAX_HEAD_DIM)?,
+        vocab_size: check_range("tokenizer.ggml.tokens", vocab, MAX_VOCAB)?,
+        weight_dtype: weight_type.as_str().to_string(),
+        architecture: arch,
+    };
+    Ok((facts, weight_type))
+}
+
+/// `general.file_type` when present, else the type holding most weights.
+fn weight_type(header: &GgufHeader) -> Result<GgufType, GgufFactsError> {
+    if let Some(t) = header.file_type().and_then(GgufType::from_file_type) {
+        return Ok(t);
+    }
+    header
+        .dominant_type()
+        .and_then(|t| t.name())
+        .and_then(GgufType::from_ggml_type_name)
+        .ok_or(GgufFactsError::UnknownType)
+}

@@ -1,0 +1,116 @@
+//! Reading a Hugging Face `config.json` into model facts, refusing shapes
+//! no real model has (zero or absurd head counts, GQA that does not divide).
+
+use serde::Deserialize;
+
+use super::bounds::*;
+use super::{ModelFacts, ShapeError, check_range};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`config.json` is not valid JSON for a model config")]
+    Json(#[from] serde_json::Error),
+    #[error("`config.json` names no architecture: it has neither `model_type` nor `architectures`")]
+    NoArchitecture,
+    #[error("`config.json` has a bad shape")]
+    Shape(#[from] ShapeError),
+    #[error("`config.json` has {heads} attention heads, not a multiple of its {kv_heads} KV heads")]
+    Gqa { heads: u64, kv_heads: u64 },
+}
+
+/// The subset of `config.json` llmctl reads; unknown keys are ignored.
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    hidden_size: u64,
+    num_hidden_layers: u64,
+    num_attention_heads: u64,
+    num_key_value_heads: Option<u64>,
+    head_dim: Option<u64>,
+    max_position_embeddings: u64,
+    vocab_size: u64,
+}
+
+/// Facts from `config.json`; parameters and dtype come from the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFacts {
+    pub architecture: String,
+    pub context_length: u64,
+    pub hidden_size: u64,
+    pub layers: u64,
+    pub attention_heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub vocab_size: u64,
+}
+
+pub fn parse(json: &[u8]) -> Result<ConfigFacts, ConfigError> {
+    let raw: RawConfig = serde_json::from_slice(json)?;
+    let architecture = raw
+        .model_type
+        .clone()
+        .or_else(|| raw.architectures.first().cloned())
+        .ok_or(ConfigError::NoArchitecture)?;
+    let heads = check_range("num_attention_heads", raw.num_attention_heads, MAX_HEADS)?;
+    let kv_heads = check_range("num_key_value_heads", raw.num_key_value_heads.unwrap_or(heads), MAX_HEADS)?;
+    if heads % kv_heads != 0 {
+        return Err(ConfigError::Gqa { heads, kv_heads });
+    }
+    let hidden_size = check_range("hidden_size", raw.hidden_size, MAX_HIDDEN)?;
+    let head_dim = check_range("head_dim", raw.head_dim.unwrap_or(hidden_size / heads), MAX_HEAD_DIM)?;
+    Ok(ConfigFacts {
+        architecture,
+        context_length: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)?,
+        hidden_size,
+        layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?,
+        attention_heads: heads,
+        kv_heads,
+        head_dim,
+        vocab_size: check_range("vocab_size", raw.vocab_size, MAX_VOCAB)?,
+    })
+}
+
+impl ConfigFacts {
+    pub fn into_facts(self, parameters: u64, weight_dtype: String) -> ModelFacts {
+        ModelFacts {
+            architecture: self.architecture,
+            parameters,
+            context_length: self.context_length,
+            hidden_size: self.hidden_size,
+            layers: self.layers,
+            attention_heads: self.attention_heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            vocab_size: self.vocab_size,
+            weight_dtype,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMOLLM2: &str = r#"{"model_type":"llama","architectures":["LlamaForCausalLM"],"hidden_size":576,
+        "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,
+        "max_position_embeddings":8192,"vocab_size":49152,"rope_theta":100000.0}"#;
+
+    #[test]
+    fn reads_a_llama_config() {
+        let facts = parse(SMOLLM2.as_bytes()).unwrap();
+        assert_eq!((facts.architecture.as_str(), facts.head_dim, facts.kv_heads), ("llama", 64, 3));
+    }
+
+    #[test]
+    fn refuses_adversarial_shapes() {
+        let zero = SMOLLM2.replace("\"num_attention_heads\":9", "\"num_attention_heads\":0");
+        assert!(matches!(parse(zero.as_bytes()), Err(ConfigError::Shape(e)) if e.field == "num_attention_heads"));
+        let huge = SMOLLM2.replace("\"num_hidden_layers\":30", "\"num_hidden_layers\":18446744073709551615");
+        assert!(matches!(parse(huge.as_bytes()), Err(ConfigError::Shape(_))));
+        let gqa = SMOLLM2.replace("\"num_key_value_heads\":3", "\"num_key_value_heads\":4");
+        assert!(matches!(parse(gqa.as_bytes()), Err(ConfigError::Gqa { .. })));
+        assert!(matches!(parse(b"{}"), Err(ConfigError::Json(_))));
+    }
+}

@@ -1,0 +1,111 @@
+//! Reading safetensors headers (through the `safetensors` crate, which
+//! checks offsets against the file) for parameter counts and the weight
+//! dtype, and the shard list of a `model.safetensors.index.json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
+
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SafetensorsError {
+    #[error("cannot read `{file}`")]
+    Io { file: String, source: std::io::Error },
+    #[error("`{file}` is not a valid safetensors file: {reason}")]
+    Header { file: String, reason: String },
+    #[error("`{INDEX_FILE}` is not valid")]
+    Index(#[source] serde_json::Error),
+    #[error("`{INDEX_FILE}` names shard `{0}`, which is not a plain file name")]
+    BadShardName(String),
+}
+
+/// Element counts per dtype, summed over every tensor of every shard.
+#[derive(Debug, Default)]
+pub struct WeightSummary {
+    by_dtype: BTreeMap<String, u64>,
+}
+
+impl WeightSummary {
+    /// Adds one shard's tensors; the shard is memory-mapped, not read.
+    pub fn add_shard(&mut self, name: &str, path: &Path) -> Result<(), SafetensorsError> {
+        let io = |source| SafetensorsError::Io { file: name.into(), source };
+        let file = File::open(path).map_err(io)?;
+        // SAFETY: blobs in the store are never modified in place (writes go through rename).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let (_, metadata) = SafeTensors::read_metadata(&map)
+            .map_err(|e| SafetensorsError::Header { file: name.into(), reason: e.to_string() })?;
+        for info in metadata.tensors().values() {
+            let count = info.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            let count = count.ok_or_else(|| SafetensorsError::Header {
+                file: name.into(),
+                reason: "a tensor's element count overflows".into(),
+            })?;
+            *self.by_dtype.entry(dtype_name(info.dtype)).or_default() += count;
+        }
+        Ok(())
+    }
+
+    pub fn parameters(&self) -> u64 {
+        self.by_dtype.values().sum()
+    }
+
+    /// The dtype holding the most elements (ties: the alphabetically first).
+    pub fn dominant_dtype(&self) -> Option<&str> {
+        let best = self.by_dtype.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+        best.map(|(name, _)| name.as_str())
+    }
+}
+
+fn dtype_name(dtype: Dtype) -> String {
+    format!("{dtype:?}").to_ascii_lowercase()
+}
+
+#[derive(Deserialize)]
+struct Index {
+    weight_map: BTreeMap<String, String>,
+}
+
+/// The shard file names an index refers to, each a plain file name.
+pub fn index_shards(json: &[u8]) -> Result<BTreeSet<String>, SafetensorsError> {
+    let index: Index = serde_json::from_slice(json).map_err(SafetensorsError::Index)?;
+    let shards: BTreeSet<String> = index.weight_map.into_values().collect();
+    for shard in &shards {
+        if shard.contains(['/', '\\']) || shard.starts_with('.') || !shard.ends_with(".safetensors") {
+            return Err(SafetensorsError::BadShardName(shard.clone()));
+        }
+    }
+    Ok(shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_shards_are_plain_names() {
+        let ok = br#"{"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#;
+        assert_eq!(index_shards(ok).unwrap().len(), 2);
+        let bad = br#"{"weight_map":{"a":"../../etc/passwd.safetensors"}}"#;
+        assert!(matches!(index_shards(bad), Err(SafetensorsError::BadShardName(_))));
+    }
+
+    #[test]
+    fn counts_parameters_and_rejects_truncated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let data = vec![0u8; 2 * 3 * 4];
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 3], &data).unwrap();
+        safetensors::serialize_to_file([("w", view)], None, &path).unwrap();
+        let mut summary = WeightSummary::default();
+        summary.add_shard("m.safetensors", &path).unwrap();
+        assert_eq!((summary.parameters(), summary.dominant_dtype()), (6, Some("f32")));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let err = WeightSummary::default().add_shard("m.safetensors", &path).unwrap_err();
+        assert!(matches!(err, SafetensorsError::Header { .. }), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Shell completion scripts: clap_complete's static scripts, plus model
+//! name completion (from `llmctl list --names`) for MODEL arguments.
+
+use clap_complete::Shell as ClapShell;
+
+use crate::cli::Shell;
+
+/// Subcommands whose MODEL arguments complete to stored models.
+const MODEL_COMMANDS: &str = "run show rm";
+
+pub fn script(shell: Shell) -> String {
+    let mut command = crate::cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(clap_shell(shell), &mut command, "llmctl", &mut out);
+    let generated = String::from_utf8(out).expect("clap_complete writes UTF-8");
+    match shell {
+        Shell::Bash => format!("{generated}{BASH_MODELS}"),
+        Shell::Zsh => zsh_with_models(&generated),
+        Shell::Fish => format!("{generated}{}", FISH_MODELS.replace("MODEL_COMMANDS", MODEL_COMMANDS)),
+        // These shells do not split words at `:`; they complete MODEL as free text.
+        Shell::Powershell | Shell::Elvish => generated,
+    }
+}
+
+/// Bash treats `:` as a word break, so `org/m:kv` arrives as three words.
+/// The wrapper rebuilds the word from `COMP_LINE` and trims each candidate
+/// to what follows the last `:`, as bash-completion's
+/// `__ltrim_colon_completions` does.
+const BASH_MODELS: &str = r#"
+# Stored model names for MODEL arguments of `run`, `show` and `rm`.
+_llmctl_current_word() {
+    local line="${COMP_LINE:0:COMP_POINT}"
+    printf '%s' "${line##*[[:space:]]}"
+}
+
+_llmctl_wants_model() {
+    local -a words
+    read -ra words <<< "${COMP_LINE:0:COMP_POINT}x"
+    local sub="" positional=0 i
+    for (( i = 1; i < ${#words[@]} - 1; i++ )); do
+        case "${words[i]}" in
+            --color|--name|--ctx-size) (( i++ )) ;;
+            -*) ;;
+            *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
+        esac
+    done
+    case "$sub" in
+        run|show) [[ $positional -eq 0 ]] ;;
+        rm) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+_llmctl_complete() {
+    local word
+    word="$(_llmctl_current_word)"
+    if [[ "$word" == -* ]] || ! _llmctl_wants_model; then
+        _llmctl "$@"
+        return
+    fi
+    local IFS=$'
+'
+    COMPREPLY=( $(compgen -W "$(llmctl list --names 2>/dev/null)" -- "$word") )
+    if [[ "$word" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
+        local prefix="${word%"${word##*:}"}" i
+        for i in "${!COMPREPLY[@]}"; do
+            COMPREPLY[i]="${COMPREPLY[i]#"$prefix"}"
+        done
+    fi
+}
+
+complete -F _llmctl_complete -o bashdefault -o default llmctl
+"#;
+
+const ZSH_MODELS: &str = r#"
+# Stored model names for MODEL arguments (`llmctl list --names`).
+(( $+functions[_llmctl_models] )) ||
+_llmctl_models() {
+    local -a models
+    models=(${(f)"$(llmctl list --names 2>/dev/null)"})
+    compadd -a models
+}
+"#;
+
+fn zsh_with_models(generated: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in generated.lines().enumerate() {
+        let is_model = line.starts_with("':model -- The model") || line.starts_with("'*::models -- ");
+        match is_model {
+            true => out.push_str(&line.replace(":_default' \\", ":_llmctl_models' \\")),
+            false => out.push_str(line),
+        }
+        out.push('\n');
+        if i == 0 {
+            out.push_str(ZSH_MODELS);
+        }
+    }
+    out
+}
+
+const FISH_MODELS: &str = r#"
+# Stored model names for MODEL arguments (`llmctl list --names`).
+complete -c llmctl -n "__fish_seen_subcommand_from MODEL_COMMANDS" -f -a "(llmctl list --names 2>/dev/null)"
+"#;
+
+fn clap_shell(shell: Shell) -> ClapShell {
+    match shell {
+        Shell::Bash => ClapShell::Bash,
+        Shell::Zsh => ClapShell::Zsh,
+        Shell::Fish => ClapShell::Fish,
+        Shell::Powershell => ClapShell::PowerShell,
+        Shell::Elvish => ClapShell::Elvish,
+    }
+}
+
+pub fn file_name(shell: Shell) -> &'static str {
+    match shell {
+        Shell::Bash => "llmctl.bash",
+        Shell::Zsh => "_llmctl",
+        Shell::Fish => "llmctl.fish",
+        Shell::Powershell => "_llmctl.ps1",
+        Shell::Elvish => "llmctl.elv",
+    }
+}
+
+pub fn files() -> Vec<(String, Vec<u8>)> {
+    [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Powershell, Shell::Elvish]
+        .into_iter()
+        .map(|s| (format!("completions/{}", file_name(s)), script(s).into_bytes()))
+        .collect()
+}

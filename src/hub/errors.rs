@@ -1,0 +1,84 @@
+//! Turning `hf-hub`/`ureq` failures into errors that say what happened at
+//! the hub and what the user can do about it.
+
+use std::path::PathBuf;
+
+use hf_hub::api::sync::ApiError;
+
+use crate::store::reference::ModelName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("repository `{repo}` was not found on the hub")]
+    RepoNotFound { repo: String },
+    #[error("file `{file}` was not found in `{repo}`")]
+    FileNotFound { repo: String, file: String },
+    #[error("the hub refused access to `{repo}` (HTTP {status})")]
+    Unauthorized { repo: String, status: u16 },
+    #[error("the hub is rate-limiting requests for `{repo}` (HTTP 429)")]
+    RateLimited { repo: String },
+    #[error("the hub answered HTTP {status} for `{what}`")]
+    Status { what: String, status: u16 },
+    #[error("cannot reach the hub at `{endpoint}`: {detail}")]
+    Network { endpoint: String, detail: String },
+    #[error("the hub's listing of `{repo}` is unusable: {reason}")]
+    BadListing { repo: String, reason: String },
+    #[error("downloading `{what}` failed: {detail}")]
+    Download { what: String, detail: String },
+    #[error("cannot write download file `{}`", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl HubError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            HubError::RepoNotFound { .. } => {
+                "check the name; private or gated repositories need `HF_TOKEN` set to a token with access".into()
+            }
+            HubError::Unauthorized { .. } => "set `HF_TOKEN` to a token that has access to this repository".into(),
+            HubError::RateLimited { .. } => "wait a minute and pull again; partial downloads are kept".into(),
+            HubError::Network { .. } => {
+                "check the network, or point `HF_ENDPOINT` at a reachable mirror; partial downloads are kept".into()
+            }
+            HubError::Download { .. } | HubError::Status { .. } => {
+                "pull again: the download resumes from the bytes already received".into()
+            }
+            _ => return None,
+        })
+    }
+
+    pub(super) fn from_ureq(error: ureq::Error, repo: &ModelName) -> HubError {
+        status_error(error, repo.as_str(), None)
+    }
+
+    pub(super) fn from_api(error: ApiError, repo: &str, file: &str) -> HubError {
+        match error {
+            ApiError::RequestError(e) => status_error(*e, repo, Some(file)),
+            ApiError::IoError(source) => HubError::Io { path: PathBuf::from(file), source },
+            ApiError::TooManyRetries(inner) => HubError::from_api(*inner, repo, file),
+            other => HubError::Download { what: format!("{repo}/{file}"), detail: other.to_string() },
+        }
+    }
+}
+
+fn status_error(error: ureq::Error, repo: &str, file: Option<&str>) -> HubError {
+    let repo = repo.to_string();
+    match error {
+        ureq::Error::Status(status, response) => {
+            let code = response.header("x-error-code").unwrap_or_default().to_string();
+            match (status, file) {
+                (401 | 403, _) => HubError::Unauthorized { repo, status },
+                (404, Some(file)) if code != "RepoNotFound" => HubError::FileNotFound { repo, file: file.into() },
+                (404, _) => HubError::RepoNotFound { repo },
+                (429, _) => HubError::RateLimited { repo },
+                (status, _) => {
+                    HubError::Status { what: file.map_or(repo.clone(), |f| format!("{repo}/{f}")), status }
+                }
+            }
+        }
+        ureq::Error::Transport(transport) => {
+            let endpoint = transport.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+            HubError::Network { endpoint, detail: transport.kind().to_string() }
+        }
+    }
+}

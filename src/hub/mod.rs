@@ -1,0 +1,173 @@
+//! Talking to a Hugging Face-compatible hub: repository listings and file
+//! downloads, through `hf-hub` 0.4 (blocking, ureq). Everything else in
+//! llmctl sees only this module's types, so the client can be swapped.
+
+mod errors;
+mod progress;
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::{Api, ApiBuilder};
+use hf_hub::{Repo, RepoType};
+use serde::Deserialize;
+
+pub use errors::HubError;
+pub use progress::{DownloadProgress, DownloadReporter};
+
+use crate::store::blobs::Digest;
+use crate::store::manifest::is_plain_file_name;
+use crate::store::reference::ModelName;
+
+/// Where the hub is and who we are to it.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub endpoint: String,
+    /// Sent as a bearer token; never printed or stored.
+    pub token: Option<String>,
+    /// Where partial downloads live until they complete (kept for resuming).
+    pub download_dir: PathBuf,
+}
+
+/// A file in a repository listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub name: String,
+    pub size: Option<u64>,
+    /// Given by the hub for LFS files only.
+    pub sha256: Option<Digest>,
+}
+
+/// A repository at one commit.
+#[derive(Debug, Clone)]
+pub struct RepoListing {
+    pub commit: String,
+    pub files: Vec<RemoteFile>,
+}
+
+impl RepoListing {
+    pub fn file(&self, name: &str) -> Option<&RemoteFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}
+
+pub struct Hub {
+    api: Api,
+    endpoint: String,
+}
+
+impl Hub {
+    pub fn new(config: &HubConfig) -> Result<Hub, HubError> {
+        let api = ApiBuilder::new()
+            .with_endpoint(config.endpoint.clone())
+            .with_cache_dir(config.download_dir.clone())
+            .with_token(config.token.clone())
+            .with_progress(false)
+            .with_user_agent("llmctl", env!("CARGO_PKG_VERSION"))
+            .build()
+            .map_err(|e| HubError::from_api(e, &config.endpoint, "set up the hub client"))?;
+        Ok(Hub { api, endpoint: config.endpoint.clone() })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Lists the repository's files at its current `main` commit.
+    pub fn listing(&self, repo: &ModelName) -> Result<RepoListing, HubError> {
+        let api_repo = self.api.repo(Repo::model(repo.to_string()));
+        let response = api_repo
+            .info_request()
+            .query("blobs", "true")
+            .call()
+            .map_err(|e| HubError::from_ureq(e, repo))?;
+        let raw: RawListing = response.into_json().map_err(|e| HubError::BadListing {
+            repo: repo.to_string(),
+            reason: format!("the answer is not a repository listing ({e})"),
+        })?;
+        raw.validate(repo)
+    }
+
+    /// Downloads one file of `repo` at `commit`, resuming a partial download
+    /// left by an earlier attempt; returns the downloaded file's path.
+    pub fn download(
+        &self,
+        repo: &ModelName,
+        commit: &str,
+        file: &RemoteFile,
+        reporter: &dyn DownloadReporter,
+    ) -> Result<PathBuf, HubError> {
+        let revision = Repo::with_revision(repo.to_string(), RepoType::Model, commit.to_string());
+        let progress = progress::Adapter::new(reporter.start(&file.name, file.size));
+        let pointer = self
+            .api
+            .repo(revision)
+            .download_with_progress(&file.name, progress)
+            .map_err(|e| HubError::from_api(e, repo.as_str(), &file.name))?;
+        // hf-hub returns a symlink into its own cache; we want the blob itself.
+        std::fs::canonicalize(&pointer).map_err(|e| HubError::Io { path: pointer, source: e })
+    }
+}
+
+/// Removes hf-hub's bookkeeping (refs, snapshot links) for a repository,
+/// keeping nothing once its files were moved into the store.
+pub fn forget_downloads(download_dir: &Path, repo: &ModelName) {
+    let folder = Repo::model(repo.to_string()).folder_name();
+    let _ = std::fs::remove_dir_all(download_dir.join(folder));
+}
+
+#[derive(Deserialize)]
+struct RawListing {
+    sha: String,
+    siblings: Vec<RawSibling>,
+}
+
+#[derive(Deserialize)]
+struct RawSibling {
+    rfilename: String,
+    size: Option<u64>,
+    lfs: Option<RawLfs>,
+}
+
+#[derive(Deserialize)]
+struct RawLfs {
+    sha256: String,
+}
+
+impl RawListing {
+    fn validate(self, repo: &ModelName) -> Result<RepoListing, HubError> {
+        let bad = |reason: String| HubError::BadListing { repo: repo.to_string(), reason };
+        if self.sha.len() != 40 || !self.sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(format!("commit `{}` is not a 40-digit hex id", self.sha.escape_debug())));
+        }
+        let mut files = Vec::with_capacity(self.siblings.len());
+        for sibling in self.siblings {
+            if !is_safe_repo_path(&sibling.rfilename) {
+                return Err(bad(format!("file name `{}` is not a safe relative path", sibling.rfilename.escape_debug())));
+            }
+            let sha256 = match sibling.lfs {
+                Some(lfs) => Some(lfs.sha256.parse().map_err(|e: crate::store::blobs::DigestError| bad(e.to_string()))?),
+                None => None,
+            };
+            files.push(RemoteFile { name: sibling.rfilename, size: sibling.size, sha256 });
+        }
+        Ok(RepoListing { commit: self.sha.to_ascii_lowercase(), files })
+    }
+}
+
+/// A repository path made of plain components (`dir/file` is fine, `../x` is not).
+fn is_safe_repo_path(path: &str) -> bool {
+    !path.is_empty() && path.split('/').all(is_plain_file_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_paths_must_stay_inside_the_repository() {
+        for bad in ["../x", "/etc/passwd", "a/../../b", "a\\b", "", ".git/config", "a//b", "x\u{1b}]0;pwn\u{7}"] {
+            assert!(!is_safe_repo_path(bad), "{bad:?}");
+        }
+        assert!(is_safe_repo_path("onnx/model.onnx"));
+    }
+}

@@ -1,0 +1,95 @@
+//! KV-cache sizes: the one formula that `show`, `bench` and the cache
+//! allocation share, so what llmctl promises is what it allocates.
+
+use serde::Serialize;
+
+use crate::formats::ModelFacts;
+use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
+
+/// How a cache stores its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLayout {
+    /// Unquantized, in the compute dtype (`element_bytes` per value).
+    Dense { dtype: &'static str, element_bytes: u64 },
+    /// One byte per value plus one f32 scale per (token, KV head).
+    Quantized(KvScheme),
+}
+
+impl CacheLayout {
+    /// The unquantized layout a model runs with: its weight dtype for
+    /// safetensors (bf16 and f16 stay 2 bytes), f32 for GGUF (dequantized
+    /// activations are f32 there).
+    pub fn dense_for(facts: &ModelFacts, format: Format) -> CacheLayout {
+        match (format, facts.weight_dtype.as_str()) {
+            (Format::Safetensors, "bf16") => CacheLayout::Dense { dtype: "bf16", element_bytes: 2 },
+            (Format::Safetensors, "f16") => CacheLayout::Dense { dtype: "f16", element_bytes: 2 },
+            _ => CacheLayout::Dense { dtype: "f32", element_bytes: 4 },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheLayout::Dense { dtype, .. } => dtype,
+            CacheLayout::Quantized(scheme) => scheme.as_str(),
+        }
+    }
+
+    pub fn bytes_per_token(self, facts: &ModelFacts) -> u64 {
+        match self {
+            CacheLayout::Dense { element_bytes, .. } => facts.kv_values_per_token() * element_bytes,
+            CacheLayout::Quantized(scheme) => {
+                facts.kv_values_per_token() * scheme.element_bytes() + facts.kv_scales_per_token() * KV_SCALE_BYTES
+            }
+        }
+    }
+}
+
+/// A cache layout's size for a context length, as shown to users.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheSize {
+    pub layout: &'static str,
+    pub bytes_per_token: u64,
+    pub context_length: u64,
+    pub bytes: u64,
+}
+
+pub fn cache_size(facts: &ModelFacts, layout: CacheLayout, context_length: u64) -> CacheSize {
+    let per_token = layout.bytes_per_token(facts);
+    CacheSize {
+        layout: layout.name(),
+        bytes_per_token: per_token,
+        context_length,
+        bytes: per_token.saturating_mul(context_length),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smollm2() -> ModelFacts {
+        ModelFacts {
+            architecture: "llama".into(),
+            parameters: 134_515_008,
+            context_length: 8192,
+            hidden_size: 576,
+            layers: 30,
+            attention_heads: 9,
+            kv_heads: 3,
+            head_dim: 64,
+            vocab_size: 49152,
+            weight_dtype: "bf16".into(),
+        }
+    }
+
+    #[test]
+    fn smollm2_cache_sizes_match_the_model_facts() {
+        let facts = smollm2();
+        let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
+        // models.md: 11,520 values per token, 23,040 bytes in bf16.
+        assert_eq!(dense.bytes_per_token(&facts), 23_040);
+        // 11,520 one-byte values + 180 (layer, K/V, head) scales of 4 bytes.
+        assert_eq!(CacheLayout::Quantized(KvScheme::Int8).bytes_per_token(&facts), 11_520 + 720);
+        assert_eq!(cache_size(&facts, CacheLayout::Quantized(KvScheme::Fp8), 8192).bytes, 12_240 * 8192);
+    }
+}

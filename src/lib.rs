@@ -1,0 +1,65 @@
+//! llmctl: pull language models from the Hugging Face Hub into a local
+//! store and run them, with a per-run quantized KV cache.
+//!
+//! `main` is the whole program: parse → resolve settings → dispatch →
+//! render any error → exit status.
+
+pub mod cli;
+pub mod commands;
+pub mod diagnostics;
+pub mod env_vars;
+pub mod formats;
+pub mod generate;
+pub mod hub;
+pub mod kv_size;
+pub mod printer;
+pub mod pull;
+pub mod quant;
+pub mod settings;
+pub mod store;
+pub mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::Cli;
+use diagnostics::ExitStatus;
+use printer::Printer;
+use settings::{CommandSettings, Env, GlobalSettings};
+
+pub fn main() -> ExitCode {
+    let env = Env::from_process();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
+    // Until settings are resolved, errors print without colour.
+    let plain = Printer::new(false, false, false);
+    let (global, command) = match settings::resolve(cli, &env) {
+        Ok(resolved) => resolved,
+        Err(error) => return diagnostics::report(&error.into(), &plain).into(),
+    };
+    let printer = Printer::new(global.quiet, global.color, global.progress);
+    match dispatch(&global, &command, &printer) {
+        Ok(status) => status.into(),
+        Err(error) => diagnostics::report(&error, &printer).into(),
+    }
+}
+
+fn dispatch(global: &GlobalSettings, command: &CommandSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    match command {
+        CommandSettings::Pull(s) => commands::pull::execute(global, s, printer),
+        CommandSettings::Run(s) => commands::run::execute(global, s, printer),
+        CommandSettings::List(s) => commands::list::execute(global, s, printer),
+        CommandSettings::Show(s) => commands::show::execute(global, s, printer),
+        CommandSettings::Rm(s) => commands::rm::execute(global, s, printer),
+        CommandSettings::Completions(shell) => commands::completions::execute(*shell, printer),
+    }
+}
+
+/// `--help` and `--version` exit 0 on stdout; usage errors exit 2 on stderr.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    Printer::new(false, false, false).clap(error);
+    ExitCode::from(error.exit_code().clamp(0, 255) as u8)
+}

@@ -1,0 +1,5 @@
+//! The `llmctl` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    llmctl::main()
+}

@@ -1,0 +1,105 @@
+//! Getting a model's files onto local disk, verified: downloaded from the
+//! hub (resuming partial downloads) or copied from a local path. Files whose
+//! blob is already in the store are not fetched again.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::hub::{DownloadReporter, Hub, RemoteFile};
+use crate::store::blobs::{Digest, copy_hashing, hash_file};
+use crate::store::reference::ModelName;
+use crate::store::{Store, StoreError, io_err};
+
+/// A verified file ready to be recorded in a manifest.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Digest,
+    /// Where the bytes are now: a staging path, or the blob itself.
+    pub path: PathBuf,
+    pub in_store: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("`{file}` failed verification: expected {expected}, got {actual}")]
+    Integrity { file: String, expected: String, actual: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
+}
+
+impl StageError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StageError::Integrity { .. } => Some("the bad bytes were deleted; pull again to download them afresh".into()),
+            StageError::Store(e) => e.hint(),
+            StageError::Hub(e) => e.hint(),
+        }
+    }
+}
+
+/// Downloads (or reuses) each file and checks size and sha256 against the listing.
+pub fn from_hub(
+    hub: &Hub,
+    store: &Store,
+    repo: &ModelName,
+    commit: &str,
+    files: &[RemoteFile],
+    reporter: &dyn DownloadReporter,
+) -> Result<Vec<StagedFile>, StageError> {
+    files.iter().map(|file| stage_remote(hub, store, repo, commit, file, reporter)).collect()
+}
+
+fn stage_remote(
+    hub: &Hub,
+    store: &Store,
+    repo: &ModelName,
+    commit: &str,
+    file: &RemoteFile,
+    reporter: &dyn DownloadReporter,
+) -> Result<StagedFile, StageError> {
+    if let Some(digest) = file.sha256.filter(|d| store.has_blob(d)) {
+        return reuse(store, &file.name, digest);
+    }
+    let path = hub.download(repo, commit, file, reporter)?;
+    let (sha256, size) = hash_file(&path).map_err(io_err("read", &path))?;
+    let staged = StagedFile { name: file.name.clone(), size, sha256, path, in_store: false };
+    verify(&staged, file.size, file.sha256)?;
+    Ok(staged)
+}
+
+fn reuse(store: &Store, name: &str, digest: Digest) -> Result<StagedFile, StageError> {
+    let path = store.blob_path(&digest);
+    let size = fs::metadata(&path).map_err(io_err("read", &path))?.len();
+    Ok(StagedFile { name: name.into(), size, sha256: digest, path, in_store: true })
+}
+
+/// Deletes the file and fails when it is not what the hub promised.
+fn verify(staged: &StagedFile, size: Option<u64>, sha256: Option<Digest>) -> Result<(), StageError> {
+    let mismatch = if sha256.is_some_and(|d| d != staged.sha256) {
+        Some((format!("sha256 {}", sha256.unwrap_or(staged.sha256)), format!("sha256 {}", staged.sha256)))
+    } else if size.is_some_and(|s| s != staged.size) {
+        Some((format!("{} bytes", size.unwrap_or_default()), format!("{} bytes", staged.size)))
+    } else {
+        None
+    };
+    let Some((expected, actual)) = mismatch else { return Ok(()) };
+    let _ = fs::remove_file(&staged.path);
+    Err(StageError::Integrity { file: staged.name.clone(), expected, actual })
+}
+
+/// Copies local files into `staging`, hashing them on the way.
+pub fn from_local(dir: &Path, names: &[String], staging: &Path) -> Result<Vec<StagedFile>, StageError> {
+    names.iter().map(|name| copy_one(&dir.join(name), name, staging)).collect()
+}
+
+fn copy_one(source: &Path, name: &str, staging: &Path) -> Result<StagedFile, StageError> {
+    let target = staging.join(crate::store::atomic::unique_name("import"));
+    let mut from = File::open(source).map_err(io_err("read", source))?;
+    let mut to = File::create(&target).map_err(io_err("write", &target))?;
+    let (sha256, size) = copy_hashing(&mut from, &mut to).map_err(io_err("copy", source))?;
+    Ok(StagedFile { name: name.into(), size, sha256, path: target, in_store: false })
+}

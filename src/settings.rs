@@ -1,0 +1,230 @@
+//! Raw CLI arguments plus the environment, resolved into validated
+//! settings before any command does expensive work.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, ColorChoice, Command, Shell};
+use crate::env_vars::*;
+use crate::hub::HubConfig;
+use crate::pull::PullSource;
+use crate::store::reference::{ModelName, ModelRef, RefError};
+
+/// The environment as read once at start-up (tests pass their own).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    pub stdout_is_terminal: bool,
+    pub stderr_is_terminal: bool,
+    pub stdin_is_terminal: bool,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            vars: std::env::vars().collect(),
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Reference(#[from] RefError),
+    #[error("cannot find a data directory for the store")]
+    NoStoreDir,
+    #[error("`--name` only applies to local imports, not to hub model `{0}`")]
+    NameWithHubModel(String),
+    #[error("cannot derive a model name from `{}`", .0.display())]
+    NoDerivedName(PathBuf),
+    #[error("`--ctx-size` must be at least 1")]
+    ZeroContext,
+}
+
+impl SettingsError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SettingsError::Reference(RefError::Name(e)) => Some(e.hint().into()),
+            SettingsError::Reference(RefError::Quant(e)) => Some(e.hint()),
+            SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
+            SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
+            SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
+            SettingsError::ZeroContext => None,
+        }
+    }
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct GlobalSettings {
+    pub store_root: PathBuf,
+    pub quiet: bool,
+    pub color: bool,
+    pub progress: bool,
+    pub hub: HubConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    pub source: PullSource,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub model: ModelRef,
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListSettings {
+    pub json: bool,
+    pub names: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShowSettings {
+    pub model: ModelRef,
+    pub ctx_size: Option<u64>,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RmSettings {
+    pub models: Vec<ModelRef>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CommandSettings {
+    Pull(PullSettings),
+    Run(RunSettings),
+    List(ListSettings),
+    Show(ShowSettings),
+    Rm(RmSettings),
+    Completions(Shell),
+}
+
+/// Validates everything the user gave before any command runs.
+pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings), SettingsError> {
+    let store_root = store_root(env)?;
+    let global = GlobalSettings {
+        quiet: cli.quiet,
+        color: use_color(cli.color, env),
+        progress: !cli.quiet && env.stderr_is_terminal,
+        hub: hub_config(env, &store_root),
+        store_root,
+    };
+    let command = match cli.command {
+        Command::Pull(args) => CommandSettings::Pull(PullSettings {
+            source: pull_source(&args.model, args.name.as_deref(), env)?,
+            json: args.json,
+        }),
+        Command::Run(args) => CommandSettings::Run(RunSettings { model: args.model.parse()?, prompt: args.prompt }),
+        Command::List(args) => CommandSettings::List(ListSettings { json: args.json, names: args.names }),
+        Command::Show(args) => CommandSettings::Show(ShowSettings {
+            model: args.model.parse()?,
+            ctx_size: args.ctx_size.map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) }).transpose()?,
+            json: args.json,
+        }),
+        Command::Rm(args) => CommandSettings::Rm(RmSettings {
+            models: args.models.iter().map(|m| m.parse()).collect::<Result<_, _>>()?,
+        }),
+        Command::Completions(args) => CommandSettings::Completions(args.shell),
+    };
+    Ok((global, command))
+}
+
+fn store_root(env: &Env) -> Result<PathBuf, SettingsError> {
+    if let Some(home) = env.var(LLMCTL_HOME) {
+        return Ok(PathBuf::from(home));
+    }
+    dirs::data_dir().map(|d| d.join("llmctl")).ok_or(SettingsError::NoStoreDir)
+}
+
+fn use_color(choice: ColorChoice, env: &Env) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if env.var(NO_COLOR).is_some() => false,
+        ColorChoice::Auto => env.var(FORCE_COLOR).is_some() || env.stderr_is_terminal,
+    }
+}
+
+fn hub_config(env: &Env, store_root: &Path) -> HubConfig {
+    let token = env.var(HF_TOKEN).map(str::to_string).or_else(|| token_file(env));
+    HubConfig {
+        endpoint: env.var(HF_ENDPOINT).unwrap_or(DEFAULT_HF_ENDPOINT).trim_end_matches('/').to_string(),
+        token,
+        download_dir: store_root.join("downloads"),
+    }
+}
+
+/// The token `huggingface-cli login` saved, as the Hugging Face tools read it.
+fn token_file(env: &Env) -> Option<String> {
+    let home = match env.var(HF_HOME) {
+        Some(home) => PathBuf::from(home),
+        None => dirs::home_dir()?.join(".cache").join("huggingface"),
+    };
+    let token = std::fs::read_to_string(home.join("token")).ok()?;
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Hub reference or local path, by the documented rule: a path starts with
+/// `/`, `./`, `../` or `~/`.
+fn pull_source(arg: &str, name: Option<&str>, env: &Env) -> Result<PullSource, SettingsError> {
+    let is_path = ["/", "./", "../", "~/"].iter().any(|p| arg.starts_with(p)) || arg == "." || arg == "..";
+    if !is_path {
+        return match name {
+            Some(_) => Err(SettingsError::NameWithHubModel(arg.into())),
+            None => Ok(PullSource::Hub(arg.parse()?)),
+        };
+    }
+    let path = expand_home(arg, env);
+    let reference = match name {
+        Some(name) => name.parse()?,
+        None => ModelRef { name: derived_name(&path)?, tag: None },
+    };
+    Ok(PullSource::Local { path, reference })
+}
+
+fn expand_home(arg: &str, env: &Env) -> PathBuf {
+    match (arg.strip_prefix("~/"), env.var("HOME")) {
+        (Some(rest), Some(home)) => Path::new(home).join(rest),
+        _ => PathBuf::from(arg),
+    }
+}
+
+/// A name from the path's last component (`.gguf` and a weight-type part dropped).
+fn derived_name(path: &Path) -> Result<ModelName, SettingsError> {
+    let fail = || SettingsError::NoDerivedName(path.to_path_buf());
+    let absolute = std::path::absolute(path).map_err(|_| fail())?;
+    let last = absolute.file_name().and_then(|n| n.to_str()).ok_or_else(fail)?;
+    let stem = last.strip_suffix(".gguf").unwrap_or(last);
+    let stem = match crate::pull::select::gguf_type_in_name(last) {
+        Some(t) => stem.trim_end_matches(t.as_str()).trim_end_matches(['.', '-']),
+        None => stem,
+    };
+    let cleaned: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    cleaned.trim_start_matches(['.', '_', '-']).parse().map_err(|_| fail())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_names_from_paths() {
+        let name = |p: &str| derived_name(Path::new(p)).map(|n| n.to_string()).ok();
+        assert_eq!(name("/m/SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(), Some("SmolLM2-135M-Instruct"));
+        assert_eq!(name("/m/my model").as_deref(), Some("my-model"));
+        assert_eq!(name("/m/tiny-llama").as_deref(), Some("tiny-llama"));
+    }
+}

@@ -1,0 +1,310 @@
+//! The local model store under `$LLMCTL_HOME`: content-addressed blobs
+//! shared between tags, one manifest per `name[:tag]`, a lock for writers,
+//! and the rules that find the manifest a reference means.
+//!
+//! Layout: `blobs/sha256-<hex>`, `manifests/<org|_>/<name>/<tag|_>.json`,
+//! `staging/` (files being imported), `downloads/` (resumable partial
+//! downloads), `lock`.
+
+pub mod atomic;
+pub mod blobs;
+pub mod lock;
+pub mod manifest;
+pub mod reference;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use blobs::Digest;
+use lock::StoreLock;
+use manifest::{Manifest, ManifestError};
+use reference::{ModelName, ModelRef};
+
+use crate::quant::{Format, Quant, QuantError};
+
+/// File name used for a manifest with no tag (tags never start with `_`).
+const UNTAGGED: &str = "_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("model `{0}` is not in the store")]
+    NotFound(ModelName),
+    #[error("`{reference}` is not in the store{}", available_suffix(available))]
+    TagNotFound { reference: ModelRef, available: Vec<String> },
+    #[error("`{reference}` is not in the store{}", available_suffix(available))]
+    NoSuchTag { reference: ModelRef, available: Vec<String> },
+    #[error("`{name}` is stored under several tags and none is untagged: {}", tags.join(", "))]
+    Ambiguous { name: ModelName, tags: Vec<String> },
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    #[error("manifest `{}` is unreadable", path.display())]
+    BadManifest { path: PathBuf, source: ManifestError },
+    #[error("cannot {action} `{}`", path.display())]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+}
+
+fn available_suffix(available: &[String]) -> String {
+    if available.is_empty() { String::new() } else { format!(" (stored: {})", available.join(", ")) }
+}
+
+impl StoreError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::NotFound(name) => Some(format!("run `llmctl pull {name}` first, or see `llmctl list`")),
+            StoreError::TagNotFound { reference, .. } => {
+                Some(format!("a GGUF weight type is a different file: run `llmctl pull {reference}`"))
+            }
+            StoreError::NoSuchTag { .. } => Some("`llmctl list` shows what is stored".into()),
+            StoreError::Ambiguous { name, tags } => Some(format!("name one, e.g. `{name}:{}`", tags[0])),
+            StoreError::Quant(e) => Some(e.hint()),
+            StoreError::BadManifest { .. } => Some("remove it with `llmctl rm` and pull the model again".into()),
+            StoreError::Io { .. } => None,
+        }
+    }
+
+    /// Whether the user asked for something the store cannot mean (exit 2).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, StoreError::BadManifest { .. } | StoreError::Io { .. })
+    }
+}
+
+pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + use<'a> {
+    move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// A manifest that could not be read, reported beside the readable ones.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: StoreError,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store { root: root.to_path_buf() };
+        for dir in [store.blobs_dir(), store.manifests_dir(), store.staging_dir(), store.downloads_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests")
+    }
+
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.file_name())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    fn model_dir(&self, name: &ModelName) -> PathBuf {
+        let (org, model) = name.parts();
+        self.manifests_dir().join(org.unwrap_or(UNTAGGED)).join(model)
+    }
+
+    fn manifest_path(&self, name: &ModelName, tag: Option<Quant>) -> PathBuf {
+        let file = tag.map_or_else(|| UNTAGGED.to_string(), |t| t.to_string());
+        self.model_dir(name).join(format!("{file}.json"))
+    }
+
+    /// Takes the writers' lock; `on_wait` runs if another process holds it.
+    pub fn lock(&self, on_wait: impl FnOnce()) -> Result<StoreLock, StoreError> {
+        let path = self.root.join("lock");
+        StoreLock::acquire(&path, on_wait).map_err(io_err("lock", &path))
+    }
+
+    fn read_manifest_file(path: &Path) -> Result<Manifest, StoreError> {
+        let bytes = fs::read(path).map_err(io_err("read", path))?;
+        Manifest::from_json(&bytes).map_err(|source| StoreError::BadManifest { path: path.into(), source })
+    }
+
+    /// Every manifest in the store, plus those that could not be read.
+    pub fn manifests(&self) -> Result<(Vec<Manifest>, Vec<Unreadable>), StoreError> {
+        let mut paths = Vec::new();
+        for org in read_dir_sorted(&self.manifests_dir())? {
+            for model in read_dir_sorted(&org)? {
+                paths.extend(read_dir_sorted(&model)?.into_iter().filter(|p| is_manifest_file(p)));
+            }
+        }
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for path in paths {
+            match Self::read_manifest_file(&path) {
+                Ok(m) => good.push(m),
+                Err(error) => bad.push(Unreadable { path, error }),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// The manifests stored under `name`, untagged first.
+    pub fn manifests_of(&self, name: &ModelName) -> Result<Vec<Manifest>, StoreError> {
+        let dir = self.model_dir(name);
+        let mut found = Vec::new();
+        for path in read_dir_sorted(&dir)?.into_iter().filter(|p| is_manifest_file(p)) {
+            found.push(Self::read_manifest_file(&path)?);
+        }
+        found.sort_by_key(|m| m.tag.map(|t| t.to_string()));
+        Ok(found)
+    }
+
+    /// The manifest `reference` means, following the quantization rules:
+    /// a `kv_*` tag is a run-time choice on any safetensors copy of the
+    /// model; a GGUF tag must have been pulled.
+    pub fn find(&self, reference: &ModelRef) -> Result<Manifest, StoreError> {
+        let all = self.manifests_of(&reference.name)?;
+        if all.is_empty() {
+            return Err(StoreError::NotFound(reference.name.clone()));
+        }
+        if let Some(exact) = all.iter().find(|m| m.tag == reference.tag) {
+            return Ok(exact.clone());
+        }
+        match reference.tag {
+            Some(Quant::Kv(quant)) => find_for_kv(all, reference, quant),
+            Some(Quant::Gguf(quant)) => find_for_weight_type(all, reference, quant),
+            None => find_untagged(all, reference),
+        }
+    }
+
+    /// Writes a manifest in place of any previous one under its name and tag.
+    pub fn write_manifest(&self, manifest: &Manifest, _lock: &StoreLock) -> Result<(), StoreError> {
+        let path = self.manifest_path(&manifest.name, manifest.tag);
+        atomic::write_atomic(&path, &manifest.to_json()).map_err(io_err("write", &path))
+    }
+
+    /// Removes one manifest; returns whether it existed.
+    pub fn remove_manifest(&self, reference: &ModelRef, _lock: &StoreLock) -> Result<bool, StoreError> {
+        let path = self.manifest_path(&reference.name, reference.tag);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.prune_empty_dirs(&reference.name);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
+    }
+
+    fn prune_empty_dirs(&self, name: &ModelName) {
+        let model = self.model_dir(name);
+        // remove_dir fails on non-empty directories, which is what we want.
+        let _ = fs::remove_dir(&model);
+        if let Some(org) = model.parent() {
+            let _ = fs::remove_dir(org);
+        }
+    }
+
+    /// Deletes blobs no manifest references; returns the bytes freed.
+    /// Refuses to run while any manifest is unreadable, since its blobs are unknown.
+    pub fn collect_garbage(&self, _lock: &StoreLock) -> Result<u64, StoreError> {
+        let (manifests, unreadable) = self.manifests()?;
+        if let Some(bad) = unreadable.into_iter().next() {
+            return Err(bad.error);
+        }
+        let live: BTreeSet<String> =
+            manifests.iter().flat_map(|m| m.files.iter().map(|f| f.sha256.file_name())).collect();
+        let mut freed = 0;
+        for path in read_dir_sorted(&self.blobs_dir())? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !live.contains(name) {
+                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Moves a verified file into the blob store (or drops it if the blob exists).
+    pub fn adopt_blob(&self, file: &Path, digest: &Digest, _lock: &StoreLock) -> Result<(), StoreError> {
+        let target = self.blob_path(digest);
+        if target.is_file() {
+            return fs::remove_file(file).map_err(io_err("remove", file));
+        }
+        atomic::rename_durable(file, &target).map_err(io_err("store", &target))
+    }
+}
+
+fn find_for_kv(all: Vec<Manifest>, reference: &ModelRef, quant: crate::quant::KvScheme) -> Result<Manifest, StoreError> {
+    match all.into_iter().find(|m| m.format == Format::Safetensors) {
+        Some(m) => Ok(m),
+        None => Err(QuantError::KvOnGguf { quant, model: reference.name.to_string() }.into()),
+    }
+}
+
+fn find_for_weight_type(
+    all: Vec<Manifest>,
+    reference: &ModelRef,
+    quant: crate::quant::GgufType,
+) -> Result<Manifest, StoreError> {
+    if all.iter().all(|m| m.format == Format::Safetensors) {
+        return Err(QuantError::WeightTagOnSafetensors { quant, model: reference.name.to_string() }.into());
+    }
+    let wanted = Some(Quant::Gguf(quant));
+    if let Some(m) = all.iter().find(|m| m.format == Format::Gguf && m.quantization == wanted) {
+        return Ok(m.clone());
+    }
+    let available = all.iter().map(describe).collect();
+    Err(StoreError::TagNotFound { reference: reference.clone(), available })
+}
+
+/// `name[:tag] (quantization)`, for lists of what is stored.
+fn describe(m: &Manifest) -> String {
+    match m.quantization {
+        Some(q) if m.tag != Some(q) => format!("{} ({q})", m.reference()),
+        _ => m.reference().to_string(),
+    }
+}
+
+fn find_untagged(mut all: Vec<Manifest>, reference: &ModelRef) -> Result<Manifest, StoreError> {
+    if all.len() == 1 {
+        return Ok(all.remove(0));
+    }
+    let tags = all.iter().filter_map(|m| m.tag.map(|t| t.to_string())).collect();
+    Err(StoreError::Ambiguous { name: reference.name.clone(), tags })
+}
+
+fn is_manifest_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
+        && !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+/// Directory entries sorted by name; a missing directory is empty.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", dir)(e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        paths.push(entry.map_err(io_err("read", dir))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}

@@ -1,0 +1,7 @@
+//! Presentation: progress bars, tables and the JSON shapes of command
+//! output. Nothing outside this module knows indicatif or comfy-table.
+
+pub mod format;
+pub mod progress;
+pub mod table;
+pub mod views;

@@ -1,0 +1,71 @@
+//! The data shapes commands print: one struct per output, serialized as
+//! JSON for `--json` and rendered as text or tables otherwise.
+
+use serde::Serialize;
+
+use crate::kv_size::CacheSize;
+use crate::store::manifest::{FileEntry, Manifest, Source};
+
+/// One row of `llmctl list`.
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    pub name: String,
+    pub id: String,
+    pub format: String,
+    pub quantization: Option<String>,
+    pub size: u64,
+    pub modified: String,
+}
+
+impl ListEntry {
+    pub fn from_manifest(m: &Manifest) -> ListEntry {
+        ListEntry {
+            name: m.reference().to_string(),
+            id: m.id(),
+            format: m.format.to_string(),
+            quantization: m.quantization.map(|q| q.to_string()),
+            size: m.total_size(),
+            modified: m.pulled_at.clone(),
+        }
+    }
+}
+
+/// `llmctl show`: the stored model as the reference resolves it.
+#[derive(Debug, Serialize)]
+pub struct ShowView {
+    pub name: String,
+    pub id: String,
+    pub format: String,
+    pub architecture: String,
+    pub parameters: u64,
+    pub context_length: u64,
+    pub hidden_size: u64,
+    pub layers: u64,
+    pub attention_heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub vocab_size: u64,
+    pub weight_dtype: String,
+    /// The quantization a run of this reference uses (`null`: none).
+    pub quantization: Option<String>,
+    pub kv_cache: KvCacheView,
+    pub source: Source,
+    pub size: u64,
+    pub files: Vec<FileEntry>,
+    pub pulled_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KvCacheView {
+    pub unquantized: CacheSize,
+    /// The chosen scheme's size; equal to `unquantized` when none is chosen.
+    pub selected: CacheSize,
+}
+
+/// What `pull --json` prints: the manifests written.
+#[derive(Debug, Serialize)]
+pub struct PullView {
+    pub stored: Vec<ListEntry>,
+    pub fetched_bytes: u64,
+    pub reused_files: usize,
+}

