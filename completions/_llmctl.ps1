@@ -51,7 +51,18 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;run' {
+            [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'Stop after this many generated tokens')
+            [CompletionResult]::new('--temperature', '--temperature', [CompletionResultType]::ParameterName, 'Sampling temperature; 0 is greedy [default: the model''s generation config, else 0]')
+            [CompletionResult]::new('--top-k', '--top-k', [CompletionResultType]::ParameterName, 'Sample only among the K most likely tokens [default: the model''s]')
+            [CompletionResult]::new('--top-p', '--top-p', [CompletionResultType]::ParameterName, 'Sample only among the most likely tokens whose probabilities sum to P [default: the model''s]')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed for sampling: the same seed gives the same output')
+            [CompletionResult]::new('--ctx-size', '--ctx-size', [CompletionResultType]::ParameterName, 'Context length to allocate the KV cache for [default: the model''s, at most 4096]')
+            [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU if this build has CUDA and one is present)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--raw', '--raw', [CompletionResultType]::ParameterName, 'Send the prompt as it is, without the model''s chat template')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print load, speed, cache and memory statistics on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print load, speed, cache and memory statistics on stderr')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

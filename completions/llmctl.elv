@@ -46,7 +46,18 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --version 'Print version'
         }
         &'llmctl;run'= {
+            cand --max-tokens 'Stop after this many generated tokens'
+            cand --temperature 'Sampling temperature; 0 is greedy [default: the model''s generation config, else 0]'
+            cand --top-k 'Sample only among the K most likely tokens [default: the model''s]'
+            cand --top-p 'Sample only among the most likely tokens whose probabilities sum to P [default: the model''s]'
+            cand --seed 'Seed for sampling: the same seed gives the same output'
+            cand --ctx-size 'Context length to allocate the KV cache for [default: the model''s, at most 4096]'
+            cand --device 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU if this build has CUDA and one is present)'
             cand --color 'When to use colour on stderr'
+            cand --raw 'Send the prompt as it is, without the model''s chat template'
+            cand --json 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics'
+            cand -v 'Print load, speed, cache and memory statistics on stderr'
+            cand --verbose 'Print load, speed, cache and memory statistics on stderr'
             cand -q 'Print no progress or status messages (errors and data still print)'
             cand --quiet 'Print no progress or status messages (errors and data still print)'
             cand -h 'Print help'

@@ -46,9 +46,19 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l json -d 'Print wh
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l max-tokens -d 'Stop after this many generated tokens' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l temperature -d 'Sampling temperature; 0 is greedy [default: the model\'s generation config, else 0]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l top-k -d 'Sample only among the K most likely tokens [default: the model\'s]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l top-p -d 'Sample only among the most likely tokens whose probabilities sum to P [default: the model\'s]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l seed -d 'Seed for sampling: the same seed gives the same output' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l ctx-size -d 'Context length to allocate the KV cache for [default: the model\'s, at most 4096]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l device -d 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU if this build has CUDA and one is present)' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l raw -d 'Send the prompt as it is, without the model\'s chat template'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l json -d 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s v -l verbose -d 'Print load, speed, cache and memory statistics on stderr'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s V -l version -d 'Print version'

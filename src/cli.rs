@@ -69,8 +69,49 @@ pub struct RunArgs {
     #[arg(value_name = "MODEL")]
     pub model: String,
 
-    /// The prompt; read from stdin when omitted and stdin is not a terminal
+    /// The prompt; read from stdin when omitted and stdin is not a terminal,
+    /// else an interactive chat starts
     pub prompt: Option<String>,
+
+    /// Send the prompt as it is, without the model's chat template
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Stop after this many generated tokens
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_tokens: usize,
+
+    /// Sampling temperature; 0 is greedy [default: the model's generation config, else 0]
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Sample only among the K most likely tokens [default: the model's]
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+
+    /// Sample only among the most likely tokens whose probabilities sum to P [default: the model's]
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Seed for sampling: the same seed gives the same output
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Context length to allocate the KV cache for [default: the model's, at most 4096]
+    #[arg(long, value_name = "N")]
+    pub ctx_size: Option<usize>,
+
+    /// Where to run: `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU if this build has CUDA and one is present)
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print load, speed, cache and memory statistics on stderr
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+use crate::engine::EngineError;
+use crate::engine::kv_cache::ContextFull;
+use crate::engine::text::TextError;
 use crate::hub::HubError;
 use crate::printer::Printer;
 use crate::pull::PullError;
@@ -71,6 +74,9 @@ diagnose! {
     StageError => |e| (false, e.hint()),
     StoreError => |e| (e.is_usage(), e.hint()),
     HubError => |e| (false, e.hint()),
+    EngineError => |e| (e.is_usage(), e.hint()),
+    TextError => |_e| (false, Some("use `--raw` to send the prompt without the template".into())),
+    ContextFull => |_e| (false, Some("raise `--ctx-size` (up to the model's context length) or shorten the prompt".into())),
 }
 
 /// Prints `error` and returns the exit status it deserves. A closed stdout

@@ -7,11 +7,13 @@
 pub mod cli;
 pub mod commands;
 pub mod diagnostics;
+pub mod engine;
 pub mod env_vars;
 pub mod formats;
 pub mod generate;
 pub mod hub;
 pub mod kv_size;
+pub mod memory;
 pub mod printer;
 pub mod pull;
 pub mod quant;
@@ -35,12 +37,12 @@ pub fn main() -> ExitCode {
         Err(error) => return clap_exit(&error),
     };
     // Until settings are resolved, errors print without colour.
-    let plain = Printer::new(false, false, false);
+    let plain = Printer::new(false, false, false, false);
     let (global, command) = match settings::resolve(cli, &env) {
         Ok(resolved) => resolved,
         Err(error) => return diagnostics::report(&error.into(), &plain).into(),
     };
-    let printer = Printer::new(global.quiet, global.color, global.progress);
+    let printer = Printer::new(global.quiet, global.color, global.progress, env.stdout_is_terminal);
     match dispatch(&global, &command, &printer) {
         Ok(status) => status.into(),
         Err(error) => diagnostics::report(&error, &printer).into(),
@@ -60,6 +62,6 @@ fn dispatch(global: &GlobalSettings, command: &CommandSettings, printer: &Printe
 
 /// `--help` and `--version` exit 0 on stdout; usage errors exit 2 on stderr.
 fn clap_exit(error: &clap::Error) -> ExitCode {
-    Printer::new(false, false, false).clap(error);
+    Printer::new(false, false, false, false).clap(error);
     ExitCode::from(error.exit_code().clamp(0, 255) as u8)
 }

@@ -10,6 +10,7 @@ pub struct Printer {
     quiet: bool,
     color: bool,
     progress: bool,
+    stdout_is_terminal: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +35,30 @@ impl Style {
 }
 
 impl Printer {
-    pub fn new(quiet: bool, color: bool, progress: bool) -> Printer {
-        Printer { quiet, color, progress }
+    pub fn new(quiet: bool, color: bool, progress: bool, stdout_is_terminal: bool) -> Printer {
+        Printer { quiet, color, progress, stdout_is_terminal }
+    }
+
+    /// Model-generated text: on a terminal, control sequences are removed so
+    /// a model cannot move the cursor or retitle the window; pipes get it as is.
+    pub fn generated(&self, text: &str) -> io::Result<()> {
+        if self.stdout_is_terminal {
+            self.data(&sanitize(text))
+        } else {
+            self.data(text)
+        }
+    }
+
+    /// Whether `--quiet` is off.
+    pub fn is_chatty(&self) -> bool {
+        !self.quiet
+    }
+
+    /// An interactive prompt marker on stderr, without a newline.
+    pub fn prompt_marker(&self, marker: &str) {
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(marker.as_bytes());
+        let _ = err.flush();
     }
 
     /// Writes data to stdout; a closed pipe surfaces as `BrokenPipe`.
@@ -73,8 +96,26 @@ impl Printer {
         if self.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() }
     }
 
+    /// Lines for people that `--verbose` asked for (shown even with `--quiet`).
+    pub fn detail(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
     /// Clap's own help, version and usage errors, as clap formats them.
     pub fn clap(&self, error: &clap::Error) {
         let _ = error.print();
+    }
+}
+
+/// Drops control characters other than newline and tab.
+fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sanitize_removes_escape_sequences_but_keeps_layout() {
+        assert_eq!(super::sanitize("a\x1b]0;title\x07b\n\tc\r"), "a]0;titleb\n\tc");
     }
 }

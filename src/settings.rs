@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, ColorChoice, Command, Shell};
+use crate::cli::{Cli, ColorChoice, Command, RunArgs, Shell};
+use crate::engine::device::DeviceRequest;
 use crate::env_vars::*;
 use crate::hub::HubConfig;
 use crate::pull::PullSource;
@@ -47,6 +48,10 @@ pub enum SettingsError {
     NoDerivedName(PathBuf),
     #[error("`--ctx-size` must be at least 1")]
     ZeroContext,
+    #[error("invalid `--device`: {0}")]
+    Device(String),
+    #[error("`{flag}` must be {expected}, not {value}")]
+    OutOfRange { flag: &'static str, expected: &'static str, value: String },
 }
 
 impl SettingsError {
@@ -57,7 +62,7 @@ impl SettingsError {
             SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
             SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
             SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
-            SettingsError::ZeroContext => None,
+            SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }
     }
 }
@@ -78,10 +83,30 @@ pub struct PullSettings {
     pub json: bool,
 }
 
+/// Where `run` takes its prompt from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    Text(String),
+    /// Read all of stdin (a pipe or file).
+    Stdin,
+    /// stdin is a terminal: chat turn by turn.
+    Interactive,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub model: ModelRef,
-    pub prompt: Option<String>,
+    pub prompt: PromptSource,
+    pub raw: bool,
+    pub max_tokens: usize,
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    pub ctx_size: Option<usize>,
+    pub device: DeviceRequest,
+    pub json: bool,
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -127,7 +152,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
             source: pull_source(&args.model, args.name.as_deref(), env)?,
             json: args.json,
         }),
-        Command::Run(args) => CommandSettings::Run(RunSettings { model: args.model.parse()?, prompt: args.prompt }),
+        Command::Run(args) => CommandSettings::Run(run_settings(args, env)?),
         Command::List(args) => CommandSettings::List(ListSettings { json: args.json, names: args.names }),
         Command::Show(args) => CommandSettings::Show(ShowSettings {
             model: args.model.parse()?,
@@ -140,6 +165,41 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         Command::Completions(args) => CommandSettings::Completions(args.shell),
     };
     Ok((global, command))
+}
+
+fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> {
+    let range = |flag, expected, ok: bool, value: String| {
+        if ok { Ok(()) } else { Err(SettingsError::OutOfRange { flag, expected, value }) }
+    };
+    if let Some(t) = args.temperature {
+        range("--temperature", "a number of 0 or more", t.is_finite() && t >= 0.0, t.to_string())?;
+    }
+    if let Some(p) = args.top_p {
+        range("--top-p", "in 0 < P <= 1", p > 0.0 && p <= 1.0, p.to_string())?;
+    }
+    range("--max-tokens", "at least 1", args.max_tokens >= 1, args.max_tokens.to_string())?;
+    if args.ctx_size == Some(0) {
+        return Err(SettingsError::ZeroContext);
+    }
+    let prompt = match (args.prompt, env.stdin_is_terminal) {
+        (Some(text), _) => PromptSource::Text(text),
+        (None, false) => PromptSource::Stdin,
+        (None, true) => PromptSource::Interactive,
+    };
+    Ok(RunSettings {
+        model: args.model.parse()?,
+        prompt,
+        raw: args.raw,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        ctx_size: args.ctx_size,
+        device: args.device.parse().map_err(SettingsError::Device)?,
+        json: args.json,
+        verbose: args.verbose,
+    })
 }
 
 fn store_root(env: &Env) -> Result<PathBuf, SettingsError> {

@@ -183,12 +183,72 @@ fn unknown_models_and_bad_names_are_refused() {
 }
 
 #[test]
-fn run_resolves_then_reports_the_missing_engine() {
+fn run_without_a_chat_template_asks_for_raw() {
     let ctx = ctx_with_tiny_safetensors();
-    let out = ctx.run(&["run", "org/tiny:kv_fp8", "hi"]);
+    ctx.run(&["run", "org/tiny:kv_fp8", "hi"]).assert(
+        1,
+        "",
+        "running org/tiny:kv_fp8 on cpu (KV cache: kv_fp8, 41.0 kB for 256 tokens)\n\
+         error: this model has no chat template\nhint: use `--raw` to send the prompt as it is\n",
+    );
+}
+
+#[test]
+fn run_json_streams_token_events_then_done() {
+    let ctx = ctx_with_tiny_safetensors();
+    let out = ctx.run(&["run", "org/tiny:kv_int8", "--raw", "--json", "--max-tokens", "6", "w3 w4 w5"]);
+    out.success();
+    let events: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (done, tokens) = events.split_last().unwrap();
+    assert!(tokens.iter().all(|e| e["type"] == "token" && e["id"].is_u64() && e["text"].is_string()));
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["generated_tokens"], tokens.len());
+    assert_eq!(done["prompt_tokens"], 3);
+    assert_eq!(done["device"], "cpu");
+    assert_eq!(done["kv_cache"]["scheme"], "kv_int8");
+    // 2 layers x (K, V) x 2 KV heads x (16 bytes + one f32 scale) x 256 positions.
+    assert_eq!(done["kv_cache"]["allocated_bytes"], 2 * 2 * 2 * (16 + 4) * 256);
+    assert!(done["memory"]["host"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    let stop = done["stop_reason"].as_str().unwrap();
+    assert!(stop == "max_tokens" && tokens.len() == 6 || stop == "eos" && tokens.len() < 6, "{stop}");
+}
+
+#[test]
+fn run_errors_come_before_loading() {
+    let ctx = ctx_with_tiny_safetensors();
+    ctx.run(&["run", "org/tiny", "--raw", "--ctx-size", "100000", "x"]).assert(
+        2,
+        "",
+        "error: `--ctx-size 100000` is beyond the model's context length of 256\nhint: use `--ctx-size 256` or less\n",
+    );
+    let out = ctx.run(&["run", "org/tiny", "--device", "cuda", "x"]);
+    if !cfg!(feature = "cuda") {
+        out.assert(
+            2,
+            "",
+            "error: `--device cuda:0` asks for CUDA, but this llmctl was built without CUDA support\n\
+             hint: build the CUDA binary with `cargo build --release --features cuda` (see README, \"CUDA\"), or use `--device cpu`\n",
+        );
+    }
+    ctx.run(&["run", "org/tiny", "--device", "tpu", "x"]).assert(
+        2,
+        "",
+        "error: invalid `--device`: `tpu` is not a device: use `cpu`, `cuda`, `cuda:N` or `auto`\n",
+    );
+    ctx.run(&["run", "org/tiny", "--top-p", "1.5", "x"]).assert(2, "", "error: `--top-p` must be in 0 < P <= 1, not 1.5\n");
+}
+
+#[test]
+fn run_reports_a_lost_blob_and_how_to_recover() {
+    let ctx = ctx_with_tiny_safetensors();
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    let tokenizer = show["files"].as_array().unwrap().iter().find(|f| f["name"] == "tokenizer.json").unwrap().clone();
+    let blob = ctx.store().join("blobs").join(format!("sha256-{}", tokenizer["sha256"].as_str().unwrap()));
+    std::fs::remove_file(&blob).unwrap();
+    let out = ctx.run(&["run", "org/tiny", "--raw", "x"]);
     assert_eq!(out.code, 1);
-    assert_eq!(out.stdout, "");
-    assert!(out.stderr.starts_with("org/tiny:kv_fp8 (safetensors, kv_fp8)\n"), "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: the store has lost `tokenizer.json` of `org/tiny` (blob `[STORE]/blobs/sha256-"), "{}", out.stderr);
+    assert!(out.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"), "{}", out.stderr);
 }
 
 #[test]

@@ -1,23 +1,135 @@
-//! `llmctl run`: resolve the model and its quantization, then generate.
+//! `llmctl run`: resolve the model and its quantization, load it with the
+//! chosen KV cache, and generate from a prompt, stdin, or a chat session.
+
+use std::io::{BufRead, Read};
 
 use crate::diagnostics::ExitStatus;
+use crate::engine::chat::Message;
+use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
+use crate::engine::sampling::SamplingParams;
+use crate::engine::{self, GenerationDefaults, LoadRequest, Loaded};
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
-use crate::settings::{GlobalSettings, RunSettings};
-
-#[derive(Debug, thiserror::Error)]
-#[error("`llmctl run` cannot generate text yet: this build has no inference engine")]
-pub struct NoEngine;
+use crate::settings::{GlobalSettings, PromptSource, RunSettings};
+use crate::ui::format;
+use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStream};
 
 pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
     let manifest = store.find(&settings.model)?;
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
-    let scheme = match resolved {
-        Resolved::None => "unquantized".to_string(),
-        Resolved::Kv(k) => k.as_str().to_string(),
-        Resolved::Gguf(t) => t.as_str().to_string(),
+    let kv = match resolved {
+        Resolved::Kv(scheme) => Some(scheme),
+        Resolved::None | Resolved::Gguf(_) => None,
     };
-    printer.status(&format!("{} ({}, {scheme})", settings.model, manifest.format));
-    Err(NoEngine.into())
+    let request = LoadRequest { device: settings.device, ctx_size: settings.ctx_size, kv };
+    let mut loaded = engine::load(&store, &manifest, &request)?;
+    let cache = &loaded.cache;
+    printer.status(&format!(
+        "running {} on {} (KV cache: {}, {} for {} tokens)",
+        settings.model,
+        loaded.device,
+        cache.layout().name(),
+        format::bytes(cache.allocated_bytes()),
+        cache.capacity()
+    ));
+    let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
+    match &settings.prompt {
+        PromptSource::Text(text) => one_shot(&mut loaded, settings, &options, text, printer),
+        PromptSource::Stdin => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            one_shot(&mut loaded, settings, &options, &text, printer)
+        }
+        PromptSource::Interactive => chat_loop(&mut loaded, settings, &options, printer),
+    }
+}
+
+/// Flags first, then the model's generation config; greedy when neither samples.
+fn sampling(settings: &RunSettings, defaults: &GenerationDefaults) -> SamplingParams {
+    let sampled_by_default = defaults.do_sample.unwrap_or(false);
+    let temperature = settings.temperature.unwrap_or(if sampled_by_default { defaults.temperature.unwrap_or(1.0) } else { 0.0 });
+    SamplingParams {
+        temperature,
+        top_k: settings.top_k.or(defaults.top_k.filter(|_| sampled_by_default)),
+        top_p: settings.top_p.or(defaults.top_p.filter(|_| sampled_by_default)),
+        seed: settings.seed,
+    }
+}
+
+fn encode(loaded: &Loaded, settings: &RunSettings, messages: &[Message]) -> anyhow::Result<Vec<u32>> {
+    if settings.raw {
+        let text = messages.last().map_or("", |m| m.content.as_str());
+        return Ok(loaded.text.encode_raw(text)?);
+    }
+    Ok(loaded.text.encode_chat(messages).map_err(engine::EngineError::Text)?.1)
+}
+
+fn one_shot(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, prompt: &str, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let messages = [Message { role: "user".into(), content: prompt.to_string() }];
+    let ids = encode(loaded, settings, &messages)?;
+    let stats = run_once(loaded, settings, options, &ids, printer)?.0;
+    report(loaded, settings, &stats, printer)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Generates into the right sink; returns the stats and the text produced.
+fn run_once(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
+    loaded.cache.reset();
+    let mut collected = Collect { inner: if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) }, text: String::new() };
+    let stats = generate(&loaded.model, &mut loaded.cache, &loaded.text, ids, options, &mut collected)?;
+    if !settings.json {
+        printer.generated("\n")?;
+    }
+    Ok((stats, collected.text))
+}
+
+struct Collect<'a> {
+    inner: Box<dyn TokenSink + 'a>,
+    text: String,
+}
+
+impl TokenSink for Collect<'_> {
+    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
+        self.text.push_str(text);
+        self.inner.token(id, text)
+    }
+}
+
+fn report(loaded: &Loaded, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
+    let kv_cache = KvCacheStats {
+        scheme: loaded.cache.layout().name().to_string(),
+        context_length: loaded.cache.capacity(),
+        allocated_bytes: loaded.cache.allocated_bytes(),
+    };
+    let memory = MemoryStats { host: crate::memory::read() };
+    let done = DoneView::new(settings.model.to_string(), loaded.device.clone(), loaded.load_time.as_secs_f64(), stats, kv_cache, memory);
+    if settings.json {
+        printer.data(&done.json_line()?)?;
+    }
+    if settings.verbose {
+        printer.detail(&done.text());
+    }
+    Ok(())
+}
+
+/// Turn-by-turn chat on a terminal; `/bye` or end of input leaves.
+fn chat_loop(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let mut messages: Vec<Message> = Vec::new();
+    let stdin = std::io::stdin();
+    loop {
+        printer.prompt_marker(">>> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim() == "/bye" {
+            return Ok(ExitStatus::Success);
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        messages.push(Message { role: "user".into(), content: line.trim_end().to_string() });
+        let ids = encode(loaded, settings, &messages)?;
+        let (stats, reply) = run_once(loaded, settings, options, &ids, printer)?;
+        messages.push(Message { role: "assistant".into(), content: reply });
+        report(loaded, settings, &stats, printer)?;
+    }
 }

@@ -54,7 +54,8 @@ impl HubError {
     pub(super) fn from_api(error: ApiError, repo: &str, file: &str) -> HubError {
         match error {
             ApiError::RequestError(e) => status_error(*e, repo, Some(file)),
-            ApiError::IoError(source) => HubError::Io { path: PathBuf::from(file), source },
+            // hf-hub reports a dropped connection and a full disk alike as I/O.
+            ApiError::IoError(e) => HubError::Download { what: format!("{repo}/{file}"), detail: e.to_string() },
             ApiError::TooManyRetries(inner) => HubError::from_api(*inner, repo, file),
             other => HubError::Download { what: format!("{repo}/{file}"), detail: other.to_string() },
         }
@@ -66,9 +67,12 @@ fn status_error(error: ureq::Error, repo: &str, file: Option<&str>) -> HubError 
     match error {
         ureq::Error::Status(status, response) => {
             let code = response.header("x-error-code").unwrap_or_default().to_string();
+            // The real hub answers a missing (or private) repository with 401
+            // and this code, so the code decides before the status does.
             match (status, file) {
+                (_, _) if code == "RepoNotFound" => HubError::RepoNotFound { repo },
                 (401 | 403, _) => HubError::Unauthorized { repo, status },
-                (404, Some(file)) if code != "RepoNotFound" => HubError::FileNotFound { repo, file: file.into() },
+                (404, Some(file)) => HubError::FileNotFound { repo, file: file.into() },
                 (404, _) => HubError::RepoNotFound { repo },
                 (429, _) => HubError::RateLimited { repo },
                 (status, _) => {

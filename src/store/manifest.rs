@@ -113,7 +113,7 @@ pub fn is_plain_file_name(name: &str) -> bool {
 }
 
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

@@ -3,5 +3,6 @@
 
 pub mod format;
 pub mod progress;
+pub mod stream;
 pub mod table;
 pub mod views;

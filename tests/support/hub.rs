@@ -1,5 +1,13 @@
 //! `TestHub`: an in-process stand-in for the Hugging Face Hub, for integration tests.
 //!
+//! ```ignore
+//! let hub = TestHub::start();
+//! hub.add_repo("org/name", vec![("config.json".into(), b"{}".to_vec())]);
+//! hub.set_fault("org/name", "config.json", Fault::DropAfter(1));
+//! // point hf-hub (or `llmctl`, via its endpoint setting) at `hub.url()`, then
+//! // inspect `hub.requests()`.
+//! ```
+//!
 //! It owns a loopback HTTP/1.1 server (std `TcpListener`, one thread per connection)
 //! and the repos, faults, token rule and request log the tests configure on it. It
 //! speaks the subset of the Hub protocol that `hf-hub` 0.4.3's blocking client
@@ -38,9 +46,11 @@
 //! malformed `Range` header is a 400 (RFC 9110 would let us ignore it, but a loud
 //! failure is more useful in tests); a multi-range request gets the full body (200).
 //! A 0-byte file answers any range, including the `bytes=0-0` probe, with 416
-//! `Content-Range: bytes */0`, as RFC 9110 and CDNs do.
+//! `Content-Range: bytes */0`, as RFC 9110 and CDNs do (so hf-hub 0.4.3 cannot
+//! download it). Faults cannot be stacked: one per file, `set_fault` replaces.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +60,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// Proxy variables that ureq 2 (hence hf-hub's blocking client) obeys. ureq 2 has no
+/// `NO_PROXY` support, so with any of these set even requests to 127.0.0.1 go to the
+/// proxy and the tests fail: remove them from the environment of a spawned `llmctl`.
+#[allow(dead_code)]
+pub const PROXY_ENV_VARS: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
 
 /// Files above this size are LFS even without an LFS extension (the Hub's own rule
 /// is configurable per repo; 1 MiB keeps test fixtures small).
@@ -126,7 +149,11 @@ impl TestHub {
             .name("test-hub-accept".into())
             .spawn(move || accept_loop(listener, &accept_shared))
             .expect("TestHub: spawn accept thread");
-        TestHub { addr, shared, accept_thread: Mutex::new(Some(accept_thread)) }
+        TestHub {
+            addr,
+            shared,
+            accept_thread: Mutex::new(Some(accept_thread)),
+        }
     }
 
     /// The endpoint to hand to `ApiBuilder::with_endpoint`, e.g. `http://127.0.0.1:40123`.
@@ -143,7 +170,10 @@ impl TestHub {
 
     /// The commit sha of a published repo, for asserting snapshot paths.
     pub fn commit(&self, repo_id: &str) -> Option<String> {
-        self.state().repos.get(repo_id).map(|repo| repo.commit.clone())
+        self.state()
+            .repos
+            .get(repo_id)
+            .map(|repo| repo.commit.clone())
     }
 
     /// From now on every request must carry `Authorization: Bearer <token>`, or it
@@ -177,7 +207,9 @@ impl TestHub {
     /// Answers the listing of `repo_id` (any revision, with or without `blobs`) with
     /// this raw JSON and 200, whether or not the repo exists. Resolve is unaffected.
     pub fn set_listing_override(&self, repo_id: &str, json: Value) {
-        self.state().listing_overrides.insert(repo_id.to_string(), json);
+        self.state()
+            .listing_overrides
+            .insert(repo_id.to_string(), json);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -192,7 +224,11 @@ impl Drop for TestHub {
         // connect fails we must not join, or drop would hang: the thread is left
         // blocked instead.
         let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        let handle = self.accept_thread.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self
+            .accept_thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(handle) = handle
             && woke
         {
@@ -211,7 +247,9 @@ struct Shared {
 impl Shared {
     /// A panicking test thread must not take the whole server down with a poisoned lock.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -306,8 +344,11 @@ impl Repo {
     }
 
     fn listing(&self, repo_id: &str, blobs: bool) -> Value {
-        let siblings: Vec<Value> =
-            self.files.iter().map(|(name, file)| file.sibling(name, blobs)).collect();
+        let siblings: Vec<Value> = self
+            .files
+            .iter()
+            .map(|(name, file)| file.sibling(name, blobs))
+            .collect();
         json!({
             "_id": self.listing_id,
             "id": repo_id,
@@ -330,9 +371,8 @@ struct HubFile {
 impl HubFile {
     fn new(name: &str, bytes: Vec<u8>) -> HubFile {
         let sha256 = sha256_hex(&bytes);
-        let is_lfs = name.ends_with(".safetensors")
-            || name.ends_with(".gguf")
-            || bytes.len() > LFS_MIN_SIZE;
+        let is_lfs =
+            name.ends_with(".safetensors") || name.ends_with(".gguf") || bytes.len() > LFS_MIN_SIZE;
         // For LFS the git blob is the pointer file, so that is what blobId hashes.
         let pointer = is_lfs.then(|| {
             format!(
@@ -455,7 +495,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn record(&self, status: u16) -> RequestRecord {
@@ -476,7 +519,11 @@ enum RequestError {
 }
 
 fn read_request(reader: &mut impl BufRead) -> Result<Request, RequestError> {
-    let mut request = Request { method: String::new(), target: String::new(), headers: Vec::new() };
+    let mut request = Request {
+        method: String::new(),
+        target: String::new(),
+        headers: Vec::new(),
+    };
     let mut budget = MAX_HEAD_BYTES;
     let first = match read_line(reader, &mut budget) {
         Ok(Some(line)) => line,
@@ -516,7 +563,11 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, RequestError> {
 /// before any byte; `Err` on EOF mid-line, I/O error, non-UTF-8 or overlong head.
 fn read_line(reader: &mut impl BufRead, budget: &mut u64) -> Result<Option<String>, ()> {
     let mut line = Vec::new();
-    let read = reader.by_ref().take(*budget).read_until(b'\n', &mut line).map_err(|_| ())?;
+    let read = reader
+        .by_ref()
+        .take(*budget)
+        .read_until(b'\n', &mut line)
+        .map_err(|_| ())?;
     *budget -= read as u64;
     if read == 0 && *budget > 0 {
         return Ok(None);
@@ -533,7 +584,9 @@ fn read_line(reader: &mut impl BufRead, budget: &mut u64) -> Result<Option<Strin
 fn parse_header(line: &str) -> Option<(String, String)> {
     let (name, value) = line.split_once(':')?;
     let valid_name = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     valid_name.then(|| (name.to_ascii_lowercase(), value.trim().to_string()))
 }
 
@@ -549,10 +602,16 @@ fn respond(request: &Request, shared: &Shared) -> Reply {
     if !state.authorized(request.header("authorization")) {
         return json_error(401, "Invalid credentials in Authorization header").head_only(is_head);
     }
-    let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((&request.target, ""));
     let reply = if let Some(rest) = path.strip_prefix("/api/models/") {
         listing(&state, rest, query)
-    } else if let Some((repo, rest)) = path.strip_prefix('/').and_then(|p| p.split_once("/resolve/")) {
+    } else if let Some((repo, rest)) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once("/resolve/"))
+    {
         match ResolveTarget::decode(repo, rest) {
             Some(target) => resolve(&mut state, &target, request),
             None => json_error(400, "Bad request"),
@@ -578,7 +637,9 @@ fn listing(state: &State, rest: &str, query: &str) -> Reply {
     if !repo.has_revision(&revision) {
         return revision_not_found(&revision);
     }
-    let blobs = query.split('&').any(|pair| pair == "blobs=true" || pair == "blobs=1");
+    let blobs = query
+        .split('&')
+        .any(|pair| pair == "blobs=true" || pair == "blobs=1");
     json_reply(200, &repo.listing(&repo_id, blobs))
 }
 
@@ -645,7 +706,10 @@ fn serve_file(
         None => {}
     }
     let total = bytes.len() as u64;
-    let span = match range.filter(|_| honour_range).map(|r| parse_range(r, total)) {
+    let span = match range
+        .filter(|_| honour_range)
+        .map(|r| parse_range(r, total))
+    {
         None | Some(RangeAsk::Full) => None,
         Some(RangeAsk::Span(first, last)) => Some((first, last)),
         Some(RangeAsk::Malformed) => return json_error(400, "Malformed Range header"),
@@ -666,7 +730,12 @@ fn serve_file(
     Reply {
         status,
         headers,
-        body: Body { data: bytes, start: start as usize, end: end as usize, send: true },
+        body: Body {
+            data: bytes,
+            start: start as usize,
+            end: end as usize,
+            send: true,
+        },
         plan,
     }
 }
@@ -691,7 +760,11 @@ fn parse_range(value: &str, total: u64) -> RangeAsk {
     let Some((first, last)) = spec.split_once('-') else {
         return RangeAsk::Malformed;
     };
-    match (digits(first.trim()), digits(last.trim()), first.trim().is_empty()) {
+    match (
+        digits(first.trim()),
+        digits(last.trim()),
+        first.trim().is_empty(),
+    ) {
         // bytes=-N: the last N bytes.
         (None, Some(n), true) if n == 0 || total == 0 => RangeAsk::Unsatisfiable,
         (None, Some(n), true) => RangeAsk::Span(total - n.min(total), total - 1),
@@ -768,8 +841,16 @@ fn json_reply(status: u16, json: &Value) -> Reply {
     let end = data.len();
     Reply {
         status,
-        headers: vec![("Content-Type", "application/json; charset=utf-8".to_string())],
-        body: Body { data, start: 0, end, send: true },
+        headers: vec![(
+            "Content-Type",
+            "application/json; charset=utf-8".to_string(),
+        )],
+        body: Body {
+            data,
+            start: 0,
+            end,
+            send: true,
+        },
         plan: SendPlan::default(),
     }
 }
@@ -835,9 +916,13 @@ fn write_reply(mut stream: &TcpStream, reply: &Reply) -> io::Result<()> {
     let body = &reply.body;
     let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
     for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(head, "{name}: {value}\r\n");
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.end - body.start));
+    let _ = write!(
+        head,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.end - body.start
+    );
     stream.write_all(head.as_bytes())?;
     if !body.send {
         return Ok(());
@@ -865,7 +950,10 @@ fn write_body(
         let end = (pos + CHUNK).min(stop);
         chunk.clear();
         chunk.extend_from_slice(&body.data[pos..end]);
-        if let Some(offset) = corrupt_at.map(|o| o as usize).filter(|o| (pos..end).contains(o)) {
+        if let Some(offset) = corrupt_at
+            .map(|o| o as usize)
+            .filter(|o| (pos..end).contains(o))
+        {
             chunk[offset - pos] ^= 0xFF;
         }
         stream.write_all(&chunk)?;
@@ -893,6 +981,11 @@ fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)] as char, DIGITS[usize::from(b & 0xF)] as char])
+        .flat_map(|b| {
+            [
+                DIGITS[usize::from(b >> 4)] as char,
+                DIGITS[usize::from(b & 0xF)] as char,
+            ]
+        })
         .collect()
 }

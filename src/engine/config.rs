@@ -1,0 +1,200 @@
+//! A model's `config.json` as the engine needs it: the decoder family, its
+//! shapes, RoPE parameters and special token ids, validated before loading.
+
+use serde::Deserialize;
+
+use crate::formats::bounds::*;
+use crate::formats::{ShapeError, check_range};
+
+/// Decoder families llmctl implements, by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Llama 2/3.x, SmolLM/SmolLM2, TinyLlama.
+    Llama,
+    /// Same block as Llama; sliding-window attention is not applied (see README).
+    Mistral,
+    /// Llama block with biases on the Q, K and V projections.
+    Qwen2,
+    /// Llama block with RMS-normalized queries and keys per head.
+    Qwen3,
+}
+
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3";
+
+impl Family {
+    fn from_model_type(model_type: &str) -> Option<Family> {
+        Some(match model_type {
+            "llama" => Family::Llama,
+            "mistral" => Family::Mistral,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`config.json` is not a usable model config")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported architecture `{0}`: llmctl runs {SUPPORTED}")]
+    Unsupported(String),
+    #[error("`config.json` has a bad shape")]
+    Shape(#[from] ShapeError),
+    #[error("`config.json` has {heads} attention heads, not a multiple of its {kv_heads} KV heads")]
+    Gqa { heads: usize, kv_heads: usize },
+    #[error("unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear` and `llama3`")]
+    RopeScaling(String),
+    #[error("`config.json` has an odd head dimension ({0}); rotary embeddings need an even one")]
+    OddHeadDim(usize),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: Option<String>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    model_type: Option<String>,
+    hidden_size: u64,
+    intermediate_size: u64,
+    num_hidden_layers: u64,
+    num_attention_heads: u64,
+    num_key_value_heads: Option<u64>,
+    head_dim: Option<u64>,
+    max_position_embeddings: u64,
+    vocab_size: u64,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f64,
+    rope_scaling: Option<RopeScaling>,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    attention_bias: Option<bool>,
+    eos_token_id: Option<TokenIds>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+
+fn default_theta() -> f64 {
+    10_000.0
+}
+
+/// The validated configuration a model is built from.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub max_context: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: Option<RopeScaling>,
+    pub tie_word_embeddings: bool,
+    pub qkv_bias: bool,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    pub fn parse(json: &[u8]) -> Result<ModelConfig, ConfigError> {
+        let raw: Raw = serde_json::from_slice(json)?;
+        let model_type = raw.model_type.clone().unwrap_or_default();
+        let family = Family::from_model_type(&model_type).ok_or_else(|| ConfigError::Unsupported(model_type))?;
+        let heads = check_range("num_attention_heads", raw.num_attention_heads, MAX_HEADS)? as usize;
+        let kv_heads = check_range("num_key_value_heads", raw.num_key_value_heads.unwrap_or(heads as u64), MAX_HEADS)? as usize;
+        if heads % kv_heads != 0 {
+            return Err(ConfigError::Gqa { heads, kv_heads });
+        }
+        let hidden_size = check_range("hidden_size", raw.hidden_size, MAX_HIDDEN)? as usize;
+        let head_dim = check_range("head_dim", raw.head_dim.unwrap_or((hidden_size / heads) as u64), MAX_HEAD_DIM)? as usize;
+        if head_dim % 2 != 0 {
+            return Err(ConfigError::OddHeadDim(head_dim));
+        }
+        check_rope_scaling(raw.rope_scaling.as_ref())?;
+        Ok(ModelConfig {
+            family,
+            hidden_size,
+            intermediate_size: check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize,
+            layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)? as usize,
+            heads,
+            kv_heads,
+            head_dim,
+            max_context: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)? as usize,
+            vocab_size: check_range("vocab_size", raw.vocab_size, MAX_VOCAB)? as usize,
+            rms_norm_eps: raw.rms_norm_eps,
+            rope_theta: raw.rope_theta,
+            rope_scaling: raw.rope_scaling,
+            tie_word_embeddings: raw.tie_word_embeddings,
+            qkv_bias: raw.attention_bias.unwrap_or(family == Family::Qwen2),
+            eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
+        })
+    }
+
+    /// Query heads that share one KV head.
+    pub fn group_size(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+}
+
+fn check_rope_scaling(scaling: Option<&RopeScaling>) -> Result<(), ConfigError> {
+    match scaling.and_then(|s| s.rope_type.as_deref()) {
+        None | Some("default" | "linear" | "llama3") => Ok(()),
+        Some(other) => Err(ConfigError::RopeScaling(other.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"{"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+        "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":256,"vocab_size":32,
+        "eos_token_id":[2,3]}"#;
+
+    #[test]
+    fn families_bring_their_defaults() {
+        let cfg = ModelConfig::parse(BASE.as_bytes()).unwrap();
+        assert_eq!((cfg.family, cfg.qkv_bias, cfg.group_size(), cfg.head_dim), (Family::Qwen2, true, 2, 16));
+        assert_eq!(cfg.eos_token_ids, [2, 3]);
+        assert_eq!(cfg.rope_theta, 10_000.0);
+    }
+
+    #[test]
+    fn unsupported_architectures_and_scalings_are_named() {
+        let gpt2 = BASE.replace("qwen2", "gpt2");
+        let err = ModelConfig::parse(gpt2.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "unsupported architecture `gpt2`: llmctl runs llama, mistral, qwen2, qwen3");
+        let yarn = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
+        assert!(matches!(ModelConfig::parse(yarn.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "yarn"));
+    }
+}

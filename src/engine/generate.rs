@@ -1,0 +1,89 @@
+//! The generation loop: prefill the prompt, then sample one token at a
+//! time until a stop token, the token limit or a full context. Tokens are
+//! pushed into a sink; the loop never prints.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::detokenize::Detokenizer;
+use super::kv_cache::KvCache;
+use super::model::{Logits, Model};
+use super::sampling::{Sampler, SamplingParams};
+use super::text::TextCodec;
+
+/// Receives each generated token and its newly completed text.
+pub trait TokenSink {
+    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxTokens,
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub stop_reason: StopReason,
+    pub prefill: Duration,
+    pub decode: Duration,
+}
+
+pub fn generate(
+    model: &Model,
+    cache: &mut KvCache,
+    text: &TextCodec,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    sink: &mut dyn TokenSink,
+) -> anyhow::Result<GenerationStats> {
+    cache.check_room(prompt.len())?;
+    let started = Instant::now();
+    let mut logits = model.forward(prompt, cache, Logits::Last)?;
+    let mut sampler = Sampler::new(options.sampling.clone());
+    let mut next = sampler.sample(&logits)?;
+    let prefill = started.elapsed();
+    let decode_start = Instant::now();
+    let mut detok = Detokenizer::new(&text.tokenizer);
+    let mut generated = 0;
+    let stop_reason = loop {
+        if text.stop_ids.contains(&next) {
+            break StopReason::Eos;
+        }
+        let piece = detok.push(next).map_err(|e| anyhow::anyhow!("detokenizing failed: {e}"))?;
+        sink.token(next, &piece)?;
+        generated += 1;
+        if generated >= options.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        if cache.check_room(1).is_err() {
+            break StopReason::ContextFull;
+        }
+        logits = model.forward(&[next], cache, Logits::Last)?;
+        next = sampler.sample(&logits)?;
+    };
+    model.device().synchronize()?;
+    Ok(GenerationStats { prompt_tokens: prompt.len(), generated_tokens: generated, stop_reason, prefill, decode: decode_start.elapsed() })
+}
+
+/// Mean negative log-likelihood (nats) of `ids[1..]` given their prefixes,
+/// from one pass over the prompt.
+pub fn mean_nll(model: &Model, cache: &mut KvCache, ids: &[u32]) -> anyhow::Result<f64> {
+    cache.check_room(ids.len())?;
+    let logits = model.forward(ids, cache, Logits::All)?;
+    let logprobs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let rows: Vec<Vec<f32>> = logprobs.to_vec2()?;
+    let total: f64 = ids[1..].iter().enumerate().map(|(i, &id)| -(rows[i][id as usize] as f64)).sum();
+    Ok(total / (ids.len() - 1) as f64)
+}

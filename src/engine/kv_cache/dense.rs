@@ -1,0 +1,32 @@
+//! The unquantized cache: keys and values in the compute dtype.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::{CacheShape, LayerCache, tensor_bytes};
+
+pub struct DenseLayer {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl DenseLayer {
+    pub fn new(shape: CacheShape, dtype: DType, device: &Device) -> Result<DenseLayer> {
+        let dims = (shape.kv_heads, shape.capacity, shape.head_dim);
+        Ok(DenseLayer { k: Tensor::zeros(dims, dtype, device)?, v: Tensor::zeros(dims, dtype, device)? })
+    }
+}
+
+impl LayerCache for DenseLayer {
+    fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        self.k.slice_set(&k.to_dtype(self.k.dtype())?.contiguous()?, 1, pos)?;
+        self.v.slice_set(&v.to_dtype(self.v.dtype())?.contiguous()?, 1, pos)
+    }
+
+    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        Ok((self.k.narrow(1, 0, len)?.to_dtype(dtype)?, self.v.narrow(1, 0, len)?.to_dtype(dtype)?))
+    }
+
+    fn bytes(&self) -> u64 {
+        tensor_bytes(&self.k) + tensor_bytes(&self.v)
+    }
+}

@@ -1,0 +1,117 @@
+//! The KV cache: preallocated for the context, written in place each step,
+//! one storage type per scheme behind one small interface. The model's
+//! weights never change; this is the only mutable state of a run.
+
+mod dense;
+mod quantized;
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use crate::kv_size::CacheLayout;
+use crate::quant::KvScheme;
+
+pub use quantized::{Fp8E4M3, Int8, QuantizedLayer};
+
+/// One layer's keys and values, stored however the scheme stores them.
+pub trait LayerCache: Send {
+    /// Stores `k` and `v`, each (kv_heads, T, head_dim), at positions `pos..pos+T`.
+    fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()>;
+    /// Keys and values for positions `0..len`, in `dtype`, each (kv_heads, len, head_dim).
+    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)>;
+    /// Bytes this layer holds on its device.
+    fn bytes(&self) -> u64;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the context is full: {needed} tokens do not fit in {capacity} (`--ctx-size`)")]
+pub struct ContextFull {
+    pub needed: usize,
+    pub capacity: usize,
+}
+
+/// Shape of a cache: what the model needs stored per token.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheShape {
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub capacity: usize,
+}
+
+pub struct KvCache {
+    layers: Vec<Box<dyn LayerCache>>,
+    layout: CacheLayout,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// Allocates the whole cache up front, so a run that starts fits to the end.
+    pub fn new(layout: CacheLayout, shape: CacheShape, dtype: DType, device: &Device) -> Result<KvCache> {
+        let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shape.layers);
+        for _ in 0..shape.layers {
+            layers.push(match layout {
+                CacheLayout::Dense { .. } => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
+                CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, device)?),
+                CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, device)?),
+            });
+        }
+        Ok(KvCache { layers, layout, len: 0, capacity: shape.capacity })
+    }
+
+    pub fn layout(&self) -> CacheLayout {
+        self.layout
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every stored token; the memory stays allocated.
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Fails unless `tokens` more positions fit.
+    pub fn check_room(&self, tokens: usize) -> std::result::Result<(), ContextFull> {
+        let needed = self.len + tokens;
+        if needed > self.capacity { Err(ContextFull { needed, capacity: self.capacity }) } else { Ok(()) }
+    }
+
+    /// Writes a layer's new keys/values at the current end and returns all of
+    /// that layer's keys/values so far. The length advances in `commit`.
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let new = k.dim(1)?;
+        if self.len + new > self.capacity {
+            candle_core::bail!("{}", ContextFull { needed: self.len + new, capacity: self.capacity });
+        }
+        let cache = &mut self.layers[layer];
+        cache.write(self.len, k, v)?;
+        cache.read(self.len + new, dtype)
+    }
+
+    /// Marks `tokens` positions, written in every layer, as stored.
+    pub fn commit(&mut self, tokens: usize) {
+        self.len += tokens;
+    }
+
+    /// Bytes the cache holds on its device.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| l.bytes()).sum()
+    }
+}
+
+pub(crate) fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.elem_count() * t.dtype().size_in_bytes()) as u64
+}
+
+#[cfg(test)]
+mod tests;

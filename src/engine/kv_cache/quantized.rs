@@ -1,0 +1,110 @@
+//! Quantized caches: one byte per value plus one f32 scale per
+//! (token, KV head), the scale being the head vector's absolute maximum over
+//! the code's largest magnitude. A per-vector scale keeps small values out
+//! of FP8's subnormal range, which a plain cast would flush.
+
+use std::marker::PhantomData;
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::{CacheShape, LayerCache, tensor_bytes};
+
+/// How scaled values become stored bytes and back.
+pub trait Codec: Send + 'static {
+    const STORAGE: DType;
+    /// The largest magnitude the code represents; scaled values lie within it.
+    const MAX: f64;
+    fn encode(scaled: &Tensor) -> Result<Tensor>;
+    /// Back to f32, still scaled.
+    fn decode(stored: &Tensor) -> Result<Tensor>;
+}
+
+/// Symmetric INT8 in -127..=127, stored as `u8` offset by 128 (candle has no `i8`).
+pub struct Int8;
+
+impl Codec for Int8 {
+    const STORAGE: DType = DType::U8;
+    const MAX: f64 = 127.0;
+
+    fn encode(scaled: &Tensor) -> Result<Tensor> {
+        scaled.round()?.clamp(-127f32, 127f32)?.affine(1.0, 128.0)?.to_dtype(DType::U8)
+    }
+
+    fn decode(stored: &Tensor) -> Result<Tensor> {
+        stored.to_dtype(DType::F32)?.affine(1.0, -128.0)
+    }
+}
+
+/// FP8 E4M3 (largest finite value 448).
+pub struct Fp8E4M3;
+
+impl Codec for Fp8E4M3 {
+    const STORAGE: DType = DType::F8E4M3;
+    const MAX: f64 = 448.0;
+
+    fn encode(scaled: &Tensor) -> Result<Tensor> {
+        scaled.to_dtype(DType::F8E4M3)
+    }
+
+    fn decode(stored: &Tensor) -> Result<Tensor> {
+        stored.to_dtype(DType::F32)
+    }
+}
+
+pub struct QuantizedLayer<C: Codec> {
+    k: Tensor,
+    v: Tensor,
+    k_scale: Tensor,
+    v_scale: Tensor,
+    codec: PhantomData<C>,
+}
+
+impl<C: Codec> QuantizedLayer<C> {
+    pub fn new(shape: CacheShape, device: &Device) -> Result<Self> {
+        let values = (shape.kv_heads, shape.capacity, shape.head_dim);
+        let scales = (shape.kv_heads, shape.capacity, 1);
+        Ok(QuantizedLayer {
+            k: Tensor::zeros(values, C::STORAGE, device)?,
+            v: Tensor::zeros(values, C::STORAGE, device)?,
+            k_scale: Tensor::zeros(scales, DType::F32, device)?,
+            v_scale: Tensor::zeros(scales, DType::F32, device)?,
+            codec: PhantomData,
+        })
+    }
+}
+
+/// (codes, scales) for x of shape (kv_heads, T, head_dim).
+pub fn quantize<C: Codec>(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let x = x.to_dtype(DType::F32)?;
+    // An all-zero vector gets scale 1 rather than 0, so nothing divides by zero.
+    let absmax = x.abs()?.max_keepdim(2)?;
+    let scaled = absmax.affine(1.0 / C::MAX, 0.0)?;
+    let scale = absmax.ge(f32::MIN_POSITIVE)?.where_cond(&scaled, &scaled.ones_like()?)?;
+    let codes = C::encode(&x.broadcast_div(&scale)?)?;
+    Ok((codes, scale))
+}
+
+pub fn dequantize<C: Codec>(codes: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    C::decode(codes)?.broadcast_mul(scale)
+}
+
+impl<C: Codec> LayerCache for QuantizedLayer<C> {
+    fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let (kc, ks) = quantize::<C>(k)?;
+        let (vc, vs) = quantize::<C>(v)?;
+        self.k.slice_set(&kc.contiguous()?, 1, pos)?;
+        self.v.slice_set(&vc.contiguous()?, 1, pos)?;
+        self.k_scale.slice_set(&ks.contiguous()?, 1, pos)?;
+        self.v_scale.slice_set(&vs.contiguous()?, 1, pos)
+    }
+
+    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let k = dequantize::<C>(&self.k.narrow(1, 0, len)?, &self.k_scale.narrow(1, 0, len)?)?;
+        let v = dequantize::<C>(&self.v.narrow(1, 0, len)?, &self.v_scale.narrow(1, 0, len)?)?;
+        Ok((k.to_dtype(dtype)?, v.to_dtype(dtype)?))
+    }
+
+    fn bytes(&self) -> u64 {
+        [&self.k, &self.v, &self.k_scale, &self.v_scale].into_iter().map(tensor_bytes).sum()
+    }
+}

@@ -1,0 +1,118 @@
+//! Cache behaviour and the quantizers checked against plain-Rust references.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::quantized::{Codec, dequantize, quantize};
+use super::*;
+use crate::formats::ModelFacts;
+
+/// INT8 with a per-vector absmax scale errs by at most half a step.
+const INT8_MAX_REL_ERR: f32 = 0.5 / 127.0;
+/// E4M3 keeps 3 mantissa bits: relative rounding error ≤ 2^-4 for normal
+/// values; values tiny next to the vector's max are subnormal after scaling,
+/// where the error is at most half the subnormal step 2^-9 (in scaled units).
+const FP8_MAX_REL_ERR: f32 = 1.0 / 16.0;
+const FP8_SUBNORMAL_HALF_STEP: f32 = 1.0 / 1024.0;
+
+fn shape() -> CacheShape {
+    CacheShape { layers: 3, kv_heads: 2, head_dim: 8, capacity: 10 }
+}
+
+fn sample(kv_heads: usize, t: usize, d: usize, seed: u32) -> Vec<f32> {
+    // Spread over five orders of magnitude, signs mixed, one all-zero vector.
+    (0..kv_heads * t * d)
+        .map(|i| {
+            let x = ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32;
+            if i < d { 0.0 } else { (x - 0.5) * 10f32.powi((i % 5) as i32 - 2) }
+        })
+        .collect()
+}
+
+fn round_trip<C: Codec>(values: &[f32], d: usize) -> Vec<f32> {
+    let x = Tensor::from_vec(values.to_vec(), (1, values.len() / d, d), &Device::Cpu).unwrap();
+    let (codes, scale) = quantize::<C>(&x).unwrap();
+    dequantize::<C>(&codes, &scale).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn int8_round_trip_is_within_half_a_step_of_each_vectors_scale() {
+    let d = 8;
+    let values = sample(1, 40, d, 1);
+    let back = round_trip::<Int8>(&values, d);
+    for (vec_in, vec_out) in values.chunks(d).zip(back.chunks(d)) {
+        let absmax = vec_in.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (a, b) in vec_in.iter().zip(vec_out) {
+            assert!((a - b).abs() <= absmax * INT8_MAX_REL_ERR * 1.0001, "{a} -> {b} (absmax {absmax})");
+        }
+    }
+    assert!(back[..d].iter().all(|&x| x == 0.0), "a zero vector stays zero");
+}
+
+#[test]
+fn fp8_round_trip_keeps_relative_precision_where_a_plain_cast_would_not() {
+    let d = 8;
+    let values = sample(1, 40, d, 2);
+    let back = round_trip::<Fp8E4M3>(&values, d);
+    for (vec_in, vec_out) in values.chunks(d).zip(back.chunks(d)) {
+        let absmax = vec_in.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (a, b) in vec_in.iter().zip(vec_out) {
+            let bound = a.abs() * FP8_MAX_REL_ERR + absmax / 448.0 * FP8_SUBNORMAL_HALF_STEP;
+            assert!((a - b).abs() <= bound, "{a} -> {b} (absmax {absmax})");
+        }
+    }
+    // Without the scale, 1e-3 is an E4M3 subnormal and loses most of its digits.
+    let tiny = Tensor::new(&[1.2345e-3f32], &Device::Cpu).unwrap();
+    let cast: Vec<f32> = tiny.to_dtype(DType::F8E4M3).unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap();
+    let scaled = round_trip::<Fp8E4M3>(&[1.2345e-3, 0.0], 2);
+    assert!((cast[0] - 1.2345e-3).abs() > 10.0 * (scaled[0] - 1.2345e-3).abs());
+}
+
+#[test]
+fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
+    let facts = ModelFacts {
+        architecture: "llama".into(),
+        parameters: 0,
+        context_length: 10,
+        hidden_size: 16,
+        layers: 3,
+        attention_heads: 2,
+        kv_heads: 2,
+        head_dim: 8,
+        vocab_size: 1,
+        weight_dtype: "bf16".into(),
+    };
+    let dense = CacheLayout::Dense { dtype: "bf16", element_bytes: 2 };
+    for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {
+        let cache = KvCache::new(layout, shape(), DType::BF16, &Device::Cpu).unwrap();
+        assert_eq!(cache.allocated_bytes(), layout.bytes_per_token(&facts) * 10, "{}", layout.name());
+    }
+    // 3 layers x (K, V) x 2 heads: 96 one-byte values + 12 f32 scales, vs 192 bytes in bf16.
+    assert_eq!(CacheLayout::Quantized(KvScheme::Int8).bytes_per_token(&facts), 96 + 48);
+}
+
+#[test]
+fn append_writes_in_place_and_overflow_is_refused() {
+    let dense = CacheLayout::Dense { dtype: "f32", element_bytes: 4 };
+    let mut cache = KvCache::new(dense, shape(), DType::F32, &Device::Cpu).unwrap();
+    let k = Tensor::from_vec(sample(2, 4, 8, 3), (2, 4, 8), &Device::Cpu).unwrap();
+    let v = (&k * 2.0).unwrap();
+    for layer in 0..3 {
+        let (all_k, all_v) = cache.append(layer, &k, &v, DType::F32).unwrap();
+        assert_eq!(all_k.dims(), [2, 4, 8]);
+        assert_eq!(all_v.to_vec3::<f32>().unwrap(), v.to_vec3::<f32>().unwrap());
+    }
+    cache.commit(4);
+    let k2 = k.narrow(1, 0, 2).unwrap();
+    let (all_k, _) = cache.append(0, &k2, &k2, DType::F32).unwrap();
+    assert_eq!(all_k.dims(), [2, 6, 8]);
+    assert_eq!(all_k.narrow(1, 4, 2).unwrap().to_vec3::<f32>().unwrap(), k2.to_vec3::<f32>().unwrap());
+    assert_eq!(all_k.narrow(1, 0, 4).unwrap().to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap());
+    cache.commit(2);
+    assert_eq!(cache.check_room(4).is_ok(), true);
+    let err = cache.check_room(5).unwrap_err();
+    assert_eq!(err.to_string(), "the context is full: 11 tokens do not fit in 10 (`--ctx-size`)");
+    let five = Tensor::from_vec(sample(2, 5, 8, 4), (2, 5, 8), &Device::Cpu).unwrap();
+    assert!(cache.append(0, &five, &five, DType::F32).unwrap_err().to_string().contains("the context is full"));
+    cache.reset();
+    assert!(cache.is_empty() && cache.check_room(10).is_ok());
+}

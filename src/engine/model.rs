@@ -1,0 +1,183 @@
+//! The decoder (Llama, Mistral, Qwen2, Qwen3): immutable weights, memory-mapped
+//! from safetensors; the KV cache is passed in, never owned.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use super::attention::attend;
+use super::config::{Family, ModelConfig};
+use super::kv_cache::KvCache;
+use super::rope::Rope;
+
+/// Bytes of attention scores one prefill chunk may hold (f32), so long
+/// prompts never materialize a full T×T matrix per head.
+const ATTENTION_BUDGET_BYTES: usize = 256 << 20;
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    input_norm: RmsNorm,
+    attention: Attention,
+    post_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+pub struct Model {
+    cfg: ModelConfig,
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: Rope,
+    dtype: DType,
+}
+
+/// Which positions' logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    Last,
+    All,
+}
+
+fn linear(vb: &VarBuilder, name: &str, din: usize, dout: usize, bias: bool) -> Result<Linear> {
+    candle_nn::linear_b(din, dout, bias, vb.pp(name))
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Attention> {
+        let (h, d, q_out, kv_out) = (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
+        let qk_norm = cfg.family == Family::Qwen3;
+        let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, vb.pp(name));
+        Ok(Attention {
+            q: linear(&vb, "q_proj", h, q_out, cfg.qkv_bias)?,
+            k: linear(&vb, "k_proj", h, kv_out, cfg.qkv_bias)?,
+            v: linear(&vb, "v_proj", h, kv_out, cfg.qkv_bias)?,
+            o: linear(&vb, "o_proj", q_out, h, false)?,
+            q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
+            k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
+        })
+    }
+
+    /// Projects `x` (T, hidden) into per-head (1, heads, T, D) with RoPE applied.
+    fn project(&self, x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize, d: usize, rope: &Rope, start: usize) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let mut y = proj.forward(x)?.reshape((t, heads, d))?;
+        if let Some(norm) = norm {
+            y = norm.forward(&y)?;
+        }
+        rope.apply(&y.transpose(0, 1)?.unsqueeze(0)?, start)
+    }
+
+    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, model: &Model) -> Result<Tensor> {
+        let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
+        let q = self.project(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim, &model.rope, start)?;
+        let k = self.project(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim, &model.rope, start)?;
+        let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
+        let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v, model.dtype)?;
+        let y = attend(&q.squeeze(0)?, &k_all, &v_all, start)?;
+        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
+    }
+}
+
+impl Mlp {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Mlp> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp { gate: linear(&vb, "gate_proj", h, i, false)?, up: linear(&vb, "up_proj", h, i, false)?, down: linear(&vb, "down_proj", i, h, false)? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&(candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?)
+    }
+}
+
+impl Block {
+    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Block> {
+        Ok(Block {
+            input_norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            attention: Attention::load(vb.pp("self_attn"), cfg)?,
+            post_norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+        })
+    }
+}
+
+impl Model {
+    /// Builds the model from `vb` (weights in `dtype` on its device); RoPE
+    /// tables cover `positions`.
+    pub fn load(vb: VarBuilder, cfg: ModelConfig, positions: usize) -> Result<Model> {
+        let (dtype, device) = (vb.dtype(), vb.device().clone());
+        let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("model.embed_tokens"))?;
+        let blocks = (0..cfg.layers).map(|i| Block::load(vb.pp(format!("model.layers.{i}")), &cfg)).collect::<Result<_>>()?;
+        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?;
+        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let rope = Rope::new(&cfg, positions, dtype, &device)?;
+        Ok(Model { cfg, embed, blocks, norm, lm_head, rope, dtype })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.embeddings().device()
+    }
+
+    /// Runs `tokens` (at the cache's current end) through the model in
+    /// memory-bounded chunks; returns f32 logits (rows: `Logits::All` → one per
+    /// token, `Last` → one).
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+        let mut outputs = Vec::new();
+        let mut done = 0;
+        while done < tokens.len() {
+            let chunk = self.chunk_len(cache.len(), tokens.len() - done);
+            let is_last = done + chunk == tokens.len();
+            let hidden = self.forward_chunk(&tokens[done..done + chunk], cache)?;
+            if logits == Logits::All || is_last {
+                let rows = if logits == Logits::All { hidden } else { hidden.narrow(0, chunk - 1, 1)? };
+                outputs.push(self.lm_head.forward(&rows)?.to_dtype(DType::F32)?);
+            }
+            done += chunk;
+        }
+        Tensor::cat(&outputs, 0)
+    }
+
+    /// The longest chunk whose f32 scores (heads × chunk × keys) fit the budget.
+    fn chunk_len(&self, start: usize, remaining: usize) -> usize {
+        let per_query = self.cfg.heads * (start + remaining) * 4;
+        (ATTENTION_BUDGET_BYTES / per_query.max(1)).clamp(1, remaining)
+    }
+
+    /// Final-normed hidden states (T, hidden) for one chunk.
+    fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let ids = Tensor::new(tokens, self.device())?;
+        let mut x = self.embed.forward(&ids)?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let a = block.attention.forward(&block.input_norm.forward(&x)?, layer, cache, self)?;
+            x = (x + a)?;
+            x = (&x + block.mlp.forward(&block.post_norm.forward(&x)?)?)?;
+        }
+        cache.commit(tokens.len());
+        self.norm.forward(&x)
+    }
+}

@@ -1,0 +1,89 @@
+//! Rotary position embeddings: cos/sin tables (with `linear` and Llama-3
+//! frequency scaling) and their application in the half-split layout that
+//! Hugging Face checkpoints use.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use super::config::ModelConfig;
+
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for positions `0..positions`, in `dtype`.
+    pub fn new(cfg: &ModelConfig, positions: usize, dtype: DType, device: &Device) -> Result<Rope> {
+        let inv_freq = inverse_frequencies(cfg);
+        let half = inv_freq.len();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+        let freqs = t.broadcast_mul(&inv_freq)?;
+        Ok(Rope { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+    }
+
+    /// Rotates `x` of shape (1, heads, T, head_dim) for positions `start..start+T`.
+    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    }
+}
+
+/// Per-pair frequencies, computed in f64 and rounded once to f32.
+pub fn inverse_frequencies(cfg: &ModelConfig) -> Vec<f32> {
+    let dim = cfg.head_dim;
+    let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64)).collect();
+    let scaled = match cfg.rope_scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {
+        Some((Some("linear"), s)) => base.iter().map(|f| f / s.factor.unwrap_or(1.0)).collect(),
+        Some((Some("llama3"), s)) => base.iter().map(|&f| llama3(f, s)).collect(),
+        _ => base,
+    };
+    scaled.into_iter().map(|f| f as f32).collect()
+}
+
+/// Llama 3.1's scaling: long wavelengths are divided by `factor`, short ones
+/// kept, and the band between interpolated smoothly.
+fn llama3(freq: f64, s: &super::config::RopeScaling) -> f64 {
+    let factor = s.factor.unwrap_or(8.0);
+    let low = s.low_freq_factor.unwrap_or(1.0);
+    let high = s.high_freq_factor.unwrap_or(4.0);
+    let old_context = s.original_max_position_embeddings.unwrap_or(8192.0);
+    let wavelen = 2.0 * std::f64::consts::PI / freq;
+    if wavelen < old_context / high {
+        freq
+    } else if wavelen > old_context / low {
+        freq / factor
+    } else {
+        let smooth = (old_context / wavelen - low) / (high - low);
+        (1.0 - smooth) * freq / factor + smooth * freq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(scaling: &str) -> ModelConfig {
+        let json = format!(
+            r#"{{"model_type":"llama","hidden_size":256,"intermediate_size":8,"num_hidden_layers":1,
+            "num_attention_heads":2,"max_position_embeddings":8,"vocab_size":8,"rope_theta":500000.0{scaling}}}"#
+        );
+        ModelConfig::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn llama3_scaling_matches_transformers() {
+        // The three regimes of Llama 3.1's rule for head_dim 128, theta 5e5,
+        // factor 8, low 1, high 4, original context 8192.
+        let cfg = config(r#","rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#);
+        let f = inverse_frequencies(&cfg);
+        let plain = inverse_frequencies(&config(""));
+        assert_eq!(f[0], plain[0], "short wavelengths are kept");
+        assert!((f[63] - plain[63] / 8.0).abs() <= plain[63] * 1e-6, "long wavelengths are divided by factor");
+        // A band frequency lies strictly between the two.
+        let mid = (0..64).find(|&i| f[i] != plain[i] && (f[i] - plain[i] / 8.0).abs() > plain[i] * 1e-6).unwrap();
+        assert!(f[mid] < plain[mid] && f[mid] > plain[mid] / 8.0);
+    }
+}

@@ -1,0 +1,141 @@
+//! From prompt text to token ids and back: the tokenizer, its special
+//! tokens and BOS rule, the chat template, and the stop tokens.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::chat::{ChatError, ChatTemplate, Message};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("`tokenizer.json` cannot be loaded: {0}")]
+    Tokenizer(String),
+    #[error("`tokenizer_config.json` is not valid")]
+    Config(#[source] serde_json::Error),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    #[error("this model has no chat template")]
+    NoTemplate,
+    #[error("tokenizing the prompt failed: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TokenText {
+    Plain(String),
+    Object { content: String },
+}
+
+impl TokenText {
+    fn text(&self) -> &str {
+        match self {
+            TokenText::Plain(s) | TokenText::Object { content: s } => s,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TemplateField {
+    One(String),
+    Named(Vec<NamedTemplate>),
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedTemplate {
+    name: String,
+    template: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenizerConfig {
+    add_bos_token: Option<bool>,
+    bos_token: Option<TokenText>,
+    eos_token: Option<TokenText>,
+    chat_template: Option<TemplateField>,
+}
+
+/// The files the text side reads, as bytes or paths from the store.
+pub struct TextFiles<'a> {
+    pub tokenizer_json: &'a Path,
+    pub tokenizer_config: Option<Vec<u8>>,
+    pub chat_template_jinja: Option<String>,
+    /// EOS ids from `config.json` and `generation_config.json`.
+    pub eos_ids: Vec<u32>,
+}
+
+pub struct TextCodec {
+    pub tokenizer: Tokenizer,
+    pub stop_ids: Vec<u32>,
+    bos: Option<(String, u32)>,
+    eos_text: String,
+    add_bos: bool,
+    template: Option<ChatTemplate>,
+}
+
+impl TextCodec {
+    pub fn load(files: TextFiles<'_>) -> Result<TextCodec, TextError> {
+        let tokenizer = Tokenizer::from_file(files.tokenizer_json).map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        let config: TokenizerConfig = match &files.tokenizer_config {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(TextError::Config)?,
+            None => TokenizerConfig::default(),
+        };
+        let id_of = |t: &Option<TokenText>| t.as_ref().and_then(|t| tokenizer.token_to_id(t.text()).map(|id| (t.text().to_string(), id)));
+        let bos = id_of(&config.bos_token);
+        let eos = id_of(&config.eos_token);
+        let mut stop_ids = files.eos_ids.clone();
+        stop_ids.extend(eos.as_ref().map(|e| e.1));
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        let source = files.chat_template_jinja.or_else(|| config.chat_template.and_then(default_template));
+        let template = source.map(ChatTemplate::new).transpose()?;
+        Ok(TextCodec {
+            tokenizer,
+            stop_ids,
+            bos,
+            eos_text: eos.map(|e| e.0).unwrap_or_default(),
+            add_bos: config.add_bos_token.unwrap_or(false),
+            template,
+        })
+    }
+
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// A prompt sent verbatim: special tokens in the text are matched, the
+    /// tokenizer's post-processor runs, BOS only if the config asks for it.
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let mut ids = self.encode(text, true)?;
+        if let (true, Some((_, bos))) = (self.add_bos, &self.bos) {
+            if ids.first() != Some(bos) {
+                ids.insert(0, *bos);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The conversation rendered by the chat template (which writes any BOS itself).
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<(String, Vec<u32>), TextError> {
+        let template = self.template.as_ref().ok_or(TextError::NoTemplate)?;
+        let bos = self.bos.as_ref().map_or("", |b| b.0.as_str());
+        let text = template.render(messages, bos, &self.eos_text)?;
+        let ids = self.encode(&text, false)?;
+        Ok((text, ids))
+    }
+
+    fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, TextError> {
+        let encoding = self.tokenizer.encode(text, special).map_err(|e| TextError::Encode(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+}
+
+fn default_template(field: TemplateField) -> Option<String> {
+    match field {
+        TemplateField::One(source) => Some(source),
+        TemplateField::Named(list) => list.into_iter().find(|t| t.name == "default").map(|t| t.template),
+    }
+}

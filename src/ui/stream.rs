@@ -1,0 +1,118 @@
+//! Streaming generated tokens: plain text for people, JSON Lines for
+//! scripts, and the end-of-run statistics in both forms.
+
+use serde::Serialize;
+
+use crate::engine::generate::{GenerationStats, StopReason, TokenSink};
+use crate::memory::HostMemory;
+use crate::printer::Printer;
+
+/// Text as it is generated, straight to stdout.
+pub struct TextStream<'a> {
+    pub printer: &'a Printer,
+}
+
+impl TokenSink for TextStream<'_> {
+    fn token(&mut self, _id: u32, text: &str) -> anyhow::Result<()> {
+        Ok(self.printer.generated(text)?)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    Token { id: u32, text: &'a str },
+    Done(&'a DoneView),
+}
+
+/// One `{"type":"token",…}` line per token.
+pub struct JsonStream<'a> {
+    pub printer: &'a Printer,
+}
+
+impl TokenSink for JsonStream<'_> {
+    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
+        let line = serde_json::to_string(&Event::Token { id, text })?;
+        Ok(self.printer.data(&format!("{line}\n"))?)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct KvCacheStats {
+    pub scheme: String,
+    pub context_length: usize,
+    pub allocated_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryStats {
+    pub host: HostMemory,
+}
+
+/// The statistics of one generation.
+#[derive(Debug, Serialize)]
+pub struct DoneView {
+    pub model: String,
+    pub device: String,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub stop_reason: StopReason,
+    pub load_seconds: f64,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+    pub kv_cache: KvCacheStats,
+    pub memory: MemoryStats,
+}
+
+impl DoneView {
+    pub fn new(model: String, device: String, load_seconds: f64, stats: &GenerationStats, kv_cache: KvCacheStats, memory: MemoryStats) -> DoneView {
+        let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+        let (prefill, decode) = (stats.prefill.as_secs_f64(), stats.decode.as_secs_f64());
+        DoneView {
+            model,
+            device,
+            prompt_tokens: stats.prompt_tokens,
+            generated_tokens: stats.generated_tokens,
+            stop_reason: stats.stop_reason,
+            load_seconds,
+            prefill_seconds: prefill,
+            decode_seconds: decode,
+            prefill_tokens_per_second: rate(stats.prompt_tokens, prefill),
+            // The first token comes from the prefill pass; decode timed the rest.
+            decode_tokens_per_second: rate(stats.generated_tokens.saturating_sub(1), decode),
+            kv_cache,
+            memory,
+        }
+    }
+
+    pub fn json_line(&self) -> anyhow::Result<String> {
+        Ok(format!("{}\n", serde_json::to_string(&Event::Done(self))?))
+    }
+
+    /// The same numbers for people (`--verbose`).
+    pub fn text(&self) -> String {
+        let mb = |b: Option<u64>| b.map_or("unknown".into(), super::format::bytes);
+        format!(
+            "model: {} on {}\nload: {:.2} s\nprompt: {} tokens in {:.2} s ({:.1} tokens/s)\n\
+             generated: {} tokens in {:.2} s ({:.1} tokens/s), stopped by {:?}\n\
+             kv cache: {} for {} tokens, {}\nhost memory: {} now, {} peak",
+            self.model,
+            self.device,
+            self.load_seconds,
+            self.prompt_tokens,
+            self.prefill_seconds,
+            self.prefill_tokens_per_second,
+            self.generated_tokens,
+            self.decode_seconds,
+            self.decode_tokens_per_second,
+            self.stop_reason,
+            self.kv_cache.scheme,
+            self.kv_cache.context_length,
+            super::format::bytes(self.kv_cache.allocated_bytes),
+            mb(self.memory.host.rss_bytes),
+            mb(self.memory.host.peak_rss_bytes),
+        )
+    }
+}

@@ -1,0 +1,208 @@
+//! `llmctl pull` through the real hf-hub client over real HTTP, against a
+//! local stand-in for the Hugging Face Hub.
+
+mod support;
+
+use support::TestContext;
+use support::hub::{Fault, TestHub};
+use support::models::{self, SMOLLM2_GGUF_NAME, SMOLLM2_GGUF_SIZE};
+
+fn hub_with_tiny() -> TestHub {
+    let hub = TestHub::start();
+    hub.add_repo("org/tiny", models::tiny_llama_repo(7));
+    hub
+}
+
+fn hub_with_smollm2_gguf() -> TestHub {
+    let hub = TestHub::start();
+    let gguf = std::fs::read(models::smollm2_gguf()).unwrap();
+    hub.add_repo("org/smol-GGUF", vec![("README.md".into(), b"# q4_1\n".to_vec()), (SMOLLM2_GGUF_NAME.into(), gguf)]);
+    hub
+}
+
+fn downloads_of(hub: &TestHub, file: &str) -> usize {
+    hub.requests().iter().filter(|r| r.path.ends_with(file) && r.range.as_deref() != Some("bytes=0-0")).count()
+}
+
+#[test]
+fn pulls_a_safetensors_repository_at_one_commit() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    let commit = hub.commit("org/tiny").unwrap();
+    let out = ctx.run(&["pull", "org/tiny", "--json"]);
+    out.success();
+    assert!(out.stderr.starts_with(&format!("pulling org/tiny at {} (5 files)\n", &commit[..12])), "{}", out.stderr);
+    assert_eq!(out.json()["stored"][0]["name"], "org/tiny");
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    assert_eq!(show["source"]["kind"], "hub");
+    assert_eq!(show["source"]["commit"], commit);
+    assert_eq!(show["format"], "safetensors");
+    assert_eq!(show["weight_dtype"], "f32");
+    assert_eq!(show["files"].as_array().unwrap().len(), 5);
+    // Every file came from the listed commit, not from a moving `main`.
+    for r in hub.requests().iter().filter(|r| r.path.contains("/resolve/")) {
+        assert!(r.path.contains(&format!("/resolve/{commit}/")), "{}", r.path);
+        assert_eq!(r.authorization, None);
+    }
+    // Nothing is left in the download area once the model is stored.
+    assert!(ctx.store_files().iter().all(|f| !f.starts_with("downloads/") && !f.starts_with("staging/")));
+}
+
+#[test]
+fn a_kv_tag_pull_records_the_tag_on_the_same_blobs_without_downloading_weights_again() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/tiny"]).success();
+    let blobs = ctx.blob_count();
+    hub.clear_requests();
+    let out = ctx.run(&["pull", "org/tiny:kv_int8"]);
+    out.success();
+    assert!(out.stderr.contains("model.safetensors: already in the store\n"), "{}", out.stderr);
+    assert_eq!(downloads_of(&hub, "model.safetensors"), 0);
+    assert_eq!(ctx.blob_count(), blobs);
+    let list = ctx.run(&["list", "--json"]).json();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"org/tiny:kv_int8") && names.contains(&"org/tiny"));
+    let quant: Vec<_> = list.as_array().unwrap().iter().map(|e| e["quantization"].clone()).collect();
+    assert!(quant.contains(&serde_json::json!("kv_int8")) && quant.contains(&serde_json::Value::Null));
+}
+
+#[test]
+fn pulls_a_gguf_repository_by_tag_and_by_default() {
+    let hub = hub_with_smollm2_gguf();
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/smol-GGUF"]).success();
+    let show = ctx.run(&["show", "org/smol-GGUF", "--json"]).json();
+    assert_eq!((show["format"].as_str(), show["quantization"].as_str()), (Some("gguf"), Some("Q4_1")));
+    assert_eq!((show["architecture"].as_str(), show["size"].as_u64()), (Some("llama"), Some(SMOLLM2_GGUF_SIZE)));
+    assert_eq!((show["layers"].as_u64(), show["kv_heads"].as_u64()), (Some(30), Some(3)));
+    hub.clear_requests();
+    ctx.run(&["pull", "org/smol-GGUF:q4_1"]).success();
+    assert_eq!(downloads_of(&hub, ".gguf"), 0, "the blob was already stored");
+    // Newest first.
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/smol-GGUF:Q4_1\norg/smol-GGUF\n");
+}
+
+#[test]
+fn gguf_tag_errors_list_what_the_repository_has() {
+    let hub = hub_with_smollm2_gguf();
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/smol-GGUF:Q8_0"]).assert(
+        1,
+        "",
+        "error: `org/smol-GGUF` has no GGUF file for `Q8_0` (available: Q4_1)\nhint: pick a tag, e.g. `MODEL:Q4_1`\n",
+    );
+    let out = ctx.run(&["pull", "org/smol-GGUF:kv_int8"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.starts_with("error: `kv_int8` is a KV-cache scheme for safetensors models, but `org/smol-GGUF` is a GGUF model"), "{}", out.stderr);
+    let out = ctx.run(&["pull", "org/tiny:Q4_K_M"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+#[test]
+fn weight_tags_on_a_safetensors_repository_are_refused() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny:Q4_K_M"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.starts_with("error: `Q4_K_M` is a GGUF weight type, but `org/tiny` is a safetensors model"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_repositories_are_reported_with_a_hint() {
+    let hub = TestHub::start();
+    TestContext::with_hub(&hub).run(&["pull", "org/missing"]).assert(
+        1,
+        "",
+        "error: repository `org/missing` was not found on the hub\n\
+         hint: check the name; private or gated repositories need `HF_TOKEN` set to a token with access\n",
+    );
+}
+
+#[test]
+fn hf_token_is_sent_but_never_printed_or_stored() {
+    let hub = hub_with_tiny();
+    hub.require_token("hf_secret_value");
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: the hub refused access to `org/tiny` (HTTP 401)\nhint: set `HF_TOKEN` to a token that has access to this repository\n",
+    );
+    let ctx = ctx.env("HF_TOKEN", "hf_secret_value");
+    let out = ctx.run(&["pull", "org/tiny", "--json"]);
+    out.success();
+    assert!(!out.stdout.contains("hf_secret") && !out.stderr.contains("hf_secret"));
+    assert!(hub.requests().iter().any(|r| r.authorization.as_deref() == Some("Bearer hf_secret_value")));
+    for file in ctx.store_files() {
+        let bytes = std::fs::read(ctx.store().join(&file)).unwrap();
+        assert!(!bytes.windows(9).any(|w| w == b"hf_secret"), "token found in {file}");
+    }
+}
+
+#[test]
+fn a_corrupted_download_is_deleted_and_nothing_is_recorded() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::CorruptByteAt(1000));
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: `model.safetensors` failed verification: expected sha256 "), "{}", out.stderr);
+    assert!(out.stderr.ends_with("hint: the bad bytes were deleted; pull again to download them afresh\n"), "{}", out.stderr);
+    assert_eq!(ctx.run(&["list", "--json"]).stdout, "[]\n");
+    assert_eq!(ctx.blob_count(), 0);
+    hub.clear_faults();
+    ctx.run(&["pull", "org/tiny"]).success();
+}
+
+#[test]
+fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::DropAfter(20_000));
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: downloading `org/tiny/model.safetensors` failed: "), "{}", out.stderr);
+    assert!(out.stderr.ends_with("hint: pull again: the download resumes from the bytes already received\n"), "{}", out.stderr);
+    hub.clear_requests();
+    ctx.run(&["pull", "org/tiny"]).success();
+    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.ends_with("model.safetensors")).filter_map(|r| r.range.clone()).collect();
+    assert!(ranges.contains(&"bytes=20000-".to_string()), "{ranges:?}");
+}
+
+#[test]
+fn hostile_listings_are_refused_before_anything_is_written() {
+    let hub = hub_with_tiny();
+    let commit = hub.commit("org/tiny").unwrap();
+    hub.set_listing_override(
+        "org/tiny",
+        serde_json::json!({"sha": commit, "siblings": [{"rfilename": "config.json"}, {"rfilename": "../../etc/passwd"}]}),
+    );
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: the hub's listing of `org/tiny` is unusable: file name `../../etc/passwd` is not a safe relative path\n",
+    );
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+#[test]
+fn a_repository_without_a_tokenizer_is_refused() {
+    let hub = TestHub::start();
+    let mut files = models::tiny_llama_repo(1);
+    files.retain(|(n, _)| n != "tokenizer.json");
+    hub.add_repo("org/notok", files);
+    TestContext::with_hub(&hub)
+        .run(&["pull", "org/notok"])
+        .assert(1, "", "error: `org/notok` has safetensors weights but no `tokenizer.json`\n");
+}
+
+#[test]
+fn an_unreachable_hub_names_the_endpoint() {
+    let out = TestContext::new().run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("error: cannot reach the hub at `http://127.0.0.1:9`"), "{}", out.stderr);
+}
