@@ -66,6 +66,23 @@ mod tests {
     }
 
     #[test]
+    fn rotating_queries_keys_values_and_back_leaves_attention_unchanged() {
+        let (heads, kv, t, start, d) = (4, 2, 3, 2, 8);
+        let l = start + t;
+        let dev = Device::Cpu;
+        let q = Tensor::from_vec(rand(heads * t * d, 4), (heads, t, d), &dev).unwrap();
+        let k = Tensor::from_vec(rand(kv * l * d, 5), (kv, l, d), &dev).unwrap();
+        let v = Tensor::from_vec(rand(kv * l * d, 6), (kv, l, d), &dev).unwrap();
+        let h = crate::engine::kv_cache::quantized_hadamard(d, &dev);
+        let r = |x: &Tensor| x.broadcast_matmul(&h).unwrap();
+        let plain: Vec<f32> = attend(&q, &k, &v, start).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let rotated: Vec<f32> = r(&attend(&r(&q), &r(&k), &r(&v), start).unwrap()).flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in plain.iter().zip(&rotated) {
+            assert!((a - b).abs() < TOLERANCE, "{a} vs {b}");
+        }
+    }
+
+    #[test]
     fn gqa_causal_attention_matches_loops() {
         let (heads, kv, t, start, d) = (6, 2, 3, 4, 8);
         let l = start + t;

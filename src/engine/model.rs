@@ -6,7 +6,7 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
 use super::attention::attend;
 use super::config::{Family, ModelConfig};
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, rotate};
 use super::rope::Rope;
 
 /// Bytes of attention scores one prefill chunk may hold (f32), so long
@@ -87,7 +87,9 @@ impl Attention {
         let k = self.project(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim, &model.rope, start)?;
         let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v, model.dtype)?;
-        let y = attend(&q.squeeze(0)?, &k_all, &v_all, start)?;
+        let rotation = cache.rotation().map(|r| r.to_dtype(model.dtype)).transpose()?;
+        let q = rotate(&q.squeeze(0)?, rotation.as_ref())?;
+        let y = rotate(&attend(&q, &k_all, &v_all, start)?, rotation.as_ref())?;
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod hub;
 pub mod models;
+pub mod smollm2;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

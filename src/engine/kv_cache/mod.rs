@@ -10,13 +10,14 @@ use candle_core::{DType, Device, Result, Tensor};
 use crate::kv_size::CacheLayout;
 use crate::quant::KvScheme;
 
-pub use quantized::{Fp8E4M3, Int8, QuantizedLayer};
+pub use quantized::{Fp8E4M3, Int8, QuantizedLayer, rotate};
 
 /// One layer's keys and values, stored however the scheme stores them.
 pub trait LayerCache: Send {
     /// Stores `k` and `v`, each (kv_heads, T, head_dim), at positions `pos..pos+T`.
     fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()>;
-    /// Keys and values for positions `0..len`, in `dtype`, each (kv_heads, len, head_dim).
+    /// Keys and values for positions `0..len`, in `dtype`, each (kv_heads, len, head_dim),
+    /// in the cache's basis (see `KvCache::rotation`).
     fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)>;
     /// Bytes this layer holds on its device.
     fn bytes(&self) -> u64;
@@ -40,6 +41,7 @@ pub struct CacheShape {
 
 pub struct KvCache {
     layers: Vec<Box<dyn LayerCache>>,
+    rotation: Option<Tensor>,
     layout: CacheLayout,
     len: usize,
     capacity: usize,
@@ -48,19 +50,30 @@ pub struct KvCache {
 impl KvCache {
     /// Allocates the whole cache up front, so a run that starts fits to the end.
     pub fn new(layout: CacheLayout, shape: CacheShape, dtype: DType, device: &Device) -> Result<KvCache> {
+        let rotation = match layout {
+            CacheLayout::Dense { .. } => None,
+            CacheLayout::Quantized(_) => quantized::hadamard(shape.head_dim, device)?,
+        };
         let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shape.layers);
         for _ in 0..shape.layers {
+            let r = rotation.clone();
             layers.push(match layout {
                 CacheLayout::Dense { .. } => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
-                CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, device)?),
-                CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, device)?),
+                CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, r, device)?),
+                CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });
         }
-        Ok(KvCache { layers, layout, len: 0, capacity: shape.capacity })
+        Ok(KvCache { layers, rotation, layout, len: 0, capacity: shape.capacity })
     }
 
     pub fn layout(&self) -> CacheLayout {
         self.layout
+    }
+
+    /// The orthonormal, symmetric matrix stored keys and values are
+    /// multiplied by; queries must be rotated by it and outputs rotated back.
+    pub fn rotation(&self) -> Option<&Tensor> {
+        self.rotation.as_ref()
     }
 
     pub fn len(&self) -> usize {
@@ -107,6 +120,12 @@ impl KvCache {
     pub fn allocated_bytes(&self) -> u64 {
         self.layers.iter().map(|l| l.bytes()).sum()
     }
+}
+
+/// The Walsh–Hadamard rotation quantized caches use, for tests elsewhere.
+#[cfg(test)]
+pub(crate) fn quantized_hadamard(n: usize, device: &Device) -> Tensor {
+    quantized::hadamard(n, device).unwrap().unwrap()
 }
 
 pub(crate) fn tensor_bytes(t: &Tensor) -> u64 {

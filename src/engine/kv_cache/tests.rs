@@ -116,3 +116,26 @@ fn append_writes_in_place_and_overflow_is_refused() {
     cache.reset();
     assert!(cache.is_empty() && cache.check_room(10).is_ok());
 }
+
+#[test]
+fn quantized_layers_store_rotated_vectors_that_rotate_back() {
+    let mut cache = KvCache::new(CacheLayout::Quantized(KvScheme::Int8), shape(), DType::F32, &Device::Cpu).unwrap();
+    let k = Tensor::from_vec(sample(2, 4, 8, 5), (2, 4, 8), &Device::Cpu).unwrap();
+    let (stored_k, _) = cache.append(1, &k, &k, DType::F32).unwrap();
+    let rotation = cache.rotation().expect("head_dim 8 is a power of two");
+    // The rotation is orthonormal and its own inverse.
+    let identity: Vec<Vec<f32>> = rotation.matmul(rotation).unwrap().to_vec2().unwrap();
+    for (i, row) in identity.iter().enumerate() {
+        for (j, x) in row.iter().enumerate() {
+            assert!((x - if i == j { 1.0 } else { 0.0 }).abs() < 1e-6);
+        }
+    }
+    let back = rotate(&stored_k, Some(rotation)).unwrap();
+    let (want, got): (Vec<f32>, Vec<f32>) = (k.flatten_all().unwrap().to_vec1().unwrap(), back.flatten_all().unwrap().to_vec1().unwrap());
+    let absmax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (a, b) in want.iter().zip(&got) {
+        // Rotated vectors have at most sqrt(8) times the original absmax per element.
+        assert!((a - b).abs() <= absmax * 8f32.sqrt() * INT8_MAX_REL_ERR * 8f32.sqrt(), "{a} vs {b}");
+    }
+    assert!(KvCache::new(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, shape(), DType::F32, &Device::Cpu).unwrap().rotation().is_none());
+}

@@ -1,0 +1,258 @@
+//! The engine on a real model, SmolLM2-135M-Instruct (dequantized from its
+//! Q4_1 GGUF to f32 safetensors), checked against an independent reference:
+//! Hugging Face transformers 5.17 in float32 on CPU, loading the GGUF itself
+//! (`tests/reference/smollm2_reference.py` → `smollm2_golden.json`).
+
+mod support;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device};
+use llmctl::engine::chat::Message;
+use llmctl::engine::device::DeviceRequest;
+use llmctl::engine::generate::{GenerateOptions, StopReason, TokenSink, generate};
+use llmctl::engine::kv_cache::{CacheShape, KvCache};
+use llmctl::engine::model::{Logits, Model};
+use llmctl::engine::sampling::{SamplingParams, argmax};
+use llmctl::engine::text::TextCodec;
+use llmctl::engine::{self, LoadRequest};
+use llmctl::hub::{DownloadProgress, DownloadReporter, HubConfig};
+use llmctl::kv_size::CacheLayout;
+use llmctl::pull::{PullEvent, PullReporter, PullSource, pull};
+use llmctl::quant::KvScheme;
+use llmctl::store::Store;
+use serde_json::Value;
+
+/// |ours − reference| for first-step logits (values around 10–25): f32
+/// sums in a different order drift by ~1e-4 relative over 30 layers.
+const LOGIT_TOLERANCE: f32 = 2e-2;
+/// Mean NLL of the long prompt, dense f32 cache vs the reference.
+const NLL_TOLERANCE: f64 = 1e-3;
+/// Issue #3's quality bounds for the quantized caches, vs our dense cache.
+const INT8_MAX_ABS_DELTA_NLL: f64 = 0.002;
+const FP8_MAX_DELTA_NLL: f64 = 0.008;
+const SAME_GREEDY_TOKENS: usize = 16;
+/// How far FP8 E4M3 (3 mantissa bits) moved the top-2 logit gap at any of
+/// the 64 greedy steps measured on the short reference prompts: up to 0.24.
+/// A divergence where the dense gap is smaller than this is a near-tie.
+const FP8_LOGIT_GAP_NOISE: f32 = 0.25;
+const GREEDY_TOKENS: usize = 32;
+const EOS: u32 = 2;
+
+struct Fixture {
+    model: Model,
+    text: TextCodec,
+    golden: Value,
+}
+
+struct Silent;
+
+impl DownloadReporter for Silent {
+    fn start(&self, _: &str, _: Option<u64>) -> Box<dyn DownloadProgress> {
+        unreachable!("local imports download nothing")
+    }
+}
+
+impl PullReporter for Silent {
+    fn event(&self, _: PullEvent<'_>) {}
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = support::smollm2::smollm2_dir("f32");
+        let root = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = Store::open(&root.path().join("store")).unwrap();
+        let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl") };
+        let reference = "smollm2".parse().unwrap();
+        pull(&store, &hub, &PullSource::Local { path: dir, reference: llmctl::store::reference::ModelRef { name: reference, tag: None } }, &Silent).unwrap();
+        let manifest = store.find(&"smollm2".parse().unwrap()).unwrap();
+        let loaded = engine::load(&store, &manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(2048), kv: None }).unwrap();
+        let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2_golden.json");
+        let golden = serde_json::from_slice(&std::fs::read(golden_path).unwrap()).unwrap();
+        Fixture { model: loaded.model, text: loaded.text, golden }
+    })
+}
+
+fn prompts() -> &'static [Value] {
+    fixture().golden["prompts"].as_array().unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn new_cache(model: &Model, kv: Option<KvScheme>, capacity: usize) -> KvCache {
+    let cfg = model.config();
+    let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
+    let layout = kv.map_or(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, CacheLayout::Quantized);
+    KvCache::new(layout, shape, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn encode(f: &Fixture, prompt: &Value) -> Vec<u32> {
+    let text = prompt["text"].as_str().unwrap();
+    if prompt["chat"].as_bool().unwrap() {
+        let (rendered, ids) = f.text.encode_chat(&[Message { role: "user".into(), content: text.into() }]).unwrap();
+        assert_eq!(rendered, prompt["rendered"].as_str().unwrap());
+        ids
+    } else {
+        f.text.encode_raw(text).unwrap()
+    }
+}
+
+/// The reference's greedy ids up to (not including) the model's EOS.
+fn reference_greedy(prompt: &Value) -> Vec<u32> {
+    let all = ids(&prompt["greedy_ids"]);
+    all.iter().take_while(|&&id| id != EOS).copied().collect()
+}
+
+struct Collect(Vec<u32>);
+
+impl TokenSink for Collect {
+    fn token(&mut self, id: u32, _: &str) -> anyhow::Result<()> {
+        self.0.push(id);
+        Ok(())
+    }
+}
+
+fn greedy(f: &Fixture, prompt_ids: &[u32], kv: Option<KvScheme>, max_tokens: usize) -> (Vec<u32>, StopReason) {
+    let mut cache = new_cache(&f.model, kv, prompt_ids.len() + max_tokens + 1);
+    let options = GenerateOptions { max_tokens, sampling: SamplingParams::greedy() };
+    let mut out = Collect(Vec::new());
+    let stats = generate(&f.model, &mut cache, &f.text, prompt_ids, &options, &mut out).unwrap();
+    (out.0, stats.stop_reason)
+}
+
+#[test]
+fn prompt_token_ids_match_the_reference() {
+    let f = fixture();
+    for prompt in prompts() {
+        assert_eq!(encode(f, prompt), ids(&prompt["prompt_ids"]), "prompt `{}`", prompt["name"]);
+    }
+}
+
+#[test]
+fn greedy_f32_generation_matches_the_reference() {
+    let f = fixture();
+    for prompt in prompts() {
+        let (ours, stop) = greedy(f, &ids(&prompt["prompt_ids"]), None, GREEDY_TOKENS);
+        let want = reference_greedy(prompt);
+        assert_eq!(ours, want, "prompt `{}`", prompt["name"]);
+        let expected_stop = if want.len() < GREEDY_TOKENS { StopReason::Eos } else { StopReason::MaxTokens };
+        assert_eq!(stop, expected_stop, "prompt `{}`", prompt["name"]);
+    }
+}
+
+#[test]
+fn first_step_top10_logits_match_the_reference() {
+    let f = fixture();
+    for prompt in prompts().iter().filter(|p| p["name"] != "long") {
+        let prompt_ids = ids(&prompt["prompt_ids"]);
+        let mut cache = new_cache(&f.model, None, prompt_ids.len());
+        let logits: Vec<f32> = f.model.forward(&prompt_ids, &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let (top, values) = (ids(&prompt["top_ids"]), prompt["top_logits"].as_array().unwrap());
+        for (id, want) in top.iter().zip(values) {
+            let (got, want) = (logits[*id as usize], want.as_f64().unwrap() as f32);
+            assert!((got - want).abs() <= LOGIT_TOLERANCE, "prompt `{}` token {id}: {got} vs {want}", prompt["name"]);
+        }
+        assert_eq!(argmax(&logits), top[0]);
+    }
+}
+
+/// Mean NLL of the prompt and the greedy continuation, from one prefill.
+fn score_and_continue(f: &Fixture, prompt_ids: &[u32], kv: Option<KvScheme>, n: usize) -> (f64, Vec<u32>) {
+    let mut cache = new_cache(&f.model, kv, prompt_ids.len() + n);
+    let logits = f.model.forward(prompt_ids, &mut cache, Logits::All).unwrap();
+    let logprobs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2().unwrap();
+    let nll = prompt_ids[1..].iter().enumerate().map(|(i, &id)| -(logprobs[i][id as usize] as f64)).sum::<f64>() / (prompt_ids.len() - 1) as f64;
+    let mut next = argmax(logprobs.last().unwrap());
+    let mut out = vec![next];
+    while out.len() < n && next != EOS {
+        let row: Vec<f32> = f.model.forward(&[next], &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        next = argmax(&row);
+        out.push(next);
+    }
+    (nll, out)
+}
+
+#[test]
+fn quantized_caches_stay_within_the_quality_bounds() {
+    let f = fixture();
+    let long = prompts().iter().find(|p| p["name"] == "long").unwrap();
+    let long_ids = ids(&long["prompt_ids"]);
+    let (dense_nll, dense_next) = score_and_continue(f, &long_ids, None, SAME_GREEDY_TOKENS);
+    let reference_nll = long["mean_nll"].as_f64().unwrap();
+    eprintln!("long prompt ({} tokens): mean NLL dense {dense_nll:.6}, reference {reference_nll:.6}", long_ids.len());
+    assert!((dense_nll - reference_nll).abs() <= NLL_TOLERANCE, "dense {dense_nll} vs reference {reference_nll}");
+    assert_eq!(dense_next, reference_greedy(long)[..SAME_GREEDY_TOKENS]);
+    for (scheme, bound, signed) in [(KvScheme::Int8, INT8_MAX_ABS_DELTA_NLL, false), (KvScheme::Fp8, FP8_MAX_DELTA_NLL, true)] {
+        let (nll, next) = score_and_continue(f, &long_ids, Some(scheme), SAME_GREEDY_TOKENS);
+        let delta = nll - dense_nll;
+        eprintln!("{}: mean NLL {nll:.6}, delta {delta:+.6}", scheme.as_str());
+        let within = if signed { delta <= bound } else { delta.abs() <= bound };
+        assert!(within, "{}: delta NLL {delta} beyond {bound}", scheme.as_str());
+        assert_eq!(next, dense_next, "{}: greedy continuation of the long prompt", scheme.as_str());
+    }
+}
+
+/// The dense cache's top-2 logit gap after `prompt` + `generated`.
+fn dense_gap(f: &Fixture, prompt: &[u32], generated: &[u32]) -> f32 {
+    let tokens: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    let mut cache = new_cache(&f.model, None, tokens.len());
+    let mut row: Vec<f32> = f.model.forward(&tokens, &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    row.sort_by(|a, b| b.total_cmp(a));
+    row[0] - row[1]
+}
+
+#[test]
+fn int8_cache_keeps_the_first_16_greedy_tokens() {
+    let f = fixture();
+    for prompt in prompts().iter().filter(|p| p["name"] != "long") {
+        let prompt_ids = ids(&prompt["prompt_ids"]);
+        let (dense, _) = greedy(f, &prompt_ids, None, SAME_GREEDY_TOKENS);
+        let (ours, _) = greedy(f, &prompt_ids, Some(KvScheme::Int8), SAME_GREEDY_TOKENS);
+        assert_eq!(ours, dense, "kv_int8 on prompt `{}`", prompt["name"]);
+    }
+}
+
+/// FP8 keeps the dense greedy tokens except at near-ties: on the non-ASCII
+/// prompt it takes the runner-up at token 14, where the dense gap is 0.153.
+#[test]
+fn fp8_cache_keeps_greedy_tokens_up_to_near_ties() {
+    let f = fixture();
+    for prompt in prompts().iter().filter(|p| p["name"] != "long") {
+        let prompt_ids = ids(&prompt["prompt_ids"]);
+        let (dense, _) = greedy(f, &prompt_ids, None, SAME_GREEDY_TOKENS);
+        let (ours, _) = greedy(f, &prompt_ids, Some(KvScheme::Fp8), SAME_GREEDY_TOKENS);
+        let Some(i) = ours.iter().zip(&dense).position(|(a, b)| a != b) else {
+            assert_eq!(ours, dense, "kv_fp8 on prompt `{}`", prompt["name"]);
+            continue;
+        };
+        let gap = dense_gap(f, &prompt_ids, &dense[..i]);
+        eprintln!("kv_fp8 on `{}` diverges at token {}: dense top-2 gap {gap:.3}", prompt["name"], i + 1);
+        assert!(gap < FP8_LOGIT_GAP_NOISE, "kv_fp8 on `{}` diverged at token {} where the gap is {gap}", prompt["name"], i + 1);
+    }
+}
+
+#[test]
+fn smollm2_answers_through_the_cli_with_each_cache() {
+    let ctx = support::TestContext::new();
+    let dir = support::smollm2::smollm2_dir("bf16");
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
+    let show = ctx.run(&["show", "smollm2:kv_int8", "--json"]).json();
+    assert_eq!(show["weight_dtype"], "bf16");
+    // models.md: 23,040 bytes per token in bf16; int8 halves it and adds 180 f32 scales.
+    assert_eq!(show["kv_cache"]["unquantized"]["bytes_per_token"], 23_040);
+    assert_eq!(show["kv_cache"]["selected"]["bytes_per_token"], 11_520 + 720);
+    for tag in ["", ":kv_int8", ":kv_fp8"] {
+        let model = format!("smollm2{tag}");
+        let out = ctx.run(&["run", &model, "--raw", "--max-tokens", "3", "The capital of France is"]);
+        out.success();
+        assert_eq!(out.stdout, " Paris.\n\n", "{model}");
+        let chat = ctx.run(&["run", &model, "--max-tokens", "12", "What is the capital of France?"]);
+        assert!(chat.success().stdout.contains("Paris"), "{model}: {}", chat.stdout);
+    }
+    let piped = ctx.run_with_stdin(&["run", "smollm2:kv_int8", "--raw", "--max-tokens", "3"], "The capital of France is");
+    assert_eq!(piped.stdout, " Paris.\n\n");
+}
