@@ -405,3 +405,46 @@ fn bash_completion_completes_models_and_tags_across_the_colon() {
         assert_eq!(offered, expected, "{line}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn gguf_and_safetensors_under_one_name_resolve_each_their_own_way() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/smol"]).success();
+    let gguf = models::smollm2_gguf();
+    ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "org/smol:Q4_1"]).success();
+    let show = |spec: &str| ctx.run(&["show", spec, "--json"]).json();
+    // Plain name and kv tags: the safetensors model, unquantized or with the KV scheme.
+    assert_eq!((show("org/smol")["format"].clone(), show("org/smol")["quantization"].clone()), ("safetensors".into(), serde_json::Value::Null));
+    assert_eq!(show("org/smol:kv_int8")["format"], "safetensors");
+    assert_eq!(show("org/smol:kv_int8")["quantization"], "kv_int8");
+    // The GGUF weight tag: the GGUF file.
+    assert_eq!(show("org/smol:Q4_1")["format"], "gguf");
+    assert_eq!(show("org/smol:q4_1")["layers"], 30);
+    // A weight tag that was not pulled is a different file, not the safetensors model.
+    ctx.run(&["run", "org/smol:Q8_0"]).assert(
+        2,
+        "",
+        "error: `org/smol:Q8_0` is not in the store (stored: org/smol, org/smol:Q4_1)\n\
+         hint: a GGUF weight type is a different file: run `llmctl pull org/smol:Q8_0`\n",
+    );
+    // A GGUF file cannot be imported under a kv tag.
+    let out = ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "org/other:kv_int8"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("`kv_int8` is a KV-cache scheme for safetensors models, but `org/other` is a GGUF model"), "{}", out.stderr);
+}
+
+#[test]
+fn a_gguf_imported_under_the_wrong_weight_tag_is_refused() {
+    let ctx = TestContext::new();
+    let gguf = models::smollm2_gguf();
+    ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "org/smol:Q8_0"]).assert(
+        2,
+        "",
+        "importing [GGUF] as org/smol:Q8_0\nerror: the GGUF file's own type is `Q4_1`, not `Q8_0`\nhint: pull it as `MODEL:Q4_1`\n"
+            .replace("[GGUF]", gguf.to_str().unwrap())
+            .as_str(),
+    );
+    assert_eq!(ctx.blob_count(), 0);
+}

@@ -24,15 +24,9 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     };
     let request = LoadRequest { device: settings.device, ctx_size: settings.ctx_size, kv };
     let mut loaded = engine::load(&store, &manifest, &request)?;
-    let cache = &loaded.cache;
-    printer.status(&format!(
-        "running {} on {} (KV cache: {}, {} for {} tokens)",
-        settings.model,
-        loaded.device,
-        cache.layout().name(),
-        format::bytes(cache.allocated_bytes()),
-        cache.capacity()
-    ));
+    let cache = loaded.decoder.cache_info();
+    let size = if manifest.format == crate::quant::Format::Gguf { "grows as needed".to_string() } else { format::bytes(cache.allocated_bytes) };
+    printer.status(&format!("running {} on {} (KV cache: {}, {size} for {} tokens)", settings.model, loaded.device, cache.scheme, cache.capacity));
     let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
     match &settings.prompt {
         PromptSource::Text(text) => one_shot(&mut loaded, settings, &options, text, printer),
@@ -75,9 +69,9 @@ fn one_shot(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptio
 
 /// Generates into the right sink; returns the stats and the text produced.
 fn run_once(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
-    loaded.cache.reset();
+    loaded.decoder.reset();
     let mut collected = Collect { inner: if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) }, text: String::new() };
-    let stats = generate(&loaded.model, &mut loaded.cache, &loaded.text, ids, options, &mut collected)?;
+    let stats = generate(loaded.decoder.as_mut(), &loaded.text, ids, options, &mut collected)?;
     if !settings.json {
         printer.generated("\n")?;
     }
@@ -97,11 +91,8 @@ impl TokenSink for Collect<'_> {
 }
 
 fn report(loaded: &Loaded, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
-    let kv_cache = KvCacheStats {
-        scheme: loaded.cache.layout().name().to_string(),
-        context_length: loaded.cache.capacity(),
-        allocated_bytes: loaded.cache.allocated_bytes(),
-    };
+    let cache = loaded.decoder.cache_info();
+    let kv_cache = KvCacheStats { scheme: cache.scheme, context_length: cache.capacity, allocated_bytes: cache.allocated_bytes };
     let memory = MemoryStats { host: crate::memory::read() };
     let done = DoneView::new(settings.model.to_string(), loaded.device.clone(), loaded.load_time.as_secs_f64(), stats, kv_cache, memory);
     if settings.json {

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::decoder::Decoder;
 use super::detokenize::Detokenizer;
-use super::kv_cache::KvCache;
-use super::model::{Logits, Model};
 use super::sampling::{Sampler, SamplingParams};
 use super::text::TextCodec;
 
@@ -41,16 +40,15 @@ pub struct GenerationStats {
 }
 
 pub fn generate(
-    model: &Model,
-    cache: &mut KvCache,
+    decoder: &mut dyn Decoder,
     text: &TextCodec,
     prompt: &[u32],
     options: &GenerateOptions,
     sink: &mut dyn TokenSink,
 ) -> anyhow::Result<GenerationStats> {
-    cache.check_room(prompt.len())?;
+    decoder.check_room(prompt.len())?;
     let started = Instant::now();
-    let mut logits = model.forward(prompt, cache, Logits::Last)?;
+    let mut logits = decoder.step(prompt)?;
     let mut sampler = Sampler::new(options.sampling.clone());
     let mut next = sampler.sample(&logits)?;
     let prefill = started.elapsed();
@@ -67,23 +65,12 @@ pub fn generate(
         if generated >= options.max_tokens {
             break StopReason::MaxTokens;
         }
-        if cache.check_room(1).is_err() {
+        if decoder.check_room(1).is_err() {
             break StopReason::ContextFull;
         }
-        logits = model.forward(&[next], cache, Logits::Last)?;
+        logits = decoder.step(&[next])?;
         next = sampler.sample(&logits)?;
     };
-    model.device().synchronize()?;
+    decoder.device().synchronize()?;
     Ok(GenerationStats { prompt_tokens: prompt.len(), generated_tokens: generated, stop_reason, prefill, decode: decode_start.elapsed() })
-}
-
-/// Mean negative log-likelihood (nats) of `ids[1..]` given their prefixes,
-/// from one pass over the prompt.
-pub fn mean_nll(model: &Model, cache: &mut KvCache, ids: &[u32]) -> anyhow::Result<f64> {
-    cache.check_room(ids.len())?;
-    let logits = model.forward(ids, cache, Logits::All)?;
-    let logprobs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let rows: Vec<Vec<f32>> = logprobs.to_vec2()?;
-    let total: f64 = ids[1..].iter().enumerate().map(|(i, &id)| -(rows[i][id as usize] as f64)).sum();
-    Ok(total / (ids.len() - 1) as f64)
 }

@@ -5,9 +5,11 @@
 pub mod attention;
 pub mod chat;
 pub mod config;
+pub mod decoder;
 pub mod detokenize;
 pub mod device;
 pub mod generate;
+pub mod gguf;
 pub mod kv_cache;
 pub mod model;
 pub mod rope;
@@ -27,6 +29,7 @@ use crate::quant::{Format, KvScheme};
 use crate::store::Store;
 use crate::store::manifest::Manifest;
 use config::ModelConfig;
+use decoder::{Decoder, OwnedModel};
 use device::{DeviceError, DeviceRequest};
 use kv_cache::{CacheShape, KvCache};
 use model::Model;
@@ -53,8 +56,12 @@ pub enum EngineError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Text(#[from] TextError),
-    #[error("running GGUF models is not supported yet: `{0}` is a GGUF model")]
-    Gguf(String),
+    #[error("`{}` is not a usable GGUF file", .0.display())]
+    GgufHeader(PathBuf, #[source] crate::formats::gguf::GgufError),
+    #[error(transparent)]
+    GgufTokenizer(crate::formats::gguf_tokenizer::GgufTokenizerError),
+    #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf::SUPPORTED)]
+    GgufArchitecture { arch: String },
     #[error("loading the weights failed")]
     Weights(#[source] candle_core::Error),
     #[error("allocating the KV cache failed")]
@@ -71,13 +78,16 @@ impl EngineError {
             EngineError::Device(e) => Some(e.hint()),
             EngineError::Text(TextError::NoTemplate) => Some("use `--raw` to send the prompt as it is".into()),
             EngineError::Text(TextError::Chat(_)) => Some("use `--raw` to send the prompt without the template".into()),
-            EngineError::Config(config::ConfigError::Unsupported(_)) => Some("pull a model of a supported family".into()),
+            EngineError::Config(config::ConfigError::Unsupported(_)) | EngineError::GgufArchitecture { .. } => {
+                Some("pull a model of a supported family".into())
+            }
+            EngineError::GgufTokenizer(_) => Some("pull the model's safetensors repository instead".into()),
             _ => None,
         }
     }
 
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::Gguf(_))
+        matches!(self, EngineError::ContextTooLarge { .. } | EngineError::Device(_))
     }
 }
 
@@ -101,9 +111,8 @@ pub struct GenerationDefaults {
 }
 
 pub struct Loaded {
-    pub model: Model,
+    pub decoder: Box<dyn Decoder>,
     pub text: TextCodec,
-    pub cache: KvCache,
     pub device: String,
     pub defaults: GenerationDefaults,
     pub load_time: Duration,
@@ -162,10 +171,10 @@ impl Files<'_> {
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
 pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest) -> Result<Loaded, EngineError> {
     let started = Instant::now();
-    if manifest.format == Format::Gguf {
-        return Err(EngineError::Gguf(manifest.reference().to_string()));
-    }
     let files = Files { store, manifest };
+    if manifest.format == Format::Gguf {
+        return load_gguf(&files, request, started);
+    }
     let config = ModelConfig::parse(&files.read_required("config.json")?)?;
     let tokenizer_json = files.required("tokenizer.json")?;
     let weights = files.weights()?;
@@ -190,7 +199,22 @@ pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest) -> Result
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
     let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
     let cache = KvCache::new(layout, shape, dense_dtype(layout), &device).map_err(EngineError::Cache)?;
-    Ok(Loaded { model, text, cache, device: device_name, defaults, load_time: started.elapsed() })
+    let decoder = Box::new(OwnedModel { model, cache });
+    Ok(Loaded { decoder, text, device: device_name, defaults, load_time: started.elapsed() })
+}
+
+/// GGUF: tokenizer and template from the file's metadata, weights through candle.
+fn load_gguf(files: &Files<'_>, request: &LoadRequest, started: Instant) -> Result<Loaded, EngineError> {
+    let file = files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
+    let path = files.required(&file)?;
+    let header = crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+    let text = gguf::text_codec(&header)?;
+    let max = gguf::max_context(&header, files.manifest.facts.context_length as usize);
+    let context = context_length(request.ctx_size, max)?;
+    let (device, device_name) = device::open(request.device)?;
+    let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
+    let decoder = gguf::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+    Ok(Loaded { decoder: Box::new(decoder), text, device: device_name, defaults: GenerationDefaults::default(), load_time: started.elapsed() })
 }
 
 fn context_length(requested: Option<usize>, max: usize) -> Result<usize, EngineError> {

@@ -76,7 +76,20 @@ pub struct TextCodec {
     template: Option<ChatTemplate>,
 }
 
+/// Everything a codec is made of, whichever files it came from.
+pub struct TextParts {
+    pub tokenizer: Tokenizer,
+    /// Special tokens as (text, id).
+    pub bos: Option<(String, u32)>,
+    pub eos: Option<(String, u32)>,
+    pub add_bos: bool,
+    pub chat_template: Option<String>,
+    /// Further stop tokens (from model and generation configs).
+    pub eos_ids: Vec<u32>,
+}
+
 impl TextCodec {
+    /// From a Hugging Face layout: `tokenizer.json`, `tokenizer_config.json`, …
     pub fn load(files: TextFiles<'_>) -> Result<TextCodec, TextError> {
         let tokenizer = Tokenizer::from_file(files.tokenizer_json).map_err(|e| TextError::Tokenizer(e.to_string()))?;
         let config: TokenizerConfig = match &files.tokenizer_config {
@@ -84,21 +97,24 @@ impl TextCodec {
             None => TokenizerConfig::default(),
         };
         let id_of = |t: &Option<TokenText>| t.as_ref().and_then(|t| tokenizer.token_to_id(t.text()).map(|id| (t.text().to_string(), id)));
-        let bos = id_of(&config.bos_token);
-        let eos = id_of(&config.eos_token);
-        let mut stop_ids = files.eos_ids.clone();
-        stop_ids.extend(eos.as_ref().map(|e| e.1));
+        let (bos, eos) = (id_of(&config.bos_token), id_of(&config.eos_token));
+        let chat_template = files.chat_template_jinja.or_else(|| config.chat_template.and_then(default_template));
+        let add_bos = config.add_bos_token.unwrap_or(false);
+        TextCodec::from_parts(TextParts { tokenizer, bos, eos, add_bos, chat_template, eos_ids: files.eos_ids })
+    }
+
+    pub fn from_parts(parts: TextParts) -> Result<TextCodec, TextError> {
+        let mut stop_ids = parts.eos_ids;
+        stop_ids.extend(parts.eos.as_ref().map(|e| e.1));
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        let source = files.chat_template_jinja.or_else(|| config.chat_template.and_then(default_template));
-        let template = source.map(ChatTemplate::new).transpose()?;
         Ok(TextCodec {
-            tokenizer,
+            tokenizer: parts.tokenizer,
             stop_ids,
-            bos,
-            eos_text: eos.map(|e| e.0).unwrap_or_default(),
-            add_bos: config.add_bos_token.unwrap_or(false),
-            template,
+            bos: parts.bos,
+            eos_text: parts.eos.map(|e| e.0).unwrap_or_default(),
+            add_bos: parts.add_bos,
+            template: parts.chat_template.map(ChatTemplate::new).transpose()?,
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod gguf_facts;
+pub mod gguf_tokenizer;
 pub mod hf_config;
 pub mod safetensors;
 
