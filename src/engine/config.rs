@@ -47,6 +47,8 @@ pub enum ConfigError {
     RopeScaling(String),
     #[error("`config.json` has an odd head dimension ({0}); rotary embeddings need an even one")]
     OddHeadDim(usize),
+    #[error("`config.json` sets `mlp_bias`, which llmctl does not implement")]
+    MlpBias,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +71,8 @@ impl TokenIds {
 pub struct RopeScaling {
     #[serde(alias = "type")]
     pub rope_type: Option<String>,
+    /// Only in transformers 5's `rope_parameters`, which carries the base too.
+    pub rope_theta: Option<f64>,
     pub factor: Option<f64>,
     pub low_freq_factor: Option<f64>,
     pub high_freq_factor: Option<f64>,
@@ -91,9 +95,13 @@ struct Raw {
     #[serde(default = "default_theta")]
     rope_theta: f64,
     rope_scaling: Option<RopeScaling>,
+    /// transformers 5 writes `rope_parameters` in place of `rope_theta` and `rope_scaling`.
+    rope_parameters: Option<RopeScaling>,
     #[serde(default)]
     tie_word_embeddings: bool,
     attention_bias: Option<bool>,
+    #[serde(default)]
+    mlp_bias: bool,
     eos_token_id: Option<TokenIds>,
 }
 
@@ -140,7 +148,12 @@ impl ModelConfig {
         if head_dim % 2 != 0 {
             return Err(ConfigError::OddHeadDim(head_dim));
         }
-        check_rope_scaling(raw.rope_scaling.as_ref())?;
+        if raw.mlp_bias {
+            return Err(ConfigError::MlpBias);
+        }
+        let rope_scaling = raw.rope_parameters.or(raw.rope_scaling);
+        check_rope_scaling(rope_scaling.as_ref())?;
+        let rope_theta = rope_scaling.as_ref().and_then(|r| r.rope_theta).unwrap_or(raw.rope_theta);
         Ok(ModelConfig {
             family,
             hidden_size,
@@ -152,8 +165,8 @@ impl ModelConfig {
             max_context: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)? as usize,
             vocab_size: check_range("vocab_size", raw.vocab_size, MAX_VOCAB)? as usize,
             rms_norm_eps: raw.rms_norm_eps,
-            rope_theta: raw.rope_theta,
-            rope_scaling: raw.rope_scaling,
+            rope_theta,
+            rope_scaling,
             tie_word_embeddings: raw.tie_word_embeddings,
             qkv_bias: raw.attention_bias.unwrap_or(family == Family::Qwen2),
             eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
@@ -187,6 +200,16 @@ mod tests {
         assert_eq!((cfg.family, cfg.qkv_bias, cfg.group_size(), cfg.head_dim), (Family::Qwen2, true, 2, 16));
         assert_eq!(cfg.eos_token_ids, [2, 3]);
         assert_eq!(cfg.rope_theta, 10_000.0);
+    }
+
+    #[test]
+    fn transformers_5_rope_parameters_carry_the_base_and_scaling() {
+        let json = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0}");
+        let cfg = ModelConfig::parse(json.as_bytes()).unwrap();
+        assert_eq!(cfg.rope_theta, 500_000.0);
+        assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
+        let mlp_bias = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"mlp_bias\":true");
+        assert!(matches!(ModelConfig::parse(mlp_bias.as_bytes()), Err(ConfigError::MlpBias)));
     }
 
     #[test]
