@@ -11,6 +11,7 @@ pub mod engine;
 pub mod env_vars;
 pub mod formats;
 pub mod generate;
+pub mod gpu;
 pub mod hub;
 pub mod kv_size;
 pub mod memory;

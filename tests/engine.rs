@@ -76,7 +76,7 @@ fn fixture() -> &'static Fixture {
         // SAFETY: the blob is not modified while mapped.
         let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&files["model.safetensors"]], DType::F32, &Device::Cpu) }.unwrap();
         let model = Model::load(vb, config, 2048).unwrap();
-        let loaded = engine::load(&store, &manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None }).unwrap();
+        let loaded = engine::load(&store, &manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None }, &mut engine::NoObserver).unwrap();
         let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2_golden.json");
         let golden = serde_json::from_slice(&std::fs::read(golden_path).unwrap()).unwrap();
         Fixture { model, text: loaded.text, golden }
@@ -278,7 +278,7 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
     let store = Store::open(&ctx.store()).unwrap();
     let manifest = store.find(&"smol".parse().unwrap()).unwrap();
     let request = LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(256), kv: None };
-    let mut loaded = engine::load(&store, &manifest, &request).unwrap();
+    let mut loaded = engine::load(&store, &manifest, &request, &mut engine::NoObserver).unwrap();
     for prompt in prompts().iter().filter(|p| p["name"] != "long") {
         let text = prompt["text"].as_str().unwrap();
         let ours = if prompt["chat"].as_bool().unwrap() {

@@ -7,7 +7,8 @@ use crate::diagnostics::ExitStatus;
 use crate::engine::chat::Message;
 use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
 use crate::engine::sampling::SamplingParams;
-use crate::engine::{self, GenerationDefaults, LoadRequest, Loaded};
+use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
+use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
 use crate::settings::{GlobalSettings, PromptSource, RunSettings};
@@ -23,19 +24,20 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
         Resolved::None | Resolved::Gguf(_) => None,
     };
     let request = LoadRequest { device: settings.device, ctx_size: settings.ctx_size, kv };
-    let mut loaded = engine::load(&store, &manifest, &request)?;
+    let mut vram = VramObserver { probe: VramProbe::open(None) };
+    let loaded = engine::load(&store, &manifest, &request, &mut vram)?;
     let cache = loaded.decoder.cache_info();
     let size = if manifest.format == crate::quant::Format::Gguf { "grows as needed".to_string() } else { format::bytes(cache.allocated_bytes) };
     printer.status(&format!("running {} on {} (KV cache: {}, {size} for {} tokens)", settings.model, loaded.device, cache.scheme, cache.capacity));
     let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
     match &settings.prompt {
-        PromptSource::Text(text) => one_shot(&mut loaded, settings, &options, text, printer),
+        PromptSource::Text(text) => one_shot(&mut Run { loaded, vram: vram.probe }, settings, &options, text, printer),
         PromptSource::Stdin => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
-            one_shot(&mut loaded, settings, &options, &text, printer)
+            one_shot(&mut Run { loaded, vram: vram.probe }, settings, &options, &text, printer)
         }
-        PromptSource::Interactive => chat_loop(&mut loaded, settings, &options, printer),
+        PromptSource::Interactive => chat_loop(&mut Run { loaded, vram: vram.probe }, settings, &options, printer),
     }
 }
 
@@ -51,15 +53,59 @@ fn sampling(settings: &RunSettings, defaults: &GenerationDefaults) -> SamplingPa
     }
 }
 
-fn encode(loaded: &Loaded, settings: &RunSettings, messages: &[Message]) -> anyhow::Result<Vec<u32>> {
+fn encode(loaded: &Run, settings: &RunSettings, messages: &[Message]) -> anyhow::Result<Vec<u32>> {
+    let codec = &loaded.loaded.text;
     if settings.raw {
         let text = messages.last().map_or("", |m| m.content.as_str());
-        return Ok(loaded.text.encode_raw(text)?);
+        return Ok(codec.encode_raw(text)?);
     }
-    Ok(loaded.text.encode_chat(messages).map_err(engine::EngineError::Text)?.1)
+    Ok(codec.encode_chat(messages).map_err(engine::EngineError::Text)?.1)
 }
 
-fn one_shot(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, prompt: &str, printer: &Printer) -> anyhow::Result<ExitStatus> {
+/// A loaded model and the VRAM probe watching it.
+struct Run {
+    loaded: Loaded,
+    vram: VramProbe,
+}
+
+/// Samples VRAM at the load milestones.
+struct VramObserver {
+    probe: VramProbe,
+}
+
+impl LoadObserver for VramObserver {
+    fn stage(&mut self, stage: LoadStage, device: &str) {
+        match stage {
+            LoadStage::DeviceReady => self.probe = VramProbe::open(device.strip_prefix("cuda:").and_then(|i| i.parse().ok())),
+            LoadStage::WeightsLoaded => self.probe.report.after_weights = self.probe.sample(),
+            LoadStage::CacheAllocated => self.probe.report.after_cache = self.probe.sample(),
+        }
+    }
+}
+
+/// Tokens pass through to the output; VRAM is sampled every few tokens for the peak.
+struct Sampled<'a> {
+    inner: Box<dyn TokenSink + 'a>,
+    vram: &'a mut VramProbe,
+    text: String,
+    count: usize,
+}
+
+/// Tokens between VRAM samples: NVML queries cost about a millisecond.
+const VRAM_SAMPLE_EVERY: usize = 16;
+
+impl TokenSink for Sampled<'_> {
+    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
+        if self.count % VRAM_SAMPLE_EVERY == 0 {
+            self.vram.sample();
+        }
+        self.count += 1;
+        self.text.push_str(text);
+        self.inner.token(id, text)
+    }
+}
+
+fn one_shot(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions, prompt: &str, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let messages = [Message { role: "user".into(), content: prompt.to_string() }];
     let ids = encode(loaded, settings, &messages)?;
     let stats = run_once(loaded, settings, options, &ids, printer)?.0;
@@ -68,32 +114,26 @@ fn one_shot(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptio
 }
 
 /// Generates into the right sink; returns the stats and the text produced.
-fn run_once(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
-    loaded.decoder.reset();
-    let mut collected = Collect { inner: if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) }, text: String::new() };
-    let stats = generate(loaded.decoder.as_mut(), &loaded.text, ids, options, &mut collected)?;
+fn run_once(run: &mut Run, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
+    run.loaded.decoder.reset();
+    let inner: Box<dyn TokenSink> = if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) };
+    let mut sink = Sampled { inner, vram: &mut run.vram, text: String::new(), count: 0 };
+    let stats = generate(run.loaded.decoder.as_mut(), &run.loaded.text, ids, options, &mut sink)?;
+    let text = std::mem::take(&mut sink.text);
+    drop(sink);
+    run.vram.sample();
     if !settings.json {
         printer.generated("\n")?;
     }
-    Ok((stats, collected.text))
+    Ok((stats, text))
 }
 
-struct Collect<'a> {
-    inner: Box<dyn TokenSink + 'a>,
-    text: String,
-}
-
-impl TokenSink for Collect<'_> {
-    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
-        self.text.push_str(text);
-        self.inner.token(id, text)
-    }
-}
-
-fn report(loaded: &Loaded, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
+fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
+    let loaded = &run.loaded;
     let cache = loaded.decoder.cache_info();
     let kv_cache = KvCacheStats { scheme: cache.scheme, context_length: cache.capacity, allocated_bytes: cache.allocated_bytes };
-    let memory = MemoryStats { host: crate::memory::read() };
+    let gpu = run.vram.report.gpu.is_some().then(|| run.vram.report.clone());
+    let memory = MemoryStats { host: crate::memory::read(), gpu };
     let done = DoneView::new(settings.model.to_string(), loaded.device.clone(), loaded.load_time.as_secs_f64(), stats, kv_cache, memory);
     if settings.json {
         printer.data(&done.json_line()?)?;
@@ -105,7 +145,7 @@ fn report(loaded: &Loaded, settings: &RunSettings, stats: &GenerationStats, prin
 }
 
 /// Turn-by-turn chat on a terminal; `/bye` or end of input leaves.
-fn chat_loop(loaded: &mut Loaded, settings: &RunSettings, options: &GenerateOptions, printer: &Printer) -> anyhow::Result<ExitStatus> {
+fn chat_loop(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let mut messages: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
     loop {

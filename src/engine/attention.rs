@@ -3,26 +3,67 @@
 
 use candle_core::{DType, Result, Tensor};
 
-/// `q`: (heads, T, D) at positions `start..start+T`; `k`, `v`: (kv_heads, L, D)
-/// with L = start + T. Returns (heads, T, D). Scores and softmax are in f32.
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, start: usize) -> Result<Tensor> {
+/// Keys per block: attention never holds more than one block of keys,
+/// values and scores at a time, whatever the context length.
+pub const KEY_BLOCK: usize = 4096;
+
+/// Causal attention for `q`: (heads, T, D) at positions `start..start+T`
+/// over keys `0..start+T`, read block by block through `read(from, to)`
+/// (each (kv_heads, to-from, D)) and combined with an online softmax, as
+/// flash attention does. Returns (heads, T, D). Scores are f32.
+pub fn attend(
+    q: &Tensor,
+    start: usize,
+    block: usize,
+    mut read: impl FnMut(usize, usize) -> Result<(Tensor, Tensor)>,
+) -> Result<Tensor> {
     let (heads, t, d) = q.dims3()?;
-    let (kv_heads, l, _) = k.dims3()?;
-    let group = heads / kv_heads;
-    // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
-    let q = q.reshape((kv_heads, group * t, d))?;
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.to_dtype(DType::F32)?;
-    let scores = if t > 1 { apply_causal_mask(&scores, kv_heads, group, t, l, start)? } else { scores };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-    probs.matmul(&v.contiguous()?)?.reshape((heads, t, d))
+    let total = start + t;
+    let mut state: Option<(Tensor, Tensor, Tensor)> = None; // running max, sum, weighted values
+    let mut q_rows = None;
+    for from in (0..total).step_by(block.max(1)) {
+        let to = (from + block).min(total);
+        let (k, v) = read(from, to)?;
+        let kv_heads = k.dim(0)?;
+        let group = heads / kv_heads;
+        // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
+        let q = match &q_rows {
+            Some(q) => q,
+            None => q_rows.insert(q.reshape((kv_heads, group * t, d))?),
+        };
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.to_dtype(DType::F32)?;
+        if to > start + 1 {
+            scores = apply_causal_mask(&scores, kv_heads, group, t, from, to, start)?;
+        }
+        let block_max = scores.max_keepdim(2)?;
+        let v = v.to_dtype(DType::F32)?;
+        state = Some(match state {
+            None => {
+                let p = scores.broadcast_sub(&block_max)?.exp()?;
+                (block_max, p.sum_keepdim(2)?, p.matmul(&v)?)
+            }
+            Some((m, l, acc)) => {
+                let m_new = m.maximum(&block_max)?;
+                let p = scores.broadcast_sub(&m_new)?.exp()?;
+                let correction = (m - &m_new)?.exp()?;
+                let l = ((l * &correction)? + p.sum_keepdim(2)?)?;
+                let acc = (acc.broadcast_mul(&correction)? + p.matmul(&v)?)?;
+                (m_new, l, acc)
+            }
+        });
+    }
+    let (_, l, acc) = state.expect("there is at least one key");
+    acc.broadcast_div(&l)?.to_dtype(q.dtype())?.reshape((heads, t, d))
 }
 
-/// Row i (position start+i) may see keys 0..=start+i.
-fn apply_causal_mask(scores: &Tensor, kv_heads: usize, group: usize, t: usize, l: usize, start: usize) -> Result<Tensor> {
-    let mask: Vec<f32> =
-        (0..t).flat_map(|i| (0..l).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    let mask = Tensor::from_vec(mask, (t, l), scores.device())?;
-    scores.reshape((kv_heads, group, t, l))?.broadcast_add(&mask)?.reshape((kv_heads, group * t, l))
+/// Row i (position start+i) may see keys 0..=start+i; this block holds keys from..to.
+fn apply_causal_mask(scores: &Tensor, kv_heads: usize, group: usize, t: usize, from: usize, to: usize, start: usize) -> Result<Tensor> {
+    let width = to - from;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (from..to).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (t, width), scores.device())?;
+    scores.reshape((kv_heads, group, t, width))?.broadcast_add(&mask)?.reshape((kv_heads, group * t, width))
 }
 
 /// Softmax-weighted values by explicit loops, for checking `attend`.
@@ -65,6 +106,10 @@ mod tests {
         (0..n).map(|_| { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5 }).collect()
     }
 
+    fn whole(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, block: usize) -> Tensor {
+        attend(q, start, block, |from, to| Ok((k.narrow(1, from, to - from)?, v.narrow(1, from, to - from)?))).unwrap()
+    }
+
     #[test]
     fn rotating_queries_keys_values_and_back_leaves_attention_unchanged() {
         let (heads, kv, t, start, d) = (4, 2, 3, 2, 8);
@@ -75,8 +120,8 @@ mod tests {
         let v = Tensor::from_vec(rand(kv * l * d, 6), (kv, l, d), &dev).unwrap();
         let h = crate::engine::kv_cache::quantized_hadamard(d, &dev);
         let r = |x: &Tensor| x.broadcast_matmul(&h).unwrap();
-        let plain: Vec<f32> = attend(&q, &k, &v, start).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let rotated: Vec<f32> = r(&attend(&r(&q), &r(&k), &r(&v), start).unwrap()).flatten_all().unwrap().to_vec1().unwrap();
+        let plain: Vec<f32> = whole(&q, &k, &v, start, 64).flatten_all().unwrap().to_vec1().unwrap();
+        let rotated: Vec<f32> = r(&whole(&r(&q), &r(&k), &r(&v), start, 64)).flatten_all().unwrap().to_vec1().unwrap();
         for (a, b) in plain.iter().zip(&rotated) {
             assert!((a - b).abs() < TOLERANCE, "{a} vs {b}");
         }
@@ -90,10 +135,13 @@ mod tests {
         let q = Tensor::from_vec(rand(heads * t * d, 1), (heads, t, d), &dev).unwrap();
         let k = Tensor::from_vec(rand(kv * l * d, 2), (kv, l, d), &dev).unwrap();
         let v = Tensor::from_vec(rand(kv * l * d, 3), (kv, l, d), &dev).unwrap();
-        let got = attend(&q, &k, &v, start).unwrap().to_vec3::<f32>().unwrap();
         let want = reference(&q.to_vec3().unwrap(), &k.to_vec3().unwrap(), &v.to_vec3().unwrap(), start);
-        for (a, b) in got.iter().flatten().flatten().zip(want.iter().flatten().flatten()) {
-            assert!((a - b).abs() < TOLERANCE, "{a} vs {b}");
+        // One block, and blocks of 2 and 3 keys that split the causal boundary.
+        for block in [64, 2, 3] {
+            let got = whole(&q, &k, &v, start, block).to_vec3::<f32>().unwrap();
+            for (a, b) in got.iter().flatten().flatten().zip(want.iter().flatten().flatten()) {
+                assert!((a - b).abs() < TOLERANCE, "block {block}: {a} vs {b}");
+            }
         }
     }
 }

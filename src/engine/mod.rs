@@ -91,6 +91,26 @@ impl EngineError {
     }
 }
 
+/// Milestones of a load, for whoever measures memory around them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    /// The device (and its CUDA context) exists; nothing is loaded yet.
+    DeviceReady,
+    WeightsLoaded,
+    CacheAllocated,
+}
+
+pub trait LoadObserver {
+    fn stage(&mut self, stage: LoadStage, device: &str);
+}
+
+/// Observes nothing.
+pub struct NoObserver;
+
+impl LoadObserver for NoObserver {
+    fn stage(&mut self, _: LoadStage, _: &str) {}
+}
+
 /// What to load and how.
 #[derive(Debug, Clone)]
 pub struct LoadRequest {
@@ -169,11 +189,11 @@ impl Files<'_> {
 }
 
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
-pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest) -> Result<Loaded, EngineError> {
+pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest, observer: &mut dyn LoadObserver) -> Result<Loaded, EngineError> {
     let started = Instant::now();
     let files = Files { store, manifest };
     if manifest.format == Format::Gguf {
-        return load_gguf(&files, request, started);
+        return load_gguf(&files, request, started, observer);
     }
     let config = ModelConfig::parse(&files.read_required("config.json")?)?;
     let tokenizer_json = files.required("tokenizer.json")?;
@@ -189,6 +209,7 @@ pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest) -> Result
         eos_ids,
     })?;
     let (device, device_name) = device::open(request.device)?;
+    observer.stage(LoadStage::DeviceReady, &device_name);
     let compute = compute_dtype(&device, &manifest.facts.weight_dtype);
     let layout = match request.kv {
         Some(scheme) => CacheLayout::Quantized(scheme),
@@ -198,13 +219,17 @@ pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest) -> Result
     // SAFETY: blobs are immutable once stored (replaced only by rename).
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
     let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
+    device.synchronize().map_err(EngineError::Weights)?;
+    observer.stage(LoadStage::WeightsLoaded, &device_name);
     let cache = KvCache::new(layout, shape, dense_dtype(layout), &device).map_err(EngineError::Cache)?;
+    device.synchronize().map_err(EngineError::Cache)?;
+    observer.stage(LoadStage::CacheAllocated, &device_name);
     let decoder = Box::new(OwnedModel { model, cache });
     Ok(Loaded { decoder, text, device: device_name, defaults, load_time: started.elapsed() })
 }
 
 /// GGUF: tokenizer and template from the file's metadata, weights through candle.
-fn load_gguf(files: &Files<'_>, request: &LoadRequest, started: Instant) -> Result<Loaded, EngineError> {
+fn load_gguf(files: &Files<'_>, request: &LoadRequest, started: Instant, observer: &mut dyn LoadObserver) -> Result<Loaded, EngineError> {
     let file = files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
     let path = files.required(&file)?;
     let header = crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
@@ -212,8 +237,10 @@ fn load_gguf(files: &Files<'_>, request: &LoadRequest, started: Instant) -> Resu
     let max = gguf::max_context(&header, files.manifest.facts.context_length as usize);
     let context = context_length(request.ctx_size, max)?;
     let (device, device_name) = device::open(request.device)?;
+    observer.stage(LoadStage::DeviceReady, &device_name);
     let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
     let decoder = gguf::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+    observer.stage(LoadStage::WeightsLoaded, &device_name);
     Ok(Loaded { decoder: Box::new(decoder), text, device: device_name, defaults: GenerationDefaults::default(), load_time: started.elapsed() })
 }
 

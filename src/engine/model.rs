@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 
-use super::attention::attend;
+use super::attention::{KEY_BLOCK, attend};
 use super::config::{Family, ModelConfig};
 use super::kv_cache::{KvCache, rotate};
 use super::rope::Rope;
@@ -86,10 +86,11 @@ impl Attention {
         let q = self.project(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim, &model.rope, start)?;
         let k = self.project(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim, &model.rope, start)?;
         let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
-        let (k_all, v_all) = cache.append(layer, &k.squeeze(0)?, &v, model.dtype)?;
+        cache.append(layer, &k.squeeze(0)?, &v)?;
         let rotation = cache.rotation().map(|r| r.to_dtype(model.dtype)).transpose()?;
         let q = rotate(&q.squeeze(0)?, rotation.as_ref())?;
-        let y = rotate(&attend(&q, &k_all, &v_all, start)?, rotation.as_ref())?;
+        let y = attend(&q, start, KEY_BLOCK, |from, to| cache.read(layer, from, to, model.dtype))?;
+        let y = rotate(&y, rotation.as_ref())?;
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
     }
 }
@@ -164,9 +165,10 @@ impl Model {
         Tensor::cat(&outputs, 0)
     }
 
-    /// The longest chunk whose f32 scores (heads × chunk × keys) fit the budget.
+    /// The longest chunk whose f32 scores for one key block (heads × chunk ×
+    /// block) fit the budget.
     fn chunk_len(&self, start: usize, remaining: usize) -> usize {
-        let per_query = self.cfg.heads * (start + remaining) * 4;
+        let per_query = self.cfg.heads * (start + remaining).min(KEY_BLOCK) * 4;
         (ATTENTION_BUDGET_BYTES / per_query.max(1)).clamp(1, remaining)
     }
 

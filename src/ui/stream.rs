@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::engine::generate::{GenerationStats, StopReason, TokenSink};
+use crate::gpu::VramReport;
 use crate::memory::HostMemory;
 use crate::printer::Printer;
 
@@ -47,6 +48,8 @@ pub struct KvCacheStats {
 #[derive(Debug, Serialize)]
 pub struct MemoryStats {
     pub host: HostMemory,
+    /// NVML readings on a GPU run; `null` on the CPU.
+    pub gpu: Option<VramReport>,
 }
 
 /// The statistics of one generation.
@@ -97,7 +100,7 @@ impl DoneView {
         format!(
             "model: {} on {}\nload: {:.2} s\nprompt: {} tokens in {:.2} s ({:.1} tokens/s)\n\
              generated: {} tokens in {:.2} s ({:.1} tokens/s), stopped by {:?}\n\
-             kv cache: {} for {} tokens, {}\nhost memory: {} now, {} peak",
+             kv cache: {} for {} tokens, {}\nhost memory: {} now, {} peak{}",
             self.model,
             self.device,
             self.load_seconds,
@@ -113,6 +116,15 @@ impl DoneView {
             super::format::bytes(self.kv_cache.allocated_bytes),
             mb(self.memory.host.rss_bytes),
             mb(self.memory.host.peak_rss_bytes),
+            self.memory.gpu.as_ref().map_or(String::new(), |g| format!(
+                "\nVRAM ({}, {:?}): {} before load, {} after weights, {} after cache, {} peak",
+                g.gpu.as_deref().unwrap_or("unknown GPU"),
+                g.reading,
+                mb(g.before_load),
+                mb(g.after_weights),
+                mb(g.after_cache),
+                mb(g.peak)
+            )),
         )
     }
 }

@@ -22,8 +22,9 @@ impl LayerCache for DenseLayer {
         self.v.slice_set(&v.to_dtype(self.v.dtype())?.contiguous()?, 1, pos)
     }
 
-    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
-        Ok((self.k.narrow(1, 0, len)?.to_dtype(dtype)?, self.v.narrow(1, 0, len)?.to_dtype(dtype)?))
+    fn read(&self, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let n = to - from;
+        Ok((self.k.narrow(1, from, n)?.to_dtype(dtype)?, self.v.narrow(1, from, n)?.to_dtype(dtype)?))
     }
 
     fn bytes(&self) -> u64 {

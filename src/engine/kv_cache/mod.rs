@@ -3,6 +3,7 @@
 //! weights never change; this is the only mutable state of a run.
 
 mod dense;
+mod fp8;
 mod quantized;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -16,9 +17,9 @@ pub use quantized::{Fp8E4M3, Int8, QuantizedLayer, rotate};
 pub trait LayerCache: Send {
     /// Stores `k` and `v`, each (kv_heads, T, head_dim), at positions `pos..pos+T`.
     fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()>;
-    /// Keys and values for positions `0..len`, in `dtype`, each (kv_heads, len, head_dim),
+    /// Keys and values for positions `from..to`, in `dtype`, each (kv_heads, to-from, head_dim),
     /// in the cache's basis (see `KvCache::rotation`).
-    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)>;
+    fn read(&self, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)>;
     /// Bytes this layer holds on its device.
     fn bytes(&self) -> u64;
 }
@@ -99,16 +100,20 @@ impl KvCache {
         if needed > self.capacity { Err(ContextFull { needed, capacity: self.capacity }) } else { Ok(()) }
     }
 
-    /// Writes a layer's new keys/values at the current end and returns all of
-    /// that layer's keys/values so far. The length advances in `commit`.
-    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+    /// Writes a layer's new keys/values at the current end; the length
+    /// advances in `commit`, once every layer has written.
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let new = k.dim(1)?;
         if self.len + new > self.capacity {
             candle_core::bail!("{}", ContextFull { needed: self.len + new, capacity: self.capacity });
         }
-        let cache = &mut self.layers[layer];
-        cache.write(self.len, k, v)?;
-        cache.read(self.len + new, dtype)
+        self.layers[layer].write(self.len, k, v)
+    }
+
+    /// A layer's keys/values for positions `from..to` (including ones appended
+    /// but not yet committed).
+    pub fn read(&self, layer: usize, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        self.layers[layer].read(from, to, dtype)
     }
 
     /// Marks `tokens` positions, written in every layer, as stored.

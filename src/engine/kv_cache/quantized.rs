@@ -43,19 +43,19 @@ impl Codec for Int8 {
     }
 }
 
-/// FP8 E4M3 (largest finite value 448).
+/// FP8 E4M3 (largest finite value 448), stored as its bit patterns.
 pub struct Fp8E4M3;
 
 impl Codec for Fp8E4M3 {
-    const STORAGE: DType = DType::F8E4M3;
+    const STORAGE: DType = DType::U8;
     const MAX: f64 = 448.0;
 
     fn encode(scaled: &Tensor) -> Result<Tensor> {
-        scaled.to_dtype(DType::F8E4M3)
+        super::fp8::encode(scaled)
     }
 
     fn decode(stored: &Tensor) -> Result<Tensor> {
-        stored.to_dtype(DType::F32)
+        super::fp8::decode(stored)
     }
 }
 
@@ -108,10 +108,11 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
         self.v_scale.slice_set(&vs.contiguous()?, 1, pos)
     }
 
-    fn read(&self, len: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+    fn read(&self, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let n = to - from;
         // Still rotated: the attention rotates the query to match.
-        let k = dequantize::<C>(&self.k.narrow(1, 0, len)?, &self.k_scale.narrow(1, 0, len)?)?;
-        let v = dequantize::<C>(&self.v.narrow(1, 0, len)?, &self.v_scale.narrow(1, 0, len)?)?;
+        let k = dequantize::<C>(&self.k.narrow(1, from, n)?, &self.k_scale.narrow(1, from, n)?)?;
+        let v = dequantize::<C>(&self.v.narrow(1, from, n)?, &self.v_scale.narrow(1, from, n)?)?;
         Ok((k.to_dtype(dtype)?, v.to_dtype(dtype)?))
     }
 

@@ -97,13 +97,15 @@ fn append_writes_in_place_and_overflow_is_refused() {
     let k = Tensor::from_vec(sample(2, 4, 8, 3), (2, 4, 8), &Device::Cpu).unwrap();
     let v = (&k * 2.0).unwrap();
     for layer in 0..3 {
-        let (all_k, all_v) = cache.append(layer, &k, &v, DType::F32).unwrap();
+        cache.append(layer, &k, &v).unwrap();
+        let (all_k, all_v) = cache.read(layer, 0, 4, DType::F32).unwrap();
         assert_eq!(all_k.dims(), [2, 4, 8]);
         assert_eq!(all_v.to_vec3::<f32>().unwrap(), v.to_vec3::<f32>().unwrap());
     }
     cache.commit(4);
     let k2 = k.narrow(1, 0, 2).unwrap();
-    let (all_k, _) = cache.append(0, &k2, &k2, DType::F32).unwrap();
+    cache.append(0, &k2, &k2).unwrap();
+    let (all_k, _) = cache.read(0, 0, 6, DType::F32).unwrap();
     assert_eq!(all_k.dims(), [2, 6, 8]);
     assert_eq!(all_k.narrow(1, 4, 2).unwrap().to_vec3::<f32>().unwrap(), k2.to_vec3::<f32>().unwrap());
     assert_eq!(all_k.narrow(1, 0, 4).unwrap().to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap());
@@ -112,7 +114,7 @@ fn append_writes_in_place_and_overflow_is_refused() {
     let err = cache.check_room(5).unwrap_err();
     assert_eq!(err.to_string(), "the context is full: 11 tokens do not fit in 10 (`--ctx-size`)");
     let five = Tensor::from_vec(sample(2, 5, 8, 4), (2, 5, 8), &Device::Cpu).unwrap();
-    assert!(cache.append(0, &five, &five, DType::F32).unwrap_err().to_string().contains("the context is full"));
+    assert!(cache.append(0, &five, &five).unwrap_err().to_string().contains("the context is full"));
     cache.reset();
     assert!(cache.is_empty() && cache.check_room(10).is_ok());
 }
@@ -121,7 +123,8 @@ fn append_writes_in_place_and_overflow_is_refused() {
 fn quantized_layers_store_rotated_vectors_that_rotate_back() {
     let mut cache = KvCache::new(CacheLayout::Quantized(KvScheme::Int8), shape(), DType::F32, &Device::Cpu).unwrap();
     let k = Tensor::from_vec(sample(2, 4, 8, 5), (2, 4, 8), &Device::Cpu).unwrap();
-    let (stored_k, _) = cache.append(1, &k, &k, DType::F32).unwrap();
+    cache.append(1, &k, &k).unwrap();
+    let (stored_k, _) = cache.read(1, 0, 4, DType::F32).unwrap();
     let rotation = cache.rotation().expect("head_dim 8 is a power of two");
     // The rotation is orthonormal and its own inverse.
     let identity: Vec<Vec<f32>> = rotation.matmul(rotation).unwrap().to_vec2().unwrap();
