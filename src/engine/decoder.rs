@@ -80,7 +80,7 @@ impl Decoder for OwnedModel {
     }
 
     fn reset(&mut self) {
-        self.cache.reset();
+        self.borrowed().reset();
     }
 
     fn device(&self) -> &Device {

@@ -33,20 +33,9 @@ struct RawConfig {
     vocab_size: u64,
 }
 
-/// Facts from `config.json`; parameters and dtype come from the weights.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigFacts {
-    pub architecture: String,
-    pub context_length: u64,
-    pub hidden_size: u64,
-    pub layers: u64,
-    pub attention_heads: u64,
-    pub kv_heads: u64,
-    pub head_dim: u64,
-    pub vocab_size: u64,
-}
-
-pub fn parse(json: &[u8]) -> Result<ConfigFacts, ConfigError> {
+/// Facts from `config.json`; `parameters` and `weight_dtype` are left for the
+/// caller to fill from the weights.
+pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
     let raw: RawConfig = serde_json::from_slice(json)?;
     let architecture = raw
         .model_type
@@ -60,8 +49,10 @@ pub fn parse(json: &[u8]) -> Result<ConfigFacts, ConfigError> {
     }
     let hidden_size = check_range("hidden_size", raw.hidden_size, MAX_HIDDEN)?;
     let head_dim = check_range("head_dim", raw.head_dim.unwrap_or(hidden_size / heads), MAX_HEAD_DIM)?;
-    Ok(ConfigFacts {
+    Ok(ModelFacts {
         architecture,
+        parameters: 0,
+        weight_dtype: String::new(),
         context_length: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)?,
         hidden_size,
         layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?,
@@ -70,23 +61,6 @@ pub fn parse(json: &[u8]) -> Result<ConfigFacts, ConfigError> {
         head_dim,
         vocab_size: check_range("vocab_size", raw.vocab_size, MAX_VOCAB)?,
     })
-}
-
-impl ConfigFacts {
-    pub fn into_facts(self, parameters: u64, weight_dtype: String) -> ModelFacts {
-        ModelFacts {
-            architecture: self.architecture,
-            parameters,
-            context_length: self.context_length,
-            hidden_size: self.hidden_size,
-            layers: self.layers,
-            attention_heads: self.attention_heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-            vocab_size: self.vocab_size,
-            weight_dtype,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -51,8 +51,8 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     for shard in files.iter().filter(|f| f.name.ends_with(".safetensors")) {
         weights.add_shard(&shard.name, &shard.path)?;
     }
-    let dtype = weights.dominant_dtype().unwrap_or("unknown").to_string();
-    Ok(config.into_facts(weights.parameters(), dtype))
+    let weight_dtype = weights.dominant_dtype().unwrap_or("unknown").to_string();
+    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, ..config })
 }
 
 fn gguf_file_facts(files: &[StagedFile]) -> Result<(ModelFacts, GgufType), RecordError> {
