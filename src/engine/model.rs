@@ -11,7 +11,7 @@ use super::rope::Rope;
 
 /// Bytes of attention scores one prefill chunk may hold (f32), so long
 /// prompts never materialize a full T×T matrix per head.
-const ATTENTION_BUDGET_BYTES: usize = 256 << 20;
+const ATTENTION_BUDGET_BYTES: usize = 64 << 20;
 
 struct Attention {
     q: Linear,

@@ -22,8 +22,8 @@ pub enum ConfigError {
 #[derive(Debug, Deserialize)]
 struct RawConfig {
     model_type: Option<String>,
-    #[serde(default)]
-    architectures: Vec<String>,
+    /// Some writers put `null` here.
+    architectures: Option<Vec<String>>,
     hidden_size: u64,
     num_hidden_layers: u64,
     num_attention_heads: u64,
@@ -40,7 +40,7 @@ pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
     let architecture = raw
         .model_type
         .clone()
-        .or_else(|| raw.architectures.first().cloned())
+        .or_else(|| raw.architectures.as_ref().and_then(|a| a.first().cloned()))
         .ok_or(ConfigError::NoArchitecture)?;
     let heads = check_range("num_attention_heads", raw.num_attention_heads, MAX_HEADS)?;
     let kv_heads = check_range("num_key_value_heads", raw.num_key_value_heads.unwrap_or(heads), MAX_HEADS)?;
@@ -75,6 +75,13 @@ mod tests {
     fn reads_a_llama_config() {
         let facts = parse(SMOLLM2.as_bytes()).unwrap();
         assert_eq!((facts.architecture.as_str(), facts.head_dim, facts.kv_heads), ("llama", 64, 3));
+    }
+
+    #[test]
+    fn tolerates_null_architectures() {
+        // transformers writes this for models it loaded from GGUF.
+        let json = SMOLLM2.replace("\"architectures\":[\"LlamaForCausalLM\"]", "\"architectures\":null");
+        assert_eq!(parse(json.as_bytes()).unwrap().architecture, "llama");
     }
 
     #[test]

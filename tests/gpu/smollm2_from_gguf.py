@@ -5,8 +5,11 @@ digit-splitting pre-tokenizer restored as in tests/reference/smollm2_reference.p
 
     python3 tests/gpu/smollm2_from_gguf.py GGUF OUT_DIR
 """
+import json
 import os
 import sys
+
+from safetensors.torch import save_file
 
 import torch
 from tokenizers import pre_tokenizers
@@ -19,6 +22,15 @@ tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
     [pre_tokenizers.Digits(individual_digits=True),
      pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
 model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
-model.save_pretrained(out, safe_serialization=True)
+# transformers will not save_pretrained a GGUF-loaded model: write its parts.
+os.makedirs(out, exist_ok=True)
+state = {k: v.contiguous().clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+save_file(state, os.path.join(out, "model.safetensors"))
+config = model.config.to_dict()
+config.pop("quantization_config", None)
+config["tie_word_embeddings"] = True
+config["architectures"] = ["LlamaForCausalLM"]
+with open(os.path.join(out, "config.json"), "w") as f:
+    json.dump(config, f, indent=1)
 tok.save_pretrained(out)
 print("written", out, sorted(os.listdir(out)))
