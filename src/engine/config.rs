@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use crate::formats::bounds::*;
-use crate::formats::{ShapeError, check_range};
+use crate::formats::bounds::MAX_HIDDEN;
+use crate::formats::{ShapeError, check_range, hf_config};
 
 /// Decoder families llmctl implements, by `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub enum ConfigError {
     Unsupported(String),
     #[error("`config.json` has a bad shape")]
     Shape(#[from] ShapeError),
-    #[error("`config.json` has {heads} attention heads, not a multiple of its {kv_heads} KV heads")]
-    Gqa { heads: usize, kv_heads: usize },
+    #[error(transparent)]
+    Facts(#[from] hf_config::ConfigError),
     #[error("unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear` and `llama3`")]
     RopeScaling(String),
     #[error("`config.json` has an odd head dimension ({0}); rotary embeddings need an even one")]
@@ -79,17 +79,11 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<f64>,
 }
 
+/// What the engine reads beyond the shape that `formats::hf_config` checks.
 #[derive(Debug, Deserialize)]
 struct Raw {
     model_type: Option<String>,
-    hidden_size: u64,
     intermediate_size: u64,
-    num_hidden_layers: u64,
-    num_attention_heads: u64,
-    num_key_value_heads: Option<u64>,
-    head_dim: Option<u64>,
-    max_position_embeddings: u64,
-    vocab_size: u64,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
     #[serde(default = "default_theta")]
@@ -138,13 +132,9 @@ impl ModelConfig {
         let raw: Raw = serde_json::from_slice(json)?;
         let model_type = raw.model_type.clone().unwrap_or_default();
         let family = Family::from_model_type(&model_type).ok_or_else(|| ConfigError::Unsupported(model_type))?;
-        let heads = check_range("num_attention_heads", raw.num_attention_heads, MAX_HEADS)? as usize;
-        let kv_heads = check_range("num_key_value_heads", raw.num_key_value_heads.unwrap_or(heads as u64), MAX_HEADS)? as usize;
-        if heads % kv_heads != 0 {
-            return Err(ConfigError::Gqa { heads, kv_heads });
-        }
-        let hidden_size = check_range("hidden_size", raw.hidden_size, MAX_HIDDEN)? as usize;
-        let head_dim = check_range("head_dim", raw.head_dim.unwrap_or((hidden_size / heads) as u64), MAX_HEAD_DIM)? as usize;
+        // The shape is checked once, by the same code that records it at pull time.
+        let shape = hf_config::parse(json)?;
+        let head_dim = shape.head_dim as usize;
         if head_dim % 2 != 0 {
             return Err(ConfigError::OddHeadDim(head_dim));
         }
@@ -156,14 +146,14 @@ impl ModelConfig {
         let rope_theta = rope_scaling.as_ref().and_then(|r| r.rope_theta).unwrap_or(raw.rope_theta);
         Ok(ModelConfig {
             family,
-            hidden_size,
+            hidden_size: shape.hidden_size as usize,
             intermediate_size: check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize,
-            layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)? as usize,
-            heads,
-            kv_heads,
+            layers: shape.layers as usize,
+            heads: shape.attention_heads as usize,
+            kv_heads: shape.kv_heads as usize,
             head_dim,
-            max_context: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)? as usize,
-            vocab_size: check_range("vocab_size", raw.vocab_size, MAX_VOCAB)? as usize,
+            max_context: shape.context_length as usize,
+            vocab_size: shape.vocab_size as usize,
             rms_norm_eps: raw.rms_norm_eps,
             rope_theta,
             rope_scaling,
