@@ -96,7 +96,7 @@ const VRAM_SAMPLE_EVERY: usize = 16;
 
 impl TokenSink for Sampled<'_> {
     fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
-        if self.count % VRAM_SAMPLE_EVERY == 0 {
+        if self.count.is_multiple_of(VRAM_SAMPLE_EVERY) {
             self.vram.sample();
         }
         self.count += 1;

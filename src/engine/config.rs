@@ -131,11 +131,11 @@ impl ModelConfig {
     pub fn parse(json: &[u8]) -> Result<ModelConfig, ConfigError> {
         let raw: Raw = serde_json::from_slice(json)?;
         let model_type = raw.model_type.clone().unwrap_or_default();
-        let family = Family::from_model_type(&model_type).ok_or_else(|| ConfigError::Unsupported(model_type))?;
+        let family = Family::from_model_type(&model_type).ok_or(ConfigError::Unsupported(model_type))?;
         // The shape is checked once, by the same code that records it at pull time.
         let shape = hf_config::parse(json)?;
         let head_dim = shape.head_dim as usize;
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(ConfigError::OddHeadDim(head_dim));
         }
         if raw.mlp_bias {

@@ -71,20 +71,10 @@ impl Attention {
         })
     }
 
-    /// Projects `x` (T, hidden) into per-head (1, heads, T, D) with RoPE applied.
-    fn project(&self, x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize, d: usize, rope: &Rope, start: usize) -> Result<Tensor> {
-        let t = x.dim(0)?;
-        let mut y = proj.forward(x)?.reshape((t, heads, d))?;
-        if let Some(norm) = norm {
-            y = norm.forward(&y)?;
-        }
-        rope.apply(&y.transpose(0, 1)?.unsqueeze(0)?, start)
-    }
-
     fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, model: &Model) -> Result<Tensor> {
         let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
-        let q = self.project(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim, &model.rope, start)?;
-        let k = self.project(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim, &model.rope, start)?;
+        let q = model.rope.apply(&per_head(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
+        let k = model.rope.apply(&per_head(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
         let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         cache.append(layer, &k.squeeze(0)?, &v)?;
         let rotation = cache.rotation().map(|r| r.to_dtype(model.dtype)).transpose()?;
@@ -93,6 +83,16 @@ impl Attention {
         let y = rotate(&y, rotation.as_ref())?;
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
     }
+}
+
+/// Projects `x` (T, hidden) into per-head (1, heads, T, D), normed per head when asked.
+fn per_head(x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
+    let t = x.dim(0)?;
+    let mut y = proj.forward(x)?.reshape((t, heads, d))?;
+    if let Some(norm) = norm {
+        y = norm.forward(&y)?;
+    }
+    y.transpose(0, 1)?.unsqueeze(0)
 }
 
 impl Mlp {

@@ -126,11 +126,10 @@ impl TextCodec {
     /// tokenizer's post-processor runs, BOS only if the config asks for it.
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, TextError> {
         let mut ids = self.encode(text, true)?;
-        if let (true, Some((_, bos))) = (self.add_bos, &self.bos) {
-            if ids.first() != Some(bos) {
+        if let (true, Some((_, bos))) = (self.add_bos, &self.bos)
+            && ids.first() != Some(bos) {
                 ids.insert(0, *bos);
             }
-        }
         Ok(ids)
     }
 

@@ -158,11 +158,10 @@ fn list_local_dir(dir: &Path) -> Result<Vec<RemoteFile>, PullError> {
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err("read", dir))?;
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            if let Some(name) = entry.file_name().to_str() {
+        if entry.file_type().is_ok_and(|t| t.is_file())
+            && let Some(name) = entry.file_name().to_str() {
                 files.push(RemoteFile { name: name.into(), size: None, sha256: None });
             }
-        }
     }
     Ok(files)
 }
@@ -177,11 +176,10 @@ fn commit(
     reporter: &dyn PullReporter,
 ) -> Result<PullOutcome, PullError> {
     let (facts, gguf_type) = record::read_facts(selection.format, &staged)?;
-    if let (Some(Quant::Gguf(tag)), Some(actual)) = (reference.tag, gguf_type) {
-        if tag != actual {
+    if let (Some(Quant::Gguf(tag)), Some(actual)) = (reference.tag, gguf_type)
+        && tag != actual {
             return Err(PullError::TagMismatch { tag, actual });
         }
-    }
     let base = Manifest {
         schema_version: SCHEMA_VERSION,
         name: reference.name.clone(),

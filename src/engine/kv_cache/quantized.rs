@@ -136,6 +136,6 @@ pub fn hadamard(n: usize, device: &Device) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let scale = 1.0 / (n as f32).sqrt();
-    let data: Vec<f32> = (0..n * n).map(|i| if ((i / n) & (i % n)).count_ones() % 2 == 0 { scale } else { -scale }).collect();
+    let data: Vec<f32> = (0..n * n).map(|i| if ((i / n) & (i % n)).count_ones().is_multiple_of(2) { scale } else { -scale }).collect();
     Tensor::from_vec(data, (n, n), device).map(Some)
 }

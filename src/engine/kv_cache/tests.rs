@@ -110,7 +110,7 @@ fn append_writes_in_place_and_overflow_is_refused() {
     assert_eq!(all_k.narrow(1, 4, 2).unwrap().to_vec3::<f32>().unwrap(), k2.to_vec3::<f32>().unwrap());
     assert_eq!(all_k.narrow(1, 0, 4).unwrap().to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap());
     cache.commit(2);
-    assert_eq!(cache.check_room(4).is_ok(), true);
+    assert!(cache.check_room(4).is_ok());
     let err = cache.check_room(5).unwrap_err();
     assert_eq!(err.to_string(), "the context is full: 11 tokens do not fit in 10 (`--ctx-size`)");
     let five = Tensor::from_vec(sample(2, 5, 8, 4), (2, 5, 8), &Device::Cpu).unwrap();
