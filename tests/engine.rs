@@ -98,6 +98,11 @@ fn new_cache(model: &Model, kv: Option<KvScheme>, capacity: usize) -> KvCache {
     KvCache::new(layout, shape, DType::F32, &Device::Cpu).unwrap()
 }
 
+/// f32 logits of the last of `tokens`, run after what `cache` holds.
+fn last_logits(model: &Model, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
+    model.forward(tokens, cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
 fn encode(f: &Fixture, prompt: &Value) -> Vec<u32> {
     let text = prompt["text"].as_str().unwrap();
     if prompt["chat"].as_bool().unwrap() {
@@ -159,7 +164,7 @@ fn first_step_top10_logits_match_the_reference() {
     for prompt in prompts().iter().filter(|p| p["name"] != "long") {
         let prompt_ids = ids(&prompt["prompt_ids"]);
         let mut cache = new_cache(&f.model, None, prompt_ids.len());
-        let logits: Vec<f32> = f.model.forward(&prompt_ids, &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let logits = last_logits(&f.model, &mut cache, &prompt_ids);
         let (top, values) = (ids(&prompt["top_ids"]), prompt["top_logits"].as_array().unwrap());
         for (id, want) in top.iter().zip(values) {
             let (got, want) = (logits[*id as usize], want.as_f64().unwrap() as f32);
@@ -178,7 +183,7 @@ fn score_and_continue(f: &Fixture, prompt_ids: &[u32], kv: Option<KvScheme>, n: 
     let mut next = argmax(logprobs.last().unwrap());
     let mut out = vec![next];
     while out.len() < n && next != EOS {
-        let row: Vec<f32> = f.model.forward(&[next], &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let row = last_logits(&f.model, &mut cache, &[next]);
         next = argmax(&row);
         out.push(next);
     }
@@ -209,7 +214,7 @@ fn quantized_caches_stay_within_the_quality_bounds() {
 fn dense_gap(f: &Fixture, prompt: &[u32], generated: &[u32]) -> f32 {
     let tokens: Vec<u32> = prompt.iter().chain(generated).copied().collect();
     let mut cache = new_cache(&f.model, None, tokens.len());
-    let mut row: Vec<f32> = f.model.forward(&tokens, &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let mut row = last_logits(&f.model, &mut cache, &tokens);
     row.sort_by(|a, b| b.total_cmp(a));
     row[0] - row[1]
 }
@@ -330,7 +335,7 @@ fn every_family_matches_transformers_logits() {
         let mut cache = new_cache(&model, None, tokens.len());
         let mut last: Vec<f32> = Vec::new();
         for &t in &tokens {
-            last = model.forward(&[t], &mut cache, Logits::Last).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            last = last_logits(&model, &mut cache, &[t]);
         }
         let worst = last.iter().zip(want.last().unwrap()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst <= FAMILY_LOGIT_TOLERANCE, "{name}: token-by-token last logits differ by {worst}");
