@@ -71,16 +71,16 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, model: &Model) -> Result<Tensor> {
+    /// `rotation`: the cache's rotation in the compute dtype (see `KvCache::rotation`).
+    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, rotation: Option<&Tensor>, model: &Model) -> Result<Tensor> {
         let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
         let q = model.rope.apply(&per_head(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
         let k = model.rope.apply(&per_head(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
         let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         cache.append(layer, &k.squeeze(0)?, &v)?;
-        let rotation = cache.rotation().map(|r| r.to_dtype(model.dtype)).transpose()?;
-        let q = rotate(&q.squeeze(0)?, rotation.as_ref())?;
+        let q = rotate(&q.squeeze(0)?, rotation)?;
         let y = attend(&q, start, KEY_BLOCK, |from, to| cache.read(layer, from, to, model.dtype))?;
-        let y = rotate(&y, rotation.as_ref())?;
+        let y = rotate(&y, rotation)?;
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
     }
 }
@@ -176,8 +176,10 @@ impl Model {
     fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let ids = Tensor::new(tokens, self.device())?;
         let mut x = self.embed.forward(&ids)?;
+        // Converted once per pass, not once per layer.
+        let rotation = cache.rotation().map(|r| r.to_dtype(self.dtype)).transpose()?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            let a = block.attention.forward(&block.input_norm.forward(&x)?, layer, cache, self)?;
+            let a = block.attention.forward(&block.input_norm.forward(&x)?, layer, cache, rotation.as_ref(), self)?;
             x = (x + a)?;
             x = (&x + block.mlp.forward(&block.post_norm.forward(&x)?)?)?;
         }
