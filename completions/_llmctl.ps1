@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the models in the store')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the models in the store')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a stored model''s details, KV-cache sizes and files')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure speed, memory and quality of each KV-cache scheme on a stored model')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove tags from the store, and the files no other tag uses')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -107,6 +108,22 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'llmctl;bench' {
+            [CompletionResult]::new('--kv', '--kv', [CompletionResultType]::ParameterName, 'KV-cache schemes to compare, comma-separated: `none`, `kv_int8`, `kv_fp8` [default: all three]')
+            [CompletionResult]::new('--ctx', '--ctx', [CompletionResultType]::ParameterName, 'Context lengths, comma-separated [default: 1024,8192,32768 on a GPU, 512,2048 on the CPU, each up to the model''s limit]')
+            [CompletionResult]::new('--gen', '--gen', [CompletionResultType]::ParameterName, 'Tokens to decode in each case, after a prompt that fills the rest of the context')
+            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)')
+            [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object on stdout instead of tables')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'llmctl;rm' {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
@@ -132,6 +149,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run a stored model on a prompt')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the models in the store')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a stored model''s details, KV-cache sizes and files')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure speed, memory and quality of each KV-cache scheme on a stored model')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Remove tags from the store, and the files no other tag uses')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -147,6 +165,9 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;help;show' {
+            break
+        }
+        'llmctl;help;bench' {
             break
         }
         'llmctl;help;rm' {

@@ -16,6 +16,9 @@ _llmctl() {
             ",$1")
                 cmd="llmctl"
                 ;;
+            llmctl,bench)
+                cmd="llmctl__subcmd__bench"
+                ;;
             llmctl,completions)
                 cmd="llmctl__subcmd__completions"
                 ;;
@@ -39,6 +42,9 @@ _llmctl() {
                 ;;
             llmctl,show)
                 cmd="llmctl__subcmd__show"
+                ;;
+            llmctl__subcmd__help,bench)
+                cmd="llmctl__subcmd__help__subcmd__bench"
                 ;;
             llmctl__subcmd__help,completions)
                 cmd="llmctl__subcmd__help__subcmd__completions"
@@ -68,12 +74,50 @@ _llmctl() {
 
     case "${cmd}" in
         llmctl)
-            opts="-q -h -V --quiet --color --help --version pull run list ls show rm completions help"
+            opts="-q -h -V --quiet --color --help --version pull run list ls show bench rm completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llmctl__subcmd__bench)
+            opts="-q -h -V --kv --ctx --gen --text --device --json --quiet --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kv)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ctx)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --text)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -104,8 +148,22 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__help)
-            opts="pull run list show rm completions help"
+            opts="pull run list show bench rm completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llmctl__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -30,6 +30,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand list 'List the models in the store'
             cand ls 'List the models in the store'
             cand show 'Show a stored model''s details, KV-cache sizes and files'
+            cand bench 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
             cand rm 'Remove tags from the store, and the files no other tag uses'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -98,6 +99,21 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'llmctl;bench'= {
+            cand --kv 'KV-cache schemes to compare, comma-separated: `none`, `kv_int8`, `kv_fp8` [default: all three]'
+            cand --ctx 'Context lengths, comma-separated [default: 1024,8192,32768 on a GPU, 512,2048 on the CPU, each up to the model''s limit]'
+            cand --gen 'Tokens to decode in each case, after a prompt that fills the rest of the context'
+            cand --text 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)'
+            cand --device 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`'
+            cand --color 'When to use colour on stderr'
+            cand --json 'Print one JSON object on stdout instead of tables'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'llmctl;rm'= {
             cand --color 'When to use colour on stderr'
             cand -q 'Print no progress or status messages (errors and data still print)'
@@ -121,6 +137,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand run 'Run a stored model on a prompt'
             cand list 'List the models in the store'
             cand show 'Show a stored model''s details, KV-cache sizes and files'
+            cand bench 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
             cand rm 'Remove tags from the store, and the files no other tag uses'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -132,6 +149,8 @@ set edit:completion:arg-completer[llmctl] = {|@words|
         &'llmctl;help;list'= {
         }
         &'llmctl;help;show'= {
+        }
+        &'llmctl;help;bench'= {
         }
         &'llmctl;help;rm'= {
         }

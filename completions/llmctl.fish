@@ -35,6 +35,7 @@ complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "run" -d 'Run a stored
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "list" -d 'List the models in the store'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "ls" -d 'List the models in the store'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "bench" -d 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -86,6 +87,18 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l json -d 'Print on
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l kv -d 'KV-cache schemes to compare, comma-separated: `none`, `kv_int8`, `kv_fp8` [default: all three]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l ctx -d 'Context lengths, comma-separated [default: 1024,8192,32768 on a GPU, 512,2048 on the CPU, each up to the model\'s limit]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l gen -d 'Tokens to decode in each case, after a prompt that fills the rest of the context' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l text -d 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)' -r -F
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l device -d 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l json -d 'Print one JSON object on stdout instead of tables'
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -98,13 +111,14 @@ never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "run" -d 'Run a stored model on a prompt'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "list" -d 'List the models in the store'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "run" -d 'Run a stored model on a prompt'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "list" -d 'List the models in the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "bench" -d 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Stored model names for MODEL arguments (`llmctl list --names`).
 complete -c llmctl -n "__fish_seen_subcommand_from run show rm" -f -a "(llmctl list --names 2>/dev/null)"

@@ -41,6 +41,8 @@ pub enum Command {
     List(ListArgs),
     /// Show a stored model's details, KV-cache sizes and files
     Show(ShowArgs),
+    /// Measure speed, memory and quality of each KV-cache scheme on a stored model
+    Bench(BenchArgs),
     /// Remove tags from the store, and the files no other tag uses
     Rm(RmArgs),
     /// Print a shell completion script
@@ -136,6 +138,38 @@ pub struct ShowArgs {
     pub ctx_size: Option<u64>,
 
     /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The model, `org/name` (safetensors); a `:kv_*` tag compares that scheme with the unquantized cache
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+
+    /// KV-cache schemes to compare, comma-separated: `none`, `kv_int8`, `kv_fp8` [default: all three]
+    #[arg(long, value_delimiter = ',', value_name = "SCHEMES")]
+    pub kv: Option<Vec<String>>,
+
+    /// Context lengths, comma-separated [default: 1024,8192,32768 on a GPU, 512,2048 on the CPU,
+    /// each up to the model's limit]
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub ctx: Option<Vec<usize>>,
+
+    /// Tokens to decode in each case, after a prompt that fills the rest of the context
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub r#gen: usize,
+
+    /// Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<std::path::PathBuf>,
+
+    /// Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Print one JSON object on stdout instead of tables
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use crate::bench::BenchError;
+use crate::commands::bench::BenchInputError;
 use crate::engine::EngineError;
 use crate::engine::kv_cache::ContextFull;
 use crate::engine::text::TextError;
@@ -75,6 +77,8 @@ diagnose! {
     StoreError => |e| (e.is_usage(), e.hint()),
     HubError => |e| (false, e.hint()),
     EngineError => |e| (e.is_usage(), e.hint()),
+    BenchError => |e| (e.is_usage(), e.hint()),
+    BenchInputError => |e| (true, Some(e.hint().into())),
     TextError => |_e| (false, Some("use `--raw` to send the prompt without the template".into())),
     ContextFull => |_e| (false, Some("raise `--ctx-size` (up to the model's context length) or shorten the prompt".into())),
 }

@@ -2,6 +2,9 @@
 //! loaded at run time; without it (or without a GPU, or in a CPU build)
 //! every reading is `None`, shown as "unknown", never an error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::Serialize;
 
 /// How a reading was obtained.
@@ -29,7 +32,7 @@ pub struct VramReport {
 /// Samples one GPU's memory use by this process.
 pub struct VramProbe {
     #[cfg(feature = "cuda")]
-    inner: Option<nvml::Inner>,
+    inner: Option<Arc<nvml::Inner>>,
     pub report: VramReport,
 }
 
@@ -38,7 +41,7 @@ impl VramProbe {
     pub fn open(index: Option<usize>) -> VramProbe {
         #[cfg(feature = "cuda")]
         {
-            let inner = index.and_then(|i| nvml::Inner::open(i as u32));
+            let inner = index.and_then(|i| nvml::Inner::open(i as u32)).map(Arc::new);
             let report = VramReport { gpu: inner.as_ref().map(|n| n.name.clone()), ..VramReport::default() };
             let mut probe = VramProbe { inner, report };
             probe.report.before_load = probe.sample();
@@ -62,6 +65,61 @@ impl VramProbe {
             self.report.peak = Some(self.report.peak.map_or(bytes, |p| p.max(bytes)));
         }
         now
+    }
+
+    /// This process's bytes now, without touching the peak.
+    pub fn current(&self) -> Option<u64> {
+        #[cfg(feature = "cuda")]
+        return self.inner.as_ref().and_then(|n| n.process_bytes());
+        #[cfg(not(feature = "cuda"))]
+        None
+    }
+
+    /// The device's free memory now, bytes (`None` without NVML).
+    pub fn free_bytes(&self) -> Option<u64> {
+        #[cfg(feature = "cuda")]
+        return self.inner.as_ref().and_then(|n| n.free_bytes());
+        #[cfg(not(feature = "cuda"))]
+        None
+    }
+
+    /// Samples in the background until `VramWatch::finish`, so the peak also
+    /// catches transient buffers freed before anyone could sample after a step.
+    pub fn watch(&self) -> VramWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        #[cfg(feature = "cuda")]
+        let handle = self.inner.clone().map(|inner| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = inner.process_bytes();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(WATCH_INTERVAL);
+                    peak = peak.max(inner.process_bytes());
+                }
+                peak.max(inner.process_bytes())
+            })
+        });
+        #[cfg(not(feature = "cuda"))]
+        let handle = None;
+        VramWatch { stop, handle }
+    }
+}
+
+/// Between background samples; one NVML process query takes about a millisecond.
+#[cfg(feature = "cuda")]
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A background sampler started by `VramProbe::watch`.
+pub struct VramWatch {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Option<u64>>>,
+}
+
+impl VramWatch {
+    /// Stops sampling; the highest reading seen, if any.
+    pub fn finish(self) -> Option<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.and_then(|h| h.join().ok().flatten())
     }
 }
 
@@ -102,6 +160,10 @@ mod nvml {
                 UsedGpuMemory::Used(bytes) => Some(bytes),
                 UsedGpuMemory::Unavailable => None,
             })
+        }
+
+        pub fn free_bytes(&self) -> Option<u64> {
+            Some(self.nvml.device_by_index(self.index).ok()?.memory_info().ok()?.free)
         }
 
         pub fn process_bytes(&self) -> Option<u64> {

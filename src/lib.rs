@@ -4,6 +4,7 @@
 //! `main` is the whole program: parse → resolve settings → dispatch →
 //! render any error → exit status.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics;
@@ -56,6 +57,7 @@ fn dispatch(global: &GlobalSettings, command: &CommandSettings, printer: &Printe
         CommandSettings::Run(s) => commands::run::execute(global, s, printer),
         CommandSettings::List(s) => commands::list::execute(global, s, printer),
         CommandSettings::Show(s) => commands::show::execute(global, s, printer),
+        CommandSettings::Bench(s) => commands::bench::execute(global, s, printer),
         CommandSettings::Rm(s) => commands::rm::execute(global, s, printer),
         CommandSettings::Completions(shell) => commands::completions::execute(*shell, printer),
     }

@@ -17,3 +17,16 @@ pub fn read() -> HostMemory {
     };
     HostMemory { rss_bytes: field("VmRSS:"), peak_rss_bytes: field("VmHWM:") }
 }
+
+/// Memory the system could still give out (`MemAvailable`), bytes.
+pub fn available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+    Some(kb * 1024)
+}
+
+/// Restarts the peak-RSS count (`VmHWM`) from the current RSS; false where
+/// the kernel does not allow it.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

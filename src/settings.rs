@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, ColorChoice, Command, RunArgs, Shell};
+use crate::cli::{BenchArgs, Cli, ColorChoice, Command, RunArgs, Shell};
 use crate::engine::device::DeviceRequest;
 use crate::env_vars::*;
 use crate::hub::HubConfig;
 use crate::pull::PullSource;
+use crate::quant::{KvScheme, Quant};
 use crate::store::reference::{ModelName, ModelRef, RefError};
 
 /// The environment as read once at start-up (tests pass their own).
@@ -50,6 +51,8 @@ pub enum SettingsError {
     ZeroContext,
     #[error("invalid `--device`: {0}")]
     Device(String),
+    #[error("`--kv {0}` is not a KV-cache scheme")]
+    NotAKvScheme(String),
     #[error("`{flag}` must be {expected}, not {value}")]
     OutOfRange { flag: &'static str, expected: &'static str, value: String },
 }
@@ -62,6 +65,7 @@ impl SettingsError {
             SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
             SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
             SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
+            SettingsError::NotAKvScheme(_) => Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into()),
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }
     }
@@ -123,6 +127,19 @@ pub struct ShowSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub model: ModelRef,
+    /// Schemes as given; `None` is the unquantized cache. Empty: from the tag, else all.
+    pub schemes: Vec<Option<KvScheme>>,
+    /// Context lengths as given; `None`: the device's defaults.
+    pub contexts: Option<Vec<usize>>,
+    pub generate: usize,
+    pub text: Option<PathBuf>,
+    pub device: DeviceRequest,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct RmSettings {
     pub models: Vec<ModelRef>,
 }
@@ -133,6 +150,7 @@ pub enum CommandSettings {
     Run(RunSettings),
     List(ListSettings),
     Show(ShowSettings),
+    Bench(BenchSettings),
     Rm(RmSettings),
     Completions(Shell),
 }
@@ -159,6 +177,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
             ctx_size: args.ctx_size.map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) }).transpose()?,
             json: args.json,
         }),
+        Command::Bench(args) => CommandSettings::Bench(bench_settings(args)?),
         Command::Rm(args) => CommandSettings::Rm(RmSettings {
             models: args.models.iter().map(|m| m.parse()).collect::<Result<_, _>>()?,
         }),
@@ -199,6 +218,42 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         device: args.device.parse().map_err(SettingsError::Device)?,
         json: args.json,
         verbose: args.verbose,
+    })
+}
+
+fn bench_settings(args: BenchArgs) -> Result<BenchSettings, SettingsError> {
+    let mut schemes: Vec<Option<KvScheme>> = Vec::new();
+    for text in args.kv.iter().flatten() {
+        let scheme = match text.trim() {
+            "none" => None,
+            other => match other.parse::<Quant>() {
+                Ok(Quant::Kv(scheme)) => Some(scheme),
+                _ => return Err(SettingsError::NotAKvScheme(text.clone())),
+            },
+        };
+        if !schemes.contains(&scheme) {
+            schemes.push(scheme);
+        }
+    }
+    if args.ctx.iter().flatten().any(|&n| n == 0) {
+        return Err(SettingsError::ZeroContext);
+    }
+    if args.r#gen == 0 {
+        return Err(SettingsError::OutOfRange { flag: "--gen", expected: "at least 1", value: "0".into() });
+    }
+    let mut contexts = args.ctx;
+    if let Some(c) = contexts.as_mut() {
+        c.sort_unstable();
+        c.dedup();
+    }
+    Ok(BenchSettings {
+        model: args.model.parse()?,
+        schemes,
+        contexts,
+        generate: args.r#gen,
+        text: args.text,
+        device: args.device.parse().map_err(SettingsError::Device)?,
+        json: args.json,
     })
 }
 

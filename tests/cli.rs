@@ -448,3 +448,97 @@ fn a_gguf_imported_under_the_wrong_weight_tag_is_refused() {
     );
     assert_eq!(ctx.blob_count(), 0);
 }
+
+/// Bytes per token of the tiny model's caches: 2 layers × K,V × 2 KV heads × 16 values,
+/// at 4 bytes (f32) or 1 byte plus a 4-byte scale per (token, layer, K/V, head).
+const TINY_F32_BYTES_PER_TOKEN: u64 = 2 * 2 * 2 * 16 * 4;
+const TINY_QUANTIZED_BYTES_PER_TOKEN: u64 = 2 * 2 * 2 * (16 + 4);
+
+#[test]
+fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
+    let ctx = ctx_with_tiny_safetensors();
+    let text = ctx.root.path().join("text.txt");
+    std::fs::write(&text, (0..300).map(|i| format!("w{}", 3 + (i * 7) % 60)).collect::<Vec<_>>().join(" ")).unwrap();
+    let out = ctx.run(&["bench", "org/tiny", "--ctx", "128,64", "--gen", "4", "--device", "cpu", "--text", text.to_str().unwrap(), "--json"]);
+    let v = out.success().json();
+    assert_eq!(v["device"], "cpu");
+    let speed = v["speed"].as_array().unwrap();
+    let cases: Vec<(String, u64)> = speed.iter().map(|r| (r["kv"].as_str().unwrap().to_string(), r["context"].as_u64().unwrap())).collect();
+    let want: Vec<(String, u64)> = ["f32", "kv_int8", "kv_fp8"].iter().flat_map(|k| [64, 128].map(|c| (k.to_string(), c))).collect();
+    assert_eq!(cases, want, "scheme-major, contexts ascending");
+    for r in speed {
+        let per_token = if r["kv"] == "f32" { TINY_F32_BYTES_PER_TOKEN } else { TINY_QUANTIZED_BYTES_PER_TOKEN };
+        assert_eq!(r["kv_bytes_per_token"], per_token);
+        assert_eq!(r["kv_cache_bytes"].as_u64().unwrap(), per_token * r["context"].as_u64().unwrap());
+        assert_eq!(r["prompt_tokens"].as_u64().unwrap() + 4, r["context"].as_u64().unwrap());
+        for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
+            let rate = r[key].as_f64().unwrap();
+            assert!(rate.is_finite() && rate > 0.0, "{key}: {rate}");
+        }
+        assert!(r["max_context_fits"].as_u64().unwrap() > r["context"].as_u64().unwrap());
+    }
+    let quality = v["quality"].as_array().unwrap();
+    let kinds: Vec<&str> = quality.iter().map(|q| q["kv"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["f32", "kv_int8", "kv_fp8"]);
+    // The text fits the tiny model's 256-token context whole: 300 words are cut to 256.
+    assert!(out.stderr.contains("scoring the first 256 of the text's 300 tokens"), "{}", out.stderr);
+    for q in quality {
+        assert_eq!(q["tokens"], 255);
+        let (nll, kl, agree) = (q["mean_nll"].as_f64().unwrap(), q["mean_kl"].as_f64().unwrap(), q["top1_agreement"].as_f64().unwrap());
+        assert!((q["perplexity"].as_f64().unwrap() - nll.exp()).abs() < 1e-9);
+        assert!((q["delta_nll"].as_f64().unwrap() - (nll - quality[0]["mean_nll"].as_f64().unwrap())).abs() < 1e-12);
+        assert!(kl >= 0.0 && (0.0..=1.0).contains(&agree), "{q}");
+    }
+    assert_eq!((quality[0]["mean_kl"].as_f64(), quality[0]["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)));
+}
+
+#[test]
+fn bench_prints_a_table_for_people() {
+    let ctx = ctx_with_tiny_safetensors();
+    let out = ctx.run(&["bench", "org/tiny:kv_fp8", "--ctx", "32", "--gen", "2", "--device", "cpu"]);
+    out.success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "org/tiny:kv_fp8 on cpu");
+    assert!(lines[2].split_whitespace().eq(["KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "PEAK", "MEMORY", "KV", "CACHE", "FITS", "(TOKENS)"]));
+    // The tag's scheme against the unquantized cache, nothing else.
+    let kinds: Vec<&str> = lines[3..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(kinds, ["f32", "kv_fp8"]);
+    assert!(out.stderr.contains("benchmarking org/tiny:kv_fp8 on cpu"), "{}", out.stderr);
+}
+
+#[test]
+fn bench_errors_exit_2_and_say_what_fits() {
+    let ctx = ctx_with_tiny_safetensors();
+    let bench = |extra: &[&str]| ctx.run(&[&["bench", "org/tiny", "--device", "cpu"], extra].concat());
+    bench(&["--kv", "none,kv_q4"]).assert(
+        2,
+        "",
+        "error: `--kv kv_q4` is not a KV-cache scheme\nhint: list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`\n",
+    );
+    bench(&["--ctx", "64,1000"]).assert(
+        2,
+        "",
+        "loading org/tiny ...\nerror: `--ctx-size 1000` is beyond the model's context length of 256\nhint: use `--ctx-size 256` or less\n",
+    );
+    bench(&["--ctx", "0"]).assert(2, "", "error: `--ctx-size` must be at least 1\n");
+    let short = bench(&["--ctx", "8", "--gen", "8"]);
+    assert_eq!(short.code, 2);
+    assert!(short.stderr.ends_with("error: `--gen 8` leaves no room for a prompt in a context of 8 tokens\nhint: lower `--gen` or raise the `--ctx` values\n"), "{}", short.stderr);
+    bench(&["--ctx", "64", "--text", "/nonexistent/text.txt"]).assert(
+        2,
+        "",
+        "error: cannot read `--text` file `/nonexistent/text.txt`\n  caused by: No such file or directory (os error 2)\n\
+         hint: give `--text` a readable UTF-8 text file\n",
+    );
+}
+
+#[test]
+fn bench_of_a_gguf_model_says_kv_schemes_need_safetensors() {
+    let ctx = ctx_with_smollm2_gguf();
+    ctx.run(&["bench", "smollm2-gguf", "--device", "cpu"]).assert(
+        2,
+        "",
+        "error: `smollm2-gguf` is a GGUF model; this needs a safetensors model\n\
+         hint: KV-cache schemes apply to safetensors models: pull the model's safetensors repository\n",
+    );
+}

@@ -341,3 +341,32 @@ fn every_family_matches_transformers_logits() {
         assert!(worst <= FAMILY_LOGIT_TOLERANCE, "{name}: token-by-token last logits differ by {worst}");
     }
 }
+
+#[test]
+fn bench_reports_the_reference_nll_and_the_quality_bounds() {
+    let ctx = support::TestContext::new();
+    let dir = support::smollm2::smollm2_dir("f32");
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
+    let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/long_prompt.txt");
+    let out = ctx.run(&["bench", "smollm2", "--ctx", "64", "--gen", "4", "--device", "cpu", "--text", text.to_str().unwrap(), "--json"]);
+    let v = out.success().json();
+    let long = prompts().iter().find(|p| p["name"] == "long").unwrap();
+    let quality = v["quality"].as_array().unwrap();
+    let field = |i: usize, key: &str| quality[i][key].as_f64().unwrap();
+    // The same text, token for token, as the reference scored.
+    assert_eq!(quality[0]["tokens"].as_u64().unwrap() as usize, ids(&long["prompt_ids"]).len() - 1);
+    let reference = long["mean_nll"].as_f64().unwrap();
+    assert!((field(0, "mean_nll") - reference).abs() <= NLL_TOLERANCE, "dense {} vs reference {reference}", field(0, "mean_nll"));
+    eprintln!("bench ΔNLL: kv_int8 {:+.5}, kv_fp8 {:+.5}", field(1, "delta_nll"), field(2, "delta_nll"));
+    assert!(field(1, "delta_nll").abs() <= INT8_MAX_ABS_DELTA_NLL);
+    assert!(field(2, "delta_nll") <= FP8_MAX_DELTA_NLL);
+    for row in &quality[1..] {
+        // Small, positive divergence; the most likely token nearly always kept.
+        let (kl, agree) = (row["mean_kl"].as_f64().unwrap(), row["top1_agreement"].as_f64().unwrap());
+        assert!(kl > 0.0 && kl < 0.05 && agree > 0.9, "{row}");
+    }
+    // Per-token cache sizes of the f32 model: 11,520 values × 4 bytes; 1 byte + scales.
+    let speed = v["speed"].as_array().unwrap();
+    let per_token: Vec<u64> = speed.iter().map(|r| r["kv_bytes_per_token"].as_u64().unwrap()).collect();
+    assert_eq!(per_token, [46_080, 12_240, 12_240]);
+}

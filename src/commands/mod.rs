@@ -1,6 +1,7 @@
 //! One file per subcommand, all with the same signature: global settings,
 //! the command's own settings and the printer in, an exit status out.
 
+pub mod bench;
 pub mod completions;
 pub mod list;
 pub mod pull;

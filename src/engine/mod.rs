@@ -23,6 +23,7 @@ use candle_core::DType;
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::formats::ModelFacts;
 use crate::formats::safetensors::{INDEX_FILE, index_shards};
 use crate::kv_size::CacheLayout;
 use crate::quant::{Format, KvScheme};
@@ -64,6 +65,8 @@ pub enum EngineError {
     GgufArchitecture { arch: String },
     #[error("loading the weights failed")]
     Weights(#[source] candle_core::Error),
+    #[error("`{name}` is a GGUF model; this needs a safetensors model")]
+    NotSafetensors { name: String },
     #[error("allocating the KV cache failed")]
     Cache(#[source] candle_core::Error),
 }
@@ -82,12 +85,15 @@ impl EngineError {
                 Some("pull a model of a supported family".into())
             }
             EngineError::GgufTokenizer(_) => Some("pull the model's safetensors repository instead".into()),
+            EngineError::NotSafetensors { .. } => {
+                Some("KV-cache schemes apply to safetensors models: pull the model's safetensors repository".into())
+            }
             _ => None,
         }
     }
 
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::ContextTooLarge { .. } | EngineError::Device(_))
+        matches!(self, EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. })
     }
 }
 
@@ -191,14 +197,47 @@ impl Files<'_> {
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
 pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest, observer: &mut dyn LoadObserver) -> Result<Loaded, EngineError> {
     let started = Instant::now();
+    if manifest.format == Format::Gguf {
+        return load_gguf(&Files { store, manifest }, request, started, observer);
+    }
+    let weights = load_weights(store, manifest, request.device, request.ctx_size, observer)?;
+    let cache = new_cache(&weights, request.kv, weights.context)?;
+    observer.stage(LoadStage::CacheAllocated, &weights.device);
+    let LoadedWeights { model, text, device, defaults, .. } = weights;
+    Ok(Loaded { decoder: Box::new(OwnedModel { model, cache }), text, device, defaults, load_time: started.elapsed() })
+}
+
+/// A safetensors model's weights on a device, with its text codec; caches
+/// are made for it separately (`new_cache`), so one load can serve several.
+pub struct LoadedWeights {
+    pub model: Model,
+    pub text: TextCodec,
+    pub device: String,
+    pub defaults: GenerationDefaults,
+    pub facts: ModelFacts,
+    /// The context length RoPE tables cover: `--ctx-size`, else the default.
+    pub context: usize,
+    /// The model's own context limit.
+    pub max_context: usize,
+}
+
+/// Checks files, config, context and device, then loads the weights.
+pub fn load_weights(
+    store: &Store,
+    manifest: &Manifest,
+    device: DeviceRequest,
+    ctx_size: Option<usize>,
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadedWeights, EngineError> {
     let files = Files { store, manifest };
     if manifest.format == Format::Gguf {
-        return load_gguf(&files, request, started, observer);
+        return Err(EngineError::NotSafetensors { name: files.name() });
     }
     let config = ModelConfig::parse(&files.read_required("config.json")?)?;
     let tokenizer_json = files.required("tokenizer.json")?;
     let weights = files.weights()?;
-    let context = context_length(request.ctx_size, config.max_context)?;
+    let max_context = config.max_context;
+    let context = context_length(ctx_size, max_context)?;
     let defaults = generation_defaults(&files)?;
     let mut eos_ids = config.eos_token_ids.clone();
     eos_ids.extend(defaults.eos_ids());
@@ -208,24 +247,34 @@ pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest, observer:
         chat_template_jinja: files.read("chat_template.jinja")?.map(|b| String::from_utf8_lossy(&b).into_owned()),
         eos_ids,
     })?;
-    let (device, device_name) = device::open(request.device)?;
+    let (device, device_name) = device::open(device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
     let compute = compute_dtype(&device, &manifest.facts.weight_dtype);
-    let layout = match request.kv {
-        Some(scheme) => CacheLayout::Quantized(scheme),
-        None => CacheLayout::dense_for(&manifest.facts, Format::Safetensors),
-    };
-    let shape = CacheShape { layers: config.layers, kv_heads: config.kv_heads, head_dim: config.head_dim, capacity: context };
     // SAFETY: blobs are immutable once stored (replaced only by rename).
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
     let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
-    let cache = KvCache::new(layout, shape, dense_dtype(layout), &device).map_err(EngineError::Cache)?;
+    Ok(LoadedWeights { model, text, device: device_name, defaults, facts: manifest.facts.clone(), context, max_context })
+}
+
+/// The layout a scheme (or `None`, unquantized) gives this model's cache.
+pub fn cache_layout(facts: &ModelFacts, kv: Option<KvScheme>) -> CacheLayout {
+    match kv {
+        Some(scheme) => CacheLayout::Quantized(scheme),
+        None => CacheLayout::dense_for(facts, Format::Safetensors),
+    }
+}
+
+/// Allocates a cache of `capacity` tokens (at most `weights.context`) for the model.
+pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize) -> Result<KvCache, EngineError> {
+    let config = weights.model.config();
+    let layout = cache_layout(&weights.facts, kv);
+    let shape = CacheShape { layers: config.layers, kv_heads: config.kv_heads, head_dim: config.head_dim, capacity };
+    let device = weights.model.device();
+    let cache = KvCache::new(layout, shape, dense_dtype(layout), device).map_err(EngineError::Cache)?;
     device.synchronize().map_err(EngineError::Cache)?;
-    observer.stage(LoadStage::CacheAllocated, &device_name);
-    let decoder = Box::new(OwnedModel { model, cache });
-    Ok(Loaded { decoder, text, device: device_name, defaults, load_time: started.elapsed() })
+    Ok(cache)
 }
 
 /// GGUF: tokenizer and template from the file's metadata, weights through candle.

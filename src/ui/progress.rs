@@ -73,3 +73,39 @@ impl DownloadProgress for FileBar {
         self.0.finish();
     }
 }
+
+/// One bar over `bench`'s cases, with the case running as its message.
+pub struct BenchProgress {
+    bar: ProgressBar,
+}
+
+impl BenchProgress {
+    pub fn new(printer: Printer, cases: u64) -> BenchProgress {
+        let bar = ProgressBar::with_draw_target(Some(cases), printer.progress_target());
+        bar.set_style(ProgressStyle::with_template("{msg:24!} {bar:30} {pos}/{len} cases  {elapsed}").expect("the template is valid"));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        BenchProgress { bar }
+    }
+
+    pub fn quality_started(&mut self, tokens: usize) {
+        self.bar.set_message(format!("quality, {tokens} tokens"));
+    }
+
+    pub fn quality_finished(&mut self) {
+        self.bar.inc(1);
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl crate::bench::BenchObserver for BenchProgress {
+    fn case_started(&mut self, scheme: &str, context: usize) {
+        self.bar.set_message(format!("{scheme} at {context} tokens"));
+    }
+
+    fn case_finished(&mut self) {
+        self.bar.inc(1);
+    }
+}

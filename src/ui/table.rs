@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::format;
-use super::views::ListEntry;
+use super::views::{BenchView, ListEntry};
 
 pub fn models(entries: &[ListEntry], now: SystemTime) -> String {
     let mut table = Table::new();
@@ -30,4 +30,44 @@ pub fn models(entries: &[ListEntry], now: SystemTime) -> String {
 pub fn key_values(rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter().map(|(k, v)| format!("  {k:<width$}  {v}\n")).collect()
+}
+
+/// `bench`'s speed table, then its quality table when there is one.
+pub fn bench(view: &BenchView) -> String {
+    let gpu = view.gpu.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
+    let mut text = format!("{} on {}{gpu}\n\n", view.model, view.device);
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header(["KV", "CONTEXT", "PREFILL TOK/S", "DECODE TOK/S", "PEAK MEMORY", "KV CACHE", "FITS (TOKENS)"]);
+    for r in &view.speed {
+        table.add_row([
+            r.kv.clone(),
+            r.context.to_string(),
+            format!("{:.1}", r.prefill_tokens_per_s),
+            format!("{:.1}", r.decode_tokens_per_s),
+            r.peak_memory_bytes.map_or("unknown".into(), format::bytes),
+            format::bytes(r.kv_cache_bytes),
+            r.max_context_fits.map_or("unknown".into(), |n| n.to_string()),
+        ]);
+    }
+    text.push_str(&table.trim_fmt());
+    text.push('\n');
+    if let Some(rows) = &view.quality {
+        let mut table = Table::new();
+        table.load_preset(NOTHING).set_header(["KV", "TOKENS", "MEAN NLL", "PERPLEXITY", "ΔNLL", "MEAN KL", "TOP-1 AGREE"]);
+        for q in rows {
+            table.add_row([
+                q.kv.clone(),
+                q.tokens.to_string(),
+                format!("{:.4}", q.mean_nll),
+                format!("{:.3}", q.perplexity),
+                format!("{:+.4}", q.delta_nll),
+                format!("{:.5}", q.mean_kl),
+                format!("{:.2}%", q.top1_agreement * 100.0),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.trim_fmt());
+        text.push('\n');
+    }
+    text
 }

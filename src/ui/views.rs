@@ -69,3 +69,14 @@ pub struct PullView {
     pub fetched_bytes: u64,
     pub reused_files: usize,
 }
+
+/// `llmctl bench`: one row per (scheme, context), and the quality rows.
+#[derive(Debug, Serialize)]
+pub struct BenchView {
+    pub model: String,
+    pub device: String,
+    /// The GPU's name as NVML reports it.
+    pub gpu: Option<String>,
+    pub speed: Vec<crate::bench::SpeedResult>,
+    pub quality: Option<Vec<crate::bench::quality::QualityResult>>,
+}

@@ -1,0 +1,186 @@
+//! `bench`: speed, memory and quality of each KV-cache scheme on one model,
+//! side by side. The weights load once; every (scheme, context) case gets a
+//! cache of its own, prefills a synthetic prompt and decodes greedily.
+//! Nothing here prints: progress goes to a `BenchObserver`, memory comes
+//! from a `MemoryMeter`, results come back as values.
+
+pub mod meters;
+pub mod quality;
+
+use std::time::Instant;
+
+use candle_core::{D, Tensor};
+use serde::Serialize;
+
+use crate::engine::model::Logits;
+use crate::engine::{EngineError, LoadedWeights, cache_layout, new_cache};
+use crate::quant::KvScheme;
+
+/// Tokens a warm-up pass runs before each case's timings (kernel loading,
+/// first-touch allocations).
+const WARMUP_TOKENS: usize = 8;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    /// `None` is the unquantized cache.
+    pub schemes: Vec<Option<KvScheme>>,
+    pub contexts: Vec<usize>,
+    /// Tokens decoded after each prefill.
+    pub generate: usize,
+}
+
+/// Memory readings for the device the model runs on.
+pub trait MemoryMeter {
+    /// Starts watching for the peak of this process's memory.
+    fn start_peak(&mut self);
+    /// The peak since `start_peak`, bytes, if this meter can tell.
+    fn finish_peak(&mut self) -> Option<u64>;
+    /// This process's memory now, bytes.
+    fn current(&self) -> Option<u64>;
+    /// Memory still free for this process to allocate, bytes.
+    fn free_bytes(&self) -> Option<u64>;
+}
+
+/// Told of each step, for a progress bar.
+pub trait BenchObserver {
+    fn case_started(&mut self, scheme: &str, context: usize);
+    fn case_finished(&mut self);
+}
+
+/// One (scheme, context) case.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeedResult {
+    pub kv: String,
+    pub context: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    /// This process's peak memory during the case (NVML on CUDA; `None` on the CPU).
+    pub peak_memory_bytes: Option<u64>,
+    pub kv_cache_bytes: u64,
+    pub kv_bytes_per_token: u64,
+    /// The longest cache of this scheme that the free memory would hold, with
+    /// the case's own working memory set aside.
+    pub max_context_fits: Option<u64>,
+}
+
+/// Runs every case in plan order: scheme-major, contexts ascending.
+pub fn speed(
+    weights: &LoadedWeights,
+    plan: &BenchPlan,
+    meter: &mut dyn MemoryMeter,
+    observer: &mut dyn BenchObserver,
+) -> Result<Vec<SpeedResult>, BenchError> {
+    let mut results = Vec::new();
+    for &scheme in &plan.schemes {
+        for &context in &plan.contexts {
+            let name = cache_layout(&weights.facts, scheme).name();
+            observer.case_started(name, context);
+            results.push(case(weights, scheme, context, plan.generate, meter)?);
+            observer.case_finished();
+        }
+    }
+    Ok(results)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("`--gen {generate}` leaves no room for a prompt in a context of {context} tokens")]
+    NoRoomForPrompt { generate: usize, context: usize },
+    #[error("running the model failed")]
+    Run(#[from] candle_core::Error),
+}
+
+impl BenchError {
+    pub fn is_usage(&self) -> bool {
+        match self {
+            BenchError::Engine(e) => e.is_usage(),
+            BenchError::NoRoomForPrompt { .. } => true,
+            BenchError::Run(_) => false,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BenchError::Engine(e) => e.hint(),
+            BenchError::NoRoomForPrompt { .. } => Some("lower `--gen` or raise the `--ctx` values".into()),
+            BenchError::Run(_) => None,
+        }
+    }
+}
+
+fn case(weights: &LoadedWeights, scheme: Option<KvScheme>, context: usize, generate: usize, meter: &mut dyn MemoryMeter) -> Result<SpeedResult, BenchError> {
+    let model = &weights.model;
+    let prompt_len = context.checked_sub(generate).filter(|&n| n > 0).ok_or(BenchError::NoRoomForPrompt { generate, context })?;
+    let prompt = synthetic_prompt(prompt_len, model.config().vocab_size);
+    let mut cache = new_cache(weights, scheme, context)?;
+    model.forward(&prompt[..WARMUP_TOKENS.min(prompt_len)], &mut cache, Logits::Last)?;
+    cache.reset();
+    let device = model.device();
+    device.synchronize()?;
+    meter.start_peak();
+    let started = Instant::now();
+    let mut next = greedy(&model.forward(&prompt, &mut cache, Logits::Last)?)?;
+    let prefill = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..generate {
+        next = greedy(&model.forward(&[next], &mut cache, Logits::Last)?)?;
+    }
+    device.synchronize()?;
+    let decode = started.elapsed().as_secs_f64();
+    let peak = meter.finish_peak();
+    let layout = cache_layout(&weights.facts, scheme);
+    let per_token = layout.bytes_per_token(&weights.facts);
+    let kv_bytes = cache.allocated_bytes();
+    // Working memory beyond weights and cache: what the peak held over the
+    // steady state once the step's buffers are freed.
+    let working = peak.zip(meter.current()).map_or(0, |(p, now)| p.saturating_sub(now));
+    let max_context_fits = meter.free_bytes().map(|free| (free + kv_bytes).saturating_sub(working) / per_token);
+    Ok(SpeedResult {
+        kv: layout.name().to_string(),
+        context,
+        prompt_tokens: prompt_len,
+        generated_tokens: generate,
+        prefill_tokens_per_s: prompt_len as f64 / prefill,
+        decode_tokens_per_s: generate as f64 / decode,
+        peak_memory_bytes: peak,
+        kv_cache_bytes: kv_bytes,
+        kv_bytes_per_token: per_token,
+        max_context_fits,
+    })
+}
+
+/// The most likely next token of a row of logits, computed on the device.
+fn greedy(logits: &Tensor) -> candle_core::Result<u32> {
+    logits.flatten_all()?.argmax(D::Minus1)?.to_scalar::<u32>()
+}
+
+/// Token ids spread over the vocabulary by a fixed linear congruential
+/// sequence: the same prompt every run, no tokenizer needed.
+pub fn synthetic_prompt(len: usize, vocab: usize) -> Vec<u32> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_prompts_are_repeatable_and_cover_the_vocabulary() {
+        let a = synthetic_prompt(4096, 1000);
+        assert_eq!(a, synthetic_prompt(4096, 1000));
+        assert!(a.iter().all(|&id| id < 1000));
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert!(distinct.len() > 950, "only {} distinct ids", distinct.len());
+    }
+}

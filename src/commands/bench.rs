@@ -1,0 +1,151 @@
+//! `llmctl bench`: load a safetensors model once, then measure each KV-cache
+//! scheme at each context (and, given `--text`, its quality) and print one
+//! table or one JSON object.
+
+use crate::bench::meters::{GpuMeter, HostMeter};
+use crate::bench::quality::quality;
+use crate::bench::{self, BenchPlan, MemoryMeter};
+use crate::diagnostics::ExitStatus;
+use crate::engine::device::DeviceRequest;
+use crate::engine::{self, EngineError, LoadObserver, LoadStage};
+use crate::gpu::VramProbe;
+use crate::printer::Printer;
+use crate::quant::{self, Format, KvScheme, Resolved};
+use crate::settings::{BenchSettings, GlobalSettings};
+use crate::ui::progress::BenchProgress;
+use crate::ui::table;
+use crate::ui::views::BenchView;
+
+/// Contexts measured when `--ctx` is not given.
+const GPU_CONTEXTS: [usize; 3] = [1024, 8192, 32768];
+const CPU_CONTEXTS: [usize; 2] = [512, 2048];
+
+/// Tokens a text may hold beyond one per byte (BOS and other added tokens).
+const TEXT_TOKEN_MARGIN: usize = 16;
+
+pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let store = super::open_store(global)?;
+    let manifest = store.find(&settings.model)?;
+    let name = settings.model.name.as_str();
+    let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
+    if manifest.format == Format::Gguf {
+        return Err(EngineError::NotSafetensors { name: settings.model.to_string() }.into());
+    }
+    let schemes = schemes(settings, resolved);
+    let max = manifest.facts.context_length as usize;
+    let (contexts, dropped) = match &settings.contexts {
+        Some(given) => (given.clone(), Vec::new()),
+        None => default_contexts(settings.device, max),
+    };
+    if !dropped.is_empty() {
+        printer.warning(&format!("skipping contexts {dropped:?}: beyond the model's limit of {max} tokens"));
+    }
+    let largest = contexts.iter().copied().max().unwrap_or(max);
+    let text = match &settings.text {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| BenchInputError::Read { path: path.to_path_buf(), source })?),
+        None => None,
+    };
+    // RoPE tables must also cover the text; a token spans at least one byte.
+    let text_bound = text.as_ref().map_or(0, |t| (t.len() + TEXT_TOKEN_MARGIN).min(max));
+    let positions = largest.max(text_bound);
+    let mut observer = MeterObserver { meter: None, gpu: None };
+    printer.status(&format!("loading {} ...", settings.model));
+    let weights = engine::load_weights(&store, &manifest, settings.device, Some(positions), &mut observer)?;
+    let mut meter = observer.meter.take().unwrap_or_else(|| Box::new(HostMeter::new()));
+    let contexts = if weights.device == "cpu" && settings.contexts.is_none() { default_contexts(DeviceRequest::Cpu, max).0 } else { contexts };
+    let text_tokens = match (&text, &settings.text) {
+        (Some(text), Some(path)) => Some(text_tokens(text, path, &weights, printer)?),
+        _ => None,
+    };
+    printer.status(&format!("benchmarking {} on {}", settings.model, weights.device));
+    let plan = BenchPlan { schemes: schemes.clone(), contexts, generate: settings.generate };
+    let cases = plan.schemes.len() * plan.contexts.len() + usize::from(text_tokens.is_some());
+    let mut progress = BenchProgress::new(*printer, cases as u64);
+    let speed = bench::speed(&weights, &plan, meter.as_mut(), &mut progress)?;
+    let quality = match text_tokens {
+        Some(tokens) => {
+            progress.quality_started(tokens.len());
+            let quantized: Vec<KvScheme> = schemes.iter().flatten().copied().collect();
+            let rows = quality(&weights, &quantized, &tokens)?;
+            progress.quality_finished();
+            Some(rows)
+        }
+        None => None,
+    };
+    progress.finish();
+    let view = BenchView { model: settings.model.to_string(), device: weights.device.clone(), gpu: observer.gpu, speed, quality };
+    let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { table::bench(&view) };
+    printer.data(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+/// `--kv` as given; else the tag's scheme against the unquantized cache; else all three.
+fn schemes(settings: &BenchSettings, resolved: Resolved) -> Vec<Option<KvScheme>> {
+    match (settings.schemes.is_empty(), resolved) {
+        (false, _) => settings.schemes.clone(),
+        (true, Resolved::Kv(scheme)) => vec![None, Some(scheme)],
+        (true, _) => std::iter::once(None).chain(KvScheme::ALL.map(Some)).collect(),
+    }
+}
+
+/// The device's default contexts that the model takes (its own limit if it
+/// takes none), and those it does not.
+fn default_contexts(device: DeviceRequest, max: usize) -> (Vec<usize>, Vec<usize>) {
+    let gpu_likely = match device {
+        DeviceRequest::Cpu => false,
+        DeviceRequest::Cuda(_) => true,
+        DeviceRequest::Auto => cfg!(feature = "cuda"),
+    };
+    let all: &[usize] = if gpu_likely { &GPU_CONTEXTS } else { &CPU_CONTEXTS };
+    let (fit, dropped): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&n| n <= max);
+    if fit.is_empty() { (vec![max], dropped) } else { (fit, dropped) }
+}
+
+/// The text's tokens, as `run --raw` would encode it, cut to the model's context.
+fn text_tokens(text: &str, path: &std::path::Path, weights: &engine::LoadedWeights, printer: &Printer) -> anyhow::Result<Vec<u32>> {
+    let mut tokens = weights.text.encode_raw(text).map_err(EngineError::Text)?;
+    if tokens.len() < 2 {
+        return Err(BenchInputError::TooShort { path: path.to_path_buf() }.into());
+    }
+    if tokens.len() > weights.context {
+        printer.warning(&format!("scoring the first {} of the text's {} tokens (the model's context)", weights.context, tokens.len()));
+        tokens.truncate(weights.context);
+    }
+    Ok(tokens)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchInputError {
+    #[error("cannot read `--text` file `{}`", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("`--text` file `{}` holds fewer than two tokens: nothing to score", path.display())]
+    TooShort { path: std::path::PathBuf },
+}
+
+impl BenchInputError {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            BenchInputError::Read { .. } => "give `--text` a readable UTF-8 text file",
+            BenchInputError::TooShort { .. } => "give `--text` a longer text (a few hundred tokens or more)",
+        }
+    }
+}
+
+/// Opens the GPU meter once the device exists.
+struct MeterObserver {
+    meter: Option<Box<dyn MemoryMeter>>,
+    gpu: Option<String>,
+}
+
+impl LoadObserver for MeterObserver {
+    fn stage(&mut self, stage: LoadStage, device: &str) {
+        if stage != LoadStage::DeviceReady {
+            return;
+        }
+        if let Some(index) = device.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            let probe = VramProbe::open(Some(index));
+            self.gpu = probe.report.gpu.clone();
+            self.meter = Some(Box::new(GpuMeter::new(probe)));
+        }
+    }
+}
