@@ -45,19 +45,63 @@ impl fmt::Display for DeviceRequest {
 pub enum DeviceError {
     #[error("`--device {0}` asks for CUDA, but this llmctl was built without CUDA support")]
     NoCudaInBuild(DeviceRequest),
-    #[error("cannot open CUDA device {index}: {detail}")]
-    CudaUnavailable { index: usize, detail: String },
+    #[error("cannot open CUDA device {index}: {}", problem.what())]
+    CudaUnavailable { index: usize, problem: CudaProblem, detail: String },
+}
+
+/// Why the CUDA driver would not open a device, from its error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CudaProblem {
+    /// The driver runs but sees no GPU.
+    NoGpu,
+    /// The GPU index is beyond those present.
+    NoSuchGpu,
+    /// No usable driver: missing, a stub, or older than the CUDA 13 runtime.
+    Driver,
+    Other,
+}
+
+impl CudaProblem {
+    /// Classifies the driver's error text (cudarc prints the `CUresult` name).
+    pub fn from_driver_error(detail: &str) -> CudaProblem {
+        const KINDS: [(&str, CudaProblem); 6] = [
+            ("CUDA_ERROR_NO_DEVICE", CudaProblem::NoGpu),
+            ("CUDA_ERROR_INVALID_DEVICE", CudaProblem::NoSuchGpu),
+            ("CUDA_ERROR_NO_DRIVER", CudaProblem::Driver),
+            ("CUDA_ERROR_STUB_LIBRARY", CudaProblem::Driver),
+            ("CUDA_ERROR_INSUFFICIENT_DRIVER", CudaProblem::Driver),
+            ("CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE", CudaProblem::Driver),
+        ];
+        KINDS.iter().find(|(code, _)| detail.contains(code)).map_or(CudaProblem::Other, |(_, kind)| *kind)
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            CudaProblem::NoGpu => "the NVIDIA driver sees no GPU",
+            CudaProblem::NoSuchGpu => "there is no GPU with that index",
+            CudaProblem::Driver => "no usable NVIDIA driver (missing, or older than CUDA 13 needs)",
+            CudaProblem::Other => "the CUDA driver refused",
+        }
+    }
 }
 
 impl DeviceError {
     pub fn hint(&self) -> String {
+        const CPU: &str = "`--device cpu` runs without a GPU";
         match self {
             DeviceError::NoCudaInBuild(_) => {
                 "build the CUDA binary with `cargo build --release --features cuda` (see README, \"CUDA\"), or use `--device cpu`".into()
             }
-            DeviceError::CudaUnavailable { .. } => {
-                "check `nvidia-smi`: an NVIDIA driver for CUDA 13 and a GPU are needed; `--device cpu` runs without one".into()
+            DeviceError::CudaUnavailable { problem: CudaProblem::NoGpu, .. } => {
+                format!("check `nvidia-smi` and that `CUDA_VISIBLE_DEVICES` does not hide the GPU; {CPU}")
             }
+            DeviceError::CudaUnavailable { problem: CudaProblem::NoSuchGpu, .. } => {
+                format!("`nvidia-smi -L` lists the GPUs; `cuda:0` is the first; {CPU}")
+            }
+            DeviceError::CudaUnavailable { problem: CudaProblem::Driver, .. } => {
+                format!("install an NVIDIA driver for CUDA 13 (R580 or newer) and check `nvidia-smi`; {CPU}")
+            }
+            DeviceError::CudaUnavailable { detail, .. } => format!("the driver said: {detail}; {CPU}"),
         }
     }
 }
@@ -80,6 +124,33 @@ fn open_cuda(request: DeviceRequest, index: usize) -> Result<(Device, String), D
     }
     match Device::new_cuda(index) {
         Ok(device) => Ok((device, format!("cuda:{index}"))),
-        Err(e) => Err(DeviceError::CudaUnavailable { index, detail: e.to_string() }),
+        Err(e) => {
+            let detail = e.to_string();
+            Err(DeviceError::CudaUnavailable { index, problem: CudaProblem::from_driver_error(&detail), detail })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver errors a CUDA build meets on machines without a usable GPU,
+    /// as candle reports them (cudarc's `DriverError` Debug text).
+    #[test]
+    fn driver_errors_become_what_is_missing_and_how_to_get_it() {
+        let cases = [
+            ("DriverError(CUDA_ERROR_NO_DEVICE, \"no CUDA-capable device is detected\")", CudaProblem::NoGpu, "CUDA_VISIBLE_DEVICES"),
+            ("DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")", CudaProblem::NoSuchGpu, "nvidia-smi -L"),
+            ("DriverError(CUDA_ERROR_STUB_LIBRARY, \"CUDA driver is a stub library\")", CudaProblem::Driver, "R580"),
+            ("DriverError(CUDA_ERROR_INSUFFICIENT_DRIVER, \"CUDA driver version is insufficient\")", CudaProblem::Driver, "R580"),
+            ("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")", CudaProblem::Other, "CUDA_ERROR_OUT_OF_MEMORY"),
+        ];
+        for (detail, problem, in_hint) in cases {
+            assert_eq!(CudaProblem::from_driver_error(detail), problem, "{detail}");
+            let error = DeviceError::CudaUnavailable { index: 1, problem, detail: detail.into() };
+            assert!(error.to_string().starts_with("cannot open CUDA device 1: "), "{error}");
+            assert!(error.hint().contains(in_hint) && error.hint().ends_with("`--device cpu` runs without a GPU"), "{}", error.hint());
+        }
     }
 }

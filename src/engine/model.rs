@@ -78,9 +78,17 @@ impl Attention {
         let k = model.rope.apply(&per_head(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
         let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         cache.append(layer, &k.squeeze(0)?, &v)?;
-        let q = rotate(&q.squeeze(0)?, rotation)?;
-        let y = attend(&q, start, KEY_BLOCK, |from, to| cache.read(layer, from, to, model.dtype))?;
-        let y = rotate(&y, rotation)?;
+        let q = q.squeeze(0)?;
+        // One new position: fused kernels where the device has them (they
+        // rotate q and the output themselves); else the blockwise path.
+        let fused = if t == 1 { cache.decode_attention(layer, &q, start + 1)? } else { None };
+        let y = match fused {
+            Some(y) => y,
+            None => {
+                let q = rotate(&q, rotation)?;
+                rotate(&attend(&q, start, KEY_BLOCK, |from, to| cache.read(layer, from, to, model.dtype))?, rotation)?
+            }
+        };
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
     }
 }

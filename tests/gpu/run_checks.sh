@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # GPU checks and measurements for llmctl's CUDA build, run on a GPU machine
-# over a built binary (nothing is compiled there):
-#   tests/gpu/run_checks.sh BINARY SMOLLM2_GGUF|skip [CONTEXTS]
-# 1. SmolLM2 (bf16, converted by transformers): greedy ids on CUDA vs CPU, each cache.
-# 2. A Llama-3.1-8B-shaped random model: every cache at each context, with
-#    NVML-measured VRAM and decode speed. Prints one table per part.
+# over built binaries (nothing is compiled there):
+#   tests/gpu/run_checks.sh PART BINARY [GPU_TESTS SMOLLM2_GGUF]
+# PART is one of (each fits one device call):
+#   checks  tests/gpu.rs (fused kernels vs the reference paths; SmolLM2 CUDA vs
+#           CPU logits and greedy tokens per scheme), the no-GPU error, and
+#           SC-001: every cache on the Llama-3.1-8B shape at 4k/16k/32k, VRAM by NVML.
+#   bench   `llmctl bench` on the Llama-3.1-8B and Llama-3.2-1B shapes, and the
+#           transformers peer on the 8B shape at 8k.
+# SKIP_SC001=1 / SKIP_PEER=1 leave out those (slow) sections.
+# Models with random bf16 weights are made there by make_model.py (kept in $WORK).
 set -euo pipefail
-bin=$(realpath "$1"); gguf=$2; contexts=${3:-"4096 16384 32768"}
-[ "$gguf" = skip ] || gguf=$(realpath "$gguf")
+part=$1; bin=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 site=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')
 export LD_LIBRARY_PATH="$site/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -17,33 +21,55 @@ mkdir -p "$work"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 ldd "$bin" | grep -E 'not found' && exit 1
 
+model() {  # model NAME: make (once) and import the random-weight model
+    [ -f "$work/$1/model.safetensors" ] || python3 "$here/make_model.py" "$1" "$work/$1"
+    "$bin" -q pull "$work/$1" --name "$1"
+}
 field() { python3 -c "import json,sys; d=[json.loads(l) for l in sys.stdin][-1]; print($1)"; }
-ids() { python3 -c "import json,sys; print(' '.join(str(json.loads(l)['id']) for l in sys.stdin if '\"token\"' in l))"; }
 
-if [ "$gguf" != skip ]; then
-echo "== SmolLM2: CUDA vs CPU greedy, 32 tokens"
-[ -d "$work/smollm2" ] || python3 "$here/smollm2_from_gguf.py" "$gguf" "$work/smollm2" 2>&1 | tail -1
-"$bin" -q pull "$work/smollm2" --name smollm2
-printf '%-10s %-6s %s\n' scheme same first_divergence
-for tag in "" ":kv_int8" ":kv_fp8"; do
-    cpu=$("$bin" -q run "smollm2$tag" --raw --json --max-tokens 32 --device cpu "The capital of France is" | ids)
-    gpu=$("$bin" -q run "smollm2$tag" --raw --json --max-tokens 32 --device cuda "The capital of France is" | ids)
-    div=$(python3 -c "a='$cpu'.split(); b='$gpu'.split(); print(next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), 'none' if len(a)==len(b) else min(len(a),len(b))))")
-    printf '%-10s %-6s %s\n' "${tag:-none}" "$([ "$cpu" = "$gpu" ] && echo yes || echo no)" "$div"
-    echo "  cpu: $cpu"; echo "  gpu: $gpu"
-done
+if [ "$part" = checks ]; then
+    tests=$(realpath "$3"); gguf=$(realpath "$4")
+    echo "== tests/gpu.rs"
+    LLMCTL_TEST_MODELS=$(dirname "$gguf") "$tests" --test-threads 1 --nocapture 2>&1 | grep -vE '^\s*$|^running|Running|backtrace' || true
+
+    echo "== no usable GPU (CUDA_VISIBLE_DEVICES empty)"
+    smollm2=$(LLMCTL_TEST_MODELS=$(dirname "$gguf") ls -d "$(dirname "$gguf")"/smollm2-bf16-v*)
+    "$bin" -q pull "$smollm2" --name smollm2
+    set +e
+    CUDA_VISIBLE_DEVICES= "$bin" run smollm2 --device cuda --max-tokens 2 "Hi"; echo "exit $?"
+    CUDA_VISIBLE_DEVICES= "$bin" run smollm2 --max-tokens 2 --raw "The capital of France is" 2>&1 >/dev/null | head -1; echo "exit ${PIPESTATUS[0]}"
+    set -e
+
+    [ -n "${SKIP_SC001:-}" ] && exit 0
+    echo "== SC-001: Llama-3.1-8B shape, random bf16 weights"
+    model llama-8b
+    printf '%-8s %-8s %10s %12s %12s %12s %10s\n' ctx scheme prompt kv_bytes after_cache_MiB peak_MiB decode_t/s
+    for ctx in 4096 16384 32768; do
+        # Through stdin: a 32k-word argument is longer than the kernel allows.
+        python3 -c "print(' '.join('w%d' % (3 + i % 1000) for i in range($ctx - 64)))" > "$work/prompt-$ctx.txt"
+        for tag in "" ":kv_int8" ":kv_fp8"; do
+            "$bin" -q run "llama-8b$tag" --raw --json --max-tokens 32 --ctx-size "$ctx" --device cuda < "$work/prompt-$ctx.txt" | tail -n 1 \
+                | field "'%-8d %-8s %10d %12d %12.0f %12.0f %10.1f' % ($ctx, d['kv_cache']['scheme'], d['prompt_tokens'], d['kv_cache']['allocated_bytes'], d['memory']['gpu']['after_cache']/2**20, d['memory']['gpu']['peak']/2**20, d['decode_tokens_per_second'])"
+        done
+    done
 fi
 
-echo "== Llama-3.1-8B shape, random bf16 weights"
-[ -f "$work/llama-8b/model.safetensors" ] || python3 "$here/make_model.py" llama-8b "$work/llama-8b"
-"$bin" -q pull "$work/llama-8b" --name llama-8b
-printf '%-8s %-8s %10s %12s %12s %12s %12s %10s\n' ctx scheme prompt kv_bytes after_cache_MiB peak_MiB weights_MiB decode_t/s
-for ctx in $contexts; do
-    # Through stdin: a 32k-word argument is longer than the kernel allows.
-    python3 -c "print(' '.join('w%d' % (3 + i % 1000) for i in range($ctx - 64)))" > "$work/prompt-$ctx.txt"
-    for tag in "" ":kv_int8" ":kv_fp8"; do
-        line=$("$bin" -q run "llama-8b$tag" --raw --json --max-tokens 32 --ctx-size "$ctx" --device cuda < "$work/prompt-$ctx.txt" | tail -n 1)
-        echo "$line" > "$work/done-$ctx${tag#:}.json"
-        echo "$line" | field "'%-8d %-8s %10d %12d %12.0f %12.0f %12.0f %10.1f' % ($ctx, d['kv_cache']['scheme'], d['prompt_tokens'], d['kv_cache']['allocated_bytes'], d['memory']['gpu']['after_cache']/2**20, d['memory']['gpu']['peak']/2**20, d['memory']['gpu']['after_weights']/2**20, d['decode_tokens_per_second'])"
+if [ "$part" = bench ]; then
+    for name in llama-8b llama-1b; do
+        model "$name"
+        echo "== llmctl bench $name"
+        "$bin" -q bench "$name" --ctx 1024,8192,32768 --gen 64 --device cuda --json > "$work/bench-$name.json"
+        python3 - "$work/bench-$name.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["gpu"])
+print("%-8s %7s %12s %12s %10s %12s %12s" % ("kv", "ctx", "prefill t/s", "decode t/s", "peak MiB", "kv MiB", "fits tokens"))
+for r in d["speed"]:
+    print("%-8s %7d %12.0f %12.1f %10.0f %12.1f %12d" % (r["kv"], r["context"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"],
+          r["peak_memory_bytes"] / 2**20, r["kv_cache_bytes"] / 2**20, r["max_context_fits"]))
+PY
     done
-done
+    [ -n "${SKIP_PEER:-}" ] && exit 0
+    echo "== peer: transformers on llama-8b at 8k"
+    python3 "$here/peer_transformers.py" "$work/llama-8b" 8192 64 2>/dev/null | tail -n 1
+fi

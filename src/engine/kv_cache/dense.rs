@@ -30,4 +30,12 @@ impl LayerCache for DenseLayer {
     fn bytes(&self) -> u64 {
         tensor_bytes(&self.k) + tensor_bytes(&self.v)
     }
+
+    #[cfg(feature = "cuda")]
+    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+        if !super::cuda::takes(q, &self.k) {
+            return Ok(None);
+        }
+        super::cuda::decode_attention(q, &self.k, &self.v, None, super::cuda::Stored::Dense, false, len).map(Some)
+    }
 }

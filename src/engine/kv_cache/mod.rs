@@ -2,6 +2,8 @@
 //! one storage type per scheme behind one small interface. The model's
 //! weights never change; this is the only mutable state of a run.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dense;
 mod fp8;
 mod quantized;
@@ -11,7 +13,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use crate::kv_size::CacheLayout;
 use crate::quant::KvScheme;
 
-pub use quantized::{Fp8E4M3, Int8, QuantizedLayer, rotate};
+pub use quantized::{Codec, Fp8E4M3, Int8, QuantizedLayer, dequantize, hadamard, quantize, rotate};
 
 /// One layer's keys and values, stored however the scheme stores them.
 pub trait LayerCache: Send {
@@ -22,6 +24,14 @@ pub trait LayerCache: Send {
     fn read(&self, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)>;
     /// Bytes this layer holds on its device.
     fn bytes(&self) -> u64;
+    /// Attention of `q` (heads, 1, head_dim: one position, in the model's
+    /// basis, not rotated) over positions `0..len` in fused kernels, where the
+    /// device has them, with the output in the model's basis too; `None`
+    /// leaves it to the blockwise path (`attention::attend`).
+    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+        let _ = (q, len);
+        Ok(None)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +124,12 @@ impl KvCache {
     /// but not yet committed).
     pub fn read(&self, layer: usize, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
         self.layers[layer].read(from, to, dtype)
+    }
+
+    /// A layer's fused decode attention over positions `0..len` (including
+    /// the one just appended), if its device has a kernel for it.
+    pub fn decode_attention(&self, layer: usize, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+        self.layers[layer].decode_attention(q, len)
     }
 
     /// Marks `tokens` positions, written in every layer, as stored.

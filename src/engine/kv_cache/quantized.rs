@@ -20,6 +20,9 @@ use super::{CacheShape, LayerCache, tensor_bytes};
 /// How scaled values become stored bytes and back.
 pub trait Codec: Send + 'static {
     const STORAGE: DType;
+    /// The fused CUDA kernels' name for the code.
+    #[cfg(feature = "cuda")]
+    const STORED: super::cuda::Stored;
     /// The largest magnitude the code represents; scaled values lie within it.
     const MAX: f64;
     fn encode(scaled: &Tensor) -> Result<Tensor>;
@@ -32,6 +35,8 @@ pub struct Int8;
 
 impl Codec for Int8 {
     const STORAGE: DType = DType::U8;
+    #[cfg(feature = "cuda")]
+    const STORED: super::cuda::Stored = super::cuda::Stored::Int8;
     const MAX: f64 = 127.0;
 
     fn encode(scaled: &Tensor) -> Result<Tensor> {
@@ -48,6 +53,8 @@ pub struct Fp8E4M3;
 
 impl Codec for Fp8E4M3 {
     const STORAGE: DType = DType::U8;
+    #[cfg(feature = "cuda")]
+    const STORED: super::cuda::Stored = super::cuda::Stored::Fp8;
     const MAX: f64 = 448.0;
 
     fn encode(scaled: &Tensor) -> Result<Tensor> {
@@ -100,6 +107,11 @@ pub fn dequantize<C: Codec>(codes: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 impl<C: Codec> LayerCache for QuantizedLayer<C> {
     fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if self.rotation.is_some() && super::cuda::takes_rows(k, &self.k) {
+            super::cuda::quantize_append(k, &self.k, &self.k_scale, pos, C::STORED)?;
+            return super::cuda::quantize_append(v, &self.v, &self.v_scale, pos, C::STORED);
+        }
         let (kc, ks) = quantize::<C>(&rotate(&k.to_dtype(DType::F32)?, self.rotation.as_ref())?)?;
         let (vc, vs) = quantize::<C>(&rotate(&v.to_dtype(DType::F32)?, self.rotation.as_ref())?)?;
         self.k.slice_set(&kc.contiguous()?, 1, pos)?;
@@ -118,6 +130,15 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
 
     fn bytes(&self) -> u64 {
         [&self.k, &self.v, &self.k_scale, &self.v_scale].into_iter().map(tensor_bytes).sum()
+    }
+
+    #[cfg(feature = "cuda")]
+    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+        if !super::cuda::takes(q, &self.k) {
+            return Ok(None);
+        }
+        let scales = Some((&self.k_scale, &self.v_scale));
+        super::cuda::decode_attention(q, &self.k, &self.v, scales, C::STORED, self.rotation.is_some(), len).map(Some)
     }
 }
 

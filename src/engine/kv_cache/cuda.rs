@@ -1,0 +1,282 @@
+//! Launchers for the cache's own CUDA kernels (`kernels.cu`, compiled to
+//! PTX by `build.rs`): fused decode attention over dense or quantized rows,
+//! and quantize-and-append. The unfused tensor-op paths stay the reference
+//! they are tested against.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+use candle_core::{CudaStorage, CustomOp1, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
+use half::{bf16, f16};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_cache.ptx"));
+const MODULE: &str = "llmctl_kv_cache";
+
+/// Threads per decode block: four warps.
+const DECODE_THREADS: u32 = 128;
+/// Blocks a decode step aims for, split over the keys: about eight per SM
+/// on an H100 (four fit at once), so enough bytes are in flight to stream the cache.
+const DECODE_BLOCKS: usize = 1024;
+/// Fewest keys a split is worth.
+const MIN_SPLIT_KEYS: usize = 64;
+
+/// Whether the fused kernels take rows of this length: 64, 128 or 256 (a
+/// row spans a power-of-two number of lanes).
+pub fn supports(head_dim: usize) -> bool {
+    matches!(head_dim, 64 | 128 | 256)
+}
+
+/// Whether fused decode attention takes `q` (heads, 1, d) over `rows`
+/// (kv_heads, capacity, d): CUDA, bf16/f16 queries, at most 8 query heads per KV head.
+pub fn takes(q: &Tensor, rows: &Tensor) -> bool {
+    let (Ok((heads, t, d)), Ok((kv_heads, _, _))) = (q.dims3(), rows.dims3()) else { return false };
+    q.device().is_cuda()
+        && t == 1
+        && supports(d)
+        && matches!(q.dtype(), DType::BF16 | DType::F16)
+        && kv_heads > 0
+        && heads.is_multiple_of(kv_heads)
+        && heads / kv_heads <= 8
+}
+
+/// Whether quantize-and-append takes new rows `x` (kv_heads, T, d) for `codes`.
+pub fn takes_rows(x: &Tensor, codes: &Tensor) -> bool {
+    x.device().is_cuda() && x.dims3().is_ok_and(|(_, _, d)| supports(d)) && codes.dtype() == DType::U8
+}
+
+/// How cache rows are stored, as the kernels' names spell it.
+#[derive(Debug, Clone, Copy)]
+pub enum Stored {
+    Dense,
+    Int8,
+    Fp8,
+}
+
+enum Arg<'a> {
+    Bf16(&'a CudaSlice<bf16>),
+    F16(&'a CudaSlice<f16>),
+    F32(&'a CudaSlice<f32>),
+    U8(&'a CudaSlice<u8>),
+}
+
+impl<'a> Arg<'a> {
+    fn of(storage: &'a CudaStorage, layout: &Layout) -> Result<Arg<'a>> {
+        if layout.start_offset() != 0 || !layout.is_contiguous() {
+            bail!("the fused KV-cache kernels take whole contiguous tensors");
+        }
+        Ok(match &storage.slice {
+            CudaStorageSlice::BF16(s) => Arg::Bf16(s),
+            CudaStorageSlice::F16(s) => Arg::F16(s),
+            CudaStorageSlice::F32(s) => Arg::F32(s),
+            CudaStorageSlice::U8(s) => Arg::U8(s),
+            _ => bail!("the fused KV-cache kernels take bf16, f16, f32 or u8 tensors"),
+        })
+    }
+
+    /// The type part of a kernel name.
+    fn type_name(&self) -> &'static str {
+        match self {
+            Arg::Bf16(_) => "bf16",
+            Arg::F16(_) => "f16",
+            Arg::F32(_) => "f32",
+            Arg::U8(_) => "u8",
+        }
+    }
+
+    fn push(&self, builder: &mut LaunchArgs<'a>) {
+        match self {
+            Arg::Bf16(s) => builder.arg(*s),
+            Arg::F16(s) => builder.arg(*s),
+            Arg::F32(s) => builder.arg(*s),
+            Arg::U8(s) => builder.arg(*s),
+        };
+    }
+}
+
+fn cuda_storage(storage: &Storage) -> Result<&CudaStorage> {
+    match storage {
+        Storage::Cuda(s) => Ok(s),
+        _ => bail!("the fused KV-cache kernels run on CUDA tensors only"),
+    }
+}
+
+/// Attention of one query position per head over cache positions `0..len`.
+/// `q`: (heads, 1, d) in bf16 or f16; `k`, `v`: (kv_heads, capacity, d);
+/// `scales`: (kv_heads, capacity, 1) f32 each for quantized rows. With
+/// `rotated`, rows are stored Hadamard-rotated: the kernels rotate `q` into
+/// that basis and the output back. Returns (heads, 1, d) in `q`'s dtype.
+pub fn decode_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scales: Option<(&Tensor, &Tensor)>,
+    stored: Stored,
+    rotated: bool,
+    len: usize,
+) -> Result<Tensor> {
+    let q = q.contiguous()?;
+    q.apply_op1_no_bwd(&DecodeAttention { k, v, scales, stored, rotated, len })
+}
+
+struct DecodeAttention<'t> {
+    k: &'t Tensor,
+    v: &'t Tensor,
+    scales: Option<(&'t Tensor, &'t Tensor)>,
+    stored: Stored,
+    rotated: bool,
+    len: usize,
+}
+
+impl CustomOp1 for DecodeAttention<'_> {
+    fn name(&self) -> &'static str {
+        "llmctl-decode-attention"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        bail!("fused decode attention runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, q: &CudaStorage, q_layout: &Layout) -> Result<(CudaStorage, Shape)> {
+        let dev = q.device().clone();
+        let (heads, _, d) = q_layout.shape().dims3()?;
+        let (kv_heads, capacity, _) = self.k.dims3()?;
+        let group = heads / kv_heads;
+        let (k_guard, k_layout) = self.k.storage_and_layout();
+        let (v_guard, v_layout) = self.v.storage_and_layout();
+        let (k, v) = (Arg::of(cuda_storage(&k_guard)?, k_layout)?, Arg::of(cuda_storage(&v_guard)?, v_layout)?);
+        let scale_guards = self.scales.map(|(a, b)| (a.storage_and_layout(), b.storage_and_layout()));
+        let q_arg = Arg::of(q, q_layout)?;
+        let stored = match self.stored {
+            Stored::Dense => k.type_name(),
+            Stored::Int8 => "int8",
+            Stored::Fp8 => "fp8",
+        };
+        let splits = (DECODE_BLOCKS.div_ceil(kv_heads)).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
+        let chunk = self.len.div_ceil(splits);
+        let maxg = if group <= 4 { 4 } else { 8 };
+        // SAFETY: `decode_partial` writes every (head, split) slot, empty splits included.
+        let partial = unsafe { dev.alloc::<f32>(heads * splits * (d + 2))? };
+        let name = format!("decode_partial_{}_{stored}_g{maxg}", q_arg.type_name());
+        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let warps = DECODE_THREADS as usize / 32;
+        let cfg = LaunchConfig {
+            grid_dim: (kv_heads as u32, splits as u32, 1),
+            block_dim: (DECODE_THREADS, 1, 1),
+            shared_mem_bytes: (warps * group * (d + 2) * 4) as u32,
+        };
+        let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) = (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
+        let softmax_scale = 1.0f32 / (d as f32).sqrt();
+        let mut builder = func.builder();
+        q_arg.push(&mut builder);
+        k.push(&mut builder);
+        v.push(&mut builder);
+        // Dense rows have no scales: the rows' own slices stand in, never read.
+        let (ks, vs) = match &scale_guards {
+            Some(((ks, ks_layout), (vs, vs_layout))) => (Arg::of(cuda_storage(ks)?, ks_layout)?, Arg::of(cuda_storage(vs)?, vs_layout)?),
+            None => (Arg::of(cuda_storage(&k_guard)?, k_layout)?, Arg::of(cuda_storage(&v_guard)?, v_layout)?),
+        };
+        ks.push(&mut builder);
+        vs.push(&mut builder);
+        builder.arg(&partial);
+        for x in [&heads_i, &kv_i, &cap_i, &d_i, &len_i, &chunk_i] {
+            builder.arg(x);
+        }
+        let rotate = i32::from(self.rotated);
+        builder.arg(&softmax_scale).arg(&rotate);
+        // SAFETY: the arguments match `decode_partial`'s parameters; every
+        // row read lies below `len` <= capacity.
+        unsafe { builder.launch(cfg) }.w()?;
+
+        let splits_i = splits as i32;
+        let combine = dev.get_or_load_custom_func(&format!("decode_combine_{}", q_arg.type_name()), MODULE, PTX)?;
+        let cfg = LaunchConfig { grid_dim: (heads as u32, 1, 1), block_dim: (d as u32, 1, 1), shared_mem_bytes: (d * 4) as u32 };
+        let slice = match q_arg {
+            Arg::Bf16(_) => {
+                // SAFETY: `decode_combine` writes every element.
+                let out = unsafe { dev.alloc::<bf16>(heads * d)? };
+                let mut b = combine.builder();
+                b.arg(&partial).arg(&out).arg(&splits_i).arg(&d_i).arg(&rotate);
+                // SAFETY: the arguments match `decode_combine`'s parameters.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorageSlice::BF16(out)
+            }
+            Arg::F16(_) => {
+                // SAFETY: as above.
+                let out = unsafe { dev.alloc::<f16>(heads * d)? };
+                let mut b = combine.builder();
+                b.arg(&partial).arg(&out).arg(&splits_i).arg(&d_i).arg(&rotate);
+                // SAFETY: as above.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorageSlice::F16(out)
+            }
+            _ => bail!("fused decode attention takes bf16 or f16 queries"),
+        };
+        Ok((CudaStorage { slice, device: dev }, Shape::from((heads, 1, d))))
+    }
+}
+
+/// Rotates, scales and encodes `x` (kv_heads, T, d) into `codes` (kv_heads,
+/// capacity, d) u8 and `scales` (kv_heads, capacity, 1) f32 at positions
+/// `pos..pos+T`, in one kernel.
+pub fn quantize_append(x: &Tensor, codes: &Tensor, scales: &Tensor, pos: usize, stored: Stored) -> Result<()> {
+    let x = x.contiguous()?;
+    if scales.dtype() != DType::F32 || codes.dtype() != DType::U8 {
+        bail!("quantize-and-append writes u8 codes and f32 scales");
+    }
+    codes.inplace_op2(&x, &QuantizeAppend { scales, pos, stored })
+}
+
+struct QuantizeAppend<'t> {
+    scales: &'t Tensor,
+    pos: usize,
+    stored: Stored,
+}
+
+impl InplaceOp2 for QuantizeAppend<'_> {
+    fn name(&self) -> &'static str {
+        "llmctl-quantize-append"
+    }
+
+    fn cpu_fwd(&self, _: &mut candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<()> {
+        bail!("fused quantize-and-append runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, codes: &mut CudaStorage, codes_layout: &Layout, x: &CudaStorage, x_layout: &Layout) -> Result<()> {
+        let dev = x.device().clone();
+        let (kv_heads, t, d) = x_layout.shape().dims3()?;
+        let capacity = codes_layout.shape().dims3()?.1;
+        if self.pos + t > capacity {
+            bail!("quantize-and-append past the cache's capacity");
+        }
+        let (scales_guard, scales_layout) = self.scales.storage_and_layout();
+        let scales = Arg::of(cuda_storage(&scales_guard)?, scales_layout)?;
+        let x_arg = Arg::of(x, x_layout)?;
+        let codec = match self.stored {
+            Stored::Int8 => "int8",
+            Stored::Fp8 => "fp8",
+            Stored::Dense => bail!("dense rows are not quantized"),
+        };
+        let func = dev.get_or_load_custom_func(&format!("quantize_append_{}_{codec}", x_arg.type_name()), MODULE, PTX)?;
+        let cfg = LaunchConfig {
+            grid_dim: (kv_heads as u32, t as u32, 1),
+            block_dim: (d as u32, 1, 1),
+            shared_mem_bytes: ((d + 32) * 4) as u32,
+        };
+        let codes_slice = match &mut codes.slice {
+            CudaStorageSlice::U8(s) => s,
+            _ => bail!("quantize-and-append writes u8 codes"),
+        };
+        let (t_i, cap_i, d_i, pos_i) = (t as i32, capacity as i32, d as i32, self.pos as i32);
+        let mut builder = func.builder();
+        x_arg.push(&mut builder);
+        builder.arg(codes_slice);
+        // The scales are written through the cache's own tensor, which only
+        // this cache holds.
+        scales.push(&mut builder);
+        builder.arg(&t_i).arg(&cap_i).arg(&d_i).arg(&pos_i);
+        // SAFETY: the arguments match `quantize_append`'s parameters and
+        // positions pos..pos+t lie within the capacity (checked above).
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(())
+    }
+}
