@@ -8,7 +8,8 @@
 #           SC-001: every cache on the Llama-3.1-8B shape at 4k/16k/32k, VRAM by NVML.
 #   bench   `llmctl bench` on the Llama-3.1-8B and Llama-3.2-1B shapes, and the
 #           transformers peer on the 8B shape at 8k.
-# SKIP_SC001=1 / SKIP_PEER=1 leave out those (slow) sections.
+# SKIP_SC001=1 / SKIP_PEER=1 leave out those (slow) sections; BENCH_MODELS
+# picks the shapes to bench.
 # Models with random bf16 weights are made there by make_model.py (kept in $WORK).
 set -euo pipefail
 part=$1; bin=$(realpath "$2")
@@ -55,7 +56,7 @@ if [ "$part" = checks ]; then
 fi
 
 if [ "$part" = bench ]; then
-    for name in llama-8b llama-1b; do
+    for name in ${BENCH_MODELS:-llama-8b llama-1b}; do
         model "$name"
         echo "== llmctl bench $name"
         "$bin" -q bench "$name" --ctx 1024,8192,32768 --gen 64 --device cuda --json > "$work/bench-$name.json"

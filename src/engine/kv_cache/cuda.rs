@@ -12,13 +12,11 @@ use half::{bf16, f16};
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_cache.ptx"));
 const MODULE: &str = "llmctl_kv_cache";
 
-/// Threads per decode block: four warps.
-const DECODE_THREADS: u32 = 128;
 /// Blocks a decode step aims for, split over the keys: about eight per SM
 /// on an H100 (four fit at once), so enough bytes are in flight to stream the cache.
 const DECODE_BLOCKS: usize = 1024;
 /// Fewest keys a split is worth.
-const MIN_SPLIT_KEYS: usize = 64;
+const MIN_SPLIT_KEYS: usize = 128;
 
 /// Whether the fused kernels take rows of this length: 64, 128 or 256 (a
 /// row spans a power-of-two number of lanes).
@@ -151,18 +149,21 @@ impl CustomOp1 for DecodeAttention<'_> {
             Stored::Int8 => "int8",
             Stored::Fp8 => "fp8",
         };
+        // Splits of whole tiles (a block of d threads takes d keys at a time).
         let splits = (DECODE_BLOCKS.div_ceil(kv_heads)).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
-        let chunk = self.len.div_ceil(splits);
+        let chunk = self.len.div_ceil(splits).next_multiple_of(d);
+        let splits = self.len.div_ceil(chunk);
         let maxg = if group <= 4 { 4 } else { 8 };
         // SAFETY: `decode_partial` writes every (head, split) slot, empty splits included.
         let partial = unsafe { dev.alloc::<f32>(heads * splits * (d + 2))? };
         let name = format!("decode_partial_{}_{stored}_g{maxg}", q_arg.type_name());
         let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-        let warps = DECODE_THREADS as usize / 32;
+        // Shared: queries and tile probabilities (group × d each), three
+        // softmax values per head, one value scale per tile row.
         let cfg = LaunchConfig {
             grid_dim: (kv_heads as u32, splits as u32, 1),
-            block_dim: (DECODE_THREADS, 1, 1),
-            shared_mem_bytes: (warps * group * (d + 2) * 4) as u32,
+            block_dim: (d as u32, 1, 1),
+            shared_mem_bytes: ((2 * group * d + 3 * group + d) * 4) as u32,
         };
         let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) = (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
         let softmax_scale = 1.0f32 / (d as f32).sqrt();

@@ -9,8 +9,6 @@
 // - quantize-and-append: Walsh–Hadamard rotation, absmax scale and encoding
 //   of new key/value rows, written straight into the cache.
 //
-// Each lane holds 8 consecutive elements of a row; a row of D elements takes
-// D/8 lanes, so a warp reads 256/D rows at once.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -30,6 +28,7 @@ template <typename S> struct Row;
 
 template <> struct Row<__nv_bfloat16> {
     static constexpr bool SCALED = false;
+    __device__ static float one(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
     __device__ static void load(const __nv_bfloat16 *p, float *out) {
         uint4 raw = *reinterpret_cast<const uint4 *>(p);
         const __nv_bfloat16 *x = reinterpret_cast<const __nv_bfloat16 *>(&raw);
@@ -40,6 +39,7 @@ template <> struct Row<__nv_bfloat16> {
 
 template <> struct Row<__half> {
     static constexpr bool SCALED = false;
+    __device__ static float one(const __half *p) { return __half2float(*p); }
     __device__ static void load(const __half *p, float *out) {
         uint4 raw = *reinterpret_cast<const uint4 *>(p);
         const __half *x = reinterpret_cast<const __half *>(&raw);
@@ -50,6 +50,7 @@ template <> struct Row<__half> {
 
 template <> struct Row<float> {
     static constexpr bool SCALED = false;
+    __device__ static float one(const float *p) { return *p; }
     __device__ static void load(const float *p, float *out) {
         float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
         out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
@@ -75,6 +76,7 @@ struct Fp8 {
 
 template <typename C> struct Codes {
     static constexpr bool SCALED = true;
+    __device__ static float one(const uint8_t *p) { return C::decode(*p); }
     __device__ static void load(const uint8_t *p, float *out) {
         uint2 raw = *reinterpret_cast<const uint2 *>(p);
         const uint8_t *x = reinterpret_cast<const uint8_t *>(&raw);
@@ -83,20 +85,6 @@ template <typename C> struct Codes {
     }
 };
 
-// Merges softmax state (m2, l2, acc2) into (m, l, acc).
-__device__ __forceinline__ void merge(float &m, float &l, float *acc, float m2, float l2, const float *acc2) {
-    float mn = fmaxf(m, m2);
-    if (mn == -INFINITY) return;
-    float c1 = __expf(m - mn), c2 = __expf(m2 - mn);
-    l = l * c1 + l2 * c2;
-#pragma unroll
-    for (int e = 0; e < ELEMS; e++) acc[e] = acc[e] * c1 + acc2[e] * c2;
-    m = mn;
-}
-
-// One block per (KV head, split). q: (heads, d) in Q; k, v: (kv_heads, cap, d)
-// rows of S (or codes with scales ks, vs: (kv_heads, cap)); partial:
-// (heads, splits, d + 2) f32 = (acc[d], m, l).
 // In-place fast Walsh–Hadamard transforms of `rows` rows of d floats in
 // shared memory (natural order, unnormalized), by the whole block.
 __device__ void block_fwht(float *x, int rows, int d) {
@@ -113,8 +101,16 @@ __device__ void block_fwht(float *x, int rows, int d) {
     }
 }
 
-// With `rotate`, q arrives in the model's basis and is rotated here into
-// the cache's (the output is rotated back by decode_combine).
+// One block of d threads per (KV head, split), over tiles of d rows. With
+// `rotate`, q arrives in the model's basis and is rotated here into the
+// cache's (decode_combine rotates the output back). Per tile:
+//  1. scores: thread i takes row i of the tile and all the group's heads
+//     (the queries sit in shared memory), so each key row is read once;
+//  2. softmax: one warp per head updates the running max and sum;
+//  3. values: thread c accumulates column c of every head, reading value rows
+//     across the block (coalesced).
+// q: (heads, d); k, v: (kv_heads, cap, d) rows of S, or codes with scales
+// ks, vs: (kv_heads, cap); partial: (heads, splits, d + 2) = (acc, max, sum).
 template <typename Q, typename S, typename L, int MAXG>
 __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *ks, const float *vs, float *partial,
                                int heads, int kv_heads, int cap, int d, int len, int chunk, float softmax_scale,
@@ -122,108 +118,104 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
     extern __shared__ float smem[];
     const int kvh = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
     const int group = heads / kv_heads;
-    const int lpt = d / ELEMS, slots = 32 / lpt;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    const int sub = lane / lpt, part = lane % lpt;
+    const int tid = threadIdx.x, tile = blockDim.x; // tile == d
+    const int lane = tid & 31, warp = tid >> 5, warps = tile >> 5;
+    float *q_s = smem;                 // group * d
+    float *p_s = q_s + group * d;      // group * tile: scores, then probabilities
+    float *m_s = p_s + group * tile;   // group: running max
+    float *l_s = m_s + group;          // group: running sum
+    float *c_s = l_s + group;          // group: this tile's correction
+    float *vs_s = c_s + group;         // tile: value scales
     const int begin = split * chunk, end = min(len, begin + chunk);
 
-    // The group's queries, rotated if asked, through shared memory.
-    for (int i = threadIdx.x; i < group * d; i += blockDim.x) smem[i] = to_float(q[(size_t)kvh * group * d + i]);
+    for (int i = tid; i < group * d; i += tile) q_s[i] = to_float(q[(size_t)kvh * group * d + i]);
+    if (tid < group) { m_s[tid] = -INFINITY; l_s[tid] = 0.0f; }
     __syncthreads();
     float q_scale = softmax_scale;
     if (rotate) {
-        block_fwht(smem, group, d);
+        block_fwht(q_s, group, d);
         q_scale *= rsqrtf((float)d);
     }
-    float qr[MAXG][ELEMS], acc[MAXG][ELEMS], m[MAXG], l[MAXG];
+    for (int i = tid; i < group * d; i += tile) q_s[i] *= q_scale;
+    __syncthreads();
+
+    float acc[MAXG];
 #pragma unroll
-    for (int g = 0; g < MAXG; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0.0f;
+    for (int g = 0; g < MAXG; g++) acc[g] = 0.0f;
+    for (int t0 = begin; t0 < end; t0 += tile) {
+        const int rows = min(tile, end - t0);
+        // 1. Scores of row t0 + tid.
+        float s[MAXG];
 #pragma unroll
-        for (int e = 0; e < ELEMS; e++) {
-            acc[g][e] = 0.0f;
-            qr[g][e] = g < group ? smem[g * d + part * ELEMS + e] * q_scale : 0.0f;
+        for (int g = 0; g < MAXG; g++) s[g] = 0.0f;
+        if (tid < rows) {
+            const size_t at = (size_t)kvh * cap + t0 + tid;
+            const S *row = k + at * d;
+            for (int e0 = 0; e0 < d; e0 += ELEMS) {
+                float kf[ELEMS];
+                L::load(row + e0, kf);
+#pragma unroll
+                for (int g = 0; g < MAXG; g++) {
+                    if (g >= group) break;
+#pragma unroll
+                    for (int e = 0; e < ELEMS; e++) s[g] += q_s[g * d + e0 + e] * kf[e];
+                }
+            }
+            const float kscale = L::SCALED ? ks[at] : 1.0f;
+            vs_s[tid] = L::SCALED ? vs[at] : 1.0f;
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) s[g] *= kscale;
         }
-    }
-    __syncthreads(); // shared memory is reused for the merge below
-    // Every lane of a warp runs every iteration (the shuffles need them all);
-    // rows past the end are masked. Each iteration loads two rows per lane
-    // before using either, so more bytes are in flight.
-    for (int base = begin + warp * slots * 2; base < end; base += warps * slots * 2) {
-        float kf[2][ELEMS], vf[2][ELEMS], kscale[2], vscale[2];
-        bool valid[2];
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const int t = base + r * slots + sub;
-            valid[r] = t < end;
-            const size_t at = (size_t)kvh * cap + (valid[r] ? t : begin);
-            L::load(k + at * d + part * ELEMS, kf[r]);
-            L::load(v + at * d + part * ELEMS, vf[r]);
-            kscale[r] = L::SCALED ? ks[at] : 1.0f;
-            vscale[r] = L::SCALED ? vs[at] : 1.0f;
+        for (int g = 0; g < MAXG; g++) {
+            if (g >= group) break;
+            p_s[g * tile + tid] = tid < rows ? s[g] : -INFINITY;
         }
+        __syncthreads();
+        // 2. Online softmax, one warp per head.
+        for (int g = warp; g < group; g += warps) {
+            float *p = p_s + g * tile;
+            float mx = -INFINITY;
+            for (int j = lane; j < rows; j += 32) mx = fmaxf(mx, p[j]);
+            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float m_old = m_s[g], m_new = fmaxf(m_old, mx);
+            float sum = 0.0f;
+            for (int j = lane; j < tile; j += 32) {
+                const float e = j < rows ? __expf(p[j] - m_new) : 0.0f;
+                p[j] = e;
+                sum += e;
+            }
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (lane == 0) {
+                const float c = m_old == -INFINITY ? 0.0f : __expf(m_old - m_new);
+                c_s[g] = c;
+                l_s[g] = l_s[g] * c + sum;
+                m_s[g] = m_new;
+            }
+        }
+        __syncthreads();
+        // 3. Values: column tid of every head.
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
+        for (int g = 0; g < MAXG; g++) {
+            if (g >= group) break;
+            acc[g] *= c_s[g];
+        }
+        const S *col = v + ((size_t)kvh * cap + t0) * d + tid;
+#pragma unroll 4
+        for (int j = 0; j < rows; j++) {
+            const float x = L::one(col + (size_t)j * d) * vs_s[j];
 #pragma unroll
             for (int g = 0; g < MAXG; g++) {
                 if (g >= group) break;
-                float s = 0.0f;
-#pragma unroll
-                for (int e = 0; e < ELEMS; e++) s += qr[g][e] * kf[r][e];
-                for (int o = lpt / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-                if (!valid[r]) continue;
-                s *= kscale[r];
-                float mn = fmaxf(m[g], s);
-                float c = __expf(m[g] - mn), p = __expf(s - mn);
-                l[g] = l[g] * c + p;
-                const float pv = p * vscale[r];
-#pragma unroll
-                for (int e = 0; e < ELEMS; e++) acc[g][e] = acc[g][e] * c + pv * vf[r][e];
-                m[g] = mn;
+                acc[g] += p_s[g * tile + j] * x;
             }
         }
+        __syncthreads(); // p_s and vs_s are rewritten by the next tile
     }
-    // Merge the warp's row slots (lanes with the same `part`).
-    for (int o = lpt; o < 32; o <<= 1) {
-#pragma unroll
-        for (int g = 0; g < MAXG; g++) {
-            if (g >= group) break;
-            float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o);
-            float acc2[ELEMS];
-#pragma unroll
-            for (int e = 0; e < ELEMS; e++) acc2[e] = __shfl_xor_sync(0xffffffffu, acc[g][e], o);
-            merge(m[g], l[g], acc[g], m2, l2, acc2);
-        }
-    }
-    // Then the warps, through shared memory: smem[warp][g][d + 2].
-    const int stride = d + 2;
-    if (sub == 0) {
-#pragma unroll
-        for (int g = 0; g < MAXG; g++) {
-            if (g >= group) break;
-            float *slot = smem + ((size_t)warp * group + g) * stride;
-#pragma unroll
-            for (int e = 0; e < ELEMS; e++) slot[part * ELEMS + e] = acc[g][e];
-            if (part == 0) { slot[d] = m[g]; slot[d + 1] = l[g]; }
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < group * d; i += blockDim.x) {
-        const int g = i / d, e = i % d;
-        float mm = -INFINITY, ll = 0.0f, a = 0.0f;
-        for (int w = 0; w < warps; w++) {
-            const float *slot = smem + ((size_t)w * group + g) * stride;
-            float m2 = slot[d], mn = fmaxf(mm, m2);
-            if (mn == -INFINITY) continue;
-            float c1 = __expf(mm - mn), c2 = __expf(m2 - mn);
-            ll = ll * c1 + slot[d + 1] * c2;
-            a = a * c1 + slot[e] * c2;
-            mm = mn;
-        }
-        float *out = partial + ((size_t)(kvh * group + g) * splits + split) * stride;
-        out[e] = a;
-        if (e == 0) { out[d] = mm; out[d + 1] = ll; }
+    for (int g = 0; g < group && g < MAXG; g++) {
+        float *out = partial + ((size_t)(kvh * group + g) * splits + split) * (d + 2);
+        out[tid] = acc[g];
+        if (tid == 0) { out[d] = m_s[g]; out[d + 1] = l_s[g]; }
     }
 }
 
