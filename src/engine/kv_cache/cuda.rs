@@ -159,11 +159,13 @@ impl CustomOp1 for DecodeAttention<'_> {
         let name = format!("decode_partial_{}_{stored}_g{maxg}", q_arg.type_name());
         let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
         // Shared: queries and tile probabilities (group × d each), three
-        // softmax values per head, one value scale per tile row.
+        // softmax values per head, one value scale per tile row; reused at
+        // the end to sum up to four row groups (4 × group × d).
+        let floats = (2 * group * d + 3 * group + d).max(4 * group * d);
         let cfg = LaunchConfig {
             grid_dim: (kv_heads as u32, splits as u32, 1),
             block_dim: (d as u32, 1, 1),
-            shared_mem_bytes: ((2 * group * d + 3 * group + d) * 4) as u32,
+            shared_mem_bytes: (floats * 4) as u32,
         };
         let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) = (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
         let softmax_scale = 1.0f32 / (d as f32).sqrt();

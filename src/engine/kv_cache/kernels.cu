@@ -28,7 +28,12 @@ template <typename S> struct Row;
 
 template <> struct Row<__nv_bfloat16> {
     static constexpr bool SCALED = false;
-    __device__ static float one(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+    static constexpr int VEC = 2;
+    __device__ static void some(const __nv_bfloat16 *p, float *out) {
+        __nv_bfloat162 x = *reinterpret_cast<const __nv_bfloat162 *>(p);
+        out[0] = __low2float(x);
+        out[1] = __high2float(x);
+    }
     __device__ static void load(const __nv_bfloat16 *p, float *out) {
         uint4 raw = *reinterpret_cast<const uint4 *>(p);
         const __nv_bfloat16 *x = reinterpret_cast<const __nv_bfloat16 *>(&raw);
@@ -39,7 +44,12 @@ template <> struct Row<__nv_bfloat16> {
 
 template <> struct Row<__half> {
     static constexpr bool SCALED = false;
-    __device__ static float one(const __half *p) { return __half2float(*p); }
+    static constexpr int VEC = 2;
+    __device__ static void some(const __half *p, float *out) {
+        __half2 x = *reinterpret_cast<const __half2 *>(p);
+        out[0] = __low2float(x);
+        out[1] = __high2float(x);
+    }
     __device__ static void load(const __half *p, float *out) {
         uint4 raw = *reinterpret_cast<const uint4 *>(p);
         const __half *x = reinterpret_cast<const __half *>(&raw);
@@ -50,7 +60,8 @@ template <> struct Row<__half> {
 
 template <> struct Row<float> {
     static constexpr bool SCALED = false;
-    __device__ static float one(const float *p) { return *p; }
+    static constexpr int VEC = 1;
+    __device__ static void some(const float *p, float *out) { out[0] = *p; }
     __device__ static void load(const float *p, float *out) {
         float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
         out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
@@ -76,7 +87,12 @@ struct Fp8 {
 
 template <typename C> struct Codes {
     static constexpr bool SCALED = true;
-    __device__ static float one(const uint8_t *p) { return C::decode(*p); }
+    static constexpr int VEC = 4;
+    __device__ static void some(const uint8_t *p, float *out) {
+        uint32_t x = *reinterpret_cast<const uint32_t *>(p);
+#pragma unroll
+        for (int e = 0; e < 4; e++) out[e] = C::decode((uint8_t)(x >> (8 * e)));
+    }
     __device__ static void load(const uint8_t *p, float *out) {
         uint2 raw = *reinterpret_cast<const uint2 *>(p);
         const uint8_t *x = reinterpret_cast<const uint8_t *>(&raw);
@@ -107,8 +123,9 @@ __device__ void block_fwht(float *x, int rows, int d) {
 //  1. scores: thread i takes row i of the tile and all the group's heads
 //     (the queries sit in shared memory), so each key row is read once;
 //  2. softmax: one warp per head updates the running max and sum;
-//  3. values: thread c accumulates column c of every head, reading value rows
-//     across the block (coalesced).
+//  3. values: each thread accumulates a few adjacent columns (one vector
+//     load) of every head over a share of the rows, reading value rows across
+//     the block (coalesced); the shares are summed at the end.
 // q: (heads, d); k, v: (kv_heads, cap, d) rows of S, or codes with scales
 // ks, vs: (kv_heads, cap); partial: (heads, splits, d + 2) = (acc, max, sum).
 template <typename Q, typename S, typename L, int MAXG>
@@ -139,9 +156,16 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
     for (int i = tid; i < group * d; i += tile) q_s[i] *= q_scale;
     __syncthreads();
 
-    float acc[MAXG];
+    // Phase 3 layout: a thread takes VEC adjacent columns (one vector load)
+    // of every VEC-th row of the tile; row groups are summed at the end.
+    constexpr int VEC = L::VEC;
+    const int col_threads = d / VEC, row_groups = tile / col_threads;
+    const int cg = tid % col_threads, rg = tid / col_threads;
+    float acc[MAXG][VEC];
 #pragma unroll
-    for (int g = 0; g < MAXG; g++) acc[g] = 0.0f;
+    for (int g = 0; g < MAXG; g++)
+#pragma unroll
+        for (int e = 0; e < VEC; e++) acc[g][e] = 0.0f;
     for (int t0 = begin; t0 < end; t0 += tile) {
         const int rows = min(tile, end - t0);
         // 1. Scores of row t0 + tid.
@@ -194,28 +218,54 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
             }
         }
         __syncthreads();
-        // 3. Values: column tid of every head.
+        // 3. Values: VEC columns of every row_groups-th row, for every head.
 #pragma unroll
         for (int g = 0; g < MAXG; g++) {
             if (g >= group) break;
-            acc[g] *= c_s[g];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) acc[g][e] *= c_s[g];
         }
-        const S *col = v + ((size_t)kvh * cap + t0) * d + tid;
+        const S *col = v + ((size_t)kvh * cap + t0) * d + cg * VEC;
 #pragma unroll 4
-        for (int j = 0; j < rows; j++) {
-            const float x = L::one(col + (size_t)j * d) * vs_s[j];
+        for (int j = rg; j < rows; j += row_groups) {
+            float x[VEC];
+            L::some(col + (size_t)j * d, x);
+            const float scale = vs_s[j];
 #pragma unroll
             for (int g = 0; g < MAXG; g++) {
                 if (g >= group) break;
-                acc[g] += p_s[g * tile + j] * x;
+                const float p = p_s[g * tile + j] * scale;
+#pragma unroll
+                for (int e = 0; e < VEC; e++) acc[g][e] += p * x[e];
             }
         }
         __syncthreads(); // p_s and vs_s are rewritten by the next tile
     }
-    for (int g = 0; g < group && g < MAXG; g++) {
+    // Sum the row groups through shared memory (red[rg][g][column], over the
+    // softmax state: keep that in registers first).
+    float m_fin[MAXG], l_fin[MAXG];
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        m_fin[g] = g < group ? m_s[g] : 0.0f;
+        l_fin[g] = g < group ? l_s[g] : 0.0f;
+    }
+    __syncthreads();
+    float *red = smem;
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        if (g >= group) break;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) red[((size_t)rg * group + g) * d + cg * VEC + e] = acc[g][e];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        if (g >= group) break;
+        float a = 0.0f;
+        for (int r = 0; r < row_groups; r++) a += red[((size_t)r * group + g) * d + tid];
         float *out = partial + ((size_t)(kvh * group + g) * splits + split) * (d + 2);
-        out[tid] = acc[g];
-        if (tid == 0) { out[d] = m_s[g]; out[d + 1] = l_s[g]; }
+        out[tid] = a;
+        if (tid == 0) { out[d] = m_fin[g]; out[d + 1] = l_fin[g]; }
     }
 }
 
