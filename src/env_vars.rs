@@ -13,4 +13,9 @@ pub const NO_COLOR: &str = "NO_COLOR";
 /// Forces colour on stderr even when it is not a terminal.
 pub const FORCE_COLOR: &str = "FORCE_COLOR";
 
+/// Milliseconds without a downloaded byte before a transfer counts as stalled (default 60,000).
+pub const LLMCTL_STALL_TIMEOUT_MS: &str = "LLMCTL_STALL_TIMEOUT_MS";
+/// First delay before retrying a failed download, in milliseconds, doubled per retry (default 500).
+pub const LLMCTL_RETRY_DELAY_MS: &str = "LLMCTL_RETRY_DELAY_MS";
+
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{BenchArgs, Cli, ColorChoice, Command, RunArgs, Shell};
 use crate::engine::device::DeviceRequest;
 use crate::env_vars::*;
-use crate::hub::HubConfig;
+use crate::hub::{HubConfig, Resilience};
 use crate::pull::PullSource;
 use crate::quant::{KvScheme, Quant};
 use crate::store::reference::{ModelName, ModelRef, RefError};
@@ -275,10 +275,17 @@ fn use_color(choice: ColorChoice, env: &Env) -> bool {
 
 fn hub_config(env: &Env, store_root: &Path) -> HubConfig {
     let token = env.var(HF_TOKEN).map(str::to_string).or_else(|| token_file(env));
+    let ms = |name| env.var(name).and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_millis);
+    let defaults = Resilience::default();
     HubConfig {
         endpoint: env.var(HF_ENDPOINT).unwrap_or(DEFAULT_HF_ENDPOINT).trim_end_matches('/').to_string(),
         token,
         download_dir: store_root.join("downloads"),
+        resilience: Resilience {
+            retry_delay: ms(LLMCTL_RETRY_DELAY_MS).unwrap_or(defaults.retry_delay),
+            stall_after: ms(LLMCTL_STALL_TIMEOUT_MS).unwrap_or(defaults.stall_after),
+            ..defaults
+        },
     }
 }
 

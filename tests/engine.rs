@@ -65,7 +65,7 @@ fn fixture() -> &'static Fixture {
         let dir = support::smollm2::smollm2_dir("f32");
         let root = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let store = Store::open(&root.path().join("store")).unwrap();
-        let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl") };
+        let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
         let reference = "smollm2".parse().unwrap();
         pull(&store, &hub, &PullSource::Local { path: dir, reference: llmctl::store::reference::ModelRef { name: reference, tag: None } }, &Silent).unwrap();
         let manifest = store.find(&"smollm2".parse().unwrap()).unwrap();

@@ -164,7 +164,7 @@ fn smollm2_cuda_logits_and_greedy_tokens_match_the_cpu_per_scheme() {
     let dir = support::smollm2::smollm2_dir("bf16");
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(&root.path().join("store")).unwrap();
-    let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl") };
+    let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
     pull(&store, &hub, &PullSource::Local { path: dir, reference: ModelRef { name: "smollm2".parse().unwrap(), tag: None } }, &Silent).unwrap();
     let manifest = store.find(&"smollm2".parse().unwrap()).unwrap();
     let load = |device| engine::load_weights(&store, &manifest, device, Some(256), &mut NoObserver).unwrap();

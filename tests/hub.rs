@@ -142,13 +142,19 @@ fn hf_token_is_sent_but_never_printed_or_stored() {
     }
 }
 
+/// Retries wait this long (then doubled) in tests, not the default 500 ms.
+const FAST_RETRY: (&str, &str) = ("LLMCTL_RETRY_DELAY_MS", "1");
+
 #[test]
-fn a_corrupted_download_is_deleted_and_nothing_is_recorded() {
+fn a_corrupted_download_is_deleted_retried_and_nothing_is_recorded() {
     let hub = hub_with_tiny();
     hub.set_fault("org/tiny", "model.safetensors", Fault::CorruptByteAt(1000));
-    let ctx = TestContext::with_hub(&hub);
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1);
+    // Every try got the same wrong byte: four downloads, three retries announced.
+    assert_eq!(out.stderr.matches("retrying (attempt").count(), 3, "{}", out.stderr);
+    assert_eq!(downloads_of(&hub, "model.safetensors"), 4);
     assert!(out.stderr.contains("error: `model.safetensors` failed verification: expected sha256 "), "{}", out.stderr);
     assert!(out.stderr.ends_with("hint: the bad bytes were deleted; pull again to download them afresh\n"), "{}", out.stderr);
     assert_eq!(ctx.run(&["list", "--json"]).stdout, "[]\n");
@@ -158,18 +164,60 @@ fn a_corrupted_download_is_deleted_and_nothing_is_recorded() {
 }
 
 #[test]
-fn an_interrupted_download_resumes_from_the_bytes_on_disk() {
+fn an_interrupted_download_is_retried_from_the_bytes_on_disk() {
     let hub = hub_with_tiny();
     hub.set_fault("org/tiny", "model.safetensors", Fault::DropAfter(20_000));
-    let ctx = TestContext::with_hub(&hub);
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
     let out = ctx.run(&["pull", "org/tiny"]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("error: downloading `org/tiny/model.safetensors` failed: "), "{}", out.stderr);
-    assert!(out.stderr.ends_with("hint: pull again: the download resumes from the bytes already received\n"), "{}", out.stderr);
-    hub.clear_requests();
-    ctx.run(&["pull", "org/tiny"]).success();
+    out.success();
+    assert!(out.stderr.contains("model.safetensors: downloading `org/tiny/model.safetensors` failed: "), "{}", out.stderr);
+    assert!(out.stderr.contains("; retrying (attempt 2 of 4)\n"), "{}", out.stderr);
     let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.ends_with("model.safetensors")).filter_map(|r| r.range.clone()).collect();
     assert!(ranges.contains(&"bytes=20000-".to_string()), "{ranges:?}");
+}
+
+#[test]
+fn transient_hub_errors_are_retried_and_persistent_ones_reported() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::Status { code: 429, times: 1 });
+    hub.set_fault("org/tiny", "config.json", Fault::Status { code: 503, times: 2 });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    out.success();
+    assert_eq!(out.stderr.matches("retrying (attempt").count(), 3, "{}", out.stderr);
+
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "config.json", Fault::Status { code: 500, times: 10 });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.ends_with(
+        "error: the hub answered HTTP 500 for `org/tiny/config.json`\nhint: pull again: the download resumes from the bytes already received\n"
+    ), "{}", out.stderr);
+    assert_eq!(downloads_of(&hub, "config.json"), 4);
+    // A 404 is an answer, not a hiccup: no retry.
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "config.json", Fault::Status { code: 404, times: 10 });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!((out.code, out.stderr.contains("retrying")), (1, false), "{}", out.stderr);
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+#[test]
+fn a_stalled_transfer_is_abandoned_and_the_next_pull_completes() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::Delay(std::time::Duration::from_secs(20)));
+    let ctx = TestContext::with_hub(&hub).env("LLMCTL_STALL_TIMEOUT_MS", "300");
+    let started = std::time::Instant::now();
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: the download of `org/tiny/model.safetensors` stalled: no data for 0."), "{}", out.stderr);
+    assert!(out.stderr.ends_with("hint: pull again: the download resumes from the bytes already received\n"), "{}", out.stderr);
+    assert_eq!(ctx.blob_count(), 0);
+    hub.clear_faults();
+    ctx.run(&["pull", "org/tiny"]).success();
 }
 
 #[test]

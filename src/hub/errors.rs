@@ -25,11 +25,23 @@ pub enum HubError {
     BadListing { repo: String, reason: String },
     #[error("downloading `{what}` failed: {detail}")]
     Download { what: String, detail: String },
+    #[error("the download of `{what}` stalled: no data for {:.1} s", idle.as_secs_f64())]
+    Stalled { what: String, idle: std::time::Duration },
     #[error("cannot write download file `{}`", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
 
 impl HubError {
+    /// Whether trying the same download again may succeed: server trouble,
+    /// rate limits and dropped connections, not answers about the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HubError::RateLimited { .. } | HubError::Network { .. } | HubError::Download { .. } => true,
+            HubError::Status { status, .. } => *status >= 500 || *status == 408,
+            _ => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             HubError::RepoNotFound { .. } => {
@@ -40,7 +52,7 @@ impl HubError {
             HubError::Network { .. } => {
                 "check the network, or point `HF_ENDPOINT` at a reachable mirror; partial downloads are kept".into()
             }
-            HubError::Download { .. } | HubError::Status { .. } => {
+            HubError::Download { .. } | HubError::Status { .. } | HubError::Stalled { .. } => {
                 "pull again: the download resumes from the bytes already received".into()
             }
             _ => return None,

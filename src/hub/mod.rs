@@ -6,6 +6,8 @@ mod errors;
 mod progress;
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Repo, RepoType};
@@ -26,6 +28,24 @@ pub struct HubConfig {
     pub token: Option<String>,
     /// Where partial downloads live until they complete (kept for resuming).
     pub download_dir: PathBuf,
+    pub resilience: Resilience,
+}
+
+/// How downloads meet a flaky network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resilience {
+    /// Tries per file, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled before each next one.
+    pub retry_delay: Duration,
+    /// A transfer with no new byte for this long is abandoned as stalled.
+    pub stall_after: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Resilience {
+        Resilience { attempts: 4, retry_delay: Duration::from_millis(500), stall_after: Duration::from_secs(60) }
+    }
 }
 
 /// A file in a repository listing.
@@ -53,7 +73,11 @@ impl RepoListing {
 pub struct Hub {
     api: Api,
     endpoint: String,
+    stall_after: Duration,
 }
+
+/// How often a download's watcher looks for progress.
+const STALL_CHECK: Duration = Duration::from_millis(100);
 
 impl Hub {
     pub fn new(config: &HubConfig) -> Result<Hub, HubError> {
@@ -65,7 +89,7 @@ impl Hub {
             .with_user_agent("llmctl", env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(|e| HubError::from_api(e, &config.endpoint, "set up the hub client"))?;
-        Ok(Hub { api, endpoint: config.endpoint.clone() })
+        Ok(Hub { api, endpoint: config.endpoint.clone(), stall_after: config.resilience.stall_after })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -89,6 +113,11 @@ impl Hub {
 
     /// Downloads one file of `repo` at `commit`, resuming a partial download
     /// left by an earlier attempt; returns the downloaded file's path.
+    /// Downloads `file` (resuming a partial download) on a worker thread
+    /// while this one watches for progress: a transfer idle for longer than
+    /// the stall timeout is abandoned with `HubError::Stalled` (the worker is
+    /// left blocked on its socket and ends with the process; the partial file
+    /// stays for the next pull to resume).
     pub fn download(
         &self,
         repo: &ModelName,
@@ -97,19 +126,29 @@ impl Hub {
         reporter: &dyn DownloadReporter,
     ) -> Result<PathBuf, HubError> {
         let revision = Repo::with_revision(repo.to_string(), RepoType::Model, commit.to_string());
-        let progress = progress::Adapter::new(reporter.start(&file.name, file.size));
-        let pointer = self
-            .api
-            .repo(revision)
-            .download_with_progress(&file.name, progress)
-            .map_err(|e| HubError::from_api(e, repo.as_str(), &file.name))?;
-        // hf-hub returns a symlink into its own cache; we want the blob itself.
+        let heartbeat = progress::Heartbeat::new();
+        let progress = progress::Adapter::new(reporter.start(&file.name, file.size), heartbeat.clone());
+        let (api, name) = (self.api.clone(), file.name.clone());
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(api.repo(revision).download_with_progress(&name, progress));
+        });
+        let pointer = loop {
+            match result.recv_timeout(STALL_CHECK) {
+                Ok(outcome) => break outcome.map_err(|e| HubError::from_api(e, repo.as_str(), &file.name))?,
+                Err(mpsc::RecvTimeoutError::Timeout) if heartbeat.idle() > self.stall_after => {
+                    return Err(HubError::Stalled { what: format!("{repo}/{}", file.name), idle: heartbeat.idle() });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HubError::Download { what: format!("{repo}/{}", file.name), detail: "the download thread died".into() });
+                }
+            }
+        };
         std::fs::canonicalize(&pointer).map_err(|e| HubError::Io { path: pointer, source: e })
     }
 }
 
-/// Removes hf-hub's bookkeeping (refs, snapshot links) for a repository,
-/// keeping nothing once its files were moved into the store.
 pub fn forget_downloads(download_dir: &Path, repo: &ModelName) {
     let folder = Repo::model(repo.to_string()).folder_name();
     let _ = std::fs::remove_dir_all(download_dir.join(folder));

@@ -31,6 +31,8 @@ pub enum PullEvent<'a> {
     Resolved { repo: &'a str, commit: &'a str, files: usize },
     AlreadyStored { file: &'a str },
     WaitingForLock,
+    /// A download failed in a way worth retrying; `attempt` of `attempts` starts after a pause.
+    Retrying { file: &'a str, attempt: u32, attempts: u32, reason: &'a str },
 }
 
 pub trait PullReporter: DownloadReporter {
@@ -111,7 +113,8 @@ fn pull_from_hub(
     let repo = reference.name.as_str();
     reporter.event(PullEvent::Resolved { repo, commit: &listing.commit, files: selection.files.len() });
     // A failed download keeps its partial file for the next pull to resume.
-    let staged = stage::from_hub(&hub, store, &reference.name, &listing.commit, &selection.files, reporter)?;
+    let remote = stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };
+    let staged = stage::from_hub(&remote, store, &selection.files, reporter)?;
     let source = Source::Hub { endpoint: hub.endpoint().into(), repo: repo.into(), commit: listing.commit.clone() };
     let outcome = commit(store, reference, &selection, staged, source, reporter);
     forget_downloads(&config.download_dir, &reference.name);

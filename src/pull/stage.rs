@@ -5,7 +5,8 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use crate::hub::{DownloadReporter, Hub, RemoteFile};
+use crate::hub::{DownloadReporter, Hub, RemoteFile, Resilience};
+use super::{PullEvent, PullReporter};
 use crate::store::blobs::{Digest, copy_hashing, hash_file};
 use crate::store::reference::ModelName;
 use crate::store::{Store, StoreError, io_err};
@@ -32,6 +33,16 @@ pub enum StageError {
 }
 
 impl StageError {
+    /// Worth another try: the hub's transient failures, and bytes that failed
+    /// verification (deleted, so the next try downloads them afresh).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StageError::Integrity { .. } => true,
+            StageError::Hub(e) => e.is_transient(),
+            StageError::Store(_) => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             StageError::Integrity { .. } => Some("the bad bytes were deleted; pull again to download them afresh".into()),
@@ -41,30 +52,43 @@ impl StageError {
     }
 }
 
-/// Downloads (or reuses) each file and checks size and sha256 against the listing.
-pub fn from_hub(
-    hub: &Hub,
-    store: &Store,
-    repo: &ModelName,
-    commit: &str,
-    files: &[RemoteFile],
-    reporter: &dyn DownloadReporter,
-) -> Result<Vec<StagedFile>, StageError> {
-    files.iter().map(|file| stage_remote(hub, store, repo, commit, file, reporter)).collect()
+/// Where a hub download comes from.
+pub struct Remote<'a> {
+    pub hub: &'a Hub,
+    pub repo: &'a ModelName,
+    pub commit: &'a str,
+    pub resilience: Resilience,
 }
 
-fn stage_remote(
-    hub: &Hub,
-    store: &Store,
-    repo: &ModelName,
-    commit: &str,
-    file: &RemoteFile,
-    reporter: &dyn DownloadReporter,
-) -> Result<StagedFile, StageError> {
+/// Downloads (or reuses) each file and checks size and sha256 against the listing.
+pub fn from_hub(remote: &Remote<'_>, store: &Store, files: &[RemoteFile], reporter: &dyn PullReporter) -> Result<Vec<StagedFile>, StageError> {
+    files.iter().map(|file| stage_remote(remote, store, file, reporter)).collect()
+}
+
+/// One file, retried with doubling delays while failures look transient
+/// (server errors, rate limits, dropped connections, bytes that failed
+/// verification and were deleted). Each retry resumes what is on disk.
+fn stage_remote(remote: &Remote<'_>, store: &Store, file: &RemoteFile, reporter: &dyn PullReporter) -> Result<StagedFile, StageError> {
     if let Some(digest) = file.sha256.filter(|d| store.has_blob(d)) {
         return reuse(store, &file.name, digest);
     }
-    let path = hub.download(repo, commit, file, reporter)?;
+    let attempts = remote.resilience.attempts.max(1);
+    let mut delay = remote.resilience.retry_delay;
+    for attempt in 1.. {
+        match download_verified(remote, file, reporter) {
+            Err(e) if attempt < attempts && e.is_transient() => {
+                reporter.event(PullEvent::Retrying { file: &file.name, attempt: attempt + 1, attempts, reason: &e.to_string() });
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2);
+            }
+            outcome => return outcome,
+        }
+    }
+    unreachable!("the loop returns by the last attempt")
+}
+
+fn download_verified(remote: &Remote<'_>, file: &RemoteFile, reporter: &dyn DownloadReporter) -> Result<StagedFile, StageError> {
+    let path = remote.hub.download(remote.repo, remote.commit, file, reporter)?;
     let (sha256, size) = hash_file(&path).map_err(io_err("read", &path))?;
     let staged = StagedFile { name: file.name.clone(), size, sha256, path, in_store: false };
     verify(&staged, file.size, file.sha256)?;

@@ -52,6 +52,9 @@ impl PullReporter for PullProgress {
             }
             PullEvent::AlreadyStored { file } => self.status(&format!("{file}: already in the store")),
             PullEvent::WaitingForLock => self.status("waiting for another llmctl to release the store lock..."),
+            PullEvent::Retrying { file, attempt, attempts, reason } => {
+                self.status(&format!("{file}: {reason}; retrying (attempt {attempt} of {attempts})"));
+            }
         }
     }
 }
