@@ -55,6 +55,8 @@ pub struct RemoteFile {
     pub size: Option<u64>,
     /// Given by the hub for LFS files only.
     pub sha256: Option<Digest>,
+    /// The git blob id, for files outside LFS (whose only checksum it is).
+    pub git_oid: Option<String>,
 }
 
 /// A repository at one commit.
@@ -163,6 +165,8 @@ struct RawListing {
 #[derive(Deserialize)]
 struct RawSibling {
     rfilename: String,
+    #[serde(rename = "blobId")]
+    blob_id: Option<String>,
     size: Option<u64>,
     lfs: Option<RawLfs>,
 }
@@ -187,7 +191,13 @@ impl RawListing {
                 Some(lfs) => Some(lfs.sha256.parse().map_err(|e: crate::store::blobs::DigestError| bad(e.to_string()))?),
                 None => None,
             };
-            files.push(RemoteFile { name: sibling.rfilename, size: sibling.size, sha256 });
+            // For LFS files the blob id hashes the pointer, not the content.
+            let git_oid = match (sha256, sibling.blob_id) {
+                (None, Some(oid)) if oid.len() == 40 && oid.bytes().all(|b| b.is_ascii_hexdigit()) => Some(oid.to_ascii_lowercase()),
+                (None, Some(oid)) => return Err(bad(format!("blob id `{}` of `{}` is not a 40-digit hex id", oid.escape_debug(), sibling.rfilename))),
+                _ => None,
+            };
+            files.push(RemoteFile { name: sibling.rfilename, size: sibling.size, sha256, git_oid });
         }
         Ok(RepoListing { commit: self.sha.to_ascii_lowercase(), files })
     }

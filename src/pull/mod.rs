@@ -151,7 +151,7 @@ fn local_selection(path: &Path, reference: &ModelRef) -> Result<(PathBuf, Select
     if let Some(Quant::Kv(quant)) = reference.tag {
         return Err(SelectError::Quant(QuantError::KvOnGguf { quant, model: reference.name.to_string() }).into());
     }
-    let file = RemoteFile { name: name.to_string_lossy().into_owned(), size: None, sha256: None };
+    let file = RemoteFile { name: name.to_string_lossy().into_owned(), size: None, sha256: None, git_oid: None };
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     Ok((dir.to_path_buf(), Selection { format: Format::Gguf, files: vec![file] }))
 }
@@ -163,7 +163,7 @@ fn list_local_dir(dir: &Path) -> Result<Vec<RemoteFile>, PullError> {
         let entry = entry.map_err(io_err("read", dir))?;
         if entry.file_type().is_ok_and(|t| t.is_file())
             && let Some(name) = entry.file_name().to_str() {
-                files.push(RemoteFile { name: name.into(), size: None, sha256: None });
+                files.push(RemoteFile { name: name.into(), size: None, sha256: None, git_oid: None });
             }
     }
     Ok(files)

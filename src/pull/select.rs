@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     fn files(names: &[&str]) -> Vec<RemoteFile> {
-        names.iter().map(|n| RemoteFile { name: n.to_string(), size: Some(1), sha256: None }).collect()
+        names.iter().map(|n| RemoteFile { name: n.to_string(), size: Some(1), sha256: None, git_oid: None }).collect()
     }
 
     fn names(sel: &Selection) -> Vec<&str> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::hub::{DownloadReporter, Hub, RemoteFile, Resilience};
 use super::{PullEvent, PullReporter};
-use crate::store::blobs::{Digest, copy_hashing, hash_file};
+use crate::store::blobs::{Digest, copy_hashing, git_blob_id, hash_file};
 use crate::store::reference::ModelName;
 use crate::store::{Store, StoreError, io_err};
 
@@ -91,7 +91,7 @@ fn download_verified(remote: &Remote<'_>, file: &RemoteFile, reporter: &dyn Down
     let path = remote.hub.download(remote.repo, remote.commit, file, reporter)?;
     let (sha256, size) = hash_file(&path).map_err(io_err("read", &path))?;
     let staged = StagedFile { name: file.name.clone(), size, sha256, path, in_store: false };
-    verify(&staged, file.size, file.sha256)?;
+    verify(&staged, file)?;
     Ok(staged)
 }
 
@@ -101,12 +101,21 @@ fn reuse(store: &Store, name: &str, digest: Digest) -> Result<StagedFile, StageE
     Ok(StagedFile { name: name.into(), size, sha256: digest, path, in_store: true })
 }
 
-/// Deletes the file and fails when it is not what the hub promised.
-fn verify(staged: &StagedFile, size: Option<u64>, sha256: Option<Digest>) -> Result<(), StageError> {
-    let mismatch = if sha256.is_some_and(|d| d != staged.sha256) {
-        Some((format!("sha256 {}", sha256.unwrap_or(staged.sha256)), format!("sha256 {}", staged.sha256)))
-    } else if size.is_some_and(|s| s != staged.size) {
-        Some((format!("{} bytes", size.unwrap_or_default()), format!("{} bytes", staged.size)))
+/// Deletes the file and fails when it is not what the hub promised: its
+/// sha256 (LFS files), else its git blob id, and its size.
+fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> {
+    let git_oid = match (&promised.git_oid, promised.sha256) {
+        (Some(_), None) => Some(git_blob_id(&staged.path).map_err(io_err("read", &staged.path))?),
+        _ => None,
+    };
+    let mismatch = if let Some(expected) = promised.sha256.filter(|d| *d != staged.sha256) {
+        Some((format!("sha256 {expected}"), format!("sha256 {}", staged.sha256)))
+    } else if let (Some(expected), Some(actual)) = (&promised.git_oid, &git_oid)
+        && expected != actual
+    {
+        Some((format!("git blob {expected}"), format!("git blob {actual}")))
+    } else if let Some(expected) = promised.size.filter(|s| *s != staged.size) {
+        Some((format!("{expected} bytes"), format!("{} bytes", staged.size)))
     } else {
         None
     };

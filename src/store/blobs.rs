@@ -71,6 +71,19 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
     copy_hashing(&mut File::open(path)?, &mut io::sink())
 }
 
+/// The git blob id of a file: SHA-1 of `blob <length>\0` and the bytes, in
+/// hex. The hub lists it (`blobId`) for every file; for files outside LFS it
+/// is the only checksum there is.
+pub fn git_blob_id(path: &Path) -> io::Result<String> {
+    use sha1::Digest as _;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Copies `from` into `to` while hashing what passes through.
 pub fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(Digest, u64)> {
     let mut hasher = Sha256::new();
@@ -93,6 +106,15 @@ pub fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(Di
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_blob_ids_match_git_hash_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello\n").unwrap();
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(git_blob_id(&path).unwrap(), "ce013625030ba8dba906f756967f9e9ca394464a");
+    }
 
     #[test]
     fn digest_round_trips_and_matches_a_known_vector() {

@@ -971,10 +971,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// git's blob id framing, with sha256 (truncated to 40 hex) in place of sha1.
 fn git_blob_id(content: &[u8]) -> String {
-    let mut hasher = Sha256::new();
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
     hasher.update(format!("blob {}\0", content.len()).as_bytes());
     hasher.update(content);
-    hex(&hasher.finalize())[..40].to_string()
+    hex(&hasher.finalize())
 }
 
 fn hex(bytes: &[u8]) -> String {

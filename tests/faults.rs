@@ -1,0 +1,119 @@
+//! Fault injection: many pulls of one repository from the test hub, each
+//! with random faults on random files (dropped connections at random
+//! offsets, wrong bytes, 5xx/429/404 answers, failed metadata probes,
+//! ignored ranges, slow answers). Every pull must end as a verified complete
+//! model or as a clean error (exit 1, `error:` on stderr, no panic); the
+//! store must hold only verified blobs that its manifests need, and a pull
+//! without faults afterwards must complete.
+//!
+//! `LLMCTL_FAULT_RUNS` sets the number of runs (default 40; `tests/fuzz/run.sh`
+//! runs more).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::TestContext;
+use support::hub::{Fault, TestHub};
+use support::models::{self, sha256_of};
+
+const REPO: &str = "org/tiny";
+
+/// A small deterministic generator (SplitMix64), so a failing run can be replayed by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn random_fault(rng: &mut Rng, size: u64) -> Fault {
+    match rng.below(7) {
+        0 => Fault::DropAfter(rng.below(size)),
+        1 => Fault::CorruptByteAt(rng.below(size)),
+        2 => Fault::Status { code: [500, 502, 503, 429][rng.below(4) as usize], times: 1 + rng.below(5) as u32 },
+        3 => Fault::Status { code: 404, times: 1 },
+        4 => Fault::ProbeStatus { code: [500, 503][rng.below(2) as usize], times: 1 + rng.below(3) as u32 },
+        5 => Fault::IgnoreRange,
+        _ => Fault::Delay(Duration::from_millis(rng.below(40))),
+    }
+}
+
+/// Every manifest's files are blobs whose bytes hash to their names and
+/// equal the repository's originals; no blob is unreferenced.
+fn assert_store_consistent(ctx: &TestContext, originals: &BTreeMap<String, Vec<u8>>, context: &str) {
+    let listed = ctx.run(&["list", "--names"]).stdout.clone();
+    let mut referenced = std::collections::BTreeSet::new();
+    for name in listed.lines() {
+        let show = ctx.run(&["show", name, "--json"]).json();
+        for file in show["files"].as_array().unwrap() {
+            let sha = file["sha256"].as_str().unwrap();
+            let blob = ctx.store().join("blobs").join(format!("sha256-{sha}"));
+            assert!(blob.is_file(), "{context}: `{name}` references a missing blob for {}", file["name"]);
+            assert_eq!(sha256_of(&blob), sha, "{context}: blob of {} does not hash to its name", file["name"]);
+            let original = &originals[file["name"].as_str().unwrap()];
+            assert_eq!(&std::fs::read(&blob).unwrap(), original, "{context}: {} differs from the hub's", file["name"]);
+            referenced.insert(format!("sha256-{sha}"));
+        }
+    }
+    let blobs: std::collections::BTreeSet<String> =
+        std::fs::read_dir(ctx.store().join("blobs")).map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect()).unwrap_or_default();
+    assert_eq!(blobs, referenced, "{context}: the store holds blobs no manifest needs (or misses some)");
+}
+
+#[test]
+fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consistent() {
+    let files = models::tiny_llama_repo(7);
+    let originals: BTreeMap<String, Vec<u8>> = files.iter().cloned().collect();
+    let hub = TestHub::start();
+    hub.add_repo(REPO, files.clone());
+    let runs: usize = std::env::var("LLMCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let seed: u64 = std::env::var("LLMCTL_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20261127);
+    let mut rng = Rng(seed);
+    let (mut faults, mut completed, mut clean_errors) = (0, 0, 0);
+    let mut ctx = None;
+    for run in 0..runs {
+        // A fresh store every eight runs; in between, partial downloads pile up.
+        if run % 8 == 0 {
+            ctx = Some(TestContext::with_hub(&hub).env("LLMCTL_RETRY_DELAY_MS", "1").env("LLMCTL_STALL_TIMEOUT_MS", "5000"));
+        }
+        let ctx = ctx.as_ref().unwrap();
+        hub.clear_faults();
+        let mut injected = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let (name, bytes) = &files[rng.below(files.len() as u64) as usize];
+            let fault = random_fault(&mut rng, bytes.len() as u64);
+            injected.push(format!("{name}: {fault:?}"));
+            hub.set_fault(REPO, name, fault);
+        }
+        faults += injected.len();
+        let context = format!("run {run} (seed {seed}) with {injected:?}");
+        let out = ctx.run(&["pull", REPO]);
+        assert!(!out.stderr.contains("panicked"), "{context}: {}", out.stderr);
+        match out.code {
+            0 => completed += 1,
+            1 => {
+                assert!(out.stderr.contains("error: "), "{context}: {}", out.stderr);
+                clean_errors += 1;
+            }
+            code => panic!("{context}: exit {code}\n{}", out.stderr),
+        }
+        assert_store_consistent(ctx, &originals, &context);
+        hub.clear_faults();
+        ctx.run(&["pull", REPO]).success();
+        assert_store_consistent(ctx, &originals, &format!("{context}, then a clean pull"));
+        ctx.run(&["rm", REPO]).success();
+    }
+    eprintln!("{runs} faulty pulls, {faults} faults injected: {completed} completed verified, {clean_errors} clean errors, then {runs} clean pulls verified");
+    assert_eq!(completed + clean_errors, runs);
+}
