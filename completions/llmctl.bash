@@ -378,7 +378,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__show)
-            opts="-q -h -V --ctx-size --json --quiet --color --help --version"
+            opts="-q -h -V --ctx-size --verify --json --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -91,6 +91,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
         &'llmctl;show'= {
             cand --ctx-size 'Context length for the KV-cache size estimate [default: the model''s]'
             cand --color 'When to use colour on stderr'
+            cand --verify 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)'
             cand --json 'Print one JSON object instead of text'
             cand -q 'Print no progress or status messages (errors and data still print)'
             cand --quiet 'Print no progress or status messages (errors and data still print)'

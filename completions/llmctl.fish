@@ -83,6 +83,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l ctx-size -d 'Cont
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l verify -d 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l json -d 'Print one JSON object instead of text'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s h -l help -d 'Print help'

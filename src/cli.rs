@@ -137,6 +137,11 @@ pub struct ShowArgs {
     #[arg(long, value_name = "N")]
     pub ctx_size: Option<u64>,
 
+    /// Re-read every file and check its size and sha256 against the manifest
+    /// (exit 1 when one is missing or damaged)
+    #[arg(long)]
+    pub verify: bool,
+
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,

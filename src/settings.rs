@@ -123,6 +123,7 @@ pub struct ListSettings {
 pub struct ShowSettings {
     pub model: ModelRef,
     pub ctx_size: Option<u64>,
+    pub verify: bool,
     pub json: bool,
 }
 
@@ -175,6 +176,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         Command::Show(args) => CommandSettings::Show(ShowSettings {
             model: args.model.parse()?,
             ctx_size: args.ctx_size.map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) }).transpose()?,
+            verify: args.verify,
             json: args.json,
         }),
         Command::Bench(args) => CommandSettings::Bench(bench_settings(args)?),

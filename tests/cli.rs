@@ -251,6 +251,42 @@ fn run_reports_a_lost_blob_and_how_to_recover() {
     assert!(out.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"), "{}", out.stderr);
 }
 
+fn blob_of(ctx: &TestContext, file: &str) -> std::path::PathBuf {
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    let entry = show["files"].as_array().unwrap().iter().find(|f| f["name"] == file).unwrap().clone();
+    ctx.store().join("blobs").join(format!("sha256-{}", entry["sha256"].as_str().unwrap()))
+}
+
+#[test]
+fn show_verify_rehashes_every_file_and_run_notices_a_truncated_one() {
+    let ctx = ctx_with_tiny_safetensors();
+    let ok = ctx.run(&["show", "org/tiny", "--verify", "--json"]).json();
+    let states: Vec<&str> = ok["verified"].as_array().unwrap().iter().map(|f| f["state"].as_str().unwrap()).collect();
+    assert!(states.len() == 5 && states.iter().all(|s| *s == "intact"), "{states:?}");
+    assert!(ctx.run(&["show", "org/tiny", "--json"]).json().get("verified").is_none());
+    // One byte flipped (same size; an optional file `run` reads leniently), one file cut short.
+    let config = blob_of(&ctx, "generation_config.json");
+    let mut bytes = std::fs::read(&config).unwrap();
+    bytes[0] ^= 0xFF;
+    std::fs::write(&config, bytes).unwrap();
+    let weights = blob_of(&ctx, "model.safetensors");
+    let len = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&weights).unwrap().set_len(len - 1).unwrap();
+    let out = ctx.run(&["show", "org/tiny", "--verify"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("generation_config.json") && out.stdout.contains("DAMAGED"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("DAMAGED").count(), 2, "{}", out.stdout);
+    assert_eq!(
+        out.stderr,
+        "error: `org/tiny` has missing or damaged files in the store: generation_config.json, model.safetensors\n\
+         hint: pull it again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"
+    );
+    let run = ctx.run(&["run", "org/tiny", "--raw", "w3"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains(&format!("the store's copy of `model.safetensors` of `org/tiny` is damaged: {} bytes where {len} were stored", len - 1)), "{}", run.stderr);
+    assert!(run.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"), "{}", run.stderr);
+}
+
 #[test]
 fn local_safetensors_import_with_a_kv_tag_records_both_names_on_shared_blobs() {
     let ctx = TestContext::new();
@@ -541,4 +577,44 @@ fn bench_of_a_gguf_model_says_kv_schemes_need_safetensors() {
         "error: `smollm2-gguf` is a GGUF model; this needs a safetensors model\n\
          hint: KV-cache schemes apply to safetensors models: pull the model's safetensors repository\n",
     );
+}
+
+#[test]
+fn a_tokenizer_that_does_not_parse_is_a_clean_error() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("bad-tokenizer");
+    let mut files = models::tiny_llama_repo(7);
+    for (name, bytes) in &mut files {
+        if name == "tokenizer.json" {
+            *bytes = br#"{"version": "1.0", "model": {"type": "BPE", "vocab": 3}}"#.to_vec();
+        }
+    }
+    models::write_dir(&dir, &files);
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/bad"]).success();
+    ctx.run(&["run", "org/bad", "--raw", "w3"]).assert(
+        1,
+        "",
+        "error: `tokenizer.json` cannot be loaded: invalid type: integer `3`, expected a map at line 1 column 56\n\
+         hint: the model's tokenizer files cannot be read: pull it again, and if the repository's own files are broken, tell its authors\n",
+    );
+}
+
+/// Disk full and permission denied cannot be staged for a root test process;
+/// an unwritable blob directory takes the same error path.
+#[test]
+fn a_store_that_cannot_be_written_fails_naming_the_path_and_keeps_nothing() {
+    let ctx = TestContext::new();
+    ctx.run(&["list"]).success();
+    let blobs = ctx.store().join("blobs");
+    let _ = std::fs::remove_dir_all(&blobs);
+    std::fs::write(&blobs, b"not a directory").unwrap();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).assert(
+        1,
+        "",
+        "error: cannot create `[STORE]/blobs`\n  caused by: File exists (os error 17)\n",
+    );
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "");
+    assert!(std::fs::read_dir(ctx.store().join("staging")).unwrap().next().is_none(), "staging left behind");
 }

@@ -117,3 +117,54 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
     eprintln!("{runs} faulty pulls, {faults} faults injected: {completed} completed verified, {clean_errors} clean errors, then {runs} clean pulls verified");
     assert_eq!(completed + clean_errors, runs);
 }
+
+#[test]
+fn a_pull_waits_for_the_store_lock_and_says_so() {
+    let files = models::tiny_llama_repo(7);
+    let hub = TestHub::start();
+    hub.add_repo(REPO, files);
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["list"]).success(); // creates the store
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(ctx.store().join("lock")).unwrap();
+    lock.lock().unwrap();
+    let child = ctx.command(&["pull", REPO]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "", "nothing is recorded while another holds the lock");
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for another llmctl to release the store lock..."), "{stderr}");
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
+}
+
+#[test]
+fn concurrent_pulls_and_removals_leave_a_consistent_store() {
+    let files = models::tiny_llama_repo(7);
+    let originals: BTreeMap<String, Vec<u8>> = files.iter().cloned().collect();
+    let hub = TestHub::start();
+    hub.add_repo(REPO, files);
+    // Slow answers make the processes overlap.
+    hub.set_fault(REPO, "model.safetensors", Fault::Delay(Duration::from_millis(30)));
+    let ctx = TestContext::with_hub(&hub);
+    let mut children = Vec::new();
+    for round in 0..4 {
+        for args in [&["pull", REPO][..], &["pull", REPO], &["pull", "org/tiny:kv_int8"], &["rm", REPO]] {
+            let child = ctx.command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            children.push((round, args.join(" "), child));
+        }
+    }
+    for (round, what, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "round {round} `{what}`: {stderr}");
+        // `rm` may find nothing to remove (exit 2); a pull must succeed.
+        if what.starts_with("pull") {
+            assert!(out.status.success(), "round {round} `{what}`: {stderr}");
+        }
+    }
+    assert_store_consistent(&ctx, &originals, "after concurrent pulls and removals");
+    hub.clear_faults();
+    ctx.run(&["pull", REPO]).success();
+    assert_store_consistent(&ctx, &originals, "after a final pull");
+}

@@ -9,16 +9,24 @@ use crate::settings::{GlobalSettings, ShowSettings};
 use crate::store::manifest::{Manifest, Source};
 use crate::ui::format;
 use crate::ui::table::key_values;
-use crate::ui::views::{KvCacheView, ShowView};
+use crate::store::{BlobState, StoreError};
+use crate::ui::views::{KvCacheView, ShowView, VerifiedFile};
 
 pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
     let manifest = store.find(&settings.model)?;
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
-    let view = view(&manifest, resolved, settings);
+    let mut view = view(&manifest, resolved, settings);
+    if settings.verify {
+        view.verified = Some(store.verify(&manifest).into_iter().map(|(name, state)| VerifiedFile { name, state }).collect());
+    }
     let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { render(&view) };
     printer.data(&text)?;
+    let bad: Vec<String> = view.verified.iter().flatten().filter(|f| f.state != BlobState::Intact).map(|f| f.name.clone()).collect();
+    if !bad.is_empty() {
+        return Err(StoreError::Damaged { name: manifest.reference().to_string(), files: bad }.into());
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -54,6 +62,7 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
         size: m.total_size(),
         files: m.files.clone(),
         pulled_at: m.pulled_at.clone(),
+        verified: None,
     }
 }
 
@@ -81,6 +90,13 @@ fn render(v: &ShowView) -> String {
         ("source", source),
     ]);
     let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);
-    let files: Vec<(&str, String)> = v.files.iter().map(|f| (f.name.as_str(), format::bytes(f.size))).collect();
+    let state = |name: &str| match v.verified.iter().flatten().find(|f| f.name == name).map(|f| &f.state) {
+        None => String::new(),
+        Some(BlobState::Intact) => "  verified".into(),
+        Some(BlobState::Missing) => "  MISSING".into(),
+        Some(BlobState::Damaged) => "  DAMAGED".into(),
+        Some(BlobState::Unreadable(e)) => format!("  UNREADABLE ({e})"),
+    };
+    let files: Vec<(&str, String)> = v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
     format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
 }

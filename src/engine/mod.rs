@@ -45,6 +45,8 @@ pub enum EngineError {
     MissingFile { name: String, file: String },
     #[error("the store has lost `{file}` of `{name}` (blob `{}`)", path.display())]
     MissingBlob { name: String, file: String, path: PathBuf },
+    #[error("the store's copy of `{file}` of `{name}` is damaged: {size} bytes where {expected} were stored")]
+    DamagedBlob { name: String, file: String, size: u64, expected: u64 },
     #[error("`{INDEX_FILE}` of `{name}` lists shard `{shard}`, which is not stored")]
     MissingShard { name: String, shard: String },
     #[error("cannot read `{file}`")]
@@ -74,13 +76,19 @@ pub enum EngineError {
 impl EngineError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            EngineError::MissingFile { name, .. } | EngineError::MissingBlob { name, .. } | EngineError::MissingShard { name, .. } => {
+            EngineError::MissingFile { name, .. }
+            | EngineError::MissingBlob { name, .. }
+            | EngineError::DamagedBlob { name, .. }
+            | EngineError::MissingShard { name, .. } => {
                 Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
             }
             EngineError::ContextTooLarge { max, .. } => Some(format!("use `--ctx-size {max}` or less")),
             EngineError::Device(e) => Some(e.hint()),
             EngineError::Text(TextError::NoTemplate) => Some("use `--raw` to send the prompt as it is".into()),
             EngineError::Text(TextError::Chat(_)) => Some("use `--raw` to send the prompt without the template".into()),
+            EngineError::Text(TextError::Tokenizer(_) | TextError::Config(_)) => Some(
+                "the model's tokenizer files cannot be read: pull it again, and if the repository's own files are broken, tell its authors".into(),
+            ),
             EngineError::Config(config::ConfigError::Unsupported(_)) | EngineError::GgufArchitecture { .. } => {
                 Some("pull a model of a supported family".into())
             }
@@ -158,10 +166,13 @@ impl Files<'_> {
     fn path(&self, file: &str) -> Result<Option<PathBuf>, EngineError> {
         let Some(entry) = self.manifest.file(file) else { return Ok(None) };
         let path = self.store.blob_path(&entry.sha256);
-        if !path.is_file() {
-            return Err(EngineError::MissingBlob { name: self.name(), file: file.into(), path });
+        // Hashing gigabytes on every run is too slow; a size check catches
+        // truncation, and `show --verify` hashes.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == entry.size => Ok(Some(path)),
+            Ok(meta) if meta.is_file() => Err(EngineError::DamagedBlob { name: self.name(), file: file.into(), size: meta.len(), expected: entry.size }),
+            _ => Err(EngineError::MissingBlob { name: self.name(), file: file.into(), path }),
         }
-        Ok(Some(path))
     }
 
     fn required(&self, file: &str) -> Result<PathBuf, EngineError> {

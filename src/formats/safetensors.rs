@@ -108,4 +108,43 @@ mod tests {
         let err = WeightSummary::default().add_shard("m.safetensors", &path).unwrap_err();
         assert!(matches!(err, SafetensorsError::Header { .. }), "{err}");
     }
+
+    /// A file of an 8-byte length prefix, `header` and `data` zero bytes.
+    fn raw(prefix: u64, header: &str, data: usize) -> Vec<u8> {
+        let mut bytes = prefix.to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(vec![0u8; data]);
+        bytes
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_without_panicking_or_allocating_their_claims() {
+        let ok = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let len = |h: &str| h.len() as u64;
+        let cases: [(&str, Vec<u8>); 7] = [
+            ("a header length of 2^40", raw(1 << 40, ok, 8)),
+            ("a header longer than the file", raw(len(ok) + 100, ok, 8)),
+            ("a truncated file", raw(len(ok), ok, 4)),
+            ("malformed JSON", raw(12, "{\"w\": [1, 2", 0)),
+            ("offsets past the end", raw(len(r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#), r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#, 8)),
+            (
+                "overlapping tensors",
+                raw(
+                    len(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#),
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    12,
+                ),
+            ),
+            ("a shape that disagrees with its bytes", raw(len(r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#), r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8)),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        std::fs::write(&path, raw(len(ok), ok, 8)).unwrap();
+        WeightSummary::default().add_shard("m.safetensors", &path).expect("the unmodified file is valid");
+        for (what, bytes) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            let err = WeightSummary::default().add_shard("m.safetensors", &path).expect_err(what);
+            assert!(matches!(err, SafetensorsError::Header { .. }), "{what}: {err}");
+        }
+    }
 }

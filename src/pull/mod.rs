@@ -13,6 +13,7 @@ use crate::quant::{Format, GgufType, Quant, QuantError};
 use crate::store::atomic::{TempDirGuard, unique_name};
 use crate::store::manifest::{Manifest, SCHEMA_VERSION, Source, FileEntry, now_rfc3339};
 use crate::store::reference::ModelRef;
+use crate::store::lock::StoreLock;
 use crate::store::{Store, StoreError, io_err};
 use record::RecordError;
 use select::{SelectError, Selection};
@@ -31,6 +32,8 @@ pub enum PullEvent<'a> {
     Resolved { repo: &'a str, commit: &'a str, files: usize },
     AlreadyStored { file: &'a str },
     WaitingForLock,
+    /// Another process is pulling the same repository.
+    WaitingForPull { repo: &'a str },
     /// A download failed in a way worth retrying; `attempt` of `attempts` starts after a pause.
     Retrying { file: &'a str, attempt: u32, attempts: u32, reason: &'a str },
 }
@@ -108,6 +111,13 @@ fn pull_from_hub(
     reporter: &dyn PullReporter,
 ) -> Result<PullOutcome, PullError> {
     let hub = Hub::new(config)?;
+    // One pull of a repository at a time shares its partial downloads: a second
+    // waits, then finds the first one's blobs in the store.
+    let lock_path = config.download_dir.join(format!("{}.lock", reference.name.as_str().replace('/', "--")));
+    std::fs::create_dir_all(&config.download_dir).map_err(io_err("create", &config.download_dir))?;
+    let repo_name = reference.name.as_str();
+    let _downloading = StoreLock::acquire(&lock_path, || reporter.event(PullEvent::WaitingForPull { repo: repo_name }))
+        .map_err(io_err("lock", &lock_path))?;
     let listing = hub.listing(&reference.name)?;
     let selection = select::select(reference, &listing.files)?;
     let repo = reference.name.as_str();

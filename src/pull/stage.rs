@@ -114,10 +114,8 @@ fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> 
         && expected != actual
     {
         Some((format!("git blob {expected}"), format!("git blob {actual}")))
-    } else if let Some(expected) = promised.size.filter(|s| *s != staged.size) {
-        Some((format!("{expected} bytes"), format!("{} bytes", staged.size)))
     } else {
-        None
+        promised.size.filter(|s| *s != staged.size).map(|expected| (format!("{expected} bytes"), format!("{} bytes", staged.size)))
     };
     let Some((expected, actual)) = mismatch else { return Ok(()) };
     let _ = fs::remove_file(&staged.path);

@@ -43,6 +43,8 @@ pub enum StoreError {
     BadManifest { path: PathBuf, source: ManifestError },
     #[error("cannot {action} `{}`", path.display())]
     Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("`{name}` has missing or damaged files in the store: {}", files.join(", "))]
+    Damaged { name: String, files: Vec<String> },
 }
 
 fn available_suffix(available: &[String]) -> String {
@@ -61,12 +63,13 @@ impl StoreError {
             StoreError::Quant(e) => Some(e.hint()),
             StoreError::BadManifest { .. } => Some("remove it with `llmctl rm` and pull the model again".into()),
             StoreError::Io { .. } => None,
+            StoreError::Damaged { name, .. } => Some(format!("pull it again: `llmctl rm {name}` then `llmctl pull {name}`")),
         }
     }
 
     /// Whether the user asked for something the store cannot mean (exit 2).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, StoreError::BadManifest { .. } | StoreError::Io { .. })
+        !matches!(self, StoreError::BadManifest { .. } | StoreError::Io { .. } | StoreError::Damaged { .. })
     }
 }
 
@@ -79,6 +82,17 @@ pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io
 pub struct Unreadable {
     pub path: PathBuf,
     pub error: StoreError,
+}
+
+/// What `Store::verify` found of one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum BlobState {
+    Intact,
+    Missing,
+    /// Its bytes no longer hash to its name or have another size.
+    Damaged,
+    Unreadable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +136,25 @@ impl Store {
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
+    }
+
+    /// Re-reads every file of `manifest` and checks it against the manifest's
+    /// size and sha256: what `show --verify` reports.
+    pub fn verify(&self, manifest: &manifest::Manifest) -> Vec<(String, BlobState)> {
+        manifest
+            .files
+            .iter()
+            .map(|f| {
+                let path = self.blob_path(&f.sha256);
+                let state = match blobs::hash_file(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => BlobState::Missing,
+                    Err(e) => BlobState::Unreadable(e.to_string()),
+                    Ok((digest, size)) if digest == f.sha256 && size == f.size => BlobState::Intact,
+                    Ok(_) => BlobState::Damaged,
+                };
+                (f.name.clone(), state)
+            })
+            .collect()
     }
 
     fn model_dir(&self, name: &ModelName) -> PathBuf {

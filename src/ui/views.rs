@@ -53,6 +53,16 @@ pub struct ShowView {
     pub size: u64,
     pub files: Vec<FileEntry>,
     pub pulled_at: String,
+    /// With `--verify`: what re-reading each file found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Vec<VerifiedFile>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifiedFile {
+    pub name: String,
+    #[serde(flatten)]
+    pub state: crate::store::BlobState,
 }
 
 #[derive(Debug, Serialize)]
