@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use candle_core::{DType, Device};
 use llmctl::engine::chat::Message;
-use llmctl::engine::decoder::CachedModel;
+use llmctl::engine::decoder::{CachedModel, Decoder};
 use llmctl::engine::device::DeviceRequest;
 use llmctl::engine::generate::{GenerateOptions, StopReason, TokenSink, generate};
 use llmctl::engine::kv_cache::{CacheShape, KvCache};
@@ -134,7 +134,7 @@ fn greedy(f: &Fixture, prompt_ids: &[u32], kv: Option<KvScheme>, max_tokens: usi
     let options = GenerateOptions { max_tokens, sampling: SamplingParams::greedy() };
     let mut out = Collect(Vec::new());
     let mut decoder = CachedModel { model: &f.model, cache: &mut cache };
-    let stats = generate(&mut decoder, &f.text, prompt_ids, &options, &mut out).unwrap();
+    let stats = generate(&mut decoder, &f.text, prompt_ids, 0, &options, &mut out).unwrap();
     (out.0, stats.stop_reason)
 }
 
@@ -295,7 +295,7 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
         loaded.decoder.reset();
         let options = GenerateOptions { max_tokens: 1, sampling: SamplingParams::greedy() };
         let mut out = Collect(Vec::new());
-        generate(loaded.decoder.as_mut(), &loaded.text, &ours, &options, &mut out).unwrap();
+        generate(loaded.decoder.as_mut(), &loaded.text, &ours, 0, &options, &mut out).unwrap();
         let (top, logits) = (ids(&prompt["top_ids"]), prompt["top_logits"].as_array().unwrap());
         let gap = logits[0].as_f64().unwrap() - logits[1].as_f64().unwrap();
         if gap < GGUF_NEAR_TIE {
@@ -369,4 +369,63 @@ fn bench_reports_the_reference_nll_and_the_quality_bounds() {
     let speed = v["speed"].as_array().unwrap();
     let per_token: Vec<u64> = speed.iter().map(|r| r["kv_bytes_per_token"].as_u64().unwrap()).collect();
     assert_eq!(per_token, [46_080, 12_240, 12_240]);
+}
+
+/// A second chat turn run on top of the first turn's cache gives the tokens
+/// a fresh cache gives for the whole conversation.
+#[test]
+fn a_chat_turn_on_the_previous_turns_cache_matches_a_fresh_run() {
+    let f = fixture();
+    let user = |text: &str| Message { role: "user".into(), content: text.into() };
+    let first = f.text.encode_chat(&[user("What is the capital of France?")]).unwrap().1;
+    let options = GenerateOptions { max_tokens: 12, sampling: SamplingParams::greedy() };
+    let mut cache = new_cache(&f.model, Some(KvScheme::Int8), 256);
+    let mut decoder = CachedModel { model: &f.model, cache: &mut cache };
+    let mut reply = Collect(Vec::new());
+    let stats = generate(&mut decoder, &f.text, &first, 0, &options, &mut reply).unwrap();
+    let reply_text = f.text.tokenizer.decode(&reply.0, true).unwrap();
+    let conversation = [user("What is the capital of France?"), Message { role: "assistant".into(), content: reply_text }, user("And of Germany?")];
+    let second = f.text.encode_chat(&conversation).unwrap().1;
+    let shared = stats.in_cache.iter().zip(&second).take_while(|(a, b)| a == b).count();
+    assert!(shared > first.len(), "the reply should be shared too: {shared} of {}", first.len());
+    assert!(decoder.truncate(shared));
+    let mut reused = Collect(Vec::new());
+    let stats = generate(&mut decoder, &f.text, &second, shared, &options, &mut reused).unwrap();
+    assert_eq!(stats.cached_prompt_tokens, shared);
+    let (fresh, _) = greedy(f, &second, Some(KvScheme::Int8), 12);
+    assert_eq!(reused.0, fresh);
+    assert!(f.text.tokenizer.decode(&reused.0, true).unwrap().contains("Berlin"));
+}
+
+/// The interactive loop on a pseudo-terminal (util-linux `script`), two turns.
+#[test]
+fn interactive_chat_keeps_the_conversation_and_its_cache() {
+    let ctx = support::TestContext::new();
+    let dir = support::smollm2::smollm2_dir("f32");
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
+    let llmctl = ctx.command(&[]);
+    let command = format!("{} run smollm2 --json --max-tokens 12", llmctl.get_program().to_str().unwrap());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qfec", &command, "/dev/null"]).env_clear();
+    for (key, value) in llmctl.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    let mut child = script.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("util-linux `script` runs the chat on a terminal");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Germany?\n/bye\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = text.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect();
+    let done: Vec<&Value> = events.iter().filter(|e| e["type"] == "done").collect();
+    assert_eq!(done.len(), 2, "{text}");
+    assert_eq!(done[0]["cached_prompt_tokens"], 0);
+    let (first_prompt, cached) = (done[0]["prompt_tokens"].as_u64().unwrap(), done[1]["cached_prompt_tokens"].as_u64().unwrap());
+    assert!(cached > first_prompt, "the second turn reuses the first turn's prompt and reply: {cached} of {first_prompt}");
+    let replies: Vec<String> = text
+        .split("\"type\":\"done\"")
+        .map(|turn| turn.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok())).filter(|e| e["type"] == "token").map(|e| e["text"].as_str().unwrap().to_string()).collect())
+        .collect();
+    assert!(replies[0].contains("Paris") && replies[1].contains("Berlin"), "{replies:?}");
 }

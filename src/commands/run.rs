@@ -31,13 +31,13 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     printer.status(&format!("running {} on {} (KV cache: {}, {size} for {} tokens)", settings.model, loaded.device, cache.scheme, cache.capacity));
     let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
     match &settings.prompt {
-        PromptSource::Text(text) => one_shot(&mut Run { loaded, vram: vram.probe }, settings, &options, text, printer),
+        PromptSource::Text(text) => one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, text, printer),
         PromptSource::Stdin => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
-            one_shot(&mut Run { loaded, vram: vram.probe }, settings, &options, &text, printer)
+            one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, &text, printer)
         }
-        PromptSource::Interactive => chat_loop(&mut Run { loaded, vram: vram.probe }, settings, &options, printer),
+        PromptSource::Interactive => chat_loop(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, printer),
     }
 }
 
@@ -62,10 +62,11 @@ fn encode(loaded: &Run, settings: &RunSettings, messages: &[Message]) -> anyhow:
     Ok(codec.encode_chat(messages).map_err(engine::EngineError::Text)?.1)
 }
 
-/// A loaded model and the VRAM probe watching it.
+/// A loaded model, the VRAM probe watching it, and the tokens its cache holds.
 struct Run {
     loaded: Loaded,
     vram: VramProbe,
+    in_cache: Vec<u32>,
 }
 
 /// Samples VRAM at the load milestones.
@@ -108,24 +109,36 @@ impl TokenSink for Sampled<'_> {
 fn one_shot(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions, prompt: &str, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let messages = [Message { role: "user".into(), content: prompt.to_string() }];
     let ids = encode(loaded, settings, &messages)?;
-    let stats = run_once(loaded, settings, options, &ids, printer)?.0;
+    let stats = run_once(loaded, settings, options, &ids, false, printer)?.0;
     report(loaded, settings, &stats, printer)?;
     Ok(ExitStatus::Success)
 }
 
 /// Generates into the right sink; returns the stats and the text produced.
-fn run_once(run: &mut Run, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
-    run.loaded.decoder.reset();
+/// With `reuse`, the prompt's prefix that the cache already holds (an earlier
+/// chat turn) is not run again.
+fn run_once(run: &mut Run, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], reuse: bool, printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
+    // At least one token is run, for the logits of the next.
+    let shared = if reuse { common_prefix(&run.in_cache, ids).min(ids.len().saturating_sub(1)) } else { 0 };
+    let cached = if shared > 0 && run.loaded.decoder.truncate(shared) { shared } else { 0 };
+    if cached == 0 {
+        run.loaded.decoder.reset();
+    }
     let inner: Box<dyn TokenSink> = if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) };
     let mut sink = Sampled { inner, vram: &mut run.vram, text: String::new(), count: 0 };
-    let stats = generate(run.loaded.decoder.as_mut(), &run.loaded.text, ids, options, &mut sink)?;
+    let stats = generate(run.loaded.decoder.as_mut(), &run.loaded.text, ids, cached, options, &mut sink)?;
     let text = std::mem::take(&mut sink.text);
     drop(sink);
+    run.in_cache = stats.in_cache.clone();
     run.vram.sample();
     if !settings.json {
         printer.generated("\n")?;
     }
     Ok((stats, text))
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
@@ -159,7 +172,7 @@ fn chat_loop(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions
         }
         messages.push(Message { role: "user".into(), content: line.trim_end().to_string() });
         let ids = encode(loaded, settings, &messages)?;
-        let (stats, reply) = run_once(loaded, settings, options, &ids, printer)?;
+        let (stats, reply) = run_once(loaded, settings, options, &ids, true, printer)?;
         messages.push(Message { role: "assistant".into(), content: reply });
         report(loaded, settings, &stats, printer)?;
     }

@@ -22,6 +22,12 @@ pub trait Decoder {
     fn check_room(&self, tokens: usize) -> Result<(), ContextFull>;
     /// Forgets all processed tokens (a new conversation).
     fn reset(&mut self);
+    /// Keeps only the first `len` processed tokens, so a conversation can go
+    /// on from a shared prefix; false where the cache cannot (then `reset`).
+    fn truncate(&mut self, len: usize) -> bool {
+        let _ = len;
+        false
+    }
     fn device(&self) -> &Device;
     fn cache_info(&self) -> CacheInfo;
 }
@@ -43,6 +49,11 @@ impl Decoder for CachedModel<'_> {
 
     fn reset(&mut self) {
         self.cache.reset();
+    }
+
+    fn truncate(&mut self, len: usize) -> bool {
+        self.cache.truncate(len);
+        true
     }
 
     fn device(&self) -> &Device {
@@ -81,6 +92,10 @@ impl Decoder for OwnedModel {
 
     fn reset(&mut self) {
         self.borrowed().reset();
+    }
+
+    fn truncate(&mut self, len: usize) -> bool {
+        self.borrowed().truncate(len)
     }
 
     fn device(&self) -> &Device {

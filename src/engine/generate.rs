@@ -33,27 +33,37 @@ pub struct GenerateOptions {
 #[derive(Debug, Clone)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
+    /// Leading prompt tokens the cache already held (not run again).
+    pub cached_prompt_tokens: usize,
+    /// The tokens the cache holds afterwards: the prompt and every generated
+    /// token that was run through the model (the last one sampled is not).
+    pub in_cache: Vec<u32>,
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
     pub prefill: Duration,
     pub decode: Duration,
 }
 
+/// Generates after `prompt`, whose first `cached` tokens the decoder's cache
+/// already holds (0: a fresh cache).
 pub fn generate(
     decoder: &mut dyn Decoder,
     text: &TextCodec,
     prompt: &[u32],
+    cached: usize,
     options: &GenerateOptions,
     sink: &mut dyn TokenSink,
 ) -> anyhow::Result<GenerationStats> {
-    decoder.check_room(prompt.len())?;
+    let new = &prompt[cached..];
+    decoder.check_room(new.len())?;
     let started = Instant::now();
-    let mut logits = decoder.step(prompt)?;
+    let mut logits = decoder.step(new)?;
     let mut sampler = Sampler::new(options.sampling.clone());
     let mut next = sampler.sample(&logits)?;
     let prefill = started.elapsed();
     let decode_start = Instant::now();
     let mut detok = Detokenizer::new(&text.tokenizer);
+    let mut in_cache = prompt.to_vec();
     let mut generated = 0;
     let stop_reason = loop {
         if text.stop_ids.contains(&next) {
@@ -69,8 +79,17 @@ pub fn generate(
             break StopReason::ContextFull;
         }
         logits = decoder.step(&[next])?;
+        in_cache.push(next);
         next = sampler.sample(&logits)?;
     };
     decoder.device().synchronize()?;
-    Ok(GenerationStats { prompt_tokens: prompt.len(), generated_tokens: generated, stop_reason, prefill, decode: decode_start.elapsed() })
+    Ok(GenerationStats {
+        prompt_tokens: prompt.len(),
+        cached_prompt_tokens: cached,
+        in_cache,
+        generated_tokens: generated,
+        stop_reason,
+        prefill,
+        decode: decode_start.elapsed(),
+    })
 }

@@ -113,8 +113,9 @@ fn pull_from_hub(
     let hub = Hub::new(config)?;
     // One pull of a repository at a time shares its partial downloads: a second
     // waits, then finds the first one's blobs in the store.
-    let lock_path = config.download_dir.join(format!("{}.lock", reference.name.as_str().replace('/', "--")));
-    std::fs::create_dir_all(&config.download_dir).map_err(io_err("create", &config.download_dir))?;
+    let locks = store.root().join("locks");
+    std::fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
+    let lock_path = locks.join(format!("pull-{}.lock", reference.name.as_str().replace('/', "--")));
     let repo_name = reference.name.as_str();
     let _downloading = StoreLock::acquire(&lock_path, || reporter.event(PullEvent::WaitingForPull { repo: repo_name }))
         .map_err(io_err("lock", &lock_path))?;

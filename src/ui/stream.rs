@@ -58,6 +58,8 @@ pub struct DoneView {
     pub model: String,
     pub device: String,
     pub prompt_tokens: usize,
+    /// Of the prompt, the leading tokens an earlier turn left in the cache.
+    pub cached_prompt_tokens: usize,
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
     pub load_seconds: f64,
@@ -77,12 +79,13 @@ impl DoneView {
             model,
             device,
             prompt_tokens: stats.prompt_tokens,
+            cached_prompt_tokens: stats.cached_prompt_tokens,
             generated_tokens: stats.generated_tokens,
             stop_reason: stats.stop_reason,
             load_seconds,
             prefill_seconds: prefill,
             decode_seconds: decode,
-            prefill_tokens_per_second: rate(stats.prompt_tokens, prefill),
+            prefill_tokens_per_second: rate(stats.prompt_tokens - stats.cached_prompt_tokens, prefill),
             // The first token comes from the prefill pass; decode timed the rest.
             decode_tokens_per_second: rate(stats.generated_tokens.saturating_sub(1), decode),
             kv_cache,
@@ -98,13 +101,14 @@ impl DoneView {
     pub fn text(&self) -> String {
         let mb = |b: Option<u64>| b.map_or("unknown".into(), super::format::bytes);
         format!(
-            "model: {} on {}\nload: {:.2} s\nprompt: {} tokens in {:.2} s ({:.1} tokens/s)\n\
+            "model: {} on {}\nload: {:.2} s\nprompt: {} tokens{} in {:.2} s ({:.1} tokens/s)\n\
              generated: {} tokens in {:.2} s ({:.1} tokens/s), stopped by {:?}\n\
              kv cache: {} for {} tokens, {}\nhost memory: {} now, {} peak{}",
             self.model,
             self.device,
             self.load_seconds,
             self.prompt_tokens,
+            if self.cached_prompt_tokens > 0 { format!(" ({} from the cache)", self.cached_prompt_tokens) } else { String::new() },
             self.prefill_seconds,
             self.prefill_tokens_per_second,
             self.generated_tokens,

@@ -104,6 +104,12 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Keeps the first `len` stored tokens (positions past them are
+    /// overwritten by the next append).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Fails unless `tokens` more positions fit.
     pub fn check_room(&self, tokens: usize) -> std::result::Result<(), ContextFull> {
         let needed = self.len + tokens;
