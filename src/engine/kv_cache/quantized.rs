@@ -150,13 +150,26 @@ pub fn rotate(x: &Tensor, rotation: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
-/// The orthonormal Walsh-Hadamard matrix of order `n` (a power of two),
-/// symmetric and its own inverse.
+/// The orthonormal, symmetric rotation of order `n` that quantized caches
+/// use: the Walsh-Hadamard matrix when `n` is a power of two; otherwise
+/// Hadamard blocks of the largest power of two dividing `n` down the diagonal
+/// (head dims such as 80 or 96 get blocks of 16 or 32). `None` for odd `n`,
+/// which no supported model has (RoPE needs an even head dim).
 pub fn hadamard(n: usize, device: &Device) -> Result<Option<Tensor>> {
-    if !n.is_power_of_two() {
+    let block = 1usize << n.trailing_zeros();
+    if n == 0 || block == 1 {
         return Ok(None);
     }
-    let scale = 1.0 / (n as f32).sqrt();
-    let data: Vec<f32> = (0..n * n).map(|i| if ((i / n) & (i % n)).count_ones().is_multiple_of(2) { scale } else { -scale }).collect();
+    let scale = 1.0 / (block as f32).sqrt();
+    let entry = |i: usize, j: usize| {
+        if i / block != j / block {
+            0.0
+        } else if ((i % block) & (j % block)).count_ones().is_multiple_of(2) {
+            scale
+        } else {
+            -scale
+        }
+    };
+    let data: Vec<f32> = (0..n * n).map(|k| entry(k / n, k % n)).collect();
     Tensor::from_vec(data, (n, n), device).map(Some)
 }

@@ -142,3 +142,24 @@ fn quantized_layers_store_rotated_vectors_that_rotate_back() {
     }
     assert!(KvCache::new(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, shape(), DType::F32, &Device::Cpu).unwrap().rotation().is_none());
 }
+
+#[test]
+fn head_dims_that_are_not_powers_of_two_get_a_block_hadamard_rotation() {
+    for n in [8usize, 80, 96, 6] {
+        let h = quantized::hadamard(n, &Device::Cpu).unwrap().unwrap_or_else(|| panic!("{n} is even: it has a rotation"));
+        let rows: Vec<Vec<f32>> = h.to_vec2().unwrap();
+        let product: Vec<Vec<f32>> = h.matmul(&h).unwrap().to_vec2().unwrap();
+        for i in 0..n {
+            for j in 0..n {
+                assert_eq!(rows[i][j], rows[j][i], "n {n}: symmetric");
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((product[i][j] - want).abs() < 1e-5, "n {n}: H·H[{i}][{j}] = {}", product[i][j]);
+            }
+        }
+        // Every entry of a block spreads one channel over all the block's channels.
+        let block = 1usize << n.trailing_zeros();
+        let nonzero = rows[0].iter().filter(|x| **x != 0.0).count();
+        assert_eq!(nonzero, block, "n {n}");
+    }
+    assert!(quantized::hadamard(9, &Device::Cpu).unwrap().is_none());
+}
