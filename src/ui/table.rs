@@ -38,15 +38,24 @@ pub fn bench(view: &BenchView) -> String {
     let mut text = format!("{} on {}{gpu}\n\n", view.model, view.device);
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header(["KV", "CONTEXT", "PREFILL TOK/S", "DECODE TOK/S", "PEAK MEMORY", "KV CACHE", "FITS (TOKENS)"]);
+    // Quantized rows say how they compare with the unquantized row of their context.
+    let unquantized = |context: usize| view.speed.iter().find(|r| r.context == context && !r.kv.starts_with("kv_"));
+    let versus = |value: f64, base: Option<f64>| match base {
+        Some(base) if base > 0.0 => format!(" ({:.2}×)", value / base),
+        _ => String::new(),
+    };
     for r in &view.speed {
+        let base = unquantized(r.context).filter(|b| !std::ptr::eq(*b, r));
         table.add_row([
             r.kv.clone(),
             r.context.to_string(),
             format!("{:.1}", r.prefill_tokens_per_s),
-            format!("{:.1}", r.decode_tokens_per_s),
+            format!("{:.1}{}", r.decode_tokens_per_s, versus(r.decode_tokens_per_s, base.map(|b| b.decode_tokens_per_s))),
             r.peak_memory_bytes.map_or("unknown".into(), format::bytes),
-            format::bytes(r.kv_cache_bytes),
-            r.max_context_fits.map_or("unknown".into(), |n| n.to_string()),
+            format!("{}{}", format::bytes(r.kv_cache_bytes), versus(r.kv_cache_bytes as f64, base.map(|b| b.kv_cache_bytes as f64))),
+            r.max_context_fits.map_or("unknown".into(), |n| {
+                format!("{n}{}", versus(n as f64, base.and_then(|b| b.max_context_fits).map(|m| m as f64)))
+            }),
         ]);
     }
     text.push_str(&table.trim_fmt());
