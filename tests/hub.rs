@@ -254,3 +254,27 @@ fn an_unreachable_hub_names_the_endpoint() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.starts_with("error: cannot reach the hub at `http://127.0.0.1:9`"), "{}", out.stderr);
 }
+
+/// A full disk, staged by pointing hf-hub's partial file at `/dev/full`
+/// (every write fails with ENOSPC): a clean error naming the download folder,
+/// no retries, nothing recorded, and a later pull completes.
+#[test]
+fn a_full_disk_is_a_clean_error_naming_the_folder() {
+    use sha2::Digest as _;
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let weights = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
+    let sha: String = sha2::Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
+    let blobs = ctx.store().join("downloads/models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let part = blobs.join(format!("{sha}.part"));
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    assert!(out.stderr.contains("error: no space left on the disk of `[STORE]/downloads` while downloading `org/tiny/model.safetensors`\n"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: free space on that disk, or point `LLMCTL_HOME` at a store on a larger one"), "{}", out.stderr);
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "");
+    std::fs::remove_file(&part).unwrap();
+    ctx.run(&["pull", "org/tiny"]).success();
+}

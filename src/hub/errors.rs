@@ -27,6 +27,8 @@ pub enum HubError {
     Download { what: String, detail: String },
     #[error("the download of `{what}` stalled: no data for {:.1} s", idle.as_secs_f64())]
     Stalled { what: String, idle: std::time::Duration },
+    #[error("no space left on the disk of `{}` while downloading `{what}`", dir.display())]
+    DiskFull { what: String, dir: PathBuf },
     #[error("cannot write download file `{}`", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -52,6 +54,10 @@ impl HubError {
             HubError::Network { .. } => {
                 "check the network, or point `HF_ENDPOINT` at a reachable mirror; partial downloads are kept".into()
             }
+            HubError::DiskFull { dir, .. } => format!(
+                "free space on that disk, or point `LLMCTL_HOME` at a store on a larger one; the partial download in `{}` is kept",
+                dir.display()
+            ),
             HubError::Download { .. } | HubError::Status { .. } | HubError::Stalled { .. } => {
                 "pull again: the download resumes from the bytes already received".into()
             }

@@ -75,6 +75,7 @@ impl RepoListing {
 pub struct Hub {
     api: Api,
     endpoint: String,
+    download_dir: PathBuf,
     stall_after: Duration,
 }
 
@@ -91,7 +92,12 @@ impl Hub {
             .with_user_agent("llmctl", env!("CARGO_PKG_VERSION"))
             .build()
             .map_err(|e| HubError::from_api(e, &config.endpoint, "set up the hub client"))?;
-        Ok(Hub { api, endpoint: config.endpoint.clone(), stall_after: config.resilience.stall_after })
+        Ok(Hub {
+            api,
+            endpoint: config.endpoint.clone(),
+            download_dir: config.download_dir.clone(),
+            stall_after: config.resilience.stall_after,
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -137,6 +143,9 @@ impl Hub {
         });
         let pointer = loop {
             match result.recv_timeout(STALL_CHECK) {
+                Ok(Err(hf_hub::api::sync::ApiError::IoError(e))) if e.kind() == std::io::ErrorKind::StorageFull => {
+                    return Err(HubError::DiskFull { what: format!("{repo}/{}", file.name), dir: self.download_dir.clone() });
+                }
                 Ok(outcome) => break outcome.map_err(|e| HubError::from_api(e, repo.as_str(), &file.name))?,
                 Err(mpsc::RecvTimeoutError::Timeout) if heartbeat.idle() > self.stall_after => {
                     return Err(HubError::Stalled { what: format!("{repo}/{}", file.name), idle: heartbeat.idle() });
