@@ -144,7 +144,6 @@ mod nvml {
             let device = nvml.device_by_index(index).ok()?;
             let name = device.name().unwrap_or_default();
             let baseline = device.memory_info().ok()?.used;
-            drop(device);
             let mut inner = Inner { nvml, index, baseline, kind: ReadingKind::Process, name };
             if inner.own_process_bytes().is_none() {
                 inner.kind = ReadingKind::DeviceDelta;
