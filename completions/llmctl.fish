@@ -122,4 +122,4 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_
 complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # Stored model names for MODEL arguments (`llmctl list --names`).
-complete -c llmctl -n "__fish_seen_subcommand_from run show rm" -f -a "(llmctl list --names 2>/dev/null)"
+complete -c llmctl -n "__fish_seen_subcommand_from run show bench rm" -f -a "(llmctl list --names 2>/dev/null)"

@@ -419,6 +419,8 @@ fn bash_completion_completes_models_and_tags_across_the_colon() {
         ("llmctl show --json org/tiny:kv", "kv_int8"),
         ("llmctl rm org/tiny org/tiny:k", "kv_int8"),
         ("llmctl run org/tiny hello", ""),
+        ("llmctl run --max-tokens 8 org/tiny:", "kv_int8"),
+        ("llmctl bench --ctx 512 org/tiny:kv", "kv_int8"),
         ("llmctl sh", "show"),
     ];
     for (line, expected) in cases {

@@ -6,7 +6,7 @@ use clap_complete::Shell as ClapShell;
 use crate::cli::Shell;
 
 /// Subcommands whose MODEL arguments complete to stored models.
-const MODEL_COMMANDS: &str = "run show rm";
+const MODEL_COMMANDS: &str = "run show bench rm";
 
 pub fn script(shell: Shell) -> String {
     let mut command = crate::cli::command();
@@ -27,7 +27,7 @@ pub fn script(shell: Shell) -> String {
 /// to what follows the last `:`, as bash-completion's
 /// `__ltrim_colon_completions` does.
 const BASH_MODELS: &str = r#"
-# Stored model names for MODEL arguments of `run`, `show` and `rm`.
+# Stored model names for MODEL arguments of `run`, `show`, `bench` and `rm`.
 _llmctl_current_word() {
     local line="${COMP_LINE:0:COMP_POINT}"
     printf '%s' "${line##*[[:space:]]}"
@@ -39,13 +39,13 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--name|--ctx-size) (( i++ )) ;;
+            --color|--name|--ctx-size|--max-tokens|--temperature|--top-k|--top-p|--seed|--device|--kv|--ctx|--gen|--text) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac
     done
     case "$sub" in
-        run|show) [[ $positional -eq 0 ]] ;;
+        run|show|bench) [[ $positional -eq 0 ]] ;;
         rm) return 0 ;;
         *) return 1 ;;
     esac
