@@ -559,6 +559,19 @@ fn bench_errors_exit_2_and_say_what_fits() {
         "loading org/tiny ...\nerror: `--ctx-size 1000` is beyond the model's context length of 256\nhint: use `--ctx-size 256` or less\n",
     );
     bench(&["--ctx", "0"]).assert(2, "", "error: `--ctx-size` must be at least 1\n");
+    bench(&["--gen", "0"]).assert(2, "", "error: `--gen` must be at least 1, not 0\n");
+    let one_word = ctx.root.path().join("one-word.txt");
+    std::fs::write(&one_word, "w3").unwrap();
+    let short_text = bench(&["--ctx", "64", "--text", one_word.to_str().unwrap()]);
+    assert_eq!(short_text.code, 2);
+    assert!(
+        short_text.stderr.ends_with(
+            "error: `--text` file `[ROOT]/one-word.txt` holds fewer than two tokens: nothing to score\n\
+             hint: give `--text` a longer text (a few hundred tokens or more)\n"
+        ),
+        "{}",
+        short_text.stderr
+    );
     let short = bench(&["--ctx", "8", "--gen", "8"]);
     assert_eq!(short.code, 2);
     assert!(short.stderr.ends_with("error: `--gen 8` leaves no room for a prompt in a context of 8 tokens\nhint: lower `--gen` or raise the `--ctx` values\n"), "{}", short.stderr);

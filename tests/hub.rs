@@ -235,6 +235,44 @@ fn hostile_listings_are_refused_before_anything_is_written() {
         "error: the hub's listing of `org/tiny` is unusable: file name `../../etc/passwd` is not a safe relative path\n",
     );
     assert_eq!(ctx.blob_count(), 0);
+    hub.set_listing_override(
+        "org/tiny",
+        serde_json::json!({"sha": commit, "siblings": [{"rfilename": "config.json", "blobId": "../x"}]}),
+    );
+    ctx.run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: the hub's listing of `org/tiny` is unusable: blob id `../x` of `config.json` is not a 40-digit hex id\n",
+    );
+}
+
+#[test]
+fn a_file_outside_lfs_is_checked_against_its_git_blob_id() {
+    let hub = hub_with_tiny();
+    // tokenizer.json is small and not in LFS: the listing gives no sha256 for it.
+    hub.set_fault("org/tiny", "tokenizer.json", Fault::CorruptByteAt(10));
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("error: `tokenizer.json` failed verification: expected git blob "), "{}", out.stderr);
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "");
+}
+
+#[test]
+fn a_second_pull_of_one_repository_waits_and_says_so() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    let locks = ctx.store().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(locks.join("pull-org--tiny.lock")).unwrap();
+    lock.lock().unwrap();
+    let child = ctx.command(&["pull", "org/tiny"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for another llmctl that is pulling org/tiny..."), "{stderr}");
 }
 
 #[test]
