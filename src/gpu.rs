@@ -57,10 +57,7 @@ impl VramProbe {
 
     /// This process's bytes now, also folded into the peak.
     pub fn sample(&mut self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        let now = self.inner.as_ref().and_then(|n| n.process_bytes());
-        #[cfg(not(feature = "cuda"))]
-        let now: Option<u64> = None;
+        let now = self.current();
         if let Some(bytes) = now {
             self.report.peak = Some(self.report.peak.map_or(bytes, |p| p.max(bytes)));
         }

@@ -142,7 +142,7 @@ impl LoadObserver for MeterObserver {
         if stage != LoadStage::DeviceReady {
             return;
         }
-        if let Some(index) = device.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+        if let Some(index) = DeviceRequest::cuda_index(device) {
             let probe = VramProbe::open(Some(index));
             self.gpu = probe.report.gpu.clone();
             self.meter = Some(Box::new(GpuMeter::new(probe)));

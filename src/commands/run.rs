@@ -6,6 +6,7 @@ use std::io::{BufRead, Read};
 use crate::diagnostics::ExitStatus;
 use crate::engine::chat::Message;
 use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
+use crate::engine::device::DeviceRequest;
 use crate::engine::sampling::SamplingParams;
 use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
 use crate::gpu::VramProbe;
@@ -77,7 +78,7 @@ struct VramObserver {
 impl LoadObserver for VramObserver {
     fn stage(&mut self, stage: LoadStage, device: &str) {
         match stage {
-            LoadStage::DeviceReady => self.probe = VramProbe::open(device.strip_prefix("cuda:").and_then(|i| i.parse().ok())),
+            LoadStage::DeviceReady => self.probe = VramProbe::open(DeviceRequest::cuda_index(device)),
             LoadStage::WeightsLoaded => self.probe.report.after_weights = self.probe.sample(),
             LoadStage::CacheAllocated => self.probe.report.after_cache = self.probe.sample(),
         }

@@ -31,6 +31,17 @@ impl FromStr for DeviceRequest {
     }
 }
 
+impl DeviceRequest {
+    /// The CUDA device index of a request or of an opened device's name
+    /// (`cuda:1` → 1); `None` for the CPU and `auto`.
+    pub fn cuda_index(name: &str) -> Option<usize> {
+        match name.parse() {
+            Ok(DeviceRequest::Cuda(index)) => Some(index),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for DeviceRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,6 +148,14 @@ mod tests {
 
     /// The driver errors a CUDA build meets on machines without a usable GPU,
     /// as candle reports them (cudarc's `DriverError` Debug text).
+    #[test]
+    fn cuda_indexes_come_from_requests_and_device_names() {
+        assert_eq!(DeviceRequest::cuda_index("cuda:1"), Some(1));
+        assert_eq!(DeviceRequest::cuda_index("cuda"), Some(0));
+        assert_eq!(DeviceRequest::cuda_index("cpu"), None);
+        assert_eq!(DeviceRequest::cuda_index("auto"), None);
+    }
+
     #[test]
     fn driver_errors_become_what_is_missing_and_how_to_get_it() {
         let cases = [
