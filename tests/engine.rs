@@ -18,9 +18,7 @@ use llmctl::engine::model::{Logits, Model};
 use llmctl::engine::sampling::{SamplingParams, argmax};
 use llmctl::engine::text::TextCodec;
 use llmctl::engine::{self, LoadRequest};
-use llmctl::hub::{DownloadProgress, DownloadReporter, HubConfig};
 use llmctl::kv_size::CacheLayout;
-use llmctl::pull::{PullEvent, PullReporter, PullSource, pull};
 use llmctl::quant::KvScheme;
 use llmctl::store::Store;
 use serde_json::Value;
@@ -47,28 +45,11 @@ struct Fixture {
     golden: Value,
 }
 
-struct Silent;
-
-impl DownloadReporter for Silent {
-    fn start(&self, _: &str, _: Option<u64>) -> Box<dyn DownloadProgress> {
-        unreachable!("local imports download nothing")
-    }
-}
-
-impl PullReporter for Silent {
-    fn event(&self, _: PullEvent<'_>) {}
-}
-
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = support::smollm2::smollm2_dir("f32");
-        let root = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        let store = Store::open(&root.path().join("store")).unwrap();
-        let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
-        let reference = "smollm2".parse().unwrap();
-        pull(&store, &hub, &PullSource::Local { path: dir, reference: llmctl::store::reference::ModelRef { name: reference, tag: None } }, &Silent).unwrap();
-        let manifest = store.find(&"smollm2".parse().unwrap()).unwrap();
+        let imported: &'static support::ImportedModel = Box::leak(Box::new(support::import_model(&support::smollm2::smollm2_dir("f32"), "smollm2")));
+        let (store, manifest) = (&imported.store, &imported.manifest);
         let dir = store.root().to_path_buf();
         let files: std::collections::HashMap<String, std::path::PathBuf> =
             manifest.files.iter().map(|f| (f.name.clone(), dir.join("blobs").join(f.sha256.file_name()))).collect();
@@ -76,7 +57,7 @@ fn fixture() -> &'static Fixture {
         // SAFETY: the blob is not modified while mapped.
         let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&files["model.safetensors"]], DType::F32, &Device::Cpu) }.unwrap();
         let model = Model::load(vb, config, 2048).unwrap();
-        let loaded = engine::load(&store, &manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None }, &mut engine::NoObserver).unwrap();
+        let loaded = engine::load(store, manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None }, &mut engine::NoObserver).unwrap();
         let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2_golden.json");
         let golden = serde_json::from_slice(&std::fs::read(golden_path).unwrap()).unwrap();
         Fixture { model, text: loaded.text, golden }

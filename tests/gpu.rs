@@ -12,12 +12,8 @@ use llmctl::engine::device::DeviceRequest;
 use llmctl::engine::kv_cache::{CacheShape, Codec, Fp8E4M3, Int8, KvCache, dequantize, hadamard, quantize, rotate};
 use llmctl::engine::model::Logits;
 use llmctl::engine::{self, LoadedWeights, NoObserver, new_cache};
-use llmctl::hub::HubConfig;
 use llmctl::kv_size::CacheLayout;
-use llmctl::pull::{PullEvent, PullReporter, PullSource, pull};
 use llmctl::quant::KvScheme;
-use llmctl::store::Store;
-use llmctl::store::reference::ModelRef;
 use serde_json::Value;
 
 /// Fused decode attention vs the blockwise path in f32 over the same cache:
@@ -133,18 +129,6 @@ fn fused_quantize_append_matches_the_tensor_op_path() {
     quantize_both_ways::<Fp8E4M3>(KvScheme::Fp8);
 }
 
-struct Silent;
-
-impl PullReporter for Silent {
-    fn event(&self, _: PullEvent<'_>) {}
-}
-
-impl llmctl::hub::DownloadReporter for Silent {
-    fn start(&self, _: &str, _: Option<u64>) -> Box<dyn llmctl::hub::DownloadProgress> {
-        unreachable!("local imports download nothing")
-    }
-}
-
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
@@ -161,13 +145,8 @@ fn top2(logits: &[f32]) -> (u32, f32) {
 
 #[test]
 fn smollm2_cuda_logits_and_greedy_tokens_match_the_cpu_per_scheme() {
-    let dir = support::smollm2::smollm2_dir("bf16");
-    let root = tempfile::tempdir().unwrap();
-    let store = Store::open(&root.path().join("store")).unwrap();
-    let hub = HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
-    pull(&store, &hub, &PullSource::Local { path: dir, reference: ModelRef { name: "smollm2".parse().unwrap(), tag: None } }, &Silent).unwrap();
-    let manifest = store.find(&"smollm2".parse().unwrap()).unwrap();
-    let load = |device| engine::load_weights(&store, &manifest, device, Some(256), &mut NoObserver).unwrap();
+    let imported = support::import_model(&support::smollm2::smollm2_dir("bf16"), "smollm2");
+    let load = |device| engine::load_weights(&imported.store, &imported.manifest, device, Some(256), &mut NoObserver).unwrap();
     let (cpu, gpu) = (load(DeviceRequest::Cpu), load(DeviceRequest::Cuda(0)));
     let golden: Value = serde_json::from_slice(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/smollm2_golden.json")).unwrap()).unwrap();
     let mut report = Vec::new();

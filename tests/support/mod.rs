@@ -140,3 +140,32 @@ impl Transcript {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
+
+/// A store in a temporary directory with one local model imported in-process
+/// (no CLI), for tests that drive the engine directly.
+pub struct ImportedModel {
+    pub root: tempfile::TempDir,
+    pub store: llmctl::store::Store,
+    pub manifest: llmctl::store::manifest::Manifest,
+}
+
+/// Imports the Hugging Face-layout directory `dir` as `name`.
+pub fn import_model(dir: &Path, name: &str) -> ImportedModel {
+    use llmctl::pull::{PullEvent, PullReporter, PullSource, pull};
+    struct Silent;
+    impl llmctl::hub::DownloadReporter for Silent {
+        fn start(&self, _: &str, _: Option<u64>) -> Box<dyn llmctl::hub::DownloadProgress> {
+            unreachable!("local imports download nothing")
+        }
+    }
+    impl PullReporter for Silent {
+        fn event(&self, _: PullEvent<'_>) {}
+    }
+    let root = tempfile::tempdir().unwrap();
+    let store = llmctl::store::Store::open(&root.path().join("store")).unwrap();
+    let hub = llmctl::hub::HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
+    let reference: llmctl::store::reference::ModelRef = name.parse().unwrap();
+    pull(&store, &hub, &PullSource::Local { path: dir.to_path_buf(), reference: reference.clone() }, &Silent).unwrap();
+    let manifest = store.find(&reference).unwrap();
+    ImportedModel { root, store, manifest }
+}
