@@ -513,6 +513,9 @@ fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
             let rate = r[key].as_f64().unwrap();
             assert!(rate.is_finite() && rate > 0.0, "{key}: {rate}");
         }
+        let step = |key: &str| r["decode_step_ms"][key].as_f64().unwrap_or_else(|| panic!("decode_step_ms.{key}: {r}"));
+        let (median, p90, max) = (step("median"), step("p90"), step("max"));
+        assert!(0.0 < median && median <= p90 && p90 <= max && max.is_finite(), "{r}");
         assert!(r["max_context_fits"].as_u64().unwrap() > r["context"].as_u64().unwrap());
     }
     let quality = v["quality"].as_array().unwrap();
@@ -537,11 +540,27 @@ fn bench_prints_a_table_for_people() {
     out.success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "org/tiny:kv_fp8 on cpu");
-    assert!(lines[2].split_whitespace().eq(["KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "PEAK", "MEMORY", "KV", "CACHE", "FITS", "(TOKENS)"]));
+    assert!(lines[2].split_whitespace().eq(["KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "STEP", "MS", "P50/MAX", "PEAK", "MEMORY", "KV", "CACHE", "FITS", "(TOKENS)"]));
     // The tag's scheme against the unquantized cache, nothing else.
     let kinds: Vec<&str> = lines[3..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(kinds, ["f32", "kv_fp8"]);
+    // The unquantized row has no "(…×)" after its decode rate: the fifth word is `median/max`.
+    let step = lines[3].split_whitespace().nth(4).unwrap();
+    let (median, max) = step.split_once('/').map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())).unwrap();
+    assert!(median <= max, "{step}");
     assert!(out.stderr.contains("benchmarking org/tiny:kv_fp8 on cpu"), "{}", out.stderr);
+}
+
+#[test]
+fn bench_warms_up_within_the_smallest_context() {
+    // A one-token prompt: the warm-up prefill and its decode step fill the 2-token cache.
+    let ctx = ctx_with_tiny_safetensors();
+    let out = ctx.run(&["bench", "org/tiny", "--kv", "none", "--ctx", "2", "--gen", "1", "--device", "cpu", "--json"]);
+    let v = out.success().json();
+    let r = &v["speed"][0];
+    assert_eq!((r["prompt_tokens"].as_u64(), r["generated_tokens"].as_u64()), (Some(1), Some(1)));
+    let step = &r["decode_step_ms"];
+    assert!(step["median"] == step["p90"] && step["p90"] == step["max"], "one step is its own spread: {step}");
 }
 
 #[test]

@@ -12,12 +12,13 @@ use std::time::Instant;
 use candle_core::{D, Tensor};
 use serde::Serialize;
 
-use crate::engine::model::Logits;
+use crate::engine::kv_cache::KvCache;
+use crate::engine::model::{Logits, Model};
 use crate::engine::{EngineError, LoadedWeights, cache_layout, new_cache};
 use crate::quant::KvScheme;
 
-/// Tokens a warm-up pass runs before each case's timings (kernel loading,
-/// first-touch allocations).
+/// Tokens a warm-up prefill runs before each case's timings (kernel loading,
+/// first-touch allocations); one single-token decode step follows it.
 const WARMUP_TOKENS: usize = 8;
 
 /// What to measure.
@@ -56,7 +57,10 @@ pub struct SpeedResult {
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub prefill_tokens_per_s: f64,
+    /// All decode steps together: `generated_tokens` over their total time.
     pub decode_tokens_per_s: f64,
+    /// The spread of the single decode steps, to tell a few stalls from uniformly slower steps.
+    pub decode_step_ms: StepTimes,
     /// This process's peak memory during the case (NVML on CUDA; `None` on the CPU).
     pub peak_memory_bytes: Option<u64>,
     pub kv_cache_bytes: u64,
@@ -64,6 +68,27 @@ pub struct SpeedResult {
     /// The longest cache of this scheme that the free memory would hold, with
     /// the case's own working memory set aside.
     pub max_context_fits: Option<u64>,
+}
+
+/// Decode step times in milliseconds. Percentiles are nearest-rank: the p-th
+/// of n sorted steps is the one at 1-based rank ⌈p·n/100⌉, so each figure is
+/// a measured step (and the median of an even count is the lower middle one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StepTimes {
+    pub median: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+impl StepTimes {
+    /// `None` when there are no steps.
+    pub fn of(steps_ms: &[f64]) -> Option<StepTimes> {
+        let mut sorted = steps_ms.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let max = *sorted.last()?;
+        let nearest_rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).max(1) - 1];
+        Some(StepTimes { median: nearest_rank(50), p90: nearest_rank(90), max })
+    }
 }
 
 /// Runs every case in plan order: scheme-major, contexts ascending.
@@ -118,18 +143,15 @@ fn case(weights: &LoadedWeights, scheme: Option<KvScheme>, context: usize, gener
     let prompt_len = context.checked_sub(generate).filter(|&n| n > 0).ok_or(BenchError::NoRoomForPrompt { generate, context })?;
     let prompt = synthetic_prompt(prompt_len, model.config().vocab_size);
     let mut cache = new_cache(weights, scheme, context)?;
-    model.forward(&prompt[..WARMUP_TOKENS.min(prompt_len)], &mut cache, Logits::Last)?;
-    cache.reset();
+    warm_up(model, &prompt, &mut cache)?;
     let device = model.device();
     device.synchronize()?;
     meter.start_peak();
     let started = Instant::now();
-    let mut next = greedy(&model.forward(&prompt, &mut cache, Logits::Last)?)?;
+    let first = greedy(&model.forward(&prompt, &mut cache, Logits::Last)?)?;
     let prefill = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    for _ in 0..generate {
-        next = greedy(&model.forward(&[next], &mut cache, Logits::Last)?)?;
-    }
+    let steps_ms = decode(model, &mut cache, first, generate)?;
     device.synchronize()?;
     let decode = started.elapsed().as_secs_f64();
     let peak = meter.finish_peak();
@@ -147,11 +169,42 @@ fn case(weights: &LoadedWeights, scheme: Option<KvScheme>, context: usize, gener
         generated_tokens: generate,
         prefill_tokens_per_s: prompt_len as f64 / prefill,
         decode_tokens_per_s: generate as f64 / decode,
+        // Settings hold `--gen` to at least 1; an empty plan reads zeros, as its rate does.
+        decode_step_ms: StepTimes::of(&steps_ms).unwrap_or_default(),
         peak_memory_bytes: peak,
         kv_cache_bytes: kv_bytes,
         kv_bytes_per_token: per_token,
         max_context_fits,
     })
+}
+
+/// Runs the prompt's first tokens, then one single-token step (decoding uses
+/// other kernels than a prefill), so that neither is loaded while timed;
+/// leaves the cache empty.
+fn warm_up(model: &Model, prompt: &[u32], cache: &mut KvCache) -> candle_core::Result<()> {
+    let warm = &prompt[..WARMUP_TOKENS.min(prompt.len())];
+    let next = greedy(&model.forward(warm, cache, Logits::Last)?)?;
+    // The cache holds exactly the case's context, which `--gen` keeps above the
+    // prompt; should the prompt fill it, the step is skipped rather than fail.
+    if warm.len() < cache.capacity() {
+        greedy(&model.forward(&[next], cache, Logits::Last)?)?;
+    }
+    cache.reset();
+    Ok(())
+}
+
+/// Decodes `generate` tokens after `first`, one at a time, and times each
+/// step in milliseconds; `greedy` reads the token back, so a step ends when
+/// the device has finished it.
+fn decode(model: &Model, cache: &mut KvCache, first: u32, generate: usize) -> candle_core::Result<Vec<f64>> {
+    let mut next = first;
+    let mut steps_ms = Vec::with_capacity(generate);
+    for _ in 0..generate {
+        let started = Instant::now();
+        next = greedy(&model.forward(&[next], cache, Logits::Last)?)?;
+        steps_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(steps_ms)
 }
 
 /// The most likely next token of a row of logits, computed on the device.
@@ -182,5 +235,20 @@ mod tests {
         assert!(a.iter().all(|&id| id < 1000));
         let distinct: std::collections::HashSet<_> = a.iter().collect();
         assert!(distinct.len() > 950, "only {} distinct ids", distinct.len());
+    }
+
+    #[test]
+    fn step_times_are_nearest_rank_percentiles() {
+        let times = |median, p90, max| Some(StepTimes { median, p90, max });
+        assert_eq!(StepTimes::of(&[]), None);
+        assert_eq!(StepTimes::of(&[4.0]), times(4.0, 4.0, 4.0));
+        // Odd count, unsorted: ranks ⌈2.5⌉ = 3 and ⌈4.5⌉ = 5.
+        assert_eq!(StepTimes::of(&[5.0, 1.0, 4.0, 2.0, 3.0]), times(3.0, 5.0, 5.0));
+        // Even count: the median is the lower middle step (rank 2 of 4).
+        assert_eq!(StepTimes::of(&[4.0, 1.0, 3.0, 2.0]), times(2.0, 4.0, 4.0));
+        // One stall in twenty steps moves the max, not the median or p90 (rank 18).
+        let mut steps: Vec<f64> = (1..=19).map(f64::from).collect();
+        steps.push(500.0);
+        assert_eq!(StepTimes::of(&steps), times(10.0, 18.0, 500.0));
     }
 }
