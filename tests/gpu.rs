@@ -62,8 +62,9 @@ fn layouts() -> [CacheLayout; 3] {
 #[test]
 fn fused_decode_attention_matches_the_blockwise_path() {
     let dev = cuda();
-    // Llama-3.1-8B's heads over several splits; SmolLM2's (group of 3, d 64) over a few keys.
-    for (heads, kv_heads, d, len) in [(32, 8, 128, 5000), (9, 3, 64, 37), (28, 4, 128, 700)] {
+    // Llama-3.1-8B's heads over several splits; SmolLM2's (group of 3, d 64)
+    // over a few keys; groups of 7 and 8 with d 128 and 256 over ragged tiles.
+    for (heads, kv_heads, d, len) in [(32, 8, 128, 5000), (9, 3, 64, 37), (28, 4, 128, 700), (28, 4, 128, 33_333), (16, 2, 256, 1_000)] {
         for layout in layouts() {
             let shape = CacheShape { layers: 1, kv_heads, head_dim: d, capacity: len + 16 };
             let mut cache = KvCache::new(layout, shape, DType::BF16, &dev).unwrap();

@@ -9,7 +9,8 @@
 #   bench   `llmctl bench` on the Llama-3.1-8B and Llama-3.2-1B shapes, and the
 #           transformers peer on the 8B shape at 8k.
 # SKIP_SC001=1 / SKIP_PEER=1 leave out those (slow) sections; BENCH_MODELS
-# picks the shapes to bench.
+# picks the shapes to bench, BENCH_CTX / BENCH_KV / BENCH_GEN the cases;
+# REF_OUT=FILE also runs tests/reference/kv_quant_reference.py (checks).
 # Models with random bf16 weights are made there by make_model.py (kept in $WORK).
 set -euo pipefail
 part=$1; bin=$(realpath "$2")
@@ -32,6 +33,11 @@ if [ "$part" = checks ]; then
     tests=$(realpath "$3"); gguf=$(realpath "$4")
     echo "== tests/gpu.rs"
     LLMCTL_TEST_MODELS=$(dirname "$gguf") "$tests" --test-threads 1 --nocapture 2>&1 | grep -vE '^\s*$|^running|Running|backtrace' || true
+
+    if [ -n "${REF_OUT:-}" ]; then
+        echo "== quantized-cache reference (transformers, CPU): $REF_OUT"
+        python3 "$here/../reference/kv_quant_reference.py" "$gguf" "$REF_OUT" 2>&1 | grep -v Warning || true
+    fi
 
     echo "== no usable GPU (CUDA_VISIBLE_DEVICES empty)"
     smollm2=$(LLMCTL_TEST_MODELS=$(dirname "$gguf") ls -d "$(dirname "$gguf")"/smollm2-bf16-v*)
@@ -59,15 +65,16 @@ if [ "$part" = bench ]; then
     for name in ${BENCH_MODELS:-llama-8b llama-1b}; do
         model "$name"
         echo "== llmctl bench $name"
-        "$bin" -q bench "$name" --ctx 1024,8192,32768 --gen 64 --device cuda --json > "$work/bench-$name.json"
+        "$bin" -q bench "$name" --ctx ${BENCH_CTX:-1024,8192,32768} --kv ${BENCH_KV:-none,kv_int8,kv_fp8} --gen ${BENCH_GEN:-64} --device cuda --json > "$work/bench-$name.json"
         python3 - "$work/bench-$name.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(d["gpu"])
-print("%-8s %7s %12s %12s %10s %12s %12s" % ("kv", "ctx", "prefill t/s", "decode t/s", "peak MiB", "kv MiB", "fits tokens"))
+print("%-8s %7s %12s %12s %16s %10s %12s %12s" % ("kv", "ctx", "prefill t/s", "decode t/s", "step ms p50/max", "peak MiB", "kv MiB", "fits tokens"))
 for r in d["speed"]:
-    print("%-8s %7d %12.0f %12.1f %10.0f %12.1f %12d" % (r["kv"], r["context"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"],
-          r["peak_memory_bytes"] / 2**20, r["kv_cache_bytes"] / 2**20, r["max_context_fits"]))
+    step = r["decode_step_ms"]
+    print("%-8s %7d %12.0f %12.1f %16s %10.0f %12.1f %12d" % (r["kv"], r["context"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"],
+          "%.2f/%.2f" % (step["median"], step["max"]), r["peak_memory_bytes"] / 2**20, r["kv_cache_bytes"] / 2**20, r["max_context_fits"]))
 PY
     done
     [ -n "${SKIP_PEER:-}" ] && exit 0

@@ -4,17 +4,17 @@
 //! they are tested against.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+use std::sync::Mutex;
+
+use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute;
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, CustomOp1, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
 use half::{bf16, f16};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_cache.ptx"));
 const MODULE: &str = "llmctl_kv_cache";
 
-/// Blocks a decode step aims for, split over the keys: about eight per SM
-/// on an H100 (four fit at once), so enough bytes are in flight to stream the cache.
-const DECODE_BLOCKS: usize = 1024;
 /// Fewest keys a split is worth.
 const MIN_SPLIT_KEYS: usize = 128;
 
@@ -25,13 +25,15 @@ pub fn supports(head_dim: usize) -> bool {
 }
 
 /// Whether fused decode attention takes `q` (heads, 1, d) over `rows`
-/// (kv_heads, capacity, d): CUDA, bf16/f16 queries, at most 8 query heads per KV head.
+/// (kv_heads, capacity, d): CUDA, bf16/f16 queries over rows of their own
+/// dtype or u8 codes, at most 8 query heads per KV head.
 pub fn takes(q: &Tensor, rows: &Tensor) -> bool {
     let (Ok((heads, t, d)), Ok((kv_heads, _, _))) = (q.dims3(), rows.dims3()) else { return false };
     q.device().is_cuda()
         && t == 1
         && supports(d)
         && matches!(q.dtype(), DType::BF16 | DType::F16)
+        && (rows.dtype() == q.dtype() || rows.dtype() == DType::U8)
         && kv_heads > 0
         && heads.is_multiple_of(kv_heads)
         && heads / kv_heads <= 8
@@ -145,23 +147,27 @@ impl CustomOp1 for DecodeAttention<'_> {
         let scale_guards = self.scales.map(|(a, b)| (a.storage_and_layout(), b.storage_and_layout()));
         let q_arg = Arg::of(q, q_layout)?;
         let stored = match self.stored {
-            Stored::Dense => k.type_name(),
+            Stored::Dense if k.type_name() == q_arg.type_name() => k.type_name(),
+            Stored::Dense => bail!("fused decode attention reads dense rows in the queries' dtype"),
             Stored::Int8 => "int8",
             Stored::Fp8 => "fp8",
         };
-        // Splits of whole tiles (a block of d threads takes d keys at a time).
-        let splits = (DECODE_BLOCKS.div_ceil(kv_heads)).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
-        let chunk = self.len.div_ceil(splits).next_multiple_of(d);
-        let splits = self.len.div_ceil(chunk);
         let maxg = if group <= 4 { 4 } else { 8 };
-        // SAFETY: `decode_partial` writes every (head, split) slot, empty splits included.
-        let partial = unsafe { dev.alloc::<f32>(heads * splits * (d + 2))? };
-        let name = format!("decode_partial_{}_{stored}_g{maxg}", q_arg.type_name());
+        let name = format!("decode_partial_{}_{stored}_d{d}_g{maxg}", q_arg.type_name());
         let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
         // Shared: queries and tile probabilities (group × d each), three
         // softmax values per head, one value scale per tile row; reused at
-        // the end to sum up to four row groups (4 × group × d).
-        let floats = (2 * group * d + 3 * group + d).max(4 * group * d);
+        // the end to sum the eight row groups of one head (8 × d).
+        let floats = (2 * group * d + 3 * group + d).max(8 * d);
+        // Splits of whole tiles (a block of d threads takes d keys at a
+        // time): as many blocks as the GPU runs at once, so one wave streams
+        // the whole cache, but no split under MIN_SPLIT_KEYS keys.
+        let wave = one_wave(&dev, &name, &func, d, floats * 4)?;
+        let splits = (wave / kv_heads).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
+        let chunk = self.len.div_ceil(splits).next_multiple_of(d);
+        let splits = self.len.div_ceil(chunk);
+        // SAFETY: `decode_partial` writes every (head, split) slot, empty splits included.
+        let partial = unsafe { dev.alloc::<f32>(heads * splits * (d + 2))? };
         let cfg = LaunchConfig {
             grid_dim: (kv_heads as u32, splits as u32, 1),
             block_dim: (d as u32, 1, 1),
@@ -181,7 +187,7 @@ impl CustomOp1 for DecodeAttention<'_> {
         ks.push(&mut builder);
         vs.push(&mut builder);
         builder.arg(&partial);
-        for x in [&heads_i, &kv_i, &cap_i, &d_i, &len_i, &chunk_i] {
+        for x in [&heads_i, &kv_i, &cap_i, &len_i, &chunk_i] {
             builder.arg(x);
         }
         let rotate = i32::from(self.rotated);
@@ -191,31 +197,48 @@ impl CustomOp1 for DecodeAttention<'_> {
         unsafe { builder.launch(cfg) }.w()?;
 
         let splits_i = splits as i32;
-        let combine = dev.get_or_load_custom_func(&format!("decode_combine_{}", q_arg.type_name()), MODULE, PTX)?;
         let cfg = LaunchConfig { grid_dim: (heads as u32, 1, 1), block_dim: (d as u32, 1, 1), shared_mem_bytes: (d * 4) as u32 };
         let slice = match q_arg {
-            Arg::Bf16(_) => {
-                // SAFETY: `decode_combine` writes every element.
-                let out = unsafe { dev.alloc::<bf16>(heads * d)? };
-                let mut b = combine.builder();
-                b.arg(&partial).arg(&out).arg(&splits_i).arg(&d_i).arg(&rotate);
-                // SAFETY: the arguments match `decode_combine`'s parameters.
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorageSlice::BF16(out)
-            }
-            Arg::F16(_) => {
-                // SAFETY: as above.
-                let out = unsafe { dev.alloc::<f16>(heads * d)? };
-                let mut b = combine.builder();
-                b.arg(&partial).arg(&out).arg(&splits_i).arg(&d_i).arg(&rotate);
-                // SAFETY: as above.
-                unsafe { b.launch(cfg) }.w()?;
-                CudaStorageSlice::F16(out)
-            }
+            Arg::Bf16(_) => CudaStorageSlice::BF16(combine_into::<bf16>(&dev, "bf16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),
+            Arg::F16(_) => CudaStorageSlice::F16(combine_into::<f16>(&dev, "f16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),
             _ => bail!("fused decode attention takes bf16 or f16 queries"),
         };
         Ok((CudaStorage { slice, device: dev }, Shape::from((heads, 1, d))))
     }
+}
+
+/// Blocks of `kernel` the GPU holds at once (SMs × resident blocks per SM),
+/// asked of the driver once per kernel.
+fn one_wave(dev: &CudaDevice, kernel: &str, func: &CudaFunction, threads: usize, smem: usize) -> Result<usize> {
+    static WAVES: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+    let mut waves = WAVES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, n)) = waves.iter().find(|(k, _)| k == kernel) {
+        return Ok(*n);
+    }
+    let sms = dev.cuda_stream().context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
+    let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(threads as u32, smem, None).w()?;
+    let n = (sms.max(1) as usize) * (per_sm.max(1) as usize);
+    waves.push((kernel.to_string(), n));
+    Ok(n)
+}
+
+/// Runs `decode_combine_{q_type}` over `partial` into a new buffer of `n` elements.
+fn combine_into<T: DeviceRepr>(
+    dev: &CudaDevice,
+    q_type: &str,
+    cfg: LaunchConfig,
+    partial: &CudaSlice<f32>,
+    n: usize,
+    [splits, d, rotate]: [i32; 3],
+) -> Result<CudaSlice<T>> {
+    let func = dev.get_or_load_custom_func(&format!("decode_combine_{q_type}"), MODULE, PTX)?;
+    // SAFETY: `decode_combine` writes every element.
+    let out = unsafe { dev.alloc::<T>(n)? };
+    let mut b = func.builder();
+    b.arg(partial).arg(&out).arg(&splits).arg(&d).arg(&rotate);
+    // SAFETY: the arguments match `decode_combine`'s parameters.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(out)
 }
 
 /// Rotates, scales and encodes `x` (kv_heads, T, d) into `codes` (kv_heads,

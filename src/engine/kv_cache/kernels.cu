@@ -15,57 +15,44 @@
 #include <cuda_fp8.h>
 #include <stdint.h>
 
-#define ELEMS 8
-
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ void from_float(float x, __nv_bfloat16 *out) { *out = __float2bfloat16(x); }
 __device__ __forceinline__ void from_float(float x, __half *out) { *out = __float2half(x); }
 
-// Loads 8 stored values of a row as floats (before any scale).
+// How the decode kernel reads stored rows: PER16 values per 16-byte load
+// (keys), VEC values per value-column load (8 for every type), both decoded
+// to floats before any scale.
 template <typename S> struct Row;
 
 template <> struct Row<__nv_bfloat16> {
     static constexpr bool SCALED = false;
-    static constexpr int VEC = 2;
-    __device__ static void some(const __nv_bfloat16 *p, float *out) {
-        __nv_bfloat162 x = *reinterpret_cast<const __nv_bfloat162 *>(p);
-        out[0] = __low2float(x);
-        out[1] = __high2float(x);
-    }
-    __device__ static void load(const __nv_bfloat16 *p, float *out) {
-        uint4 raw = *reinterpret_cast<const uint4 *>(p);
-        const __nv_bfloat16 *x = reinterpret_cast<const __nv_bfloat16 *>(&raw);
+    static constexpr int PER16 = 8;
+    static constexpr int VEC = 8;
+    typedef uint4 VecLoad;
+    __device__ static void decode(const uint32_t *w, int words, float *out) {
 #pragma unroll
-        for (int e = 0; e < ELEMS; e++) out[e] = __bfloat162float(x[e]);
+        for (int i = 0; i < words; i++) {
+            // bf16 -> f32 is a shift: the low half, then the high half.
+            out[2 * i] = __uint_as_float(w[i] << 16);
+            out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        }
     }
 };
 
 template <> struct Row<__half> {
     static constexpr bool SCALED = false;
-    static constexpr int VEC = 2;
-    __device__ static void some(const __half *p, float *out) {
-        __half2 x = *reinterpret_cast<const __half2 *>(p);
-        out[0] = __low2float(x);
-        out[1] = __high2float(x);
-    }
-    __device__ static void load(const __half *p, float *out) {
-        uint4 raw = *reinterpret_cast<const uint4 *>(p);
-        const __half *x = reinterpret_cast<const __half *>(&raw);
+    static constexpr int PER16 = 8;
+    static constexpr int VEC = 8;
+    typedef uint4 VecLoad;
+    __device__ static void decode(const uint32_t *w, int words, float *out) {
 #pragma unroll
-        for (int e = 0; e < ELEMS; e++) out[e] = __half2float(x[e]);
-    }
-};
-
-template <> struct Row<float> {
-    static constexpr bool SCALED = false;
-    static constexpr int VEC = 1;
-    __device__ static void some(const float *p, float *out) { out[0] = *p; }
-    __device__ static void load(const float *p, float *out) {
-        float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
-        out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
-        out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+        for (int i = 0; i < words; i++) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+            out[2 * i] = f.x;
+            out[2 * i + 1] = f.y;
+        }
     }
 };
 
@@ -73,31 +60,37 @@ template <> struct Row<float> {
 struct Int8 {
     static constexpr float MAX = 127.0f;
     __device__ static uint8_t encode(float x) { return (uint8_t)(fminf(fmaxf(roundf(x), -127.0f), 127.0f) + 128.0f); }
-    __device__ static float decode(uint8_t b) { return (float)b - 128.0f; }
+    // Four codes at once without int-to-float conversions: each byte becomes
+    // the low mantissa byte of 2^23, and 2^23 + 128 comes off again.
+    __device__ static void decode4(uint32_t w, float *out) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) out[i] = __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + i)) - 8388736.0f;
+    }
 };
 
 struct Fp8 {
     static constexpr float MAX = 448.0f;
     __device__ static uint8_t encode(float x) { return (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3); }
-    __device__ static float decode(uint8_t b) {
-        __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)b, __NV_E4M3);
-        return __half2float(__half(h));
+    // Two codes per conversion (Hopper converts E4M3 pairs to f16 pairs).
+    __device__ static void decode4(uint32_t w, float *out) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w >> (16 * i)), __NV_E4M3);
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+            out[2 * i] = f.x;
+            out[2 * i + 1] = f.y;
+        }
     }
 };
 
 template <typename C> struct Codes {
     static constexpr bool SCALED = true;
-    static constexpr int VEC = 4;
-    __device__ static void some(const uint8_t *p, float *out) {
-        uint32_t x = *reinterpret_cast<const uint32_t *>(p);
+    static constexpr int PER16 = 16;
+    static constexpr int VEC = 8;
+    typedef uint2 VecLoad;
+    __device__ static void decode(const uint32_t *w, int words, float *out) {
 #pragma unroll
-        for (int e = 0; e < 4; e++) out[e] = C::decode((uint8_t)(x >> (8 * e)));
-    }
-    __device__ static void load(const uint8_t *p, float *out) {
-        uint2 raw = *reinterpret_cast<const uint2 *>(p);
-        const uint8_t *x = reinterpret_cast<const uint8_t *>(&raw);
-#pragma unroll
-        for (int e = 0; e < ELEMS; e++) out[e] = C::decode(x[e]);
+        for (int i = 0; i < words; i++) C::decode4(w[i], out + 4 * i);
     }
 };
 
@@ -117,72 +110,101 @@ __device__ void block_fwht(float *x, int rows, int d) {
     }
 }
 
-// One block of d threads per (KV head, split), over tiles of d rows. With
+// Loads N 16-byte words (or smaller vectors) of one row, all issued before
+// any is used, so a thread keeps N loads in flight.
+template <typename V, int N> __device__ __forceinline__ void load_words(const V *p, uint32_t *w) {
+    V raw[N];
+#pragma unroll
+    for (int i = 0; i < N; i++) raw[i] = __ldg(p + i);
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const uint32_t *x = reinterpret_cast<const uint32_t *>(&raw[i]);
+#pragma unroll
+        for (int j = 0; j < (int)(sizeof(V) / 4); j++) w[i * (sizeof(V) / 4) + j] = x[j];
+    }
+}
+
+// One block of D threads per (KV head, split), over tiles of D rows. With
 // `rotate`, q arrives in the model's basis and is rotated here into the
 // cache's (decode_combine rotates the output back). Per tile:
 //  1. scores: thread i takes row i of the tile and all the group's heads
 //     (the queries sit in shared memory), so each key row is read once;
+//     a row's loads are issued in batches of four 16-byte words;
 //  2. softmax: one warp per head updates the running max and sum;
-//  3. values: each thread accumulates a few adjacent columns (one vector
-//     load) of every head over a share of the rows, reading value rows across
-//     the block (coalesced); the shares are summed at the end.
-// q: (heads, d); k, v: (kv_heads, cap, d) rows of S, or codes with scales
-// ks, vs: (kv_heads, cap); partial: (heads, splits, d + 2) = (acc, max, sum).
-template <typename Q, typename S, typename L, int MAXG>
+//  3. values: each thread accumulates VEC adjacent columns (one vector load)
+//     of every head over every VEC-th row of the tile, loading four rows
+//     ahead; the VEC row groups are summed at the end.
+// q: (heads, D); k, v: (kv_heads, cap, D) rows of S, or codes with scales
+// ks, vs: (kv_heads, cap); partial: (heads, splits, D + 2) = (acc, max, sum).
+template <typename Q, typename S, typename L, int D, int MAXG>
 __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *ks, const float *vs, float *partial,
-                               int heads, int kv_heads, int cap, int d, int len, int chunk, float softmax_scale,
-                               int rotate) {
+                               int heads, int kv_heads, int cap, int len, int chunk, float softmax_scale, int rotate) {
     extern __shared__ float smem[];
+    constexpr int TILE = D;
     const int kvh = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
     const int group = heads / kv_heads;
-    const int tid = threadIdx.x, tile = blockDim.x; // tile == d
-    const int lane = tid & 31, warp = tid >> 5, warps = tile >> 5;
-    float *q_s = smem;                 // group * d
-    float *p_s = q_s + group * d;      // group * tile: scores, then probabilities
-    float *m_s = p_s + group * tile;   // group: running max
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5, warps = TILE >> 5;
+    float *q_s = smem;                 // group * D
+    float *p_s = q_s + group * D;      // group * TILE: scores, then probabilities
+    float *m_s = p_s + group * TILE;   // group: running max
     float *l_s = m_s + group;          // group: running sum
     float *c_s = l_s + group;          // group: this tile's correction
-    float *vs_s = c_s + group;         // tile: value scales
+    float *vs_s = c_s + group;         // TILE: value scales
     const int begin = split * chunk, end = min(len, begin + chunk);
 
-    for (int i = tid; i < group * d; i += tile) q_s[i] = to_float(q[(size_t)kvh * group * d + i]);
+    for (int i = tid; i < group * D; i += TILE) q_s[i] = to_float(q[(size_t)kvh * group * D + i]);
     if (tid < group) { m_s[tid] = -INFINITY; l_s[tid] = 0.0f; }
     __syncthreads();
     float q_scale = softmax_scale;
     if (rotate) {
-        block_fwht(q_s, group, d);
-        q_scale *= rsqrtf((float)d);
+        block_fwht(q_s, group, D);
+        q_scale *= rsqrtf((float)D);
     }
-    for (int i = tid; i < group * d; i += tile) q_s[i] *= q_scale;
+    for (int i = tid; i < group * D; i += TILE) q_s[i] *= q_scale;
     __syncthreads();
 
-    // Phase 3 layout: a thread takes VEC adjacent columns (one vector load)
-    // of every VEC-th row of the tile; row groups are summed at the end.
+    // Key loads: words of 16 bytes per row, in batches of up to four.
+    constexpr int KEY_WORDS = D / L::PER16;
+    constexpr int BATCH = KEY_WORDS < 4 ? KEY_WORDS : 4;
+    constexpr int PER_WORD = L::PER16 / 4;
+    // Value layout: VEC adjacent columns per thread, VEC row groups.
     constexpr int VEC = L::VEC;
-    const int col_threads = d / VEC, row_groups = tile / col_threads;
-    const int cg = tid % col_threads, rg = tid / col_threads;
+    constexpr int COL_THREADS = D / VEC, ROW_GROUPS = TILE / COL_THREADS, ROWS_EACH = TILE / ROW_GROUPS;
+    constexpr int AHEAD = 4;
+    typedef typename L::VecLoad VL;
+    constexpr int VL_WORDS = sizeof(VL) / 4;
+    const int cg = tid % COL_THREADS, rg = tid / COL_THREADS;
     float acc[MAXG][VEC];
 #pragma unroll
     for (int g = 0; g < MAXG; g++)
 #pragma unroll
         for (int e = 0; e < VEC; e++) acc[g][e] = 0.0f;
-    for (int t0 = begin; t0 < end; t0 += tile) {
-        const int rows = min(tile, end - t0);
+    for (int t0 = begin; t0 < end; t0 += TILE) {
+        const int rows = min(TILE, end - t0);
         // 1. Scores of row t0 + tid.
         float s[MAXG];
 #pragma unroll
         for (int g = 0; g < MAXG; g++) s[g] = 0.0f;
         if (tid < rows) {
             const size_t at = (size_t)kvh * cap + t0 + tid;
-            const S *row = k + at * d;
-            for (int e0 = 0; e0 < d; e0 += ELEMS) {
-                float kf[ELEMS];
-                L::load(row + e0, kf);
+            const uint4 *row = reinterpret_cast<const uint4 *>(k + at * D);
 #pragma unroll
-                for (int g = 0; g < MAXG; g++) {
-                    if (g >= group) break;
+            for (int b0 = 0; b0 < KEY_WORDS; b0 += BATCH) {
+                uint32_t w[BATCH * 4];
+                load_words<uint4, BATCH>(row + b0, w);
+                // Decoded one 32-bit word at a time, as the FMAs use them.
 #pragma unroll
-                    for (int e = 0; e < ELEMS; e++) s[g] += q_s[g * d + e0 + e] * kf[e];
+                for (int i = 0; i < BATCH * 4; i++) {
+                    float kf[PER_WORD];
+                    L::decode(&w[i], 1, kf);
+                    const float *qb = q_s + b0 * L::PER16 + i * PER_WORD;
+#pragma unroll
+                    for (int g = 0; g < MAXG; g++) {
+                        if (g >= group) break;
+#pragma unroll
+                        for (int e = 0; e < PER_WORD; e++) s[g] += qb[g * D + e] * kf[e];
+                    }
                 }
             }
             const float kscale = L::SCALED ? ks[at] : 1.0f;
@@ -193,18 +215,18 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
 #pragma unroll
         for (int g = 0; g < MAXG; g++) {
             if (g >= group) break;
-            p_s[g * tile + tid] = tid < rows ? s[g] : -INFINITY;
+            p_s[g * TILE + tid] = tid < rows ? s[g] : -INFINITY;
         }
         __syncthreads();
         // 2. Online softmax, one warp per head.
         for (int g = warp; g < group; g += warps) {
-            float *p = p_s + g * tile;
+            float *p = p_s + g * TILE;
             float mx = -INFINITY;
             for (int j = lane; j < rows; j += 32) mx = fmaxf(mx, p[j]);
             for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             const float m_old = m_s[g], m_new = fmaxf(m_old, mx);
             float sum = 0.0f;
-            for (int j = lane; j < tile; j += 32) {
+            for (int j = lane; j < TILE; j += 32) {
                 const float e = j < rows ? __expf(p[j] - m_new) : 0.0f;
                 p[j] = e;
                 sum += e;
@@ -218,31 +240,42 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
             }
         }
         __syncthreads();
-        // 3. Values: VEC columns of every row_groups-th row, for every head.
+        // 3. Values: VEC columns of every ROW_GROUPS-th row, for every head.
 #pragma unroll
         for (int g = 0; g < MAXG; g++) {
             if (g >= group) break;
 #pragma unroll
             for (int e = 0; e < VEC; e++) acc[g][e] *= c_s[g];
         }
-        const S *col = v + ((size_t)kvh * cap + t0) * d + cg * VEC;
-#pragma unroll 4
-        for (int j = rg; j < rows; j += row_groups) {
-            float x[VEC];
-            L::some(col + (size_t)j * d, x);
-            const float scale = vs_s[j];
+        const VL *col = reinterpret_cast<const VL *>(v + ((size_t)kvh * cap + t0) * D + cg * VEC);
 #pragma unroll
-            for (int g = 0; g < MAXG; g++) {
-                if (g >= group) break;
-                const float p = p_s[g * tile + j] * scale;
+        for (int r0 = 0; r0 < ROWS_EACH; r0 += AHEAD) {
+            VL raw[AHEAD];
 #pragma unroll
-                for (int e = 0; e < VEC; e++) acc[g][e] += p * x[e];
+            for (int a = 0; a < AHEAD; a++) {
+                const int j = rg + (r0 + a) * ROW_GROUPS;
+                if (j < rows) raw[a] = __ldg(col + (size_t)j * (D / VEC));
+            }
+#pragma unroll
+            for (int a = 0; a < AHEAD; a++) {
+                const int j = rg + (r0 + a) * ROW_GROUPS;
+                if (j >= rows) break;
+                float x[VEC];
+                L::decode(reinterpret_cast<const uint32_t *>(&raw[a]), VL_WORDS, x);
+                const float scale = vs_s[j];
+#pragma unroll
+                for (int g = 0; g < MAXG; g++) {
+                    if (g >= group) break;
+                    const float p = p_s[g * TILE + j] * scale;
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) acc[g][e] += p * x[e];
+                }
             }
         }
         __syncthreads(); // p_s and vs_s are rewritten by the next tile
     }
-    // Sum the row groups through shared memory (red[rg][g][column], over the
-    // softmax state: keep that in registers first).
+    // Sum the row groups through shared memory, one head at a time (the
+    // softmax state is kept in registers first).
     float m_fin[MAXG], l_fin[MAXG];
 #pragma unroll
     for (int g = 0; g < MAXG; g++) {
@@ -250,22 +283,20 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
         l_fin[g] = g < group ? l_s[g] : 0.0f;
     }
     __syncthreads();
-    float *red = smem;
+    float *red = smem; // ROW_GROUPS * D
 #pragma unroll
     for (int g = 0; g < MAXG; g++) {
         if (g >= group) break;
 #pragma unroll
-        for (int e = 0; e < VEC; e++) red[((size_t)rg * group + g) * d + cg * VEC + e] = acc[g][e];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int g = 0; g < MAXG; g++) {
-        if (g >= group) break;
+        for (int e = 0; e < VEC; e++) red[rg * D + cg * VEC + e] = acc[g][e];
+        __syncthreads();
         float a = 0.0f;
-        for (int r = 0; r < row_groups; r++) a += red[((size_t)r * group + g) * d + tid];
-        float *out = partial + ((size_t)(kvh * group + g) * splits + split) * (d + 2);
+#pragma unroll
+        for (int r = 0; r < ROW_GROUPS; r++) a += red[r * D + tid];
+        float *out = partial + ((size_t)(kvh * group + g) * splits + split) * (D + 2);
         out[tid] = a;
-        if (tid == 0) { out[d] = m_fin[g]; out[d + 1] = l_fin[g]; }
+        if (tid == 0) { out[D] = m_fin[g]; out[D + 1] = l_fin[g]; }
+        __syncthreads();
     }
 }
 
@@ -296,25 +327,27 @@ __device__ void decode_combine(const float *partial, Q *out, int splits, int d, 
     from_float(row[e] * scale, &out[(size_t)h * d + e]);
 }
 
-#define PARTIAL(NAME, Q, S, L, MAXG)                                                                             \
+#define PARTIAL(NAME, Q, S, L, D, MAXG)                                                                          \
     extern "C" __global__ void NAME(const Q *q, const S *k, const S *v, const float *ks, const float *vs,      \
-                                    float *partial, int heads, int kv_heads, int cap, int d, int len, int chunk, \
+                                    float *partial, int heads, int kv_heads, int cap, int len, int chunk,       \
                                     float softmax_scale, int rotate) {                                         \
-        decode_partial<Q, S, L, MAXG>(q, k, v, ks, vs, partial, heads, kv_heads, cap, d, len, chunk, softmax_scale, \
-                                      rotate);                                                                 \
+        decode_partial<Q, S, L, D, MAXG>(q, k, v, ks, vs, partial, heads, kv_heads, cap, len, chunk, softmax_scale, \
+                                         rotate);                                                              \
     }
 
+// Dense rows are stored in the queries' own dtype.
+#define PARTIALS_D(QN, Q, D)                                                                     \
+    PARTIAL(decode_partial_##QN##_##QN##_d##D##_g4, Q, Q, Row<Q>, D, 4)                          \
+    PARTIAL(decode_partial_##QN##_##QN##_d##D##_g8, Q, Q, Row<Q>, D, 8)                          \
+    PARTIAL(decode_partial_##QN##_int8_d##D##_g4, Q, uint8_t, Codes<Int8>, D, 4)                 \
+    PARTIAL(decode_partial_##QN##_int8_d##D##_g8, Q, uint8_t, Codes<Int8>, D, 8)                 \
+    PARTIAL(decode_partial_##QN##_fp8_d##D##_g4, Q, uint8_t, Codes<Fp8>, D, 4)                   \
+    PARTIAL(decode_partial_##QN##_fp8_d##D##_g8, Q, uint8_t, Codes<Fp8>, D, 8)
+
 #define PARTIALS(QN, Q)                                                                        \
-    PARTIAL(decode_partial_##QN##_bf16_g4, Q, __nv_bfloat16, Row<__nv_bfloat16>, 4)            \
-    PARTIAL(decode_partial_##QN##_bf16_g8, Q, __nv_bfloat16, Row<__nv_bfloat16>, 8)            \
-    PARTIAL(decode_partial_##QN##_f16_g4, Q, __half, Row<__half>, 4)                           \
-    PARTIAL(decode_partial_##QN##_f16_g8, Q, __half, Row<__half>, 8)                           \
-    PARTIAL(decode_partial_##QN##_f32_g4, Q, float, Row<float>, 4)                             \
-    PARTIAL(decode_partial_##QN##_f32_g8, Q, float, Row<float>, 8)                             \
-    PARTIAL(decode_partial_##QN##_int8_g4, Q, uint8_t, Codes<Int8>, 4)                         \
-    PARTIAL(decode_partial_##QN##_int8_g8, Q, uint8_t, Codes<Int8>, 8)                         \
-    PARTIAL(decode_partial_##QN##_fp8_g4, Q, uint8_t, Codes<Fp8>, 4)                           \
-    PARTIAL(decode_partial_##QN##_fp8_g8, Q, uint8_t, Codes<Fp8>, 8)                           \
+    PARTIALS_D(QN, Q, 64)                                                                      \
+    PARTIALS_D(QN, Q, 128)                                                                     \
+    PARTIALS_D(QN, Q, 256)                                                                     \
     extern "C" __global__ void decode_combine_##QN(const float *partial, Q *out, int splits, int d, int rotate) { \
         decode_combine<Q>(partial, out, splits, d, rotate);                                    \
     }
