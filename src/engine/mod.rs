@@ -11,6 +11,7 @@ pub mod device;
 pub mod generate;
 pub mod gguf;
 pub mod kv_cache;
+pub mod linear;
 pub mod model;
 pub mod rope;
 pub mod sampling;

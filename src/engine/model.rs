@@ -7,6 +7,7 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 use super::attention::{KEY_BLOCK, attend};
 use super::config::{Family, ModelConfig};
 use super::kv_cache::{KvCache, rotate};
+use super::linear::Projection;
 use super::rope::Rope;
 
 /// Bytes of attention scores one prefill chunk may hold (f32), so long
@@ -14,18 +15,18 @@ use super::rope::Rope;
 const ATTENTION_BUDGET_BYTES: usize = 64 << 20;
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Projection,
+    k: Projection,
+    v: Projection,
+    o: Projection,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Projection,
+    up: Projection,
+    down: Projection,
 }
 
 struct Block {
@@ -40,7 +41,7 @@ pub struct Model {
     embed: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Projection,
     rope: Rope,
     dtype: DType,
 }
@@ -52,8 +53,8 @@ pub enum Logits {
     All,
 }
 
-fn linear(vb: &VarBuilder, name: &str, din: usize, dout: usize, bias: bool) -> Result<Linear> {
-    candle_nn::linear_b(din, dout, bias, vb.pp(name))
+fn linear(vb: &VarBuilder, name: &str, din: usize, dout: usize, bias: bool) -> Result<Projection> {
+    candle_nn::linear_b(din, dout, bias, vb.pp(name)).map(Projection::new)
 }
 
 impl Attention {
@@ -94,7 +95,7 @@ impl Attention {
 }
 
 /// Projects `x` (T, hidden) into per-head (1, heads, T, D), normed per head when asked.
-fn per_head(x: &Tensor, proj: &Linear, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
+fn per_head(x: &Tensor, proj: &Projection, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
     let t = x.dim(0)?;
     let mut y = proj.forward(x)?.reshape((t, heads, d))?;
     if let Some(norm) = norm {
@@ -110,7 +111,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&(candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?)
+        self.down.forward(&Projection::gated(x, &self.gate, &self.up)?)
     }
 }
 
@@ -134,9 +135,9 @@ impl Model {
         let blocks = (0..cfg.layers).map(|i| Block::load(vb.pp(format!("model.layers.{i}")), &cfg)).collect::<Result<_>>()?;
         let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?;
         let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-            Linear::new(embed.embeddings().clone(), None)
+            Projection::new(Linear::new(embed.embeddings().clone(), None))
         } else {
-            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+            linear(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
         };
         let rope = Rope::new(&cfg, positions, dtype, &device)?;
         Ok(Model { cfg, embed, blocks, norm, lm_head, rope, dtype })
