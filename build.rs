@@ -1,6 +1,6 @@
 //! With the `cuda` feature, compiles llmctl's own CUDA kernels to PTX
-//! (loaded at run time by `src/engine/kv_cache/cuda.rs` and
-//! `src/engine/linear/cuda.rs`). nvcc comes from `NVCC` or the PATH, the GPU
+//! (loaded at run time by the `cuda.rs` beside each: `src/engine/kv_cache/`,
+//! `src/engine/linear/`, `src/engine/attention/`). nvcc comes from `NVCC` or the PATH, the GPU
 //! family from `CUDA_COMPUTE_CAP` (default 90: H100/H200), as for candle's
 //! own kernels. CPU builds need nothing.
 
@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Each kernel source and the PTX file it becomes in `OUT_DIR`.
-const KERNELS: [(&str, &str); 2] = [("src/engine/kv_cache/kernels.cu", "kv_cache.ptx"), ("src/engine/linear/matvec.cu", "matvec.ptx")];
+const KERNELS: [(&str, &str); 3] = [
+    ("src/engine/kv_cache/kernels.cu", "kv_cache.ptx"),
+    ("src/engine/linear/matvec.cu", "matvec.ptx"),
+    ("src/engine/attention/softmax.cu", "softmax.ptx"),
+];
 
 fn main() {
     for (source, _) in KERNELS {

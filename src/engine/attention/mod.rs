@@ -1,6 +1,9 @@
 //! Causal scaled-dot-product attention over the cache, GQA-aware: each KV
 //! head is read once for its whole group of query heads (no repeat_kv copy).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 use candle_core::{DType, Result, Tensor};
 
 /// Keys per block: attention never holds more than one block of keys,
@@ -23,6 +26,8 @@ pub fn attend(
     let total = start + t;
     let mut state: Option<(Tensor, Tensor, Tensor)> = None; // running max, sum, weighted values
     let mut q_rows = None;
+    #[cfg(feature = "cuda")]
+    let mut fused: Option<(Tensor, Tensor)> = None; // kernel state (max, sum, correction), weighted values
     for from in (0..total).step_by(block.max(1)) {
         let to = (from + block).min(total);
         let (k, v) = read(from, to)?;
@@ -33,6 +38,24 @@ pub fn attend(
             Some(q) => q,
             None => q_rows.insert(q.reshape((kv_heads, group * t, d))?),
         };
+        // On CUDA in bf16/f16: scores and P·V on the tensor cores, the
+        // softmax in one kernel (`cuda.rs`), probabilities in the compute dtype.
+        #[cfg(feature = "cuda")]
+        if cuda::takes(q, &k) {
+            let scores = q.matmul(&k.t()?)?;
+            let kernel_state = match &fused {
+                Some((s, _)) => s.clone(),
+                None => cuda::initial_state(kv_heads, group * t, q.device())?,
+            };
+            cuda::softmax_block(&scores, &kernel_state, (1.0 / (d as f64).sqrt()) as f32, start, from, t)?;
+            let weighted = scores.matmul(&v.contiguous()?)?.to_dtype(DType::F32)?;
+            let acc = match fused {
+                None => weighted,
+                Some((_, acc)) => (acc.broadcast_mul(&kernel_state.narrow(2, 2, 1)?)? + weighted)?,
+            };
+            fused = Some((kernel_state, acc));
+            continue;
+        }
         let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.to_dtype(DType::F32)?;
         if to > start + 1 {
             scores = apply_causal_mask(&scores, kv_heads, group, t, from, to, start)?;
@@ -53,6 +76,10 @@ pub fn attend(
                 (m_new, l, acc)
             }
         });
+    }
+    #[cfg(feature = "cuda")]
+    if let Some((kernel_state, acc)) = fused {
+        return acc.broadcast_div(&kernel_state.narrow(2, 1, 1)?)?.to_dtype(q.dtype())?.reshape((heads, t, d));
     }
     let (_, l, acc) = state.expect("there is at least one key");
     acc.broadcast_div(&l)?.to_dtype(q.dtype())?.reshape((heads, t, d))
