@@ -15,7 +15,9 @@ pub const KEY_BLOCK: usize = 1024;
 /// Causal attention for `q`: (heads, T, D) at positions `start..start+T`
 /// over keys `0..start+T`, read block by block through `read(from, to)`
 /// (each (kv_heads, to-from, D)) and combined with an online softmax, as
-/// flash attention does. Returns (heads, T, D). Scores are f32.
+/// flash attention does. Returns (heads, T, D). Scores are f32, except on
+/// CUDA in bf16/f16, where they and the probabilities stay in that dtype
+/// (tensor-core products around the softmax kernel of `cuda.rs`).
 pub fn attend(
     q: &Tensor,
     start: usize,
