@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The header every kernel source includes.
+const HEADER: &str = "src/engine/half.cuh";
 /// Each kernel source and the PTX file it becomes in `OUT_DIR`.
 const KERNELS: [(&str, &str); 3] = [
     ("src/engine/kv_cache/kernels.cu", "kv_cache.ptx"),
@@ -18,6 +20,7 @@ fn main() {
     for (source, _) in KERNELS {
         println!("cargo::rerun-if-changed={source}");
     }
+    println!("cargo::rerun-if-changed={HEADER}");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo::rerun-if-env-changed=NVCC");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {

@@ -5,13 +5,7 @@
 // max, in place, and the row's (max, sum, correction) state is updated: the
 // work of about eight tensor ops over f32 scores, in one pass.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ void from_float(float x, __nv_bfloat16 *out) { *out = __float2bfloat16(x); }
-__device__ __forceinline__ void from_float(float x, __half *out) { *out = __float2half(x); }
+#include "../half.cuh"
 
 // One warp per row. scores: (rows, width), row r holding query position
 // start + r % t against keys from..from+width; key j is visible when

@@ -10,23 +10,15 @@
 //   of new key/value rows, written straight into the cache.
 //
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_fp8.h>
-#include <stdint.h>
 
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ void from_float(float x, __nv_bfloat16 *out) { *out = __float2bfloat16(x); }
-__device__ __forceinline__ void from_float(float x, __half *out) { *out = __float2half(x); }
+#include "../half.cuh"
 
 // How the decode kernel reads stored rows: PER16 values per 16-byte load
 // (keys), VEC values per value-column load (8 for every type), both decoded
-// to floats before any scale.
-template <typename S> struct Row;
-
-template <> struct Row<__nv_bfloat16> {
+// to floats before any scale. Dense rows (bf16 or f16) hold two values per
+// 32-bit word; codes (`Codes` below) four.
+template <typename S> struct Row {
     static constexpr bool SCALED = false;
     static constexpr int PER16 = 8;
     static constexpr int VEC = 8;
@@ -34,22 +26,7 @@ template <> struct Row<__nv_bfloat16> {
     __device__ static void decode(const uint32_t *w, int words, float *out) {
 #pragma unroll
         for (int i = 0; i < words; i++) {
-            // bf16 -> f32 is a shift: the low half, then the high half.
-            out[2 * i] = __uint_as_float(w[i] << 16);
-            out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-        }
-    }
-};
-
-template <> struct Row<__half> {
-    static constexpr bool SCALED = false;
-    static constexpr int PER16 = 8;
-    static constexpr int VEC = 8;
-    typedef uint4 VecLoad;
-    __device__ static void decode(const uint32_t *w, int words, float *out) {
-#pragma unroll
-        for (int i = 0; i < words; i++) {
-            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+            const float2 f = pair(w[i], S());
             out[2 * i] = f.x;
             out[2 * i + 1] = f.y;
         }
@@ -75,8 +52,8 @@ struct Fp8 {
     __device__ static void decode4(uint32_t w, float *out) {
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w >> (16 * i)), __NV_E4M3);
-            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+            const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w >> (16 * i)), __NV_E4M3);
+            const float2 f = pair(*reinterpret_cast<const uint32_t *>(&h), __half());
             out[2 * i] = f.x;
             out[2 * i + 1] = f.y;
         }

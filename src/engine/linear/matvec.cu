@@ -6,22 +6,9 @@
 // bypassing L1 for the weights (read once) while x stays cached. The gated
 // variant computes a SwiGLU MLP's silu(gate) * up in the same pass.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <stdint.h>
+#include "../half.cuh"
 
 #define UNROLL 8
-
-__device__ __forceinline__ float2 pair(uint32_t w, __nv_bfloat16) {
-    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
-}
-__device__ __forceinline__ float2 pair(uint32_t w, __half) {
-    return __half22float2(*reinterpret_cast<const __half2 *>(&w));
-}
-__device__ __forceinline__ void store(float x, __nv_bfloat16 *out) { *out = __float2bfloat16(x); }
-__device__ __forceinline__ void store(float x, __half *out) { *out = __float2half(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 
 // Dot product of eight values of T packed in each of a and b.
 template <typename T> __device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc) {
@@ -82,7 +69,7 @@ template <typename T> __device__ void matvec(const T *x, const T *w, T *y, int r
     const T *ws[1] = {w};
     float acc[1];
     row_dots<T, 1>(x, ws, row, cols, lane, acc);
-    if (lane == 0) store(acc[0], &y[row]);
+    if (lane == 0) from_float(acc[0], &y[row]);
 }
 
 // A gated MLP's first half in one pass: y = silu(x · Gᵀ) * (x · Uᵀ), with
@@ -95,10 +82,10 @@ template <typename T> __device__ void gated_matvec(const T *x, const T *gate, co
     float acc[2];
     row_dots<T, 2>(x, ws, row, cols, lane, acc);
     T g_t, u_t;
-    store(acc[0], &g_t);
-    store(acc[1], &u_t);
+    from_float(acc[0], &g_t);
+    from_float(acc[1], &u_t);
     const float g = to_float(g_t), u = to_float(u_t);
-    if (lane == 0) store(g / (1.0f + __expf(-g)) * u, &y[row]);
+    if (lane == 0) from_float(g / (1.0f + __expf(-g)) * u, &y[row]);
 }
 
 extern "C" __global__ void matvec_bf16(const __nv_bfloat16 *x, const __nv_bfloat16 *w, __nv_bfloat16 *y, int rows, int cols) {
