@@ -156,6 +156,44 @@ fn fused_decode_attention_matches_the_blockwise_path() {
     }
 }
 
+/// The tensor-core decode kernel vs the SIMT kernel over the same codes,
+/// relative to the largest output: the tensor cores take queries and
+/// probabilities in f16 (2^-11 relative) where the SIMT kernel keeps f32;
+/// both round the output to bf16 (2^-8).
+const DECODE_KERNELS_TOLERANCE: f32 = 1e-2;
+
+#[test]
+fn both_decode_kernels_agree_on_quantized_caches() {
+    use llmctl::engine::kv_cache::cuda::{DecodeKernel, Stored, decode_attention_with};
+    let dev = cuda();
+    // The 8B shape over many splits; SmolLM2's d 64 and group 3 over a few
+    // keys; groups of 8 and 1; a ragged last step everywhere.
+    for (heads, kv_heads, d, len) in [(32, 8, 128, 5000), (9, 3, 64, 37), (16, 2, 128, 33_333), (16, 2, 64, 1_001), (8, 8, 128, 17)] {
+        let cap = len + 16;
+        // Codes 0..=125 are finite in both formats.
+        let codes = |seed| {
+            let c: Vec<u8> = values(kv_heads * cap * d, seed).iter().map(|x| ((x + 1.0) * 62.9) as u8).collect();
+            Tensor::from_vec(c, (kv_heads, cap, d), &dev).unwrap()
+        };
+        let scales = |seed| {
+            let s: Vec<f32> = values(kv_heads * cap, seed).iter().map(|x| 0.005 + 0.004 * (x + 1.0)).collect();
+            Tensor::from_vec(s, (kv_heads, cap, 1), &dev).unwrap()
+        };
+        let (k, v, ks, vs) = (codes(1), codes(2), scales(3), scales(4));
+        let q = Tensor::from_vec(values(heads * d, 5), (heads, 1, d), &dev).unwrap().affine(3.0, 0.0).unwrap().to_dtype(DType::BF16).unwrap();
+        for stored in [Stored::Int8, Stored::Fp8] {
+            for rotated in [false, true] {
+                let out = |kernel| decode_attention_with(kernel, &q, &k, &v, Some((&ks, &vs)), stored, rotated, len).unwrap().to_dtype(DType::F32).unwrap();
+                let simt = out(DecodeKernel::Simt);
+                let diff = (out(DecodeKernel::TensorCore) - &simt).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let scale = simt.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                eprintln!("{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: max |tensor core - SIMT| {diff:.2e} (outputs up to {scale:.3})");
+                assert!(diff <= DECODE_KERNELS_TOLERANCE * scale, "{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}");
+            }
+        }
+    }
+}
+
 fn quantize_both_ways<C: Codec>(scheme: KvScheme) {
     let dev = cuda();
     let (kv_heads, t, d) = (8, 300, 128);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute;
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
-use candle_core::{CudaStorage, CustomOp1, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
+use candle_core::{CudaStorage, CustomOp1, D, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
 use half::{bf16, f16};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_cache.ptx"));
@@ -100,6 +100,30 @@ fn cuda_storage(storage: &Storage) -> Result<&CudaStorage> {
     }
 }
 
+/// Which kernel computes decode attention: the SIMT kernel takes every
+/// layout; the tensor-core kernel takes int8/fp8 codes with rows of 64 or
+/// 128 and spends far fewer instructions per byte on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeKernel {
+    Simt,
+    TensorCore,
+}
+
+impl DecodeKernel {
+    /// The faster kernel that takes `stored` rows of length `head_dim`.
+    pub fn best(stored: Stored, head_dim: usize) -> Self {
+        if Self::TensorCore.takes(stored, head_dim) { Self::TensorCore } else { Self::Simt }
+    }
+
+    /// Whether this kernel takes `stored` rows of length `head_dim`.
+    pub fn takes(self, stored: Stored, head_dim: usize) -> bool {
+        match self {
+            Self::Simt => supports(head_dim),
+            Self::TensorCore => matches!(stored, Stored::Int8 | Stored::Fp8) && matches!(head_dim, 64 | 128),
+        }
+    }
+}
+
 /// Attention of one query position per head over cache positions `0..len`.
 /// `q`: (heads, 1, d) in bf16 or f16; `k`, `v`: (kv_heads, capacity, d);
 /// `scales`: (kv_heads, capacity, 1) f32 each for quantized rows. With
@@ -114,11 +138,32 @@ pub fn decode_attention(
     rotated: bool,
     len: usize,
 ) -> Result<Tensor> {
+    let kernel = DecodeKernel::best(stored, q.dim(D::Minus1)?);
+    decode_attention_with(kernel, q, k, v, scales, stored, rotated, len)
+}
+
+/// [`decode_attention`] on a chosen kernel (for tests and benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn decode_attention_with(
+    kernel: DecodeKernel,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scales: Option<(&Tensor, &Tensor)>,
+    stored: Stored,
+    rotated: bool,
+    len: usize,
+) -> Result<Tensor> {
+    let d = q.dim(D::Minus1)?;
+    if !kernel.takes(stored, d) {
+        bail!("the {kernel:?} decode kernel does not take {stored:?} rows of {d}")
+    }
     let q = q.contiguous()?;
-    q.apply_op1_no_bwd(&DecodeAttention { k, v, scales, stored, rotated, len })
+    q.apply_op1_no_bwd(&DecodeAttention { kernel, k, v, scales, stored, rotated, len })
 }
 
 struct DecodeAttention<'t> {
+    kernel: DecodeKernel,
     k: &'t Tensor,
     v: &'t Tensor,
     scales: Option<(&'t Tensor, &'t Tensor)>,
@@ -126,6 +171,48 @@ struct DecodeAttention<'t> {
     rotated: bool,
     len: usize,
 }
+
+/// How one decode kernel is launched: its name, block size, shared memory,
+/// splits per block and the multiple of keys a split takes.
+struct Launch {
+    name: String,
+    threads: usize,
+    smem_bytes: usize,
+    splits_per_block: usize,
+    keys_step: usize,
+    min_split_keys: usize,
+}
+
+impl Launch {
+    fn of(kernel: DecodeKernel, q_type: &str, stored: &str, d: usize, group: usize) -> Self {
+        match kernel {
+            // One block of d threads per split, d keys at a time. Shared:
+            // queries and tile probabilities (group × d each), three softmax
+            // values per head, one value scale per tile row; reused at the
+            // end to sum the eight row groups of one head (8 × d).
+            DecodeKernel::Simt => Self {
+                name: format!("decode_partial_{q_type}_{stored}_d{d}_g{}", if group <= 4 { 4 } else { 8 }),
+                threads: d,
+                smem_bytes: (2 * group * d + 3 * group + d).max(8 * d) * 4,
+                splits_per_block: 1,
+                keys_step: d,
+                min_split_keys: MIN_SPLIT_KEYS,
+            },
+            // Four warps, a split each, 16 keys at a time; shared: the queries.
+            DecodeKernel::TensorCore => Self {
+                name: format!("decode_mma_partial_{q_type}_{stored}_d{d}"),
+                threads: 32 * MMA_WARPS,
+                smem_bytes: group * d * 4,
+                splits_per_block: MMA_WARPS,
+                keys_step: 16,
+                min_split_keys: MIN_SPLIT_KEYS,
+            },
+        }
+    }
+}
+
+/// Warps per block of the tensor-core kernel (`MMA_WARPS` in decode_mma.cuh).
+const MMA_WARPS: usize = 4;
 
 impl CustomOp1 for DecodeAttention<'_> {
     fn name(&self) -> &'static str {
@@ -152,26 +239,21 @@ impl CustomOp1 for DecodeAttention<'_> {
             Stored::Int8 => "int8",
             Stored::Fp8 => "fp8",
         };
-        let maxg = if group <= 4 { 4 } else { 8 };
-        let name = format!("decode_partial_{}_{stored}_d{d}_g{maxg}", q_arg.type_name());
-        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-        // Shared: queries and tile probabilities (group × d each), three
-        // softmax values per head, one value scale per tile row; reused at
-        // the end to sum the eight row groups of one head (8 × d).
-        let floats = (2 * group * d + 3 * group + d).max(8 * d);
-        // Splits of whole tiles (a block of d threads takes d keys at a
-        // time): as many blocks as the GPU runs at once, so one wave streams
-        // the whole cache, but no split under MIN_SPLIT_KEYS keys.
-        let wave = one_wave(&dev, &name, &func, d, floats * 4)?;
-        let splits = (wave / kv_heads).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
-        let chunk = self.len.div_ceil(splits).next_multiple_of(d);
-        let splits = self.len.div_ceil(chunk);
-        // SAFETY: `decode_partial` writes every (head, split) slot, empty splits included.
+        let launch = Launch::of(self.kernel, q_arg.type_name(), stored, d, group);
+        let func = dev.get_or_load_custom_func(&launch.name, MODULE, PTX)?;
+        // Splits of whole steps: as many as the GPU runs at once, so one
+        // wave streams the whole cache, but none under `min_split_keys`.
+        let wave = one_wave(&dev, &launch.name, &func, launch.threads, launch.smem_bytes)? * launch.splits_per_block;
+        let splits = (wave / kv_heads).clamp(1, self.len.div_ceil(launch.min_split_keys).max(1));
+        let chunk = self.len.div_ceil(splits).next_multiple_of(launch.keys_step);
+        let blocks = self.len.div_ceil(chunk).div_ceil(launch.splits_per_block);
+        let splits = blocks * launch.splits_per_block;
+        // SAFETY: the partial kernels write every (head, split) slot, empty splits included.
         let partial = unsafe { dev.alloc::<f32>(heads * splits * (d + 2))? };
         let cfg = LaunchConfig {
-            grid_dim: (kv_heads as u32, splits as u32, 1),
-            block_dim: (d as u32, 1, 1),
-            shared_mem_bytes: (floats * 4) as u32,
+            grid_dim: (kv_heads as u32, blocks as u32, 1),
+            block_dim: (launch.threads as u32, 1, 1),
+            shared_mem_bytes: launch.smem_bytes as u32,
         };
         let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) = (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
         let softmax_scale = 1.0f32 / (d as f32).sqrt();
@@ -192,12 +274,12 @@ impl CustomOp1 for DecodeAttention<'_> {
         }
         let rotate = i32::from(self.rotated);
         builder.arg(&softmax_scale).arg(&rotate);
-        // SAFETY: the arguments match `decode_partial`'s parameters; every
+        // SAFETY: the arguments match the partial kernels' parameters; every
         // row read lies below `len` <= capacity.
         unsafe { builder.launch(cfg) }.w()?;
 
         let splits_i = splits as i32;
-        let cfg = LaunchConfig { grid_dim: (heads as u32, 1, 1), block_dim: (d as u32, 1, 1), shared_mem_bytes: (d * 4) as u32 };
+        let cfg = LaunchConfig { grid_dim: (heads as u32, 1, 1), block_dim: (d as u32, 1, 1), shared_mem_bytes: ((d + splits + 32) * 4) as u32 };
         let slice = match q_arg {
             Arg::Bf16(_) => CudaStorageSlice::BF16(combine_into::<bf16>(&dev, "bf16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),
             Arg::F16(_) => CudaStorageSlice::F16(combine_into::<f16>(&dev, "f16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),

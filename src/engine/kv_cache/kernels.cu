@@ -277,23 +277,45 @@ __device__ void decode_partial(const Q *q, const S *k, const S *v, const float *
     }
 }
 
+// The block's reduction of one value per thread (blockDim.x a multiple of
+// 32, at most 1024); every thread gets the result. `red`: 32 floats.
+template <typename F> __device__ float block_reduce(float x, float *red, F op) {
+    for (int o = 16; o > 0; o >>= 1) x = op(x, __shfl_xor_sync(0xffffffffu, x, o));
+    const int warps = blockDim.x >> 5;
+    __syncthreads(); // `red` may still be read by an earlier reduction
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = x;
+    __syncthreads();
+    x = red[0];
+    for (int w = 1; w < warps; w++) x = op(x, red[w]);
+    return x;
+}
+
 // One block per query head, one thread per element: merges the splits.
+// The splits' maxima and sums are read by all threads at once and their
+// weights kept in shared memory, so the one serial loop (each element's
+// weighted sum) issues its loads eight at a time. Shared: d + splits + 32
+// floats.
 template <typename Q>
 __device__ void decode_combine(const float *partial, Q *out, int splits, int d, int rotate) {
-    extern __shared__ float row[];
+    extern __shared__ float sh[];
+    float *row = sh, *weight = sh + d, *red = weight + splits;
     const int h = blockIdx.x, e = threadIdx.x;
     const int stride = d + 2;
     const float *p = partial + (size_t)h * splits * stride;
     float mm = -INFINITY;
-    for (int s = 0; s < splits; s++) mm = fmaxf(mm, p[s * stride + d]);
-    float ll = 0.0f, a = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float m2 = p[s * stride + d];
-        if (m2 == -INFINITY) continue;
-        float c = __expf(m2 - mm);
+    for (int s = e; s < splits; s += d) mm = fmaxf(mm, p[s * stride + d]);
+    mm = block_reduce(mm, red, [](float a, float b) { return fmaxf(a, b); });
+    float ll = 0.0f;
+    for (int s = e; s < splits; s += d) {
+        const float m2 = p[s * stride + d];
+        const float c = m2 == -INFINITY ? 0.0f : __expf(m2 - mm);
+        weight[s] = c;
         ll += p[s * stride + d + 1] * c;
-        a += p[s * stride + e] * c;
     }
+    ll = block_reduce(ll, red, [](float a, float b) { return a + b; }); // its barriers publish `weight`
+    float a = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < splits; s++) a += p[s * stride + e] * weight[s];
     row[e] = a / ll;
     __syncthreads();
     float scale = 1.0f;
@@ -379,3 +401,5 @@ APPEND(f16, __half, int8, Int8)
 APPEND(f16, __half, fp8, Fp8)
 APPEND(f32, float, int8, Int8)
 APPEND(f32, float, fp8, Fp8)
+
+#include "decode_mma.cuh"
