@@ -1,6 +1,7 @@
-//! Launchers for the cache's own CUDA kernels (`kernels.cu`, compiled to
-//! PTX by `build.rs`): fused decode attention over dense or quantized rows,
-//! and quantize-and-append. The unfused tensor-op paths stay the reference
+//! Launchers for the cache's own CUDA kernels (`kernels.cu` and the
+//! `decode_mma.cuh` it includes, compiled to PTX by `build.rs`): fused
+//! decode attention over dense or quantized rows (SIMT, or tensor cores for
+//! codes), and quantize-and-append. The unfused tensor-op paths stay the reference
 //! they are tested against.
 
 use candle_core::backend::BackendStorage;

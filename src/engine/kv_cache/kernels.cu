@@ -5,7 +5,9 @@
 //   are split over blocks (grid: KV head × split); each block reads its KV
 //   head's rows once for every query head of the GQA group, dequantizing
 //   int8/fp8 codes with their per-(token, head) scales in registers, and
-//   keeps an online softmax; a second kernel merges the splits.
+//   keeps an online softmax; a second kernel merges the splits. For codes
+//   with head dim 64 or 128 the tensor-core kernel in decode_mma.cuh
+//   (included at the end) takes the place of this SIMT one.
 // - quantize-and-append: Walsh–Hadamard rotation, absmax scale and encoding
 //   of new key/value rows, written straight into the cache.
 //
