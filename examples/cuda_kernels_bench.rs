@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use llmctl::engine::kv_cache::cuda::{DecodeKernel, Stored, decode_attention_with};
+use llmctl::engine::kv_cache::cuda::{CacheRows, DecodeKernel, Stored, decode_attention_with};
 use llmctl::engine::linear::cuda::{gated_matvec, matvec};
 
 const REPEATS: usize = 200;
@@ -72,7 +72,8 @@ fn decode_attention_cases(dev: &Device) -> Result<()> {
         let dense = || Tensor::randn(0f32, 1.0, (kv_heads, len, d), dev)?.to_dtype(DType::BF16);
         let (k, v) = (dense()?, dense()?);
         let bytes = (2 * kv_heads * len * d * 2) as f64;
-        let t = time(dev, || decode_attention_with(DecodeKernel::Simt, &q, &k, &v, None, Stored::Dense, false, len))?;
+        let rows = CacheRows { k: &k, v: &v, scales: None, stored: Stored::Dense, rotated: false };
+        let t = time(dev, || decode_attention_with(DecodeKernel::Simt, &q, rows, len))?;
         println!("{:<36} {:>10.1} {:>12.0}", format!("bf16 rows, Simt, {len} keys"), t * 1e6, bytes / t / 1e9);
         for (stored, name) in [(Stored::Int8, "int8"), (Stored::Fp8, "fp8")] {
             // Codes 0..=125 are finite in both formats (E4M3's NaN is 0x7f).
@@ -80,7 +81,8 @@ fn decode_attention_cases(dev: &Device) -> Result<()> {
             let scale = || Tensor::rand(0.001f32, 0.02, (kv_heads, len, 1), dev);
             let (k, v, ks, vs) = (codes()?, codes()?, scale()?, scale()?);
             let bytes = (2 * kv_heads * len * (d + 4)) as f64;
-            let run = |kernel| decode_attention_with(kernel, &q, &k, &v, Some((&ks, &vs)), stored, true, len);
+            let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated: true };
+            let run = |kernel| decode_attention_with(kernel, &q, rows, len);
             let simt = run(DecodeKernel::Simt)?.to_dtype(DType::F32)?;
             for kernel in [DecodeKernel::Simt, DecodeKernel::TensorCore] {
                 let diff = (run(kernel)?.to_dtype(DType::F32)? - &simt)?.abs()?.max_all()?.to_scalar::<f32>()?;

@@ -164,7 +164,7 @@ const DECODE_KERNELS_TOLERANCE: f32 = 1e-2;
 
 #[test]
 fn both_decode_kernels_agree_on_quantized_caches() {
-    use llmctl::engine::kv_cache::cuda::{DecodeKernel, Stored, decode_attention_with};
+    use llmctl::engine::kv_cache::cuda::{CacheRows, DecodeKernel, Stored, decode_attention_with};
     let dev = cuda();
     // The 8B shape over many splits; SmolLM2's d 64 and group 3 over a few
     // keys; groups of 8 and 1; a ragged last step everywhere.
@@ -183,7 +183,8 @@ fn both_decode_kernels_agree_on_quantized_caches() {
         let q = Tensor::from_vec(values(heads * d, 5), (heads, 1, d), &dev).unwrap().affine(3.0, 0.0).unwrap().to_dtype(DType::BF16).unwrap();
         for stored in [Stored::Int8, Stored::Fp8] {
             for rotated in [false, true] {
-                let out = |kernel| decode_attention_with(kernel, &q, &k, &v, Some((&ks, &vs)), stored, rotated, len).unwrap().to_dtype(DType::F32).unwrap();
+                let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated };
+                let out = |kernel| decode_attention_with(kernel, &q, rows, len).unwrap().to_dtype(DType::F32).unwrap();
                 let simt = out(DecodeKernel::Simt);
                 let diff = (out(DecodeKernel::TensorCore) - &simt).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
                 let scale = simt.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();

@@ -125,51 +125,41 @@ impl DecodeKernel {
     }
 }
 
-/// Attention of one query position per head over cache positions `0..len`.
-/// `q`: (heads, 1, d) in bf16 or f16; `k`, `v`: (kv_heads, capacity, d);
-/// `scales`: (kv_heads, capacity, 1) f32 each for quantized rows. With
-/// `rotated`, rows are stored Hadamard-rotated: the kernels rotate `q` into
-/// that basis and the output back. Returns (heads, 1, d) in `q`'s dtype.
-pub fn decode_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    scales: Option<(&Tensor, &Tensor)>,
-    stored: Stored,
-    rotated: bool,
-    len: usize,
-) -> Result<Tensor> {
-    let kernel = DecodeKernel::best(stored, q.dim(D::Minus1)?);
-    decode_attention_with(kernel, q, k, v, scales, stored, rotated, len)
+/// One layer's cache as the decode kernels read it.
+#[derive(Clone, Copy)]
+pub struct CacheRows<'t> {
+    /// (kv_heads, capacity, d): rows in the queries' dtype, or u8 codes.
+    pub k: &'t Tensor,
+    pub v: &'t Tensor,
+    /// (kv_heads, capacity, 1) f32 each: the codes' scales.
+    pub scales: Option<(&'t Tensor, &'t Tensor)>,
+    pub stored: Stored,
+    /// Rows stored Hadamard-rotated: the kernels rotate `q` into that basis
+    /// and the output back.
+    pub rotated: bool,
+}
+
+/// Attention of one query position per head, `q`: (heads, 1, d) in bf16 or
+/// f16, over cache positions `0..len`, on the faster kernel for the rows.
+/// Returns (heads, 1, d) in `q`'s dtype.
+pub fn decode_attention(q: &Tensor, rows: CacheRows, len: usize) -> Result<Tensor> {
+    let kernel = DecodeKernel::best(rows.stored, q.dim(D::Minus1)?);
+    decode_attention_with(kernel, q, rows, len)
 }
 
 /// [`decode_attention`] on a chosen kernel (for tests and benchmarks).
-#[allow(clippy::too_many_arguments)]
-pub fn decode_attention_with(
-    kernel: DecodeKernel,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    scales: Option<(&Tensor, &Tensor)>,
-    stored: Stored,
-    rotated: bool,
-    len: usize,
-) -> Result<Tensor> {
+pub fn decode_attention_with(kernel: DecodeKernel, q: &Tensor, rows: CacheRows, len: usize) -> Result<Tensor> {
     let d = q.dim(D::Minus1)?;
-    if !kernel.takes(stored, d) {
-        bail!("the {kernel:?} decode kernel does not take {stored:?} rows of {d}")
+    if !kernel.takes(rows.stored, d) {
+        bail!("the {kernel:?} decode kernel does not take {:?} rows of {d}", rows.stored)
     }
     let q = q.contiguous()?;
-    q.apply_op1_no_bwd(&DecodeAttention { kernel, k, v, scales, stored, rotated, len })
+    q.apply_op1_no_bwd(&DecodeAttention { kernel, rows, len })
 }
 
 struct DecodeAttention<'t> {
     kernel: DecodeKernel,
-    k: &'t Tensor,
-    v: &'t Tensor,
-    scales: Option<(&'t Tensor, &'t Tensor)>,
-    stored: Stored,
-    rotated: bool,
+    rows: CacheRows<'t>,
     len: usize,
 }
 
@@ -227,14 +217,15 @@ impl CustomOp1 for DecodeAttention<'_> {
     fn cuda_fwd(&self, q: &CudaStorage, q_layout: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = q.device().clone();
         let (heads, _, d) = q_layout.shape().dims3()?;
-        let (kv_heads, capacity, _) = self.k.dims3()?;
+        let CacheRows { k, v, scales, stored, rotated } = self.rows;
+        let (kv_heads, capacity, _) = k.dims3()?;
         let group = heads / kv_heads;
-        let (k_guard, k_layout) = self.k.storage_and_layout();
-        let (v_guard, v_layout) = self.v.storage_and_layout();
+        let (k_guard, k_layout) = k.storage_and_layout();
+        let (v_guard, v_layout) = v.storage_and_layout();
         let (k, v) = (Arg::of(cuda_storage(&k_guard)?, k_layout)?, Arg::of(cuda_storage(&v_guard)?, v_layout)?);
-        let scale_guards = self.scales.map(|(a, b)| (a.storage_and_layout(), b.storage_and_layout()));
+        let scale_guards = scales.map(|(a, b)| (a.storage_and_layout(), b.storage_and_layout()));
         let q_arg = Arg::of(q, q_layout)?;
-        let stored = match self.stored {
+        let stored = match stored {
             Stored::Dense if k.type_name() == q_arg.type_name() => k.type_name(),
             Stored::Dense => bail!("fused decode attention reads dense rows in the queries' dtype"),
             Stored::Int8 => "int8",
@@ -273,7 +264,7 @@ impl CustomOp1 for DecodeAttention<'_> {
         for x in [&heads_i, &kv_i, &cap_i, &len_i, &chunk_i] {
             builder.arg(x);
         }
-        let rotate = i32::from(self.rotated);
+        let rotate = i32::from(rotated);
         builder.arg(&softmax_scale).arg(&rotate);
         // SAFETY: the arguments match the partial kernels' parameters; every
         // row read lies below `len` <= capacity.

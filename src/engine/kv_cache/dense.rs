@@ -36,6 +36,7 @@ impl LayerCache for DenseLayer {
         if !super::cuda::takes(q, &self.k) {
             return Ok(None);
         }
-        super::cuda::decode_attention(q, &self.k, &self.v, None, super::cuda::Stored::Dense, false, len).map(Some)
+        let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales: None, stored: super::cuda::Stored::Dense, rotated: false };
+        super::cuda::decode_attention(q, rows, len).map(Some)
     }
 }

@@ -138,7 +138,8 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
             return Ok(None);
         }
         let scales = Some((&self.k_scale, &self.v_scale));
-        super::cuda::decode_attention(q, &self.k, &self.v, scales, C::STORED, self.rotation.is_some(), len).map(Some)
+        let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales, stored: C::STORED, rotated: self.rotation.is_some() };
+        super::cuda::decode_attention(q, rows, len).map(Some)
     }
 }
 
