@@ -2,6 +2,7 @@
 //! one storage type per scheme behind one small interface. The model's
 //! weights never change; this is the only mutable state of a run.
 
+mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod dense;
@@ -25,8 +26,9 @@ pub trait LayerCache: Send {
     /// Bytes this layer holds on its device.
     fn bytes(&self) -> u64;
     /// Attention of `q` (heads, 1, head_dim: one position, in the model's
-    /// basis, not rotated) over positions `0..len` in fused kernels, where the
-    /// device has them, with the output in the model's basis too; `None`
+    /// basis, not rotated) over positions `0..len` in fused kernels, where
+    /// the layer has them for the device (CUDA: every cache; CPU: the
+    /// quantized ones), with the output in the model's basis too; `None`
     /// leaves it to the blockwise path (`attention::attend`).
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
         let _ = (q, len);

@@ -25,6 +25,9 @@ pub trait Codec: Send + 'static {
     const STORED: super::cuda::Stored;
     /// The largest magnitude the code represents; scaled values lie within it.
     const MAX: f64;
+    /// Codes whose value is the code minus this (the CPU decode kernel then
+    /// decodes by arithmetic instead of a table).
+    const OFFSET: Option<f32> = None;
     fn encode(scaled: &Tensor) -> Result<Tensor>;
     /// Back to f32, still scaled.
     fn decode(stored: &Tensor) -> Result<Tensor>;
@@ -38,6 +41,7 @@ impl Codec for Int8 {
     #[cfg(feature = "cuda")]
     const STORED: super::cuda::Stored = super::cuda::Stored::Int8;
     const MAX: f64 = 127.0;
+    const OFFSET: Option<f32> = Some(128.0);
 
     fn encode(scaled: &Tensor) -> Result<Tensor> {
         scaled.round()?.clamp(-127f32, 127f32)?.affine(1.0, 128.0)?.to_dtype(DType::U8)
@@ -68,6 +72,8 @@ impl Codec for Fp8E4M3 {
 
 pub struct QuantizedLayer<C: Codec> {
     rotation: Option<Tensor>,
+    /// Each code's value before its scale (the CPU decode kernel's table).
+    table: [f32; 256],
     k: Tensor,
     v: Tensor,
     k_scale: Tensor,
@@ -79,8 +85,11 @@ impl<C: Codec> QuantizedLayer<C> {
     pub fn new(shape: CacheShape, rotation: Option<Tensor>, device: &Device) -> Result<Self> {
         let values = (shape.kv_heads, shape.capacity, shape.head_dim);
         let scales = (shape.kv_heads, shape.capacity, 1);
+        let every_code = Tensor::from_vec((0..=255u8).collect::<Vec<u8>>(), 256, &Device::Cpu)?;
+        let table: Vec<f32> = C::decode(&every_code)?.to_vec1()?;
         Ok(QuantizedLayer {
             rotation,
+            table: table.try_into().map_err(|_| candle_core::Error::Msg("a code table of 256 values".into()))?,
             k: Tensor::zeros(values, C::STORAGE, device)?,
             v: Tensor::zeros(values, C::STORAGE, device)?,
             k_scale: Tensor::zeros(scales, DType::F32, device)?,
@@ -132,14 +141,21 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
         [&self.k, &self.v, &self.k_scale, &self.v_scale].into_iter().map(tensor_bytes).sum()
     }
 
-    #[cfg(feature = "cuda")]
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
-        if !super::cuda::takes(q, &self.k) {
+        #[cfg(feature = "cuda")]
+        if super::cuda::takes(q, &self.k) {
+            let scales = Some((&self.k_scale, &self.v_scale));
+            let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales, stored: C::STORED, rotated: self.rotation.is_some() };
+            return super::cuda::decode_attention(q, rows, len).map(Some);
+        }
+        if !q.device().is_cpu() {
             return Ok(None);
         }
-        let scales = Some((&self.k_scale, &self.v_scale));
-        let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales, stored: C::STORED, rotated: self.rotation.is_some() };
-        super::cuda::decode_attention(q, rows, len).map(Some)
+        let decode = C::OFFSET.map_or(super::cpu::Decode::Table(&self.table), super::cpu::Decode::Offset);
+        let rows = super::cpu::CodeRows { k: &self.k, v: &self.v, k_scale: &self.k_scale, v_scale: &self.v_scale, decode };
+        let q32 = rotate(&q.to_dtype(DType::F32)?, self.rotation.as_ref())?;
+        let y = super::cpu::decode_attention(&q32, rows, len)?;
+        rotate(&y, self.rotation.as_ref())?.to_dtype(q.dtype()).map(Some)
     }
 }
 

@@ -163,3 +163,34 @@ fn head_dims_that_are_not_powers_of_two_get_a_block_hadamard_rotation() {
     }
     assert!(quantized::hadamard(9, &Device::Cpu).unwrap().is_none());
 }
+
+/// The CPU decode kernel against the blockwise path over the same codes,
+/// both in f32 (summed in other orders), relative to the largest output.
+const CPU_DECODE_TOLERANCE: f32 = 1e-5;
+
+#[test]
+fn cpu_decode_kernel_matches_the_blockwise_path() {
+    use crate::engine::attention::attend;
+    let dev = Device::Cpu;
+    // GQA groups of 3, 1 and 4; head dims 64 and 16; keys in several appends.
+    for (heads, kv_heads, d, len) in [(9, 3, 64, 37), (4, 4, 16, 5), (8, 2, 64, 300)] {
+        for scheme in [KvScheme::Int8, KvScheme::Fp8] {
+            let shape = CacheShape { layers: 1, kv_heads, head_dim: d, capacity: len + 3 };
+            let mut cache = KvCache::new(CacheLayout::Quantized(scheme), shape, DType::F32, &dev).unwrap();
+            for (i, from) in (0..len).step_by(16).enumerate() {
+                let t = (len - from).min(16);
+                let kv = |seed| Tensor::from_vec(sample(kv_heads, t, d, seed), (kv_heads, t, d), &dev).unwrap();
+                cache.append(0, &kv(2 * i as u32 + 10), &kv(2 * i as u32 + 11)).unwrap();
+                cache.commit(t);
+            }
+            let q = Tensor::from_vec(sample(heads, 1, d, 99), (heads, 1, d), &dev).unwrap().affine(30.0, 0.0).unwrap();
+            let fused = cache.decode_attention(0, &q, len).unwrap().expect("the CPU kernel takes quantized caches");
+            let rotation = cache.rotation().cloned();
+            let blockwise = attend(&rotate(&q, rotation.as_ref()).unwrap(), len - 1, 64, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
+            let reference = rotate(&blockwise, rotation.as_ref()).unwrap();
+            let diff = (&fused - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff <= CPU_DECODE_TOLERANCE * scale, "{scheme:?} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}");
+        }
+    }
+}
