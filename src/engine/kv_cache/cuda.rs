@@ -171,7 +171,6 @@ struct Launch {
     smem_bytes: usize,
     splits_per_block: usize,
     keys_step: usize,
-    min_split_keys: usize,
 }
 
 impl Launch {
@@ -187,7 +186,6 @@ impl Launch {
                 smem_bytes: (2 * group * d + 3 * group + d).max(8 * d) * 4,
                 splits_per_block: 1,
                 keys_step: d,
-                min_split_keys: MIN_SPLIT_KEYS,
             },
             // Four warps, a split each, 16 keys at a time; shared: the queries.
             DecodeKernel::TensorCore => Self {
@@ -196,7 +194,6 @@ impl Launch {
                 smem_bytes: group * d * 4,
                 splits_per_block: MMA_WARPS,
                 keys_step: 16,
-                min_split_keys: MIN_SPLIT_KEYS,
             },
         }
     }
@@ -234,9 +231,9 @@ impl CustomOp1 for DecodeAttention<'_> {
         let launch = Launch::of(self.kernel, q_arg.type_name(), stored, d, group);
         let func = dev.get_or_load_custom_func(&launch.name, MODULE, PTX)?;
         // Splits of whole steps: as many as the GPU runs at once, so one
-        // wave streams the whole cache, but none under `min_split_keys`.
+        // wave streams the whole cache, but none under MIN_SPLIT_KEYS keys.
         let wave = one_wave(&dev, &launch.name, &func, launch.threads, launch.smem_bytes)? * launch.splits_per_block;
-        let splits = (wave / kv_heads).clamp(1, self.len.div_ceil(launch.min_split_keys).max(1));
+        let splits = (wave / kv_heads).clamp(1, self.len.div_ceil(MIN_SPLIT_KEYS).max(1));
         let chunk = self.len.div_ceil(splits).next_multiple_of(launch.keys_step);
         let blocks = self.len.div_ceil(chunk).div_ceil(launch.splits_per_block);
         let splits = blocks * launch.splits_per_block;

@@ -194,3 +194,18 @@ fn cpu_decode_kernel_matches_the_blockwise_path() {
         }
     }
 }
+
+#[test]
+fn cpu_decode_kernel_refuses_shapes_it_cannot_read() {
+    use super::cpu::{CodeRows, Decode, decode_attention};
+    let dev = Device::Cpu;
+    let codes = Tensor::zeros((2, 8, 16), DType::U8, &dev).unwrap();
+    let scales = Tensor::ones((2, 8, 1), DType::F32, &dev).unwrap();
+    let rows = CodeRows { k: &codes, v: &codes, k_scale: &scales, v_scale: &scales, decode: Decode::Offset(128.0) };
+    let q = |heads, d| Tensor::zeros((heads, 1, d), DType::F32, &dev).unwrap();
+    assert!(decode_attention(&q(4, 16), rows, 8).is_ok());
+    for (what, q, len) in [("3 heads over 2", q(3, 16), 8), ("rows of 8", q(4, 8), 8), ("9 of 8 positions", q(4, 16), 9)] {
+        let err = decode_attention(&q, rows, len).unwrap_err().to_string();
+        assert!(err.starts_with("decode attention:"), "{what}: {err}");
+    }
+}
