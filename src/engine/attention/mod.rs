@@ -142,15 +142,20 @@ mod tests {
         attend(q, start, block, |from, to| Ok((k.narrow(1, from, to - from)?, v.narrow(1, from, to - from)?))).unwrap()
     }
 
+    /// Random q (heads, t, d) at positions start..start+t, and k, v (kv, start+t, d).
+    fn inputs((heads, kv, t, start, d): (usize, usize, usize, usize, usize), seed: u64) -> (Tensor, Tensor, Tensor) {
+        let (l, dev) = (start + t, &Device::Cpu);
+        let q = Tensor::from_vec(rand(heads * t * d, seed), (heads, t, d), dev).unwrap();
+        let k = Tensor::from_vec(rand(kv * l * d, seed + 1), (kv, l, d), dev).unwrap();
+        let v = Tensor::from_vec(rand(kv * l * d, seed + 2), (kv, l, d), dev).unwrap();
+        (q, k, v)
+    }
+
     #[test]
     fn rotating_queries_keys_values_and_back_leaves_attention_unchanged() {
-        let (heads, kv, t, start, d) = (4, 2, 3, 2, 8);
-        let l = start + t;
-        let dev = Device::Cpu;
-        let q = Tensor::from_vec(rand(heads * t * d, 4), (heads, t, d), &dev).unwrap();
-        let k = Tensor::from_vec(rand(kv * l * d, 5), (kv, l, d), &dev).unwrap();
-        let v = Tensor::from_vec(rand(kv * l * d, 6), (kv, l, d), &dev).unwrap();
-        let h = crate::engine::kv_cache::quantized_hadamard(d, &dev);
+        let (start, d) = (2, 8);
+        let (q, k, v) = inputs((4, 2, 3, start, d), 4);
+        let h = crate::engine::kv_cache::quantized_hadamard(d, &Device::Cpu);
         let r = |x: &Tensor| x.broadcast_matmul(&h).unwrap();
         let plain: Vec<f32> = whole(&q, &k, &v, start, 64).flatten_all().unwrap().to_vec1().unwrap();
         let rotated: Vec<f32> = r(&whole(&r(&q), &r(&k), &r(&v), start, 64)).flatten_all().unwrap().to_vec1().unwrap();
@@ -161,12 +166,8 @@ mod tests {
 
     #[test]
     fn gqa_causal_attention_matches_loops() {
-        let (heads, kv, t, start, d) = (6, 2, 3, 4, 8);
-        let l = start + t;
-        let dev = Device::Cpu;
-        let q = Tensor::from_vec(rand(heads * t * d, 1), (heads, t, d), &dev).unwrap();
-        let k = Tensor::from_vec(rand(kv * l * d, 2), (kv, l, d), &dev).unwrap();
-        let v = Tensor::from_vec(rand(kv * l * d, 3), (kv, l, d), &dev).unwrap();
+        let start = 4;
+        let (q, k, v) = inputs((6, 2, 3, start, 8), 1);
         let want = reference(&q.to_vec3().unwrap(), &k.to_vec3().unwrap(), &v.to_vec3().unwrap(), start);
         // One block, and blocks of 2 and 3 keys that split the causal boundary.
         for block in [64, 2, 3] {
