@@ -41,6 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
         }
         'llmctl;pull' {
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)')
+            [CompletionResult]::new('--revision', '--revision', [CompletionResultType]::ParameterName, 'The branch, tag or commit to pull from the hub (default `main`); recorded in the manifest')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print what was stored as JSON on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')

@@ -292,13 +292,17 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__pull)
-            opts="-q -h -V --name --json --quiet --color --help --version"
+            opts="-q -h -V --name --revision --json --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revision)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -420,7 +424,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--name|--ctx-size|--max-tokens|--temperature|--top-k|--top-p|--seed|--device|--kv|--ctx|--gen|--text) (( i++ )) ;;
+            --color|--name|--revision|--ctx-size|--max-tokens|--temperature|--top-k|--top-p|--seed|--device|--kv|--ctx|--gen|--text) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

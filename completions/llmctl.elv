@@ -37,6 +37,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
         }
         &'llmctl;pull'= {
             cand --name 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)'
+            cand --revision 'The branch, tag or commit to pull from the hub (default `main`); recorded in the manifest'
             cand --color 'When to use colour on stderr'
             cand --json 'Print what was stored as JSON on stdout'
             cand -q 'Print no progress or status messages (errors and data still print)'

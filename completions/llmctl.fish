@@ -40,6 +40,7 @@ complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "rm" -d 'Remove tags f
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l name -d 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l revision -d 'The branch, tag or commit to pull from the hub (default `main`); recorded in the manifest' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

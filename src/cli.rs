@@ -60,6 +60,10 @@ pub struct PullArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
+    /// The branch, tag or commit to pull from the hub (default `main`); recorded in the manifest
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+
     /// Print what was stored as JSON on stdout
     #[arg(long)]
     pub json: bool,

@@ -25,6 +25,8 @@ pub enum ExitStatus {
     Failure,
     /// The input was wrong (bad reference, tag, flag), or an internal error.
     Usage,
+    /// Ctrl-C or SIGTERM stopped the command (it cleaned up first).
+    Interrupted,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -33,6 +35,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Usage => 2,
+            ExitStatus::Interrupted => 130,
         })
     }
 }
@@ -92,7 +95,12 @@ pub fn report(error: &anyhow::Error, printer: &Printer) -> ExitStatus {
     let diagnosis = diagnose_chain(error).unwrap_or(Diagnosis { usage: false, hint: None });
     let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
     printer.error(&error.to_string(), &causes, diagnosis.hint.as_deref());
-    if diagnosis.usage { ExitStatus::Usage } else { ExitStatus::Failure }
+    let interrupted = error.chain().any(|c| matches!(c.downcast_ref::<StageError>(), Some(StageError::Interrupted)));
+    match (interrupted, diagnosis.usage) {
+        (true, _) => ExitStatus::Interrupted,
+        (false, true) => ExitStatus::Usage,
+        (false, false) => ExitStatus::Failure,
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -8,14 +8,16 @@ pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
 pub const HF_TOKEN: &str = "HF_TOKEN";
 /// Hugging Face home; its `token` file is used when `HF_TOKEN` is unset.
 pub const HF_HOME: &str = "HF_HOME";
+/// When `1` (or `true`/`yes`/`on`), `pull` makes no network request (as the Hugging Face tools).
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
 /// Disables colour when set to anything non-empty (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// Forces colour on stderr even when it is not a terminal.
 pub const FORCE_COLOR: &str = "FORCE_COLOR";
 
-/// Milliseconds without a downloaded byte before a transfer counts as stalled (default 60,000).
+/// Milliseconds to connect, or without a received byte, before a request counts as stalled (default 60,000).
 pub const LLMCTL_STALL_TIMEOUT_MS: &str = "LLMCTL_STALL_TIMEOUT_MS";
-/// First delay before retrying a failed download, in milliseconds, doubled per retry (default 500).
+/// First delay before retrying a failed request, in milliseconds, doubled per retry (default 500).
 pub const LLMCTL_RETRY_DELAY_MS: &str = "LLMCTL_RETRY_DELAY_MS";
 
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

@@ -14,6 +14,7 @@ pub mod formats;
 pub mod generate;
 pub mod gpu;
 pub mod hub;
+pub mod interrupt;
 pub mod kv_size;
 pub mod memory;
 pub mod printer;

@@ -45,6 +45,10 @@ pub enum SettingsError {
     NoStoreDir,
     #[error("`--name` only applies to local imports, not to hub model `{0}`")]
     NameWithHubModel(String),
+    #[error("`--revision` only applies to hub models, not to local path `{}`", .0.display())]
+    RevisionWithPath(PathBuf),
+    #[error(transparent)]
+    Revision(#[from] crate::hub::RevisionError),
     #[error("cannot derive a model name from `{}`", .0.display())]
     NoDerivedName(PathBuf),
     #[error("`--ctx-size` must be at least 1")]
@@ -64,6 +68,8 @@ impl SettingsError {
             SettingsError::Reference(RefError::Quant(e)) => Some(e.hint()),
             SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
             SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
+            SettingsError::RevisionWithPath(_) => Some("drop `--revision`: a local import takes the files as they are".into()),
+            SettingsError::Revision(e) => Some(e.hint().into()),
             SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
             SettingsError::NotAKvScheme(_) => Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into()),
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
@@ -163,12 +169,12 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         quiet: cli.quiet,
         color: use_color(cli.color, env),
         progress: !cli.quiet && env.stderr_is_terminal,
-        hub: hub_config(env, &store_root),
+        hub: hub_config(env),
         store_root,
     };
     let command = match cli.command {
         Command::Pull(args) => CommandSettings::Pull(PullSettings {
-            source: pull_source(&args.model, args.name.as_deref(), env)?,
+            source: pull_source(&args, env)?,
             json: args.json,
         }),
         Command::Run(args) => CommandSettings::Run(run_settings(args, env)?),
@@ -275,14 +281,14 @@ fn use_color(choice: ColorChoice, env: &Env) -> bool {
     }
 }
 
-fn hub_config(env: &Env, store_root: &Path) -> HubConfig {
+fn hub_config(env: &Env) -> HubConfig {
     let token = env.var(HF_TOKEN).map(str::to_string).or_else(|| token_file(env));
     let ms = |name| env.var(name).and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_millis);
     let defaults = Resilience::default();
     HubConfig {
         endpoint: env.var(HF_ENDPOINT).unwrap_or(DEFAULT_HF_ENDPOINT).trim_end_matches('/').to_string(),
         token,
-        download_dir: store_root.join("downloads"),
+        offline: env.var(HF_HUB_OFFLINE).is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())),
         resilience: Resilience {
             retry_delay: ms(LLMCTL_RETRY_DELAY_MS).unwrap_or(defaults.retry_delay),
             stall_after: ms(LLMCTL_STALL_TIMEOUT_MS).unwrap_or(defaults.stall_after),
@@ -303,16 +309,21 @@ fn token_file(env: &Env) -> Option<String> {
 
 /// Hub reference or local path, by the documented rule: a path starts with
 /// `/`, `./`, `../` or `~/`.
-fn pull_source(arg: &str, name: Option<&str>, env: &Env) -> Result<PullSource, SettingsError> {
+fn pull_source(args: &crate::cli::PullArgs, env: &Env) -> Result<PullSource, SettingsError> {
+    let arg = args.model.as_str();
     let is_path = ["/", "./", "../", "~/"].iter().any(|p| arg.starts_with(p)) || arg == "." || arg == "..";
     if !is_path {
-        return match name {
-            Some(_) => Err(SettingsError::NameWithHubModel(arg.into())),
-            None => Ok(PullSource::Hub(arg.parse()?)),
-        };
+        if args.name.is_some() {
+            return Err(SettingsError::NameWithHubModel(arg.into()));
+        }
+        let revision = args.revision.as_deref().map(str::parse).transpose()?.unwrap_or_else(crate::hub::Revision::main);
+        return Ok(PullSource::Hub { reference: arg.parse()?, revision });
     }
     let path = expand_home(arg, env);
-    let reference = match name {
+    if args.revision.is_some() {
+        return Err(SettingsError::RevisionWithPath(path));
+    }
+    let reference = match args.name.as_deref() {
         Some(name) => name.parse()?,
         None => ModelRef { name: derived_name(&path)?, tag: None },
     };
@@ -328,6 +339,9 @@ fn expand_home(arg: &str, env: &Env) -> PathBuf {
 
 /// A name from the path's last component (`.gguf` and a weight-type part dropped).
 fn derived_name(path: &Path) -> Result<ModelName, SettingsError> {
+    if let Some(snapshot) = crate::pull::hf_cache::snapshot(path) {
+        return Ok(snapshot.name);
+    }
     let fail = || SettingsError::NoDerivedName(path.to_path_buf());
     let absolute = std::path::absolute(path).map_err(|_| fail())?;
     let last = absolute.file_name().and_then(|n| n.to_str()).ok_or_else(fail)?;

@@ -117,7 +117,7 @@ fn unknown_repositories_are_reported_with_a_hint() {
         1,
         "",
         "error: repository `org/missing` was not found on the hub\n\
-         hint: check the name; private or gated repositories need `HF_TOKEN` set to a token with access\n",
+         hint: check the spelling; a private repository also needs `HF_TOKEN` set to a token with access\n",
     );
 }
 
@@ -287,13 +287,16 @@ fn a_repository_without_a_tokenizer_is_refused() {
 }
 
 #[test]
-fn an_unreachable_hub_names_the_endpoint() {
-    let out = TestContext::new().run(&["pull", "org/tiny"]);
+fn an_unreachable_hub_names_the_endpoint_after_retrying() {
+    let out = TestContext::new().env(FAST_RETRY.0, FAST_RETRY.1).run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.starts_with("error: cannot reach the hub at `http://127.0.0.1:9`"), "{}", out.stderr);
+    assert!(out.stderr.starts_with("listing: cannot reach the hub at `http://127.0.0.1:9`: Connection Failed: Connection refused"), "{}", out.stderr);
+    assert_eq!(out.stderr.matches("retrying (attempt").count(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("\nerror: cannot reach the hub at `http://127.0.0.1:9`: Connection Failed: Connection refused (os error 111)\n\
+         hint: check the network, or point `HF_ENDPOINT` at a reachable mirror; partial downloads are kept\n"), "{}", out.stderr);
 }
 
-/// A full disk, staged by pointing hf-hub's partial file at `/dev/full`
+/// A full disk, staged by pointing the partial download at `/dev/full`
 /// (every write fails with ENOSPC): a clean error naming the download folder,
 /// no retries, nothing recorded, and a later pull completes.
 #[test]
@@ -303,9 +306,9 @@ fn a_full_disk_is_a_clean_error_naming_the_folder() {
     let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
     let weights = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
     let sha: String = sha2::Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
-    let blobs = ctx.store().join("downloads/models--org--tiny/blobs");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let part = blobs.join(format!("{sha}.part"));
+    let downloads = ctx.store().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let part = downloads.join(format!("sha256-{sha}.part"));
     std::os::unix::fs::symlink("/dev/full", &part).unwrap();
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1, "{}", out.stderr);

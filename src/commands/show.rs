@@ -71,7 +71,13 @@ fn render(v: &ShowView) -> String {
         format!("{} ({} B/token, {} at {} tokens)", c.layout, c.bytes_per_token, format::bytes(c.bytes), c.context_length)
     };
     let source = match &v.source {
-        Source::Hub { repo, commit, .. } => format!("hub {repo} @ {}", &commit[..commit.len().min(12)]),
+        Source::Hub { repo, commit, revision, .. } => {
+            let short = &commit[..commit.len().min(12)];
+            match revision.as_deref() {
+                Some(rev) if rev != "main" && !commit.starts_with(rev) => format!("hub {repo} @ {short} ({rev})"),
+                _ => format!("hub {repo} @ {short}"),
+            }
+        }
         Source::Local { path } => format!("local {path}"),
     };
     let model = key_values(&[

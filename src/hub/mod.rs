@@ -1,24 +1,36 @@
 //! Talking to a Hugging Face-compatible hub: repository listings and file
-//! downloads, through `hf-hub` 0.4 (blocking, ureq). Everything else in
-//! llmctl sees only this module's types, so the client can be swapped.
+//! downloads, over llmctl's own HTTP agent (ureq, the client hf-hub is built
+//! on). hf-hub supplies the hub's URL conventions (API paths, revision
+//! escaping); llmctl makes every request and writes every byte itself, into
+//! paths the caller builds from validated values. Nothing a server sends
+//! (headers, names, ids) becomes a path: listings are validated in
+//! [`listing`] before anything else sees them, and file bodies go to the
+//! partial file the caller names.
+//!
+//! Every request is bounded: connect, read and write timeouts of the stall
+//! time, at most [`listing::MAX_LISTING_BYTES`] of listing, at most the
+//! listed size of a file. Retrying is the caller's choice, by
+//! [`HubError::retry`].
 
+mod download;
 mod errors;
+mod listing;
 mod progress;
+pub mod revision;
 
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
-use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Repo, RepoType};
-use serde::Deserialize;
 
-pub use errors::HubError;
+pub use errors::{HubError, MAX_RETRY_AFTER, Retry};
+pub use listing::{RemoteFile, RepoListing, is_safe_repo_path};
 pub use progress::{DownloadProgress, DownloadReporter};
+pub use revision::{CommitId, Revision, RevisionError};
 
-use crate::store::blobs::Digest;
-use crate::store::manifest::is_plain_file_name;
 use crate::store::reference::ModelName;
+use errors::Context;
 
 /// Where the hub is and who we are to it.
 #[derive(Debug, Clone)]
@@ -26,19 +38,20 @@ pub struct HubConfig {
     pub endpoint: String,
     /// Sent as a bearer token; never printed or stored.
     pub token: Option<String>,
-    /// Where partial downloads live until they complete (kept for resuming).
-    pub download_dir: PathBuf,
+    /// `HF_HUB_OFFLINE`: no request is made at all.
+    pub offline: bool,
     pub resilience: Resilience,
 }
 
-/// How downloads meet a flaky network.
+/// How requests meet a flaky network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resilience {
-    /// Tries per file, the first included.
+    /// Tries per request, the first included.
     pub attempts: u32,
     /// Wait before the first retry; doubled before each next one.
     pub retry_delay: Duration,
-    /// A transfer with no new byte for this long is abandoned as stalled.
+    /// Connecting, or waiting for the next byte, for longer than this fails
+    /// the request as stalled.
     pub stall_after: Duration,
 }
 
@@ -48,173 +61,110 @@ impl Default for Resilience {
     }
 }
 
-/// A file in a repository listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteFile {
-    pub name: String,
-    pub size: Option<u64>,
-    /// Given by the hub for LFS files only.
-    pub sha256: Option<Digest>,
-    /// The git blob id, for files outside LFS (whose only checksum it is).
-    pub git_oid: Option<String>,
-}
-
-/// A repository at one commit.
-#[derive(Debug, Clone)]
-pub struct RepoListing {
-    pub commit: String,
-    pub files: Vec<RemoteFile>,
-}
-
-impl RepoListing {
-    pub fn file(&self, name: &str) -> Option<&RemoteFile> {
-        self.files.iter().find(|f| f.name == name)
-    }
-}
-
 pub struct Hub {
-    api: Api,
+    agent: ureq::Agent,
     endpoint: String,
-    download_dir: PathBuf,
+    token: Option<String>,
     stall_after: Duration,
 }
 
-/// How often a download's watcher looks for progress.
-const STALL_CHECK: Duration = Duration::from_millis(100);
+/// Redirects followed per request: the hub sends LFS files to its CDN with
+/// one, a renamed repository adds another.
+const MAX_REDIRECTS: u32 = 5;
 
 impl Hub {
     pub fn new(config: &HubConfig) -> Result<Hub, HubError> {
-        let api = ApiBuilder::new()
-            .with_endpoint(config.endpoint.clone())
-            .with_cache_dir(config.download_dir.clone())
-            .with_token(config.token.clone())
-            .with_progress(false)
-            .with_user_agent("llmctl", env!("CARGO_PKG_VERSION"))
-            .build()
-            .map_err(|e| HubError::from_api(e, &config.endpoint, "set up the hub client"))?;
-        Ok(Hub {
-            api,
-            endpoint: config.endpoint.clone(),
-            download_dir: config.download_dir.clone(),
-            stall_after: config.resilience.stall_after,
-        })
+        if config.offline {
+            return Err(HubError::Offline);
+        }
+        let stall = config.resilience.stall_after;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(stall)
+            .timeout_read(stall)
+            .timeout_write(stall)
+            .redirects(MAX_REDIRECTS)
+            // The token goes to the hub's own host only, never to its CDN.
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+            .user_agent(concat!("llmctl/", env!("CARGO_PKG_VERSION")))
+            .try_proxy_from_env(true)
+            .build();
+        Ok(Hub { agent, endpoint: config.endpoint.clone(), token: config.token.clone(), stall_after: stall })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// Lists the repository's files at its current `main` commit.
-    pub fn listing(&self, repo: &ModelName) -> Result<RepoListing, HubError> {
-        let api_repo = self.api.repo(Repo::model(repo.to_string()));
-        let response = api_repo
-            .info_request()
-            .query("blobs", "true")
-            .call()
-            .map_err(|e| HubError::from_ureq(e, repo))?;
-        let raw: RawListing = response.into_json().map_err(|e| HubError::BadListing {
-            repo: repo.to_string(),
-            reason: format!("the answer is not a repository listing ({e})"),
-        })?;
-        raw.validate(repo)
+    fn get(&self, url: &str) -> ureq::Request {
+        let request = self.agent.get(url);
+        match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
     }
 
-    /// Downloads one file of `repo` at `commit`, resuming a partial download
-    /// left by an earlier attempt; returns the downloaded file's path.
-    /// Downloads `file` (resuming a partial download) on a worker thread
-    /// while this one watches for progress: a transfer idle for longer than
-    /// the stall timeout is abandoned with `HubError::Stalled` (the worker is
-    /// left blocked on its socket and ends with the process; the partial file
-    /// stays for the next pull to resume).
+    fn context<'a>(&'a self, repo: &'a ModelName, revision: &'a str, file: Option<&'a str>) -> Context<'a> {
+        Context { repo: repo.as_str(), revision, file, endpoint: &self.endpoint, token_sent: self.token.is_some() }
+    }
+
+    /// Lists the repository's files at `revision`, validated (one request).
+    pub fn listing(&self, repo: &ModelName, revision: &Revision) -> Result<RepoListing, HubError> {
+        let path = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string()).api_url();
+        debug_assert!(path.ends_with(&revision.url_segment()), "hf-hub escapes revisions as we do");
+        let url = format!("{}/api/{path}?blobs=true", self.endpoint);
+        let ctx = self.context(repo, revision.as_str(), None);
+        let response = self.get(&url).call().map_err(|e| ctx.error(e, self.stall_after))?;
+        let bad = |reason: String| HubError::BadListing { repo: repo.to_string(), reason };
+        let mut body = Vec::new();
+        response.into_reader().take(listing::MAX_LISTING_BYTES + 1).read_to_end(&mut body).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    HubError::Stalled { what: ctx.transfer(), idle: self.stall_after }
+                }
+                _ => HubError::Download { what: ctx.what(), detail: e.to_string() },
+            }
+        })?;
+        if body.len() as u64 > listing::MAX_LISTING_BYTES {
+            return Err(bad(format!("it is larger than {} MiB", listing::MAX_LISTING_BYTES >> 20)));
+        }
+        let raw: listing::RawListing =
+            serde_json::from_slice(&body).map_err(|e| bad(format!("the answer is not a repository listing ({e})")))?;
+        raw.validate(repo, revision)
+    }
+
+    /// Downloads `file` of `repo` at `commit` into `part`, resuming from
+    /// the bytes already there (one request). `file` must come from a
+    /// validated listing: its name is a safe path and its size is known.
     pub fn download(
         &self,
         repo: &ModelName,
-        commit: &str,
+        commit: &CommitId,
         file: &RemoteFile,
+        part: &Path,
         reporter: &dyn DownloadReporter,
-    ) -> Result<PathBuf, HubError> {
-        let revision = Repo::with_revision(repo.to_string(), RepoType::Model, commit.to_string());
-        let heartbeat = progress::Heartbeat::new();
-        let progress = progress::Adapter::new(reporter.start(&file.name, file.size), heartbeat.clone());
-        let (api, name) = (self.api.clone(), file.name.clone());
-        let (done, result) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(api.repo(revision).download_with_progress(&name, progress));
-        });
-        let pointer = loop {
-            match result.recv_timeout(STALL_CHECK) {
-                Ok(Err(hf_hub::api::sync::ApiError::IoError(e))) if e.kind() == std::io::ErrorKind::StorageFull => {
-                    return Err(HubError::DiskFull { what: format!("{repo}/{}", file.name), dir: self.download_dir.clone() });
-                }
-                Ok(outcome) => break outcome.map_err(|e| HubError::from_api(e, repo.as_str(), &file.name))?,
-                Err(mpsc::RecvTimeoutError::Timeout) if heartbeat.idle() > self.stall_after => {
-                    return Err(HubError::Stalled { what: format!("{repo}/{}", file.name), idle: heartbeat.idle() });
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(HubError::Download { what: format!("{repo}/{}", file.name), detail: "the download thread died".into() });
-                }
-            }
-        };
-        std::fs::canonicalize(&pointer).map_err(|e| HubError::Io { path: pointer, source: e })
+    ) -> Result<(), HubError> {
+        let commit = commit.to_string();
+        let ctx = self.context(repo, &commit, Some(&file.name));
+        let size = file.size.ok_or_else(|| HubError::BadListing {
+            repo: repo.to_string(),
+            reason: format!("`{}` has no size", file.name),
+        })?;
+        let url = format!("{}/{repo}/resolve/{commit}/{}", self.endpoint, encode_path(&file.name));
+        let mut progress = reporter.start(&file.name, Some(size));
+        download::fill(self.get(&url), &ctx, part, size, self.stall_after, progress.as_mut())
     }
 }
 
-pub fn forget_downloads(download_dir: &Path, repo: &ModelName) {
-    let folder = Repo::model(repo.to_string()).folder_name();
-    let _ = std::fs::remove_dir_all(download_dir.join(folder));
-}
-
-#[derive(Deserialize)]
-struct RawListing {
-    sha: String,
-    siblings: Vec<RawSibling>,
-}
-
-#[derive(Deserialize)]
-struct RawSibling {
-    rfilename: String,
-    #[serde(rename = "blobId")]
-    blob_id: Option<String>,
-    size: Option<u64>,
-    lfs: Option<RawLfs>,
-}
-
-#[derive(Deserialize)]
-struct RawLfs {
-    sha256: String,
-}
-
-impl RawListing {
-    fn validate(self, repo: &ModelName) -> Result<RepoListing, HubError> {
-        let bad = |reason: String| HubError::BadListing { repo: repo.to_string(), reason };
-        if self.sha.len() != 40 || !self.sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!("commit `{}` is not a 40-digit hex id", self.sha.escape_debug())));
+/// Percent-encodes each segment of a repository path (keeping the `/`s).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
         }
-        let mut files = Vec::with_capacity(self.siblings.len());
-        for sibling in self.siblings {
-            if !is_safe_repo_path(&sibling.rfilename) {
-                return Err(bad(format!("file name `{}` is not a safe relative path", sibling.rfilename.escape_debug())));
-            }
-            let sha256 = match sibling.lfs {
-                Some(lfs) => Some(lfs.sha256.parse().map_err(|e: crate::store::blobs::DigestError| bad(e.to_string()))?),
-                None => None,
-            };
-            // For LFS files the blob id hashes the pointer, not the content.
-            let git_oid = match (sha256, sibling.blob_id) {
-                (None, Some(oid)) if oid.len() == 40 && oid.bytes().all(|b| b.is_ascii_hexdigit()) => Some(oid.to_ascii_lowercase()),
-                (None, Some(oid)) => return Err(bad(format!("blob id `{}` of `{}` is not a 40-digit hex id", oid.escape_debug(), sibling.rfilename))),
-                _ => None,
-            };
-            files.push(RemoteFile { name: sibling.rfilename, size: sibling.size, sha256, git_oid });
-        }
-        Ok(RepoListing { commit: self.sha.to_ascii_lowercase(), files })
     }
-}
-
-/// A repository path made of plain components (`dir/file` is fine, `../x` is not).
-fn is_safe_repo_path(path: &str) -> bool {
-    !path.is_empty() && path.split('/').all(is_plain_file_name)
+    out
 }
 
 #[cfg(test)]
@@ -222,10 +172,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listing_paths_must_stay_inside_the_repository() {
-        for bad in ["../x", "/etc/passwd", "a/../../b", "a\\b", "", ".git/config", "a//b", "x\u{1b}]0;pwn\u{7}"] {
-            assert!(!is_safe_repo_path(bad), "{bad:?}");
-        }
-        assert!(is_safe_repo_path("onnx/model.onnx"));
+    fn repository_paths_are_percent_encoded_segment_by_segment() {
+        assert_eq!(encode_path("onnx/model.onnx"), "onnx/model.onnx");
+        assert_eq!(encode_path("a b/c#d?e%f+ü"), "a%20b/c%23d%3Fe%25f%2B%C3%BC");
+    }
+
+    #[test]
+    fn offline_makes_no_client() {
+        let config = HubConfig { endpoint: "http://127.0.0.1:9".into(), token: None, offline: true, resilience: Resilience::default() };
+        assert!(matches!(Hub::new(&config), Err(HubError::Offline)));
     }
 }

@@ -2,18 +2,20 @@
 //! stage verified files, then commit blobs and manifests under the store
 //! lock. A failure at any step leaves the store as it was.
 
+pub mod hf_cache;
+mod local;
 pub mod record;
+mod retry;
 pub mod select;
 pub mod stage;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::hub::{DownloadReporter, Hub, HubConfig, HubError, RemoteFile, forget_downloads};
-use crate::quant::{Format, GgufType, Quant, QuantError};
-use crate::store::atomic::{TempDirGuard, unique_name};
-use crate::store::manifest::{Manifest, SCHEMA_VERSION, Source, FileEntry, now_rfc3339};
-use crate::store::reference::ModelRef;
+use crate::hub::{DownloadReporter, Hub, HubConfig, HubError, Revision};
+use crate::quant::{GgufType, Quant};
 use crate::store::lock::StoreLock;
+use crate::store::manifest::{FileEntry, Manifest, SCHEMA_VERSION, Source, now_rfc3339};
+use crate::store::reference::ModelRef;
 use crate::store::{Store, StoreError, io_err};
 use record::RecordError;
 use select::{SelectError, Selection};
@@ -22,8 +24,9 @@ use stage::{StageError, StagedFile};
 /// Where a pull takes its files from.
 #[derive(Debug, Clone)]
 pub enum PullSource {
-    Hub(ModelRef),
-    /// A Hugging Face-layout directory or a `.gguf` file, stored as `reference`.
+    /// A repository on the hub, at a branch, tag or commit.
+    Hub { reference: ModelRef, revision: Revision },
+    /// A Hugging Face-layout directory, a cached snapshot or a `.gguf` file, stored as `reference`.
     Local { path: PathBuf, reference: ModelRef },
 }
 
@@ -34,8 +37,9 @@ pub enum PullEvent<'a> {
     WaitingForLock,
     /// Another process is pulling the same repository.
     WaitingForPull { repo: &'a str },
-    /// A download failed in a way worth retrying; `attempt` of `attempts` starts after a pause.
-    Retrying { file: &'a str, attempt: u32, attempts: u32, reason: &'a str },
+    /// A request failed in a way worth retrying; `attempt` of `attempts` starts after a pause.
+    /// `what` is a file name, or `listing`.
+    Retrying { what: &'a str, attempt: u32, attempts: u32, reason: &'a str },
 }
 
 pub trait PullReporter: DownloadReporter {
@@ -58,6 +62,8 @@ pub enum PullError {
     TagMismatch { tag: GgufType, actual: GgufType },
     #[error("`{}` is neither a directory nor a `.gguf` file", .0.display())]
     NotAModelPath(PathBuf),
+    #[error("`{file}` in the Hugging Face cache links to `{}`, outside the cache folder `{}`", target.display(), cache.display())]
+    LinkOutsideCache { file: String, target: PathBuf, cache: PathBuf },
 }
 
 impl PullError {
@@ -72,6 +78,9 @@ impl PullError {
                 Some("give a directory with `config.json`, `tokenizer.json` and safetensors weights, or a `.gguf` file".into())
             }
             PullError::Record(_) => Some("the files are not a usable model; nothing was stored".into()),
+            PullError::LinkOutsideCache { .. } => Some(
+                "a cache snapshot links only into its own `blobs/`: re-download it with the Hugging Face tools, or copy the files into a plain folder and import that".into(),
+            ),
         }
     }
 
@@ -99,8 +108,8 @@ pub fn pull(
     reporter: &dyn PullReporter,
 ) -> Result<PullOutcome, PullError> {
     match source {
-        PullSource::Hub(reference) => pull_from_hub(store, hub, reference, reporter),
-        PullSource::Local { path, reference } => import_local(store, path, reference, reporter),
+        PullSource::Hub { reference, revision } => pull_from_hub(store, hub, reference, revision, reporter),
+        PullSource::Local { path, reference } => local::import(store, path, reference, reporter),
     }
 }
 
@@ -108,76 +117,43 @@ fn pull_from_hub(
     store: &Store,
     config: &HubConfig,
     reference: &ModelRef,
+    revision: &Revision,
     reporter: &dyn PullReporter,
 ) -> Result<PullOutcome, PullError> {
     let hub = Hub::new(config)?;
-    // One pull of a repository at a time shares its partial downloads: a second
-    // waits, then finds the first one's blobs in the store.
+    // One pull of a repository at a time: a second waits, then finds the
+    // first one's blobs in the store.
     let locks = store.root().join("locks");
     std::fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
     let lock_path = locks.join(format!("pull-{}.lock", reference.name.as_str().replace('/', "--")));
-    let repo_name = reference.name.as_str();
-    let _downloading = StoreLock::acquire(&lock_path, || reporter.event(PullEvent::WaitingForPull { repo: repo_name }))
-        .map_err(io_err("lock", &lock_path))?;
-    let listing = hub.listing(&reference.name)?;
-    let selection = select::select(reference, &listing.files)?;
     let repo = reference.name.as_str();
-    reporter.event(PullEvent::Resolved { repo, commit: &listing.commit, files: selection.files.len() });
+    let _downloading = StoreLock::acquire(&lock_path, || reporter.event(PullEvent::WaitingForPull { repo }))
+        .map_err(io_err("lock", &lock_path))?;
+    store.sweep_leftovers(&store.lock(|| reporter.event(PullEvent::WaitingForLock))?)?;
+    let listing = retry::with_retries(&config.resilience, "listing", reporter, HubError::retry, || {
+        hub.listing(&reference.name, revision)
+    })?;
+    let selection = select::select(reference, &listing.files)?;
+    let commit_id = listing.commit.to_string();
+    reporter.event(PullEvent::Resolved { repo, commit: &commit_id, files: selection.files.len() });
     // A failed download keeps its partial file for the next pull to resume.
     let remote = stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };
     let staged = stage::from_hub(&remote, store, &selection.files, reporter)?;
-    let source = Source::Hub { endpoint: hub.endpoint().into(), repo: repo.into(), commit: listing.commit.clone() };
-    let outcome = commit(store, reference, &selection, staged, source, reporter);
-    forget_downloads(&config.download_dir, &reference.name);
-    outcome
-}
-
-fn import_local(
-    store: &Store,
-    path: &Path,
-    reference: &ModelRef,
-    reporter: &dyn PullReporter,
-) -> Result<PullOutcome, PullError> {
-    let (dir, selection) = local_selection(path, reference)?;
-    let staging = store.staging_dir().join(unique_name("pull"));
-    std::fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
-    let _cleanup = TempDirGuard(staging.clone());
-    let names: Vec<String> = selection.files.iter().map(|f| f.name.clone()).collect();
-    let staged = stage::from_local(&dir, &names, &staging)?;
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let source = Source::Local { path: absolute.display().to_string() };
-    commit(store, reference, &selection, staged, source, reporter)
-}
-
-/// The directory to read from and the files to take.
-fn local_selection(path: &Path, reference: &ModelRef) -> Result<(PathBuf, Selection), PullError> {
-    if path.is_dir() {
-        let files = list_local_dir(path)?;
-        return Ok((path.to_path_buf(), select::select(reference, &files)?));
-    }
-    let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-    let (Some(dir), Some(name), true) = (path.parent(), path.file_name(), is_gguf && path.is_file()) else {
-        return Err(PullError::NotAModelPath(path.to_path_buf()));
+    let source = Source::Hub {
+        endpoint: hub.endpoint().into(),
+        repo: repo.into(),
+        commit: commit_id,
+        revision: Some(revision.to_string()),
     };
-    if let Some(Quant::Kv(quant)) = reference.tag {
-        return Err(SelectError::Quant(QuantError::KvOnGguf { quant, model: reference.name.to_string() }).into());
+    let downloaded: Vec<PathBuf> = staged.iter().filter(|f| !f.in_store).map(|f| f.path.clone()).collect();
+    let outcome = commit(store, reference, &selection, staged, source, reporter);
+    if outcome.is_err() {
+        // Complete, verified files that are not a usable model: no resuming to keep them for.
+        for path in downloaded {
+            let _ = std::fs::remove_file(path);
+        }
     }
-    let file = RemoteFile { name: name.to_string_lossy().into_owned(), size: None, sha256: None, git_oid: None };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    Ok((dir.to_path_buf(), Selection { format: Format::Gguf, files: vec![file] }))
-}
-
-fn list_local_dir(dir: &Path) -> Result<Vec<RemoteFile>, PullError> {
-    let entries = std::fs::read_dir(dir).map_err(io_err("read", dir))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("read", dir))?;
-        if entry.file_type().is_ok_and(|t| t.is_file())
-            && let Some(name) = entry.file_name().to_str() {
-                files.push(RemoteFile { name: name.into(), size: None, sha256: None, git_oid: None });
-            }
-    }
-    Ok(files)
+    outcome
 }
 
 /// Reads the staged files, then moves blobs and writes manifests under the lock.

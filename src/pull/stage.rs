@@ -5,8 +5,9 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use crate::hub::{DownloadReporter, Hub, RemoteFile, Resilience};
-use super::{PullEvent, PullReporter};
+use super::PullReporter;
+use super::retry::with_retries;
+use crate::hub::{CommitId, DownloadReporter, Hub, RemoteFile, Resilience, Retry};
 use crate::store::blobs::{Digest, copy_hashing, git_blob_id, hash_file};
 use crate::store::reference::ModelName;
 use crate::store::{Store, StoreError, io_err};
@@ -30,16 +31,20 @@ pub enum StageError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hub(#[from] crate::hub::HubError),
+    #[error("the hub lists no checksum for `{file}` in `{repo}`, so it cannot be verified")]
+    NoChecksum { repo: String, file: String },
+    #[error("the import was interrupted")]
+    Interrupted,
 }
 
 impl StageError {
     /// Worth another try: the hub's transient failures, and bytes that failed
     /// verification (deleted, so the next try downloads them afresh).
-    pub fn is_transient(&self) -> bool {
+    pub fn retry(&self) -> Retry {
         match self {
-            StageError::Integrity { .. } => true,
-            StageError::Hub(e) => e.is_transient(),
-            StageError::Store(_) => false,
+            StageError::Integrity { .. } => Retry::Backoff,
+            StageError::Hub(e) => e.retry(),
+            StageError::Store(_) | StageError::NoChecksum { .. } | StageError::Interrupted => Retry::Never,
         }
     }
 
@@ -48,6 +53,8 @@ impl StageError {
             StageError::Integrity { .. } => Some("the bad bytes were deleted; pull again to download them afresh".into()),
             StageError::Store(e) => e.hint(),
             StageError::Hub(e) => e.hint(),
+            StageError::NoChecksum { .. } => Some("the hub is not answering as the Hugging Face Hub does; check `HF_ENDPOINT`".into()),
+            StageError::Interrupted => Some("nothing was stored; run the same command again".into()),
         }
     }
 }
@@ -56,41 +63,41 @@ impl StageError {
 pub struct Remote<'a> {
     pub hub: &'a Hub,
     pub repo: &'a ModelName,
-    pub commit: &'a str,
+    pub commit: &'a CommitId,
     pub resilience: Resilience,
 }
 
-/// Downloads (or reuses) each file and checks size and sha256 against the listing.
+/// Downloads (or reuses) each file and checks size and checksum against the listing.
 pub fn from_hub(remote: &Remote<'_>, store: &Store, files: &[RemoteFile], reporter: &dyn PullReporter) -> Result<Vec<StagedFile>, StageError> {
     files.iter().map(|file| stage_remote(remote, store, file, reporter)).collect()
 }
 
-/// One file, retried with doubling delays while failures look transient
-/// (server errors, rate limits, dropped connections, bytes that failed
-/// verification and were deleted). Each retry resumes what is on disk.
+/// One file, retried while failures look transient (server errors, rate
+/// limits, dropped or stalled connections, bytes that failed verification
+/// and were deleted). Each retry resumes what is on disk.
 fn stage_remote(remote: &Remote<'_>, store: &Store, file: &RemoteFile, reporter: &dyn PullReporter) -> Result<StagedFile, StageError> {
     if let Some(digest) = file.sha256.filter(|d| store.has_blob(d)) {
         return reuse(store, &file.name, digest);
     }
-    let attempts = remote.resilience.attempts.max(1);
-    let mut delay = remote.resilience.retry_delay;
-    for attempt in 1.. {
-        match download_verified(remote, file, reporter) {
-            Err(e) if attempt < attempts && e.is_transient() => {
-                reporter.event(PullEvent::Retrying { file: &file.name, attempt: attempt + 1, attempts, reason: &e.to_string() });
-                std::thread::sleep(delay);
-                delay = delay.saturating_mul(2);
-            }
-            outcome => return outcome,
-        }
-    }
-    unreachable!("the loop returns by the last attempt")
+    let part = store.downloads_dir().join(partial_name(remote.repo, file)?);
+    with_retries(&remote.resilience, &file.name, reporter, StageError::retry, || download_verified(remote, file, &part, reporter))
 }
 
-fn download_verified(remote: &Remote<'_>, file: &RemoteFile, reporter: &dyn DownloadReporter) -> Result<StagedFile, StageError> {
-    let path = remote.hub.download(remote.repo, remote.commit, file, reporter)?;
-    let (sha256, size) = hash_file(&path).map_err(io_err("read", &path))?;
-    let staged = StagedFile { name: file.name.clone(), size, sha256, path, in_store: false };
+/// The partial file's name comes from the checksum the listing gave
+/// (validated hex), so downloads of one blob resume across repositories and
+/// no server-sent text reaches the path.
+fn partial_name(repo: &ModelName, file: &RemoteFile) -> Result<String, StageError> {
+    match (file.sha256, file.git_oid) {
+        (Some(sha256), _) => Ok(format!("{}.part", sha256.file_name())),
+        (None, Some(oid)) => Ok(format!("git-{oid}.part")),
+        (None, None) => Err(StageError::NoChecksum { repo: repo.to_string(), file: file.name.clone() }),
+    }
+}
+
+fn download_verified(remote: &Remote<'_>, file: &RemoteFile, part: &Path, reporter: &dyn DownloadReporter) -> Result<StagedFile, StageError> {
+    remote.hub.download(remote.repo, remote.commit, file, part, reporter)?;
+    let (sha256, size) = hash_file(part).map_err(io_err("read", part))?;
+    let staged = StagedFile { name: file.name.clone(), size, sha256, path: part.to_path_buf(), in_store: false };
     verify(&staged, file)?;
     Ok(staged)
 }
@@ -104,13 +111,13 @@ fn reuse(store: &Store, name: &str, digest: Digest) -> Result<StagedFile, StageE
 /// Deletes the file and fails when it is not what the hub promised: its
 /// sha256 (LFS files), else its git blob id, and its size.
 fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> {
-    let git_oid = match (&promised.git_oid, promised.sha256) {
+    let git_oid = match (promised.git_oid, promised.sha256) {
         (Some(_), None) => Some(git_blob_id(&staged.path).map_err(io_err("read", &staged.path))?),
         _ => None,
     };
     let mismatch = if let Some(expected) = promised.sha256.filter(|d| *d != staged.sha256) {
         Some((format!("sha256 {expected}"), format!("sha256 {}", staged.sha256)))
-    } else if let (Some(expected), Some(actual)) = (&promised.git_oid, &git_oid)
+    } else if let (Some(expected), Some(actual)) = (promised.git_oid, git_oid)
         && expected != actual
     {
         Some((format!("git blob {expected}"), format!("git blob {actual}")))
@@ -122,15 +129,33 @@ fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> 
     Err(StageError::Integrity { file: staged.name.clone(), expected, actual })
 }
 
-/// Copies local files into `staging`, hashing them on the way.
-pub fn from_local(dir: &Path, names: &[String], staging: &Path) -> Result<Vec<StagedFile>, StageError> {
-    names.iter().map(|name| copy_one(&dir.join(name), name, staging)).collect()
+/// Copies local files (name, path) into `staging`, hashing them on the
+/// way; stops at an interrupt (`crate::interrupt`), leaving the staging
+/// area for its owner to remove.
+pub fn from_local(sources: &[(String, PathBuf)], staging: &Path) -> Result<Vec<StagedFile>, StageError> {
+    sources.iter().map(|(name, path)| copy_one(path, name, staging)).collect()
 }
 
 fn copy_one(source: &Path, name: &str, staging: &Path) -> Result<StagedFile, StageError> {
     let target = staging.join(crate::store::atomic::unique_name("import"));
-    let mut from = File::open(source).map_err(io_err("read", source))?;
+    let mut from = Interruptible(File::open(source).map_err(io_err("read", source))?);
     let mut to = File::create(&target).map_err(io_err("write", &target))?;
-    let (sha256, size) = copy_hashing(&mut from, &mut to).map_err(io_err("copy", source))?;
+    let copied = copy_hashing(&mut from, &mut to);
+    if crate::interrupt::requested() {
+        return Err(StageError::Interrupted);
+    }
+    let (sha256, size) = copied.map_err(io_err("copy", source))?;
     Ok(StagedFile { name: name.into(), size, sha256, path: target, in_store: false })
+}
+
+/// A reader that fails once an interrupt has been requested.
+struct Interruptible<R>(R);
+
+impl<R: std::io::Read> std::io::Read for Interruptible<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::interrupt::requested() {
+            return Err(std::io::Error::other("interrupted"));
+        }
+        self.0.read(buf)
+    }
 }

@@ -1,4 +1,5 @@
-//! Content addressing: the `sha256` digest newtype and hashing of files.
+//! Content addressing: the `sha256` digest and git blob id newtypes, and
+//! hashing of files.
 
 use std::fmt;
 use std::fs::File;
@@ -42,15 +43,7 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let fail = || DigestError(text.into());
-        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(fail());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| fail())?;
-        }
-        Ok(Digest(out))
+        parse_hex(text).map(Digest).ok_or_else(|| DigestError(text.into()))
     }
 }
 
@@ -71,17 +64,51 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
     copy_hashing(&mut File::open(path)?, &mut io::sink())
 }
 
-/// The git blob id of a file: SHA-1 of `blob <length>\0` and the bytes, in
-/// hex. The hub lists it (`blobId`) for every file; for files outside LFS it
-/// is the only checksum there is.
-pub fn git_blob_id(path: &Path) -> io::Result<String> {
+/// A git blob id (SHA-1 of `blob <len>\0` and the bytes), always 40
+/// lowercase hex digits. The hub lists it (`blobId`) for every file; for
+/// files outside LFS it is the only checksum there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GitBlobId([u8; 20]);
+
+impl fmt::Display for GitBlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid git blob id `{}`: expected 40 hex digits", .0.escape_debug())]
+pub struct GitBlobIdError(pub String);
+
+impl FromStr for GitBlobId {
+    type Err = GitBlobIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_hex(text).map(GitBlobId).ok_or_else(|| GitBlobIdError(text.into()))
+    }
+}
+
+/// `N` bytes from exactly `2N` hex digits (either case), or nothing.
+pub(crate) fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The git blob id of a file's bytes.
+pub fn git_blob_id(path: &Path) -> io::Result<GitBlobId> {
     use sha1::Digest as _;
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut hasher = sha1::Sha1::new();
     hasher.update(format!("blob {len}\0").as_bytes());
     io::copy(&mut file, &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(GitBlobId(hasher.finalize().into()))
 }
 
 /// Copies `from` into `to` while hashing what passes through.
@@ -113,7 +140,11 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"hello\n").unwrap();
         // `printf 'hello\n' | git hash-object --stdin`
-        assert_eq!(git_blob_id(&path).unwrap(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(git_blob_id(&path).unwrap().to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!("CE013625030BA8DBA906F756967F9E9CA394464A".parse::<GitBlobId>().unwrap().to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        for bad in ["../x", "ce01362503", "ce013625030ba8dba906f756967f9e9ca394464ag"] {
+            assert!(bad.parse::<GitBlobId>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -33,7 +33,15 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Source {
-    Hub { endpoint: String, repo: String, commit: String },
+    Hub {
+        endpoint: String,
+        repo: String,
+        commit: String,
+        /// The branch, tag or commit asked for (`--revision`; `main` by default).
+        /// Absent in manifests written before llmctl recorded it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+    },
     Local { path: String },
 }
 

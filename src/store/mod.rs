@@ -3,14 +3,16 @@
 //! and the rules that find the manifest a reference means.
 //!
 //! Layout: `blobs/sha256-<hex>`, `manifests/<org|_>/<name>/<tag|_>.json`,
-//! `staging/` (files being imported), `downloads/` (resumable partial
-//! downloads), `lock`.
+//! `staging/` (files being imported, one area per command), `downloads/`
+//! (resumable partial downloads, named `sha256-<hex>.part` or
+//! `git-<blob id>.part`), `locks/` (one per repository being pulled), `lock`.
 
 pub mod atomic;
 pub mod blobs;
 pub mod lock;
 pub mod manifest;
 pub mod reference;
+pub mod staging;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -53,8 +53,8 @@ impl PullReporter for PullProgress {
             PullEvent::AlreadyStored { file } => self.status(&format!("{file}: already in the store")),
             PullEvent::WaitingForLock => self.status("waiting for another llmctl to release the store lock..."),
             PullEvent::WaitingForPull { repo } => self.status(&format!("waiting for another llmctl that is pulling {repo}...")),
-            PullEvent::Retrying { file, attempt, attempts, reason } => {
-                self.status(&format!("{file}: {reason}; retrying (attempt {attempt} of {attempts})"));
+            PullEvent::Retrying { what, attempt, attempts, reason } => {
+                self.status(&format!("{what}: {reason}; retrying (attempt {attempt} of {attempts})"));
             }
         }
     }

@@ -163,7 +163,7 @@ pub fn import_model(dir: &Path, name: &str) -> ImportedModel {
     }
     let root = tempfile::tempdir().unwrap();
     let store = llmctl::store::Store::open(&root.path().join("store")).unwrap();
-    let hub = llmctl::hub::HubConfig { endpoint: String::new(), token: None, download_dir: root.path().join("dl"), resilience: Default::default() };
+    let hub = llmctl::hub::HubConfig { endpoint: String::new(), token: None, offline: true, resilience: Default::default() };
     let reference: llmctl::store::reference::ModelRef = name.parse().unwrap();
     pull(&store, &hub, &PullSource::Local { path: dir.to_path_buf(), reference: reference.clone() }, &Silent).unwrap();
     let manifest = store.find(&reference).unwrap();
