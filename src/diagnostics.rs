@@ -95,7 +95,11 @@ pub fn report(error: &anyhow::Error, printer: &Printer) -> ExitStatus {
     let diagnosis = diagnose_chain(error).unwrap_or(Diagnosis { usage: false, hint: None });
     let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
     printer.error(&error.to_string(), &causes, diagnosis.hint.as_deref());
-    let interrupted = error.chain().any(|c| matches!(c.downcast_ref::<StageError>(), Some(StageError::Interrupted)));
+    // `PullError::Stage` is transparent: the chain holds the `PullError`, not its `StageError`.
+    let interrupted = error.chain().any(|c| {
+        matches!(c.downcast_ref::<StageError>(), Some(StageError::Interrupted))
+            || matches!(c.downcast_ref::<PullError>(), Some(PullError::Stage(StageError::Interrupted)))
+    });
     match (interrupted, diagnosis.usage) {
         (true, _) => ExitStatus::Interrupted,
         (false, true) => ExitStatus::Usage,

@@ -652,3 +652,176 @@ fn a_store_that_cannot_be_written_fails_naming_the_path_and_keeps_nothing() {
     assert_eq!(ctx.run(&["list", "--names"]).stdout, "");
     assert!(std::fs::read_dir(ctx.store().join("staging")).unwrap().next().is_none(), "staging left behind");
 }
+
+/// Lays `files` out as the Hugging Face cache does (`models--org--name/`
+/// with `blobs/`, `refs/main` and a snapshot of relative links into
+/// `blobs/`); returns the snapshot folder.
+fn hf_cache_snapshot(hf_hub: &std::path::Path, repo: &str, files: &[(String, Vec<u8>)]) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let folder = hf_hub.join(format!("models--{}", repo.replace('/', "--")));
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = folder.join("snapshots").join(commit);
+    std::fs::create_dir_all(folder.join("blobs")).unwrap();
+    std::fs::create_dir_all(folder.join("refs")).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::write(folder.join("refs/main"), commit).unwrap();
+    for (name, bytes) in files {
+        let etag: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(folder.join("blobs").join(&etag), bytes).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{etag}"), snapshot.join(name)).unwrap();
+    }
+    snapshot
+}
+
+/// Issue #12: reuse what transformers already downloaded.
+#[test]
+fn a_hugging_face_cache_snapshot_imports_under_its_repository_name_and_runs() {
+    let ctx = TestContext::new();
+    let hf_hub = ctx.root.path().join("hf/hub");
+    let snapshot = hf_cache_snapshot(&hf_hub, "org/tiny", &models::tiny_llama_repo(7));
+    let out = ctx.run(&["pull", snapshot.to_str().unwrap()]);
+    out.success();
+    assert!(out.stderr.starts_with("importing [ROOT]/hf/hub/models--org--tiny/snapshots/0123456789abcdef0123456789abcdef01234567 as org/tiny\n"), "{}", out.stderr);
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    assert_eq!(show["format"], "safetensors");
+    let stored: Vec<&str> = show["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(stored, ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+    // The stored bytes are the files the links lead to, not the links.
+    let direct = TestContext::new();
+    let dir = direct.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    direct.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).success();
+    assert_eq!(show["id"], direct.run(&["show", "org/tiny", "--json"]).json()["id"]);
+    let tokens = |ctx: &TestContext| {
+        let out = ctx.run(&["run", "org/tiny", "--raw", "--max-tokens", "4", "--json", "w3 w4"]);
+        out.success();
+        out.stdout.lines().filter(|l| l.contains(r#""type":"token""#)).map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(tokens(&ctx).len(), 4);
+    assert_eq!(tokens(&ctx), tokens(&direct));
+    // The repository folder itself means its `refs/main` snapshot.
+    ctx.run(&["rm", "org/tiny"]).success();
+    let out = ctx.run(&["pull", hf_hub.join("models--org--tiny").to_str().unwrap()]);
+    out.success();
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
+}
+
+#[test]
+fn a_cache_snapshot_whose_link_leaves_the_cache_is_refused_naming_it() {
+    let ctx = TestContext::new();
+    let hf_hub = ctx.root.path().join("hf/hub");
+    let mut files = models::tiny_llama_repo(7);
+    let tokenizer = files.iter().position(|(n, _)| n == "tokenizer.json").unwrap();
+    let (_, bytes) = files.remove(tokenizer);
+    let snapshot = hf_cache_snapshot(&hf_hub, "org/tiny", &files);
+    let outside = ctx.root.path().join("elsewhere/tokenizer.json");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(&outside, bytes).unwrap();
+    std::os::unix::fs::symlink(&outside, snapshot.join("tokenizer.json")).unwrap();
+    let out = ctx.run(&["pull", snapshot.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.ends_with(
+        "error: `tokenizer.json` in the Hugging Face cache links to `[ROOT]/elsewhere/tokenizer.json`, outside the cache folder `[ROOT]/hf/hub/models--org--tiny`\n\
+         hint: a cache snapshot links only into its own `blobs/`: re-download it with the Hugging Face tools, or copy the files into a plain folder and import that\n"
+    ), "{}", out.stderr);
+    assert_eq!((ctx.run(&["list", "--names"]).stdout.as_str(), ctx.blob_count()), ("", 0));
+}
+
+/// A model directory whose weights take seconds to copy: a sparse file of
+/// `gib` GiB beside the tiny model's small files.
+fn slow_import_dir(ctx: &TestContext, gib: u64) -> std::path::PathBuf {
+    let dir = ctx.root.path().join("big");
+    let mut files = models::tiny_llama_repo(7);
+    files.retain(|(n, _)| n != "model.safetensors");
+    models::write_dir(&dir, &files);
+    let weights = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    weights.set_len(gib << 30).unwrap();
+    dir
+}
+
+/// Waits until the import has begun writing into its staging area.
+fn wait_for_staged_bytes(ctx: &TestContext) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        let staged: u64 = walkdir_sizes(&ctx.store().join("staging"));
+        if staged > 1 << 20 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the import never started copying");
+}
+
+fn walkdir_sizes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().map(|e| if e.path().is_dir() { walkdir_sizes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Issue #12: Ctrl-C during `pull PATH` used to leave the copied bytes in `staging/` forever.
+#[test]
+fn ctrl_c_during_an_import_cleans_up_and_exits_130() {
+    let ctx = TestContext::new();
+    let dir = slow_import_dir(&ctx, 8);
+    let child = ctx.command(&["pull", dir.to_str().unwrap(), "--name", "org/big"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for_staged_bytes(&ctx);
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&ctx.root.path().display().to_string(), "[ROOT]");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "importing [ROOT]/big as org/big\nerror: the import was interrupted\nhint: nothing was stored; run the same command again\n");
+    assert_eq!(std::fs::read_dir(ctx.store().join("staging")).unwrap().count(), 0, "staging left behind");
+    assert_eq!((ctx.run(&["list", "--names"]).stdout.as_str(), ctx.blob_count()), ("", 0));
+}
+
+/// Issue #12: after `kill -9` nothing can clean up on the way out, so the next writer sweeps.
+#[test]
+fn what_a_killed_import_left_is_swept_by_the_next_pull() {
+    let ctx = TestContext::new();
+    let dir = slow_import_dir(&ctx, 8);
+    let mut child = ctx.command(&["pull", dir.to_str().unwrap(), "--name", "org/big"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for_staged_bytes(&ctx);
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    assert!(walkdir_sizes(&ctx.store().join("staging")) > 0, "the kill left nothing to sweep");
+    let tiny = ctx.root.path().join("tiny");
+    models::write_dir(&tiny, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", tiny.to_str().unwrap(), "--name", "org/tiny"]).success();
+    assert_eq!(std::fs::read_dir(ctx.store().join("staging")).unwrap().count(), 0, "staging left behind");
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
+}
+
+#[test]
+fn revision_applies_to_hub_models_only_and_must_be_a_ref_name() {
+    let ctx = TestContext::new();
+    ctx.run(&["pull", "./x", "--revision", "v1"]).assert(
+        2,
+        "",
+        "error: `--revision` only applies to hub models, not to local path `./x`\nhint: drop `--revision`: a local import takes the files as they are\n",
+    );
+    ctx.run(&["pull", "org/m", "--revision", "../main"]).assert(
+        2,
+        "",
+        "error: invalid revision `../main`: it is not a well-formed ref name\n\
+         hint: give a branch, tag or commit as the hub shows it, e.g. `main`, `v1.0`, `refs/pr/1` or a 40-digit commit id\n",
+    );
+}
+
+/// Issue #12: `HF_HUB_OFFLINE=1` makes no request at all, and says so.
+#[test]
+fn offline_pulls_say_so_without_touching_the_network() {
+    let ctx = TestContext::new().env("HF_HUB_OFFLINE", "1");
+    ctx.run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: `HF_HUB_OFFLINE` is set, so llmctl did not contact the hub\n\
+         hint: unset `HF_HUB_OFFLINE` to pull from the hub; models already in the store run without it, and `llmctl pull ./DIR` imports local files\n",
+    );
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).success();
+}
