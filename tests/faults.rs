@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::TestContext;
-use support::hub::{Fault, TestHub};
+use support::hub::{Fault, ListingFault, TestHub};
 use support::models::{self, sha256_of};
 
 const REPO: &str = "org/tiny";
@@ -38,16 +38,22 @@ impl Rng {
 }
 
 fn random_fault(rng: &mut Rng, size: u64) -> Fault {
-    match rng.below(7) {
+    match rng.below(9) {
         0 => Fault::DropAfter(rng.below(size)),
         1 => Fault::CorruptByteAt(rng.below(size)),
         2 => Fault::Status { code: [500, 502, 503, 429][rng.below(4) as usize], times: 1 + rng.below(5) as u32 },
         3 => Fault::Status { code: 404, times: 1 },
-        4 => Fault::ProbeStatus { code: [500, 503][rng.below(2) as usize], times: 1 + rng.below(3) as u32 },
+        4 => Fault::OverlongBody { extra: 1 + rng.below(1 << 20), content_length: rng.below(2) == 0 },
         5 => Fault::IgnoreRange,
+        6 => Fault::BadContentRange,
+        7 => Fault::StatusRetryAfter { code: [503, 429][rng.below(2) as usize], times: 1 + rng.below(2) as u32, seconds: 0 },
         _ => Fault::Delay(Duration::from_millis(rng.below(40))),
     }
 }
+
+/// Headers a hostile mirror sends, which must never become paths.
+const HOSTILE_HEADERS: [(&str, &str); 3] =
+    [("ETag", "\"../../../../outside\""), ("X-Repo-Commit", "../../../../x"), ("X-Linked-Etag", "\"/etc/passwd\"")];
 
 /// Every manifest's files are blobs whose bytes hash to their names and
 /// equal the repository's originals; no blob is unreferenced.
@@ -95,6 +101,16 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
             let fault = random_fault(&mut rng, bytes.len() as u64);
             injected.push(format!("{name}: {fault:?}"));
             hub.set_fault(REPO, name, fault);
+            if rng.below(4) == 0 {
+                let (header, value) = HOSTILE_HEADERS[rng.below(3) as usize];
+                injected.push(format!("{name}: {header}: {value}"));
+                hub.set_header_override(REPO, name, header, value);
+            }
+        }
+        if rng.below(8) == 0 {
+            let code = [500, 503, 429][rng.below(3) as usize];
+            injected.push(format!("listing: HTTP {code}"));
+            hub.set_listing_fault(REPO, ListingFault::Status { code, times: 1 + rng.below(4) as u32, retry_after: Some(0) });
         }
         faults += injected.len();
         let context = format!("run {run} (seed {seed}) with {injected:?}");
@@ -109,6 +125,7 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
             code => panic!("{context}: exit {code}\n{}", out.stderr),
         }
         assert_store_consistent(ctx, &originals, &context);
+        assert!(ctx.outside_store().is_empty(), "{context}: wrote outside the store: {:?}", ctx.outside_store());
         hub.clear_faults();
         ctx.run(&["pull", REPO]).success();
         assert_store_consistent(ctx, &originals, &format!("{context}, then a clean pull"));

@@ -319,3 +319,321 @@ fn a_full_disk_is_a_clean_error_naming_the_folder() {
     std::fs::remove_file(&part).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
 }
+
+// ---------------------------------------------------------------------------
+// Issue #12: repositories laid out as on the Hub, and hubs that misbehave.
+
+use support::hub::ListingFault;
+
+/// Files a test can plant outside the store, where a hostile header would aim.
+fn plant_bait(ctx: &TestContext) -> std::path::PathBuf {
+    let bait = ctx.home().join(".bashrc");
+    std::fs::create_dir_all(ctx.home()).unwrap();
+    std::fs::write(&bait, b"export PATH=/usr/bin\n").unwrap();
+    bait
+}
+
+fn names_of(show: &serde_json::Value) -> Vec<String> {
+    show["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// Only the selected files are ever asked for, dot-files, README, folders and other formats never.
+fn resolved_files(hub: &TestHub) -> std::collections::BTreeSet<String> {
+    hub.requests()
+        .iter()
+        .filter_map(|r| r.path.split_once("/resolve/").map(|(_, rest)| rest.split_once('/').unwrap().1.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_repository_laid_out_like_smollm2_on_the_hub_pulls_its_model_files_and_runs() {
+    let dir = support::smollm2::smollm2_dir("bf16");
+    let model_files: Vec<(String, Vec<u8>)> = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
+        .collect();
+    let hub = TestHub::start();
+    hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct", models::smollm2_like_safetensors_repo(model_files));
+    let ctx = TestContext::with_hub(&hub);
+    // The README's first command, as written (against the stand-in endpoint).
+    ctx.run(&["pull", "HuggingFaceTB/SmolLM2-135M-Instruct"]).success();
+    let show = ctx.run(&["show", "HuggingFaceTB/SmolLM2-135M-Instruct", "--json"]).json();
+    let expected = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+    assert_eq!(names_of(&show), expected);
+    assert_eq!(resolved_files(&hub), expected.iter().map(|s| s.to_string()).collect());
+    let out = ctx.run(&["run", "HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8", "The capital of France is", "--raw", "--max-tokens", "3"]);
+    out.success();
+    assert!(out.stdout.starts_with(" Paris."), "{}", out.stdout);
+}
+
+#[test]
+fn a_repository_laid_out_like_bartowskis_ggufs_pulls_the_one_file_asked_for_and_runs() {
+    let gguf = std::fs::read(models::smollm2_gguf()).unwrap();
+    let hub = TestHub::start();
+    let name = "SmolLM2-135M-Instruct-Q4_1.gguf";
+    hub.add_repo("bartowski/SmolLM2-135M-Instruct-GGUF", models::bartowski_like_gguf_repo((name.into(), gguf)));
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1"]).success();
+    let show = ctx.run(&["show", "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1", "--json"]).json();
+    assert_eq!(names_of(&show), [name]);
+    assert_eq!(resolved_files(&hub), [name.to_string()].into());
+    let out = ctx.run(&["run", "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1", "The capital of France is", "--raw", "--max-tokens", "3"]);
+    out.success();
+    assert!(out.stdout.starts_with(" Paris."), "{}", out.stdout);
+    // Without a tag the default is Q4_K_M, here a broken file: refused, nothing stored, nothing left.
+    let out = ctx.run(&["pull", "bartowski/SmolLM2-135M-Instruct-GGUF"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("error: cannot record the pulled model\n"), "{}", out.stderr);
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1\n");
+    assert!(ctx.store_files().iter().all(|f| !f.starts_with("downloads/")), "{:?}", ctx.store_files());
+}
+
+/// Each hostile behaviour: a pull against it, then checks that nothing
+/// outside the store changed, and that an honest hub then pulls cleanly.
+fn assert_contained(ctx: &TestContext, hub: &TestHub, before: &std::collections::BTreeMap<String, String>) {
+    assert_eq!(&ctx.outside_store(), before, "something outside the store changed");
+    hub.clear_faults();
+    ctx.run(&["pull", "org/tiny"]).success();
+    assert_eq!(&ctx.outside_store(), before, "something outside the store changed");
+    let leftovers: Vec<String> = ctx.store_files().into_iter().filter(|f| f.starts_with("downloads/") || f.starts_with("staging/")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn etags_naming_paths_outside_the_store_are_never_used_as_paths() {
+    for etag in ["\"{BAIT}\"", "\"../../../../home/.bashrc\"", "\"/etc/passwd\""] {
+        let hub = hub_with_tiny();
+        let ctx = TestContext::with_hub(&hub);
+        let bait = plant_bait(&ctx);
+        let etag = etag.replace("{BAIT}", &bait.display().to_string());
+        for file in ["model.safetensors", "config.json"] {
+            hub.set_header_override("org/tiny", file, "ETag", &etag);
+            hub.set_header_override("org/tiny", file, "X-Linked-Etag", &etag);
+        }
+        let before = ctx.outside_store();
+        ctx.run(&["pull", "org/tiny"]).success();
+        assert_eq!(std::fs::read(&bait).unwrap(), b"export PATH=/usr/bin\n");
+        assert_contained(&ctx, &hub, &before);
+    }
+}
+
+#[test]
+fn a_commit_header_that_climbs_out_of_the_store_is_ignored() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    plant_bait(&ctx);
+    for file in ["model.safetensors", "config.json", "tokenizer.json"] {
+        hub.set_header_override("org/tiny", file, "X-Repo-Commit", "../../../../x");
+    }
+    let before = ctx.outside_store();
+    let out = ctx.run(&["pull", "org/tiny", "--json"]);
+    out.success();
+    assert_eq!(ctx.run(&["show", "org/tiny", "--json"]).json()["source"]["commit"], hub.commit("org/tiny").unwrap());
+    assert_contained(&ctx, &hub, &before);
+}
+
+#[test]
+fn a_listing_that_never_answers_times_out_is_retried_and_fails_clearly() {
+    let hub = hub_with_tiny();
+    hub.set_listing_fault("org/tiny", ListingFault::Hang);
+    let ctx = TestContext::with_hub(&hub).env("LLMCTL_STALL_TIMEOUT_MS", "300").env(FAST_RETRY.0, FAST_RETRY.1);
+    let before = ctx.outside_store();
+    let started = std::time::Instant::now();
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr.matches("listing: the listing of `org/tiny` stalled: no data for 0.3 s; retrying").count(), 3, "{}", out.stderr);
+    assert!(out.stderr.ends_with(
+        "error: the listing of `org/tiny` stalled: no data for 0.3 s\nhint: pull again: the download resumes from the bytes already received\n"
+    ), "{}", out.stderr);
+    assert_contained(&ctx, &hub, &before);
+}
+
+#[test]
+fn a_body_longer_than_listed_stops_at_the_listed_size_and_is_deleted() {
+    for fault in [Fault::EndlessBody, Fault::OverlongBody { extra: 64 << 20, content_length: true }] {
+        let hub = hub_with_tiny();
+        hub.set_fault("org/tiny", "model.safetensors", fault.clone());
+        let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+        let before = ctx.outside_store();
+        let started = std::time::Instant::now();
+        let out = ctx.run(&["pull", "org/tiny"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{fault:?} took {:?}", started.elapsed());
+        assert_eq!(out.code, 1, "{fault:?}: {}", out.stderr);
+        let size = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1.len();
+        assert!(out.stderr.ends_with(&format!(
+            "error: the hub sent more than the {size} bytes it listed for `org/tiny/model.safetensors`\n\
+             hint: the partial file was deleted; if this repeats, the hub or a proxy in between is misbehaving\n"
+        )), "{fault:?}: {}", out.stderr);
+        assert_eq!(hub.downloads("org/tiny", "model.safetensors"), 4, "{fault:?}");
+        // The weights' partial file is gone (smaller files that completed stay, to be reused).
+        assert!(ctx.store_files().iter().all(|f| !f.starts_with("downloads/sha256-")), "{:?}", ctx.store_files());
+        assert_contained(&ctx, &hub, &before);
+    }
+}
+
+#[test]
+fn listing_errors_are_retried_honouring_retry_after() {
+    for code in [500, 503, 429] {
+        let hub = hub_with_tiny();
+        hub.set_listing_fault("org/tiny", ListingFault::Status { code, times: 2, retry_after: None });
+        let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+        let out = ctx.run(&["pull", "org/tiny"]);
+        out.success();
+        assert_eq!(out.stderr.matches("listing: ").count(), 2, "{code}: {}", out.stderr);
+    }
+    let hub = hub_with_tiny();
+    hub.set_listing_fault("org/tiny", ListingFault::Status { code: 503, times: 1, retry_after: Some(1) });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let started = std::time::Instant::now();
+    let out = ctx.run(&["pull", "org/tiny"]);
+    out.success();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After: 1 was not waited out");
+    assert!(out.stderr.starts_with("listing: the hub answered HTTP 503 for `org/tiny`; retrying (attempt 2 of 4)\n"), "{}", out.stderr);
+    // A wait longer than llmctl will sit through is said, not slept.
+    let hub = hub_with_tiny();
+    hub.set_listing_fault("org/tiny", ListingFault::Status { code: 429, times: 1, retry_after: Some(3600) });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    ctx.run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: the hub is rate-limiting requests for `org/tiny` (HTTP 429); it asks to wait 3600 s\n\
+         hint: wait a while and pull again; partial downloads are kept\n",
+    );
+    // File downloads honour it too.
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::StatusRetryAfter { code: 503, times: 1, seconds: 1 });
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    let started = std::time::Instant::now();
+    ctx.run(&["pull", "org/tiny"]).success();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+/// A partial download of `file` left as if an earlier pull was cut off after `len` bytes.
+fn leave_partial(ctx: &TestContext, file: &str, len: usize) {
+    use sha2::Digest as _;
+    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == file).unwrap().1;
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(ctx.store().join("downloads")).unwrap();
+    std::fs::write(ctx.store().join(format!("downloads/sha256-{sha}.part")), &bytes[..len]).unwrap();
+}
+
+#[test]
+fn a_server_that_ignores_range_gets_a_fresh_full_download_that_verifies() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::IgnoreRange);
+    let ctx = TestContext::with_hub(&hub);
+    leave_partial(&ctx, "model.safetensors", 20_000);
+    let before = ctx.outside_store();
+    let out = ctx.run(&["pull", "org/tiny"]);
+    out.success();
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    let asked: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| (r.range.clone(), r.status)).collect();
+    assert_eq!(asked, [(Some("bytes=20000-".to_string()), 200)]);
+    assert_contained(&ctx, &hub, &before);
+}
+
+#[test]
+fn a_partial_answer_for_another_range_is_deleted_and_downloaded_afresh() {
+    let hub = hub_with_tiny();
+    hub.set_fault("org/tiny", "model.safetensors", Fault::BadContentRange);
+    let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
+    leave_partial(&ctx, "model.safetensors", 20_000);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    out.success();
+    assert!(out.stderr.contains(
+        "model.safetensors: the hub answered another part of `org/tiny/model.safetensors` than was asked for (asked from byte 20000, got `bytes 0-"
+    ), "{}", out.stderr);
+    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
+    assert_eq!(ranges, [Some("bytes=20000-".to_string()), None]);
+}
+
+#[test]
+fn a_partial_file_longer_than_the_listing_is_started_over() {
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
+    leave_partial(&ctx, "model.safetensors", bytes.len());
+    let part = std::fs::read_dir(ctx.store().join("downloads")).unwrap().next().unwrap().unwrap().path();
+    std::fs::OpenOptions::new().append(true).open(&part).unwrap().write_all(b"trailing junk").unwrap();
+    ctx.run(&["pull", "org/tiny"]).success();
+    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
+    assert_eq!(ranges, [None]);
+}
+
+use std::io::Write as _;
+
+#[test]
+fn gated_repositories_say_what_to_do_without_and_with_the_wrong_token() {
+    let hub = hub_with_tiny();
+    hub.set_gated("org/tiny", "hf_granted");
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.ends_with(
+        "error: `org/tiny` is a gated repository and the hub refused access (HTTP 401)\n\
+         hint: accept the license at [HUB]/org/tiny, then set `HF_TOKEN` to a token of that account (or log in with `huggingface-cli login`)\n"
+    ), "{}", out.stderr);
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    let out = TestContext::with_hub(&hub).env("HF_TOKEN", "hf_other").run(&["pull", "org/tiny"]);
+    assert!(out.stderr.ends_with(
+        "error: `org/tiny` is a gated repository and the hub refused access (HTTP 403)\n\
+         hint: the token's account has not been granted access: accept the license at [HUB]/org/tiny and pull again\n"
+    ), "{}", out.stderr);
+    assert_eq!(ctx.blob_count(), 0);
+    let granted = TestContext::with_hub(&hub).env("HF_TOKEN", "hf_granted");
+    granted.run(&["pull", "org/tiny"]).success();
+}
+
+#[test]
+fn a_missing_repository_hidden_behind_401_is_still_not_found() {
+    let hub = TestHub::start();
+    hub.set_hide_missing(true);
+    TestContext::with_hub(&hub).run(&["pull", "org/missing"]).assert(
+        1,
+        "",
+        "error: repository `org/missing` was not found on the hub\n\
+         hint: check the spelling; a private repository also needs `HF_TOKEN` set to a token with access\n",
+    );
+}
+
+#[test]
+fn revision_pulls_a_branch_tag_or_commit_and_records_it() {
+    let hub = hub_with_tiny();
+    hub.add_revision("org/tiny", "v1.0", models::tiny_llama_repo(8));
+    let v1 = hub.commit_of("org/tiny", "v1.0").unwrap();
+    assert_ne!(v1, hub.commit("org/tiny").unwrap());
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny", "--revision", "v1.0"]);
+    out.success();
+    assert!(out.stderr.starts_with(&format!("pulling org/tiny at {} (5 files)\n", &v1[..12])), "{}", out.stderr);
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    assert_eq!((show["source"]["commit"].as_str(), show["source"]["revision"].as_str()), (Some(v1.as_str()), Some("v1.0")));
+    let text = ctx.run(&["show", "org/tiny"]).stdout;
+    assert!(text.contains(&format!("hub org/tiny @ {} (v1.0)", &v1[..12])), "{text}");
+    assert!(hub.requests().iter().all(|r| !r.path.contains("/resolve/") || r.path.contains(&v1) || r.path.contains("cdn-lfs")));
+    // A commit id pulls that commit.
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/tiny", "--revision", &v1]).success();
+    assert_eq!(ctx.run(&["show", "org/tiny", "--json"]).json()["source"]["commit"], v1);
+    ctx.run(&["pull", "org/tiny", "--revision", "v9"]).assert(
+        1,
+        "",
+        "error: `org/tiny` has no branch, tag or commit `v9`\nhint: check the spelling of `--revision`; without it llmctl pulls the `main` branch\n",
+    );
+}
+
+#[test]
+fn a_repository_with_only_a_sentencepiece_tokenizer_says_what_llmctl_reads() {
+    let hub = TestHub::start();
+    let mut files = models::tiny_llama_repo(1);
+    files.retain(|(n, _)| n != "tokenizer.json");
+    files.push(("tokenizer.model".into(), vec![0x0a, 0x05, b'h', b'e', b'l', b'l', b'o']));
+    hub.add_repo("org/spm", files);
+    TestContext::with_hub(&hub).run(&["pull", "org/spm"]).assert(
+        1,
+        "",
+        "error: `org/spm` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `tokenizer.json`\n\
+         hint: save the tokenizer with transformers (`AutoTokenizer.from_pretrained(REPO).save_pretrained(DIR)` writes `tokenizer.json`) and import DIR with `llmctl pull ./DIR`, or pull a GGUF of the model\n",
+    );
+}

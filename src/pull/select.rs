@@ -7,6 +7,8 @@ use crate::store::reference::ModelRef;
 
 pub const CONFIG: &str = "config.json";
 pub const TOKENIZER: &str = "tokenizer.json";
+/// What older Llama/Mistral/Gemma repositories ship instead of `tokenizer.json`.
+const SENTENCEPIECE: &str = "tokenizer.model";
 /// Small files taken when present; the engine reads them for defaults and chat.
 const OPTIONAL: [&str; 4] = ["tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"];
 const DEFAULT_GGUF: GgufType = GgufType::Q4_K_M;
@@ -19,6 +21,8 @@ pub enum SelectError {
     NoModel { source_name: String },
     #[error("`{source_name}` has safetensors weights but no `{file}`")]
     MissingFile { source_name: String, file: &'static str },
+    #[error("`{source_name}` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `{TOKENIZER}`")]
+    OnlySentencePiece { source_name: String },
     #[error("`{source_name}` has no GGUF file for `{tag}` (available: {})", list_or_none(available))]
     TagNotInRepo { source_name: String, tag: GgufType, available: Vec<String> },
     #[error("`{source_name}` has several GGUF files and none is `{DEFAULT_GGUF}`: {}", list_or_none(available))]
@@ -35,6 +39,9 @@ impl SelectError {
     pub fn hint(&self) -> Option<String> {
         match self {
             SelectError::Quant(e) => Some(e.hint()),
+            SelectError::OnlySentencePiece { .. } => Some(
+                "save the tokenizer with transformers (`AutoTokenizer.from_pretrained(REPO).save_pretrained(DIR)` writes `tokenizer.json`) and import DIR with `llmctl pull ./DIR`, or pull a GGUF of the model".into(),
+            ),
             SelectError::TagNotInRepo { available, .. } | SelectError::NoDefaultGguf { available, .. } => {
                 available.first().map(|t| format!("pick a tag, e.g. `MODEL:{t}`"))
             }
@@ -69,8 +76,12 @@ pub fn select(reference: &ModelRef, files: &[RemoteFile]) -> Result<Selection, S
 }
 
 fn select_safetensors(name: &str, top: &[&RemoteFile]) -> Result<Selection, SelectError> {
+    let has = |name: &str| top.iter().any(|f| f.name == name);
+    if !has(TOKENIZER) && has(SENTENCEPIECE) {
+        return Err(SelectError::OnlySentencePiece { source_name: name.into() });
+    }
     for required in [CONFIG, TOKENIZER] {
-        if !top.iter().any(|f| f.name == required) {
+        if !has(required) {
             return Err(SelectError::MissingFile { source_name: name.into(), file: required });
         }
     }
@@ -162,5 +173,8 @@ mod tests {
         assert!(matches!(err, SelectError::Quant(QuantError::WeightTagOnSafetensors { .. })));
         let no_tok = files(&["config.json", "model.safetensors"]);
         assert!(matches!(select(&"o/m".parse().unwrap(), &no_tok), Err(SelectError::MissingFile { file: TOKENIZER, .. })));
+        let sentencepiece = files(&["config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"]);
+        let err = select(&"o/m".parse().unwrap(), &sentencepiece).unwrap_err();
+        assert_eq!(err.to_string(), "`o/m` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `tokenizer.json`");
     }
 }

@@ -105,6 +105,39 @@ impl TestContext {
     }
 }
 
+impl TestContext {
+    /// Everything in the test root outside the store, each entry with its
+    /// kind and content (files by size and sha256, links by target), to
+    /// compare before and after a pull: nothing there may change.
+    pub fn outside_store(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        describe_tree(self.root.path(), self.root.path(), &self.store(), &mut out);
+        out
+    }
+}
+
+fn describe_tree(base: &Path, dir: &Path, skip: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+    use sha2::Digest as _;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == skip {
+            continue;
+        }
+        let name = path.strip_prefix(base).unwrap().display().to_string();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            out.insert(name, format!("link to {}", std::fs::read_link(&path).unwrap().display()));
+        } else if meta.is_dir() {
+            out.insert(name, "dir".into());
+            describe_tree(base, &path, skip, out);
+        } else {
+            let sha: String = sha2::Sha256::digest(std::fs::read(&path).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+            out.insert(name, format!("{} bytes, sha256 {sha}", meta.len()));
+        }
+    }
+}
+
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {

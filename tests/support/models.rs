@@ -168,3 +168,83 @@ pub fn sha256_of(path: &Path) -> String {
     std::io::copy(&mut File::open(path).unwrap(), &mut hasher).unwrap();
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Deterministic stand-in bytes for files llmctl must list but never reads.
+fn fake_bytes(label: &str, len: usize) -> Vec<u8> {
+    let seed = label.as_bytes();
+    (0..len).map(|i| seed[i % seed.len()] ^ (i as u8)).collect()
+}
+
+/// Adds `extras` whose names `files` does not already hold.
+fn with_extras(mut files: Vec<(String, Vec<u8>)>, extras: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    for (name, bytes) in extras {
+        if !files.iter().any(|(n, _)| *n == name) {
+            files.push((name, bytes));
+        }
+    }
+    files
+}
+
+/// `model_files` (config.json, tokenizer.json, model.safetensors, ...) laid out as the
+/// Hub repository `HuggingFaceTB/SmolLM2-135M-Instruct` is: with its `.gitattributes`,
+/// a README with YAML front matter, `merges.txt`, `vocab.json`, ONNX exports and a
+/// TensorBoard run, plus files llmctl must ignore (`pytorch_model.bin`,
+/// `original/consolidated.00.pth`, `.github/workflows/x.yml`). The extra files are
+/// small fakes. The repo's own `.gitattributes` and `README.md` replace any in
+/// `model_files` (`tiny_llama_repo` has a plain README); other given files win.
+pub fn smollm2_like_safetensors_repo(mut model_files: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    model_files.retain(|(name, _)| name != ".gitattributes" && name != "README.md");
+    let readme = "---\nlibrary_name: transformers\nlicense: apache-2.0\nlanguage:\n- en\npipeline_tag: text-generation\n\
+                  tags:\n- safetensors\n- onnx\n- transformers.js\nbase_model:\n- HuggingFaceTB/SmolLM2-135M\n---\n\n\
+                  # SmolLM2\n\nA compact language model (test stand-in).\n";
+    let fake = |name: &str, len: usize| (name.to_string(), fake_bytes(name, len));
+    let extras = vec![
+        (".gitattributes".to_string(), super::hub::DEFAULT_GITATTRIBUTES.as_bytes().to_vec()),
+        ("README.md".to_string(), readme.as_bytes().to_vec()),
+        ("merges.txt".to_string(), b"#version: 0.2\n\xc4\xa0 t\n\xc4\xa0 a\nh e\n".to_vec()),
+        ("vocab.json".to_string(), br#"{"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "a": 3}"#.to_vec()),
+        fake("onnx/model.onnx", 300),
+        fake("onnx/model_fp16.onnx", 200),
+        fake("onnx/model_q4.onnx", 150),
+        fake("runs/Nov20_10-00-00_ip-10-0-0-1/events.out.tfevents.1732096800.ip-10-0-0-1.1.0", 120),
+        fake("pytorch_model.bin", 256),
+        fake("original/consolidated.00.pth", 256),
+        (".github/workflows/x.yml".to_string(), b"on: push\njobs: {}\n".to_vec()),
+    ];
+    with_extras(model_files, extras)
+}
+
+/// The GGUF types the fakes of [`bartowski_like_gguf_repo`] carry.
+pub const BARTOWSKI_FAKE_TYPES: [&str; 9] = ["Q2_K", "Q3_K_M", "Q4_K_M", "Q4_K_L", "Q5_K_M", "Q6_K", "Q8_0", "f16", "IQ4_XS"];
+
+/// `real` (one working GGUF file) laid out as bartowski's quantization repositories
+/// are: a `.gitattributes` naming every GGUF, a README with YAML front matter, fakes
+/// `SmolLM2-135M-Instruct-<TYPE>.gguf` for [`BARTOWSKI_FAKE_TYPES`] (a few hundred
+/// bytes behind a GGUF magic; Q4_K_M is among them, so a pull without a tag picks a
+/// fake) and `SmolLM2-135M-Instruct.imatrix`. A fake named like `real` is left out.
+pub fn bartowski_like_gguf_repo(real: (String, Vec<u8>)) -> Vec<(String, Vec<u8>)> {
+    let mut ggufs: Vec<(String, Vec<u8>)> = BARTOWSKI_FAKE_TYPES
+        .iter()
+        .map(|t| format!("SmolLM2-135M-Instruct-{t}.gguf"))
+        .map(|name| {
+            let mut bytes = b"GGUF".to_vec();
+            bytes.extend(fake_bytes(&name, 300));
+            (name, bytes)
+        })
+        .collect();
+    ggufs = with_extras(vec![real], ggufs);
+    let mut gitattributes = super::hub::DEFAULT_GITATTRIBUTES.to_string();
+    for (name, _) in &ggufs {
+        gitattributes.push_str(&format!("{name} filter=lfs diff=lfs merge=lfs -text\n"));
+    }
+    gitattributes.push_str("SmolLM2-135M-Instruct.imatrix filter=lfs diff=lfs merge=lfs -text\n");
+    let readme = "---\nquantized_by: bartowski\npipeline_tag: text-generation\nlicense: apache-2.0\nlanguage:\n- en\n\
+                  base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n---\n\n\
+                  ## Llamacpp imatrix Quantizations of SmolLM2-135M-Instruct\n\n(test stand-in)\n";
+    let extras = vec![
+        (".gitattributes".to_string(), gitattributes.into_bytes()),
+        ("README.md".to_string(), readme.as_bytes().to_vec()),
+        ("SmolLM2-135M-Instruct.imatrix".to_string(), fake_bytes("imatrix", 200)),
+    ];
+    with_extras(ggufs, extras)
+}
