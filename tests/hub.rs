@@ -564,6 +564,19 @@ fn a_partial_file_longer_than_the_listing_is_started_over() {
 use std::io::Write as _;
 
 #[test]
+fn an_unusable_thing_where_the_partial_file_goes_is_replaced() {
+    use sha2::Digest as _;
+    let hub = hub_with_tiny();
+    let ctx = TestContext::with_hub(&hub);
+    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let part = ctx.store().join(format!("downloads/sha256-{sha}.part"));
+    std::fs::create_dir_all(part.join("junk")).unwrap();
+    ctx.run(&["pull", "org/tiny"]).success();
+    assert!(!part.exists());
+}
+
+#[test]
 fn gated_repositories_say_what_to_do_without_and_with_the_wrong_token() {
     let hub = hub_with_tiny();
     hub.set_gated("org/tiny", "hf_granted");

@@ -25,7 +25,8 @@ pub fn execute(global: &GlobalSettings, settings: &RmSettings, printer: &Printer
         store.remove_manifest(reference, &lock)?;
         printer.status(&format!("removed {reference}"));
     }
-    let freed = store.collect_garbage(&lock)?;
+    // A writer also sweeps what killed commands left (staging areas, stray downloads).
+    let freed = store.collect_garbage(&lock)? + store.sweep_leftovers(&lock)?;
     printer.status(&format!("freed {}", format::bytes(freed)));
     Ok(ExitStatus::Success)
 }
