@@ -185,3 +185,29 @@ fn concurrent_pulls_and_removals_leave_a_consistent_store() {
     ctx.run(&["pull", REPO]).success();
     assert_store_consistent(&ctx, &originals, "after a final pull");
 }
+
+/// Two repositories with the same weights share one partial download per
+/// blob: concurrent pulls of both take turns on it and all complete.
+#[test]
+fn concurrent_pulls_of_repositories_sharing_blobs_all_complete() {
+    let files = models::tiny_llama_repo(7);
+    let originals: BTreeMap<String, Vec<u8>> = files.iter().cloned().collect();
+    let hub = TestHub::start();
+    for repo in ["org/a", "org/b"] {
+        hub.add_repo(repo, files.clone());
+        hub.set_fault(repo, "model.safetensors", Fault::Delay(Duration::from_millis(30)));
+    }
+    let ctx = TestContext::with_hub(&hub);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let repo = ["org/a", "org/b"][i % 2];
+            (repo, ctx.command(&["pull", repo]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        })
+        .collect();
+    for (repo, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "`pull {repo}`: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_store_consistent(&ctx, &originals, "after concurrent pulls of two repositories");
+    assert_eq!(ctx.run(&["list", "--names"]).stdout.lines().count(), 2);
+}

@@ -308,7 +308,7 @@ fn a_full_disk_is_a_clean_error_naming_the_folder() {
     let sha: String = sha2::Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
     let downloads = ctx.store().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
-    let part = downloads.join(format!("sha256-{sha}.part"));
+    let part = downloads.join(format!("org--tiny.sha256-{sha}.part"));
     std::os::unix::fs::symlink("/dev/full", &part).unwrap();
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -467,7 +467,7 @@ fn a_body_longer_than_listed_stops_at_the_listed_size_and_is_deleted() {
         )), "{fault:?}: {}", out.stderr);
         assert_eq!(hub.downloads("org/tiny", "model.safetensors"), 4, "{fault:?}");
         // The weights' partial file is gone (smaller files that completed stay, to be reused).
-        assert!(ctx.store_files().iter().all(|f| !f.starts_with("downloads/sha256-")), "{:?}", ctx.store_files());
+        assert!(ctx.store_files().iter().all(|f| !f.contains(".sha256-")), "{:?}", ctx.store_files());
         assert_contained(&ctx, &hub, &before);
     }
 }
@@ -515,7 +515,7 @@ fn leave_partial(ctx: &TestContext, file: &str, len: usize) {
     let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == file).unwrap().1;
     let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     std::fs::create_dir_all(ctx.store().join("downloads")).unwrap();
-    std::fs::write(ctx.store().join(format!("downloads/sha256-{sha}.part")), &bytes[..len]).unwrap();
+    std::fs::write(ctx.store().join(format!("downloads/org--tiny.sha256-{sha}.part")), &bytes[..len]).unwrap();
 }
 
 #[test]
@@ -570,7 +570,7 @@ fn an_unusable_thing_where_the_partial_file_goes_is_replaced() {
     let ctx = TestContext::with_hub(&hub);
     let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
     let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let part = ctx.store().join(format!("downloads/sha256-{sha}.part"));
+    let part = ctx.store().join(format!("downloads/org--tiny.sha256-{sha}.part"));
     std::fs::create_dir_all(part.join("junk")).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
     assert!(!part.exists());

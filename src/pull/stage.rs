@@ -83,13 +83,15 @@ fn stage_remote(remote: &Remote<'_>, store: &Store, file: &RemoteFile, reporter:
     with_retries(&remote.resilience, &file.name, reporter, StageError::retry, || download_verified(remote, file, &part, reporter))
 }
 
-/// The partial file's name comes from the checksum the listing gave
-/// (validated hex), so downloads of one blob resume across repositories and
-/// no server-sent text reaches the path.
+/// The partial file's name: the repository (a validated name) and the
+/// checksum the listing gave (validated hex); no server-sent text reaches
+/// it. One per repository, so that concurrent pulls never share one: pulls
+/// of one repository take turns on its pull lock.
 fn partial_name(repo: &ModelName, file: &RemoteFile) -> Result<String, StageError> {
+    let repo_part = repo.as_str().replace('/', "--");
     match (file.sha256, file.git_oid) {
-        (Some(sha256), _) => Ok(format!("{}.part", sha256.file_name())),
-        (None, Some(oid)) => Ok(format!("git-{oid}.part")),
+        (Some(sha256), _) => Ok(format!("{repo_part}.{}.part", sha256.file_name())),
+        (None, Some(oid)) => Ok(format!("{repo_part}.git-{oid}.part")),
         (None, None) => Err(StageError::NoChecksum { repo: repo.to_string(), file: file.name.clone() }),
     }
 }

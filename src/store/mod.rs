@@ -4,8 +4,9 @@
 //!
 //! Layout: `blobs/sha256-<hex>`, `manifests/<org|_>/<name>/<tag|_>.json`,
 //! `staging/` (files being imported, one area per command), `downloads/`
-//! (resumable partial downloads, named `sha256-<hex>.part` or
-//! `git-<blob id>.part`), `locks/` (one per repository being pulled), `lock`.
+//! (resumable partial downloads, named `<org>--<name>.sha256-<hex>.part` or
+//! `<org>--<name>.git-<blob id>.part`), `locks/` (one per repository being
+//! pulled), `lock`.
 
 pub mod atomic;
 pub mod blobs;
@@ -279,7 +280,11 @@ impl Store {
     pub fn adopt_blob(&self, file: &Path, digest: &Digest, _lock: &StoreLock) -> Result<(), StoreError> {
         let target = self.blob_path(digest);
         if target.is_file() {
-            return fs::remove_file(file).map_err(io_err("remove", file));
+            // Another pull of the same blob may have moved this very file in already.
+            return match fs::remove_file(file) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other.map_err(io_err("remove", file)),
+            };
         }
         atomic::rename_durable(file, &target).map_err(io_err("store", &target))
     }

@@ -83,10 +83,15 @@ impl Store {
     }
 }
 
-/// `sha256-<64 hex>.part` or `git-<40 hex>.part`, as the pull names them.
+/// `<org>--<name>.sha256-<64 hex>.part` or `<org>--<name>.git-<40 hex>.part`,
+/// as the pull names them.
 pub fn is_partial_download_name(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".part") else { return false };
-    match (stem.strip_prefix("sha256-"), stem.strip_prefix("git-")) {
+    let Some((repo, checksum)) = stem.rsplit_once('.') else { return false };
+    if repo.is_empty() {
+        return false;
+    }
+    match (checksum.strip_prefix("sha256-"), checksum.strip_prefix("git-")) {
         (Some(hex), _) => parse_hex::<32>(hex).is_some() && hex.bytes().all(|b| !b.is_ascii_uppercase()),
         (_, Some(hex)) => parse_hex::<20>(hex).is_some() && hex.bytes().all(|b| !b.is_ascii_uppercase()),
         _ => false,
@@ -126,9 +131,10 @@ mod tests {
 
     #[test]
     fn partial_download_names_are_exactly_what_pulls_make() {
-        assert!(is_partial_download_name(&format!("sha256-{}.part", "a".repeat(64))));
-        assert!(is_partial_download_name(&format!("git-{}.part", "0".repeat(40))));
-        for other in ["models--org--m", ".lock", "sha256-ab.part", &format!("git-{}.part", "A".repeat(40)), &format!("sha256-{}", "a".repeat(64))] {
+        assert!(is_partial_download_name(&format!("org--m.sha256-{}.part", "a".repeat(64))));
+        assert!(is_partial_download_name(&format!("Qwen2.5-7B.git-{}.part", "0".repeat(40))));
+        let unnamed = format!("sha256-{}.part", "a".repeat(64));
+        for other in ["models--org--m", ".lock", "o--m.sha256-ab.part", &format!("o.git-{}.part", "A".repeat(40)), &format!("o.sha256-{}", "a".repeat(64)), &unnamed] {
             assert!(!is_partial_download_name(other), "{other}");
         }
     }
@@ -147,7 +153,7 @@ mod tests {
         fs::write(store.staging_dir().join(".pull-1-1.lock"), b"").unwrap();
         let orphan = store.staging_dir().join(".pull-2-9");
         fs::create_dir(&orphan).unwrap();
-        let partial = store.downloads_dir().join(format!("sha256-{}.part", "a".repeat(64)));
+        let partial = store.downloads_dir().join(format!("org--m.sha256-{}.part", "a".repeat(64)));
         fs::write(&partial, b"resume me").unwrap();
         let old_layout = store.downloads_dir().join("models--org--m/blobs");
         fs::create_dir_all(&old_layout).unwrap();
