@@ -705,6 +705,15 @@ fn a_hugging_face_cache_snapshot_imports_under_its_repository_name_and_runs() {
     let out = ctx.run(&["pull", hf_hub.join("models--org--tiny").to_str().unwrap()]);
     out.success();
     assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
+    // A `refs/main` naming a snapshot that is not there says which folder is missing.
+    std::fs::write(hf_hub.join("models--org--tiny/refs/main"), "fedcba9876543210fedcba9876543210fedcba98").unwrap();
+    ctx.run(&["pull", hf_hub.join("models--org--tiny").to_str().unwrap()]).assert(
+        1,
+        "",
+        "importing [ROOT]/hf/hub/models--org--tiny as org/tiny\n\
+         error: `[ROOT]/hf/hub/models--org--tiny/snapshots/fedcba9876543210fedcba9876543210fedcba98` is neither a directory nor a `.gguf` file\n\
+         hint: give a directory with `config.json`, `tokenizer.json` and safetensors weights, or a `.gguf` file\n",
+    );
 }
 
 #[test]

@@ -13,6 +13,21 @@ fn hub_with_tiny() -> TestHub {
     hub
 }
 
+/// The bytes of one file of `hub_with_tiny`'s repository.
+fn tiny_file(name: &str) -> Vec<u8> {
+    models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// Where a pull of `org/tiny` keeps the partial download of its LFS file `name`
+/// (the folder is made; the file is not).
+fn tiny_partial(ctx: &TestContext, name: &str) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let sha: String = sha2::Sha256::digest(tiny_file(name)).iter().map(|b| format!("{b:02x}")).collect();
+    let downloads = ctx.store().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    downloads.join(format!("org--tiny.sha256-{sha}.part"))
+}
+
 fn hub_with_smollm2_gguf() -> TestHub {
     let hub = TestHub::start();
     let gguf = std::fs::read(models::smollm2_gguf()).unwrap();
@@ -110,15 +125,19 @@ fn weight_tags_on_a_safetensors_repository_are_refused() {
     assert!(out.stderr.starts_with("error: `Q4_K_M` is a GGUF weight type, but `org/tiny` is a safetensors model"), "{}", out.stderr);
 }
 
+/// Also when the hub hides a missing repository behind a 401, as the real one does.
 #[test]
 fn unknown_repositories_are_reported_with_a_hint() {
-    let hub = TestHub::start();
-    TestContext::with_hub(&hub).run(&["pull", "org/missing"]).assert(
-        1,
-        "",
-        "error: repository `org/missing` was not found on the hub\n\
-         hint: check the spelling; a private repository also needs `HF_TOKEN` set to a token with access\n",
-    );
+    for hide in [false, true] {
+        let hub = TestHub::start();
+        hub.set_hide_missing(hide);
+        TestContext::with_hub(&hub).run(&["pull", "org/missing"]).assert(
+            1,
+            "",
+            "error: repository `org/missing` was not found on the hub\n\
+             hint: check the spelling; a private repository also needs `HF_TOKEN` set to a token with access\n",
+        );
+    }
 }
 
 #[test]
@@ -130,6 +149,12 @@ fn hf_token_is_sent_but_never_printed_or_stored() {
         1,
         "",
         "error: the hub refused access to `org/tiny` (HTTP 401)\nhint: set `HF_TOKEN` to a token that has access to this repository\n",
+    );
+    TestContext::with_hub(&hub).env("HF_TOKEN", "hf_wrong").run(&["pull", "org/tiny"]).assert(
+        1,
+        "",
+        "error: the hub refused access to `org/tiny` (HTTP 401)\n\
+         hint: the token in `HF_TOKEN` (or from `huggingface-cli login`) was refused: check that it is valid and has access\n",
     );
     let ctx = ctx.env("HF_TOKEN", "hf_secret_value");
     let out = ctx.run(&["pull", "org/tiny", "--json"]);
@@ -247,6 +272,26 @@ fn hostile_listings_are_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_listing_without_checksums_is_refused_before_downloading() {
+    let hub = hub_with_tiny();
+    let commit = hub.commit("org/tiny").unwrap();
+    let sibling = |name: &str| serde_json::json!({"rfilename": name, "size": tiny_file(name).len()});
+    hub.set_listing_override(
+        "org/tiny",
+        serde_json::json!({"sha": commit, "siblings": [sibling("config.json"), sibling("model.safetensors"), sibling("tokenizer.json")]}),
+    );
+    let ctx = TestContext::with_hub(&hub);
+    let out = ctx.run(&["pull", "org/tiny"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.ends_with(
+        "error: the hub lists no checksum for `config.json` in `org/tiny`, so it cannot be verified\n\
+         hint: the hub is not answering as the Hugging Face Hub does; check `HF_ENDPOINT`\n"
+    ), "{}", out.stderr);
+    assert_eq!(hub.downloads("org/tiny", "config.json"), 0);
+    assert_eq!(ctx.blob_count(), 0);
+}
+
+#[test]
 fn a_file_outside_lfs_is_checked_against_its_git_blob_id() {
     let hub = hub_with_tiny();
     // tokenizer.json is small and not in LFS: the listing gives no sha256 for it.
@@ -301,14 +346,9 @@ fn an_unreachable_hub_names_the_endpoint_after_retrying() {
 /// no retries, nothing recorded, and a later pull completes.
 #[test]
 fn a_full_disk_is_a_clean_error_naming_the_folder() {
-    use sha2::Digest as _;
     let hub = hub_with_tiny();
     let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
-    let weights = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
-    let sha: String = sha2::Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
-    let downloads = ctx.store().join("downloads");
-    std::fs::create_dir_all(&downloads).unwrap();
-    let part = downloads.join(format!("org--tiny.sha256-{sha}.part"));
+    let part = tiny_partial(&ctx, "model.safetensors");
     std::os::unix::fs::symlink("/dev/full", &part).unwrap();
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -460,7 +500,7 @@ fn a_body_longer_than_listed_stops_at_the_listed_size_and_is_deleted() {
         let out = ctx.run(&["pull", "org/tiny"]);
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{fault:?} took {:?}", started.elapsed());
         assert_eq!(out.code, 1, "{fault:?}: {}", out.stderr);
-        let size = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1.len();
+        let size = tiny_file("model.safetensors").len();
         assert!(out.stderr.ends_with(&format!(
             "error: the hub sent more than the {size} bytes it listed for `org/tiny/model.safetensors`\n\
              hint: the partial file was deleted; if this repeats, the hub or a proxy in between is misbehaving\n"
@@ -511,11 +551,7 @@ fn listing_errors_are_retried_honouring_retry_after() {
 
 /// A partial download of `file` left as if an earlier pull was cut off after `len` bytes.
 fn leave_partial(ctx: &TestContext, file: &str, len: usize) {
-    use sha2::Digest as _;
-    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == file).unwrap().1;
-    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(ctx.store().join("downloads")).unwrap();
-    std::fs::write(ctx.store().join(format!("downloads/org--tiny.sha256-{sha}.part")), &bytes[..len]).unwrap();
+    std::fs::write(tiny_partial(ctx, file), &tiny_file(file)[..len]).unwrap();
 }
 
 #[test]
@@ -552,25 +588,20 @@ fn a_partial_answer_for_another_range_is_deleted_and_downloaded_afresh() {
 fn a_partial_file_longer_than_the_listing_is_started_over() {
     let hub = hub_with_tiny();
     let ctx = TestContext::with_hub(&hub);
-    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
-    leave_partial(&ctx, "model.safetensors", bytes.len());
-    let part = std::fs::read_dir(ctx.store().join("downloads")).unwrap().next().unwrap().unwrap().path();
-    std::fs::OpenOptions::new().append(true).open(&part).unwrap().write_all(b"trailing junk").unwrap();
+    let mut too_long = tiny_file("model.safetensors");
+    too_long.extend_from_slice(b"trailing junk");
+    std::fs::write(tiny_partial(&ctx, "model.safetensors"), too_long).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
     let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
     assert_eq!(ranges, [None]);
 }
 
-use std::io::Write as _;
 
 #[test]
 fn an_unusable_thing_where_the_partial_file_goes_is_replaced() {
-    use sha2::Digest as _;
     let hub = hub_with_tiny();
     let ctx = TestContext::with_hub(&hub);
-    let bytes = models::tiny_llama_repo(7).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
-    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let part = ctx.store().join(format!("downloads/org--tiny.sha256-{sha}.part"));
+    let part = tiny_partial(&ctx, "model.safetensors");
     std::fs::create_dir_all(part.join("junk")).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
     assert!(!part.exists());
@@ -596,18 +627,6 @@ fn gated_repositories_say_what_to_do_without_and_with_the_wrong_token() {
     assert_eq!(ctx.blob_count(), 0);
     let granted = TestContext::with_hub(&hub).env("HF_TOKEN", "hf_granted");
     granted.run(&["pull", "org/tiny"]).success();
-}
-
-#[test]
-fn a_missing_repository_hidden_behind_401_is_still_not_found() {
-    let hub = TestHub::start();
-    hub.set_hide_missing(true);
-    TestContext::with_hub(&hub).run(&["pull", "org/missing"]).assert(
-        1,
-        "",
-        "error: repository `org/missing` was not found on the hub\n\
-         hint: check the spelling; a private repository also needs `HF_TOKEN` set to a token with access\n",
-    );
 }
 
 #[test]

@@ -57,8 +57,7 @@ pub(super) fn fill(
     progress.restart(size, offset);
     let mut body = response.into_reader();
     let received = copy_bounded(&mut body, &mut file, size - offset, progress).map_err(|failure| match failure {
-        Failure::Read(e) if is_timeout(&e) => HubError::Stalled { what: ctx.transfer(), idle: stall_after },
-        Failure::Read(e) => HubError::Download { what: ctx.what(), detail: e.to_string() },
+        Failure::Read(e) => ctx.read_error(e, stall_after),
         Failure::Write(e) if e.kind() == io::ErrorKind::StorageFull => {
             HubError::DiskFull { what: ctx.what(), dir: part.parent().unwrap_or(part).to_path_buf() }
         }
@@ -135,10 +134,6 @@ fn copy_bounded(
             return Err(Failure::TooLong);
         }
     }
-}
-
-fn is_timeout(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]

@@ -148,6 +148,14 @@ impl Context<'_> {
         }
     }
 
+    /// A body read that failed: stalled (the read timeout), or dropped.
+    pub(super) fn read_error(&self, error: std::io::Error, stall_after: Duration) -> HubError {
+        if is_timeout_io(&error) {
+            return HubError::Stalled { what: self.transfer(), idle: stall_after };
+        }
+        HubError::Download { what: self.what(), detail: error.to_string() }
+    }
+
     pub(super) fn error(&self, error: ureq::Error, stall_after: Duration) -> HubError {
         match error {
             ureq::Error::Status(status, response) => self.status_error(status, &response),
@@ -191,9 +199,12 @@ fn retry_after(response: &ureq::Response) -> Option<Duration> {
 }
 
 fn is_timeout(transport: &ureq::Transport) -> bool {
-    std::error::Error::source(transport)
-        .and_then(|e| e.downcast_ref::<std::io::Error>())
-        .is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock))
+    std::error::Error::source(transport).and_then(|e| e.downcast_ref::<std::io::Error>()).is_some_and(is_timeout_io)
+}
+
+/// How a socket read timeout shows (`WouldBlock` on Unix, `TimedOut` elsewhere).
+fn is_timeout_io(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
 }
 
 /// ureq's own words, without the URL (which may carry a signed query).

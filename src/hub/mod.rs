@@ -116,14 +116,11 @@ impl Hub {
         let response = self.get(&url).call().map_err(|e| ctx.error(e, self.stall_after))?;
         let bad = |reason: String| HubError::BadListing { repo: repo.to_string(), reason };
         let mut body = Vec::new();
-        response.into_reader().take(listing::MAX_LISTING_BYTES + 1).read_to_end(&mut body).map_err(|e| {
-            match e.kind() {
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                    HubError::Stalled { what: ctx.transfer(), idle: self.stall_after }
-                }
-                _ => HubError::Download { what: ctx.what(), detail: e.to_string() },
-            }
-        })?;
+        response
+            .into_reader()
+            .take(listing::MAX_LISTING_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| ctx.read_error(e, self.stall_after))?;
         if body.len() as u64 > listing::MAX_LISTING_BYTES {
             return Err(bad(format!("it is larger than {} MiB", listing::MAX_LISTING_BYTES >> 20)));
         }

@@ -125,7 +125,7 @@ fn pull_from_hub(
     // first one's blobs in the store.
     let locks = store.root().join("locks");
     std::fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
-    let lock_path = locks.join(format!("pull-{}.lock", reference.name.as_str().replace('/', "--")));
+    let lock_path = locks.join(format!("pull-{}.lock", reference.name.flat()));
     let repo = reference.name.as_str();
     let _downloading = StoreLock::acquire(&lock_path, || reporter.event(PullEvent::WaitingForPull { repo }))
         .map_err(io_err("lock", &lock_path))?;

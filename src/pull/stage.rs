@@ -88,10 +88,9 @@ fn stage_remote(remote: &Remote<'_>, store: &Store, file: &RemoteFile, reporter:
 /// it. One per repository, so that concurrent pulls never share one: pulls
 /// of one repository take turns on its pull lock.
 fn partial_name(repo: &ModelName, file: &RemoteFile) -> Result<String, StageError> {
-    let repo_part = repo.as_str().replace('/', "--");
     match (file.sha256, file.git_oid) {
-        (Some(sha256), _) => Ok(format!("{repo_part}.{}.part", sha256.file_name())),
-        (None, Some(oid)) => Ok(format!("{repo_part}.git-{oid}.part")),
+        (Some(sha256), _) => Ok(format!("{}.{}.part", repo.flat(), sha256.file_name())),
+        (None, Some(oid)) => Ok(format!("{}.git-{oid}.part", repo.flat())),
         (None, None) => Err(StageError::NoChecksum { repo: repo.to_string(), file: file.name.clone() }),
     }
 }

@@ -22,6 +22,12 @@ impl ModelName {
         &self.0
     }
 
+    /// The name as one file-name component (`org/name` → `org--name`), for
+    /// the store's per-repository lock and partial-download files.
+    pub fn flat(&self) -> String {
+        self.0.replace('/', "--")
+    }
+
     /// `(org, name)`, with `None` for a single-segment name.
     pub fn parts(&self) -> (Option<&str>, &str) {
         match self.0.split_once('/') {
