@@ -36,15 +36,31 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--attention-only") {
         return decode_attention_cases(&dev);
     }
-    println!("{:<28} {:>10} {:>10} {:>12} {:>12}", "projection (rows x cols)", "candle µs", "ours µs", "candle GB/s", "ours GB/s");
-    for (name, rows, cols) in [("q/o_proj", 4096, 4096), ("k/v_proj", 1024, 4096), ("gate/up_proj", 14_336, 4096), ("down_proj", 4096, 14_336), ("lm_head", 128_256, 4096)] {
+    println!(
+        "{:<28} {:>10} {:>10} {:>12} {:>12}",
+        "projection (rows x cols)", "candle µs", "ours µs", "candle GB/s", "ours GB/s"
+    );
+    for (name, rows, cols) in [
+        ("q/o_proj", 4096, 4096),
+        ("k/v_proj", 1024, 4096),
+        ("gate/up_proj", 14_336, 4096),
+        ("down_proj", 4096, 14_336),
+        ("lm_head", 128_256, 4096),
+    ] {
         let w = Tensor::randn(0f32, 0.02, (rows, cols), &dev)?.to_dtype(DType::BF16)?;
         let x = Tensor::randn(0f32, 1.0, (1, cols), &dev)?.to_dtype(DType::BF16)?;
         let wt = w.t()?;
         let candle = time(&dev, || x.matmul(&wt))?;
         let ours = time(&dev, || matvec(&x, &w))?;
         let bytes = (rows * cols * 2) as f64;
-        println!("{:<28} {:>10.1} {:>10.1} {:>12.0} {:>12.0}", format!("{name} ({rows}x{cols})"), candle * 1e6, ours * 1e6, bytes / candle / 1e9, bytes / ours / 1e9);
+        println!(
+            "{:<28} {:>10.1} {:>10.1} {:>12.0} {:>12.0}",
+            format!("{name} ({rows}x{cols})"),
+            candle * 1e6,
+            ours * 1e6,
+            bytes / candle / 1e9,
+            bytes / ours / 1e9
+        );
     }
     // The gated MLP half: candle's two products, silu and product vs one kernel.
     let (rows, cols) = (14_336, 4096);
@@ -55,7 +71,14 @@ fn main() -> Result<()> {
     let candle = time(&dev, || candle_nn::ops::silu(&x.matmul(&gt)?)? * x.matmul(&ut)?)?;
     let ours = time(&dev, || gated_matvec(&x, &gate, &up))?;
     let bytes = (2 * rows * cols * 2) as f64;
-    println!("{:<28} {:>10.1} {:>10.1} {:>12.0} {:>12.0}", "silu(gate)*up (2x14336x4096)", candle * 1e6, ours * 1e6, bytes / candle / 1e9, bytes / ours / 1e9);
+    println!(
+        "{:<28} {:>10.1} {:>10.1} {:>12.0} {:>12.0}",
+        "silu(gate)*up (2x14336x4096)",
+        candle * 1e6,
+        ours * 1e6,
+        bytes / candle / 1e9,
+        bytes / ours / 1e9
+    );
     // Host cost of one small op (a 4096-element affine), queued back to back.
     let x = Tensor::zeros((1, 4096), DType::BF16, &dev)?;
     let op = time(&dev, || x.affine(1.0, 1.0))?;
@@ -87,7 +110,13 @@ fn decode_attention_cases(dev: &Device) -> Result<()> {
             for kernel in [DecodeKernel::Simt, DecodeKernel::TensorCore] {
                 let diff = (run(kernel)?.to_dtype(DType::F32)? - &simt)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 let t = time(dev, || run(kernel))?;
-                println!("{:<36} {:>10.1} {:>12.0} {:>14.2e}", format!("{name} codes, {kernel:?}, {len} keys"), t * 1e6, bytes / t / 1e9, diff);
+                println!(
+                    "{:<36} {:>10.1} {:>12.0} {:>14.2e}",
+                    format!("{name} codes, {kernel:?}, {len} keys"),
+                    t * 1e6,
+                    bytes / t / 1e9,
+                    diff
+                );
             }
         }
     }

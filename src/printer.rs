@@ -42,11 +42,7 @@ impl Printer {
     /// Model-generated text: on a terminal, control sequences are removed so
     /// a model cannot move the cursor or retitle the window; pipes get it as is.
     pub fn generated(&self, text: &str) -> io::Result<()> {
-        if self.stdout_is_terminal {
-            self.data(&sanitize(text))
-        } else {
-            self.data(text)
-        }
+        if self.stdout_is_terminal { self.data(&sanitize(text)) } else { self.data(text) }
     }
 
     /// Whether `--quiet` is off.

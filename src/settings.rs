@@ -68,10 +68,14 @@ impl SettingsError {
             SettingsError::Reference(RefError::Quant(e)) => Some(e.hint()),
             SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
             SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
-            SettingsError::RevisionWithPath(_) => Some("drop `--revision`: a local import takes the files as they are".into()),
+            SettingsError::RevisionWithPath(_) => {
+                Some("drop `--revision`: a local import takes the files as they are".into())
+            }
             SettingsError::Revision(e) => Some(e.hint().into()),
             SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
-            SettingsError::NotAKvScheme(_) => Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into()),
+            SettingsError::NotAKvScheme(_) => {
+                Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into())
+            }
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }
     }
@@ -173,22 +177,24 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         store_root,
     };
     let command = match cli.command {
-        Command::Pull(args) => CommandSettings::Pull(PullSettings {
-            source: pull_source(&args, env)?,
-            json: args.json,
-        }),
+        Command::Pull(args) => {
+            CommandSettings::Pull(PullSettings { source: pull_source(&args, env)?, json: args.json })
+        }
         Command::Run(args) => CommandSettings::Run(run_settings(args, env)?),
         Command::List(args) => CommandSettings::List(ListSettings { json: args.json, names: args.names }),
         Command::Show(args) => CommandSettings::Show(ShowSettings {
             model: args.model.parse()?,
-            ctx_size: args.ctx_size.map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) }).transpose()?,
+            ctx_size: args
+                .ctx_size
+                .map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) })
+                .transpose()?,
             verify: args.verify,
             json: args.json,
         }),
         Command::Bench(args) => CommandSettings::Bench(bench_settings(args)?),
-        Command::Rm(args) => CommandSettings::Rm(RmSettings {
-            models: args.models.iter().map(|m| m.parse()).collect::<Result<_, _>>()?,
-        }),
+        Command::Rm(args) => {
+            CommandSettings::Rm(RmSettings { models: args.models.iter().map(|m| m.parse()).collect::<Result<_, _>>()? })
+        }
         Command::Completions(args) => CommandSettings::Completions(args.shell),
     };
     Ok((global, command))
@@ -288,7 +294,9 @@ fn hub_config(env: &Env) -> HubConfig {
     HubConfig {
         endpoint: env.var(HF_ENDPOINT).unwrap_or(DEFAULT_HF_ENDPOINT).trim_end_matches('/').to_string(),
         token,
-        offline: env.var(HF_HUB_OFFLINE).is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())),
+        offline: env
+            .var(HF_HUB_OFFLINE)
+            .is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())),
         resilience: Resilience {
             retry_delay: ms(LLMCTL_RETRY_DELAY_MS).unwrap_or(defaults.retry_delay),
             stall_after: ms(LLMCTL_STALL_TIMEOUT_MS).unwrap_or(defaults.stall_after),
@@ -350,7 +358,8 @@ fn derived_name(path: &Path) -> Result<ModelName, SettingsError> {
         Some(t) => stem.trim_end_matches(t.as_str()).trim_end_matches(['.', '-']),
         None => stem,
     };
-    let cleaned: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let cleaned: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
     cleaned.trim_start_matches(['.', '_', '-']).parse().map_err(|_| fail())
 }
 

@@ -132,7 +132,13 @@ fn unsupported_quantizations_exit_2_listing_what_fits() {
     for tag in ["Q9_X", "awq"] {
         let out = ctx.run(&["run", &format!("org/tiny:{tag}")]);
         assert_eq!(out.code, 2);
-        assert!(out.stderr.starts_with(&format!("error: unsupported quantization `{tag}`: GGUF models take a weight type such as `Q4_K_M`")), "{}", out.stderr);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "error: unsupported quantization `{tag}`: GGUF models take a weight type such as `Q4_K_M`"
+            )),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains("\nhint: "), "{}", out.stderr);
     }
 }
@@ -235,7 +241,11 @@ fn run_errors_come_before_loading() {
         "",
         "error: invalid `--device`: `tpu` is not a device: use `cpu`, `cuda`, `cuda:N` or `auto`\n",
     );
-    ctx.run(&["run", "org/tiny", "--top-p", "1.5", "x"]).assert(2, "", "error: `--top-p` must be in 0 < P <= 1, not 1.5\n");
+    ctx.run(&["run", "org/tiny", "--top-p", "1.5", "x"]).assert(
+        2,
+        "",
+        "error: `--top-p` must be in 0 < P <= 1, not 1.5\n",
+    );
 }
 
 #[test]
@@ -247,8 +257,16 @@ fn run_reports_a_lost_blob_and_how_to_recover() {
     std::fs::remove_file(&blob).unwrap();
     let out = ctx.run(&["run", "org/tiny", "--raw", "x"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.starts_with("error: the store has lost `tokenizer.json` of `org/tiny` (blob `[STORE]/blobs/sha256-"), "{}", out.stderr);
-    assert!(out.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: the store has lost `tokenizer.json` of `org/tiny` (blob `[STORE]/blobs/sha256-"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn blob_of(ctx: &TestContext, file: &str) -> std::path::PathBuf {
@@ -283,8 +301,19 @@ fn show_verify_rehashes_every_file_and_run_notices_a_truncated_one() {
     );
     let run = ctx.run(&["run", "org/tiny", "--raw", "w3"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains(&format!("the store's copy of `model.safetensors` of `org/tiny` is damaged: {} bytes where {len} were stored", len - 1)), "{}", run.stderr);
-    assert!(run.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the store's copy of `model.safetensors` of `org/tiny` is damaged: {} bytes where {len} were stored",
+            len - 1
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with("hint: pull the model again: `llmctl rm org/tiny` then `llmctl pull org/tiny`\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -363,7 +392,13 @@ fn a_truncated_weight_file_is_refused_and_nothing_is_stored() {
     models::write_dir(&dir, &files);
     let out = ctx.run(&["pull", dir.to_str().unwrap()]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("error: cannot record the pulled model\n  caused by: `model.safetensors` is not a valid safetensors file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "error: cannot record the pulled model\n  caused by: `model.safetensors` is not a valid safetensors file"
+        ),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("hint: the files are not a usable model; nothing was stored\n"), "{}", out.stderr);
     // Only the store's lock file, taken to sweep and make the staging area.
     assert_eq!(ctx.store_files(), ["lock"]);
@@ -455,7 +490,10 @@ fn gguf_and_safetensors_under_one_name_resolve_each_their_own_way() {
     ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "org/smol:Q4_1"]).success();
     let show = |spec: &str| ctx.run(&["show", spec, "--json"]).json();
     // Plain name and kv tags: the safetensors model, unquantized or with the KV scheme.
-    assert_eq!((show("org/smol")["format"].clone(), show("org/smol")["quantization"].clone()), ("safetensors".into(), serde_json::Value::Null));
+    assert_eq!(
+        (show("org/smol")["format"].clone(), show("org/smol")["quantization"].clone()),
+        ("safetensors".into(), serde_json::Value::Null)
+    );
     assert_eq!(show("org/smol:kv_int8")["format"], "safetensors");
     assert_eq!(show("org/smol:kv_int8")["quantization"], "kv_int8");
     // The GGUF weight tag: the GGUF file.
@@ -471,7 +509,11 @@ fn gguf_and_safetensors_under_one_name_resolve_each_their_own_way() {
     // A GGUF file cannot be imported under a kv tag.
     let out = ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "org/other:kv_int8"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("`kv_int8` is a KV-cache scheme for safetensors models, but `org/other` is a GGUF model"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`kv_int8` is a KV-cache scheme for safetensors models, but `org/other` is a GGUF model"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -498,12 +540,26 @@ fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
     let ctx = ctx_with_tiny_safetensors();
     let text = ctx.root.path().join("text.txt");
     std::fs::write(&text, (0..300).map(|i| format!("w{}", 3 + (i * 7) % 60)).collect::<Vec<_>>().join(" ")).unwrap();
-    let out = ctx.run(&["bench", "org/tiny", "--ctx", "128,64", "--gen", "4", "--device", "cpu", "--text", text.to_str().unwrap(), "--json"]);
+    let out = ctx.run(&[
+        "bench",
+        "org/tiny",
+        "--ctx",
+        "128,64",
+        "--gen",
+        "4",
+        "--device",
+        "cpu",
+        "--text",
+        text.to_str().unwrap(),
+        "--json",
+    ]);
     let v = out.success().json();
     assert_eq!(v["device"], "cpu");
     let speed = v["speed"].as_array().unwrap();
-    let cases: Vec<(String, u64)> = speed.iter().map(|r| (r["kv"].as_str().unwrap().to_string(), r["context"].as_u64().unwrap())).collect();
-    let want: Vec<(String, u64)> = ["f32", "kv_int8", "kv_fp8"].iter().flat_map(|k| [64, 128].map(|c| (k.to_string(), c))).collect();
+    let cases: Vec<(String, u64)> =
+        speed.iter().map(|r| (r["kv"].as_str().unwrap().to_string(), r["context"].as_u64().unwrap())).collect();
+    let want: Vec<(String, u64)> =
+        ["f32", "kv_int8", "kv_fp8"].iter().flat_map(|k| [64, 128].map(|c| (k.to_string(), c))).collect();
     assert_eq!(cases, want, "scheme-major, contexts ascending");
     for r in speed {
         let per_token = if r["kv"] == "f32" { TINY_F32_BYTES_PER_TOKEN } else { TINY_QUANTIZED_BYTES_PER_TOKEN };
@@ -526,7 +582,8 @@ fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
     assert!(out.stderr.contains("scoring the first 256 of the text's 300 tokens"), "{}", out.stderr);
     for q in quality {
         assert_eq!(q["tokens"], 255);
-        let (nll, kl, agree) = (q["mean_nll"].as_f64().unwrap(), q["mean_kl"].as_f64().unwrap(), q["top1_agreement"].as_f64().unwrap());
+        let (nll, kl, agree) =
+            (q["mean_nll"].as_f64().unwrap(), q["mean_kl"].as_f64().unwrap(), q["top1_agreement"].as_f64().unwrap());
         assert!((q["perplexity"].as_f64().unwrap() - nll.exp()).abs() < 1e-9);
         assert!((q["delta_nll"].as_f64().unwrap() - (nll - quality[0]["mean_nll"].as_f64().unwrap())).abs() < 1e-12);
         assert!(kl >= 0.0 && (0.0..=1.0).contains(&agree), "{q}");
@@ -541,13 +598,17 @@ fn bench_prints_a_table_for_people() {
     out.success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "org/tiny:kv_fp8 on cpu");
-    assert!(lines[2].split_whitespace().eq(["KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "STEP", "MS", "P50/MAX", "PEAK", "MEMORY", "KV", "CACHE", "FITS", "(TOKENS)"]));
+    assert!(lines[2].split_whitespace().eq([
+        "KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "STEP", "MS", "P50/MAX", "PEAK", "MEMORY", "KV",
+        "CACHE", "FITS", "(TOKENS)"
+    ]));
     // The tag's scheme against the unquantized cache, nothing else.
     let kinds: Vec<&str> = lines[3..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(kinds, ["f32", "kv_fp8"]);
     // The unquantized row has no "(…×)" after its decode rate: the fifth word is `median/max`.
     let step = lines[3].split_whitespace().nth(4).unwrap();
-    let (median, max) = step.split_once('/').map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())).unwrap();
+    let (median, max) =
+        step.split_once('/').map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())).unwrap();
     assert!(median <= max, "{step}");
     assert!(out.stderr.contains("benchmarking org/tiny:kv_fp8 on cpu"), "{}", out.stderr);
 }
@@ -682,11 +743,20 @@ fn a_hugging_face_cache_snapshot_imports_under_its_repository_name_and_runs() {
     let snapshot = hf_cache_snapshot(&hf_hub, "org/tiny", &models::tiny_llama_repo(7));
     let out = ctx.run(&["pull", snapshot.to_str().unwrap()]);
     out.success();
-    assert!(out.stderr.starts_with("importing [ROOT]/hf/hub/models--org--tiny/snapshots/0123456789abcdef0123456789abcdef01234567 as org/tiny\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "importing [ROOT]/hf/hub/models--org--tiny/snapshots/0123456789abcdef0123456789abcdef01234567 as org/tiny\n"
+        ),
+        "{}",
+        out.stderr
+    );
     let show = ctx.run(&["show", "org/tiny", "--json"]).json();
     assert_eq!(show["format"], "safetensors");
     let stored: Vec<&str> = show["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(stored, ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+    assert_eq!(
+        stored,
+        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    );
     // The stored bytes are the files the links lead to, not the links.
     let direct = TestContext::new();
     let dir = direct.root.path().join("tiny");
@@ -764,11 +834,15 @@ fn wait_for_staged_bytes(ctx: &TestContext) {
 
 fn walkdir_sizes(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries.flatten().map(|e| if e.path().is_dir() { walkdir_sizes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()
+    entries
+        .flatten()
+        .map(|e| if e.path().is_dir() { walkdir_sizes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+        .sum()
 }
 
 fn signal(child: &std::process::Child, name: &str) {
-    let status = std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    let status =
+        std::process::Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -777,13 +851,20 @@ fn signal(child: &std::process::Child, name: &str) {
 fn ctrl_c_during_an_import_cleans_up_and_exits_130() {
     let ctx = TestContext::new();
     let dir = slow_import_dir(&ctx, 8);
-    let child = ctx.command(&["pull", dir.to_str().unwrap(), "--name", "org/big"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = ctx
+        .command(&["pull", dir.to_str().unwrap(), "--name", "org/big"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_staged_bytes(&ctx);
     signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&ctx.root.path().display().to_string(), "[ROOT]");
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert_eq!(stderr, "importing [ROOT]/big as org/big\nerror: the import was interrupted\nhint: nothing was stored; run the same command again\n");
+    assert_eq!(
+        stderr,
+        "importing [ROOT]/big as org/big\nerror: the import was interrupted\nhint: nothing was stored; run the same command again\n"
+    );
     assert_eq!(std::fs::read_dir(ctx.store().join("staging")).unwrap().count(), 0, "staging left behind");
     assert_eq!((ctx.run(&["list", "--names"]).stdout.as_str(), ctx.blob_count()), ("", 0));
 }
@@ -793,7 +874,11 @@ fn ctrl_c_during_an_import_cleans_up_and_exits_130() {
 fn what_a_killed_import_left_is_swept_by_the_next_pull() {
     let ctx = TestContext::new();
     let dir = slow_import_dir(&ctx, 8);
-    let mut child = ctx.command(&["pull", dir.to_str().unwrap(), "--name", "org/big"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = ctx
+        .command(&["pull", dir.to_str().unwrap(), "--name", "org/big"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_staged_bytes(&ctx);
     signal(&child, "KILL");
     child.wait().unwrap();
@@ -804,7 +889,11 @@ fn what_a_killed_import_left_is_swept_by_the_next_pull() {
     assert_eq!(std::fs::read_dir(ctx.store().join("staging")).unwrap().count(), 0, "staging left behind");
     assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\n");
     // `rm` is a writer too: it sweeps as well.
-    let mut child = ctx.command(&["pull", dir.to_str().unwrap(), "--name", "org/big"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = ctx
+        .command(&["pull", dir.to_str().unwrap(), "--name", "org/big"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_staged_bytes(&ctx);
     signal(&child, "KILL");
     child.wait().unwrap();

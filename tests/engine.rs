@@ -44,16 +44,27 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let imported: &'static support::ImportedModel = Box::leak(Box::new(support::import_model(&support::smollm2::smollm2_dir("f32"), "smollm2")));
+        let imported: &'static support::ImportedModel =
+            Box::leak(Box::new(support::import_model(&support::smollm2::smollm2_dir("f32"), "smollm2")));
         let (store, manifest) = (&imported.store, &imported.manifest);
         let dir = store.root().to_path_buf();
         let files: std::collections::HashMap<String, std::path::PathBuf> =
             manifest.files.iter().map(|f| (f.name.clone(), dir.join("blobs").join(f.sha256.file_name()))).collect();
-        let config = llmctl::engine::config::ModelConfig::parse(&std::fs::read(&files["config.json"]).unwrap()).unwrap();
+        let config =
+            llmctl::engine::config::ModelConfig::parse(&std::fs::read(&files["config.json"]).unwrap()).unwrap();
         // SAFETY: the blob is not modified while mapped.
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&files["model.safetensors"]], DType::F32, &Device::Cpu) }.unwrap();
+        let vb = unsafe {
+            candle_nn::VarBuilder::from_mmaped_safetensors(&[&files["model.safetensors"]], DType::F32, &Device::Cpu)
+        }
+        .unwrap();
         let model = Model::load(vb, config, 2048).unwrap();
-        let loaded = engine::load(store, manifest, &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None }, &mut engine::NoObserver).unwrap();
+        let loaded = engine::load(
+            store,
+            manifest,
+            &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None },
+            &mut engine::NoObserver,
+        )
+        .unwrap();
         let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/smollm2_golden.json");
         let golden = serde_json::from_slice(&std::fs::read(golden_path).unwrap()).unwrap();
         Fixture { model, text: loaded.text, golden }
@@ -156,7 +167,8 @@ fn score_and_continue(f: &Fixture, prompt_ids: &[u32], kv: Option<KvScheme>, n: 
     let mut cache = new_cache(&f.model, kv, prompt_ids.len() + n);
     let logits = f.model.forward(prompt_ids, &mut cache, Logits::All).unwrap();
     let logprobs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2().unwrap();
-    let nll = prompt_ids[1..].iter().enumerate().map(|(i, &id)| -(logprobs[i][id as usize] as f64)).sum::<f64>() / (prompt_ids.len() - 1) as f64;
+    let nll = prompt_ids[1..].iter().enumerate().map(|(i, &id)| -(logprobs[i][id as usize] as f64)).sum::<f64>()
+        / (prompt_ids.len() - 1) as f64;
     let mut next = argmax(logprobs.last().unwrap());
     let mut out = vec![next];
     while out.len() < n && next != EOS {
@@ -177,7 +189,9 @@ fn quantized_caches_stay_within_the_quality_bounds() {
     eprintln!("long prompt ({} tokens): mean NLL dense {dense_nll:.6}, reference {reference_nll:.6}", long_ids.len());
     assert!((dense_nll - reference_nll).abs() <= NLL_TOLERANCE, "dense {dense_nll} vs reference {reference_nll}");
     assert_eq!(dense_next, reference_greedy(long)[..SAME_GREEDY_TOKENS]);
-    for (scheme, bound, signed) in [(KvScheme::Int8, INT8_MAX_ABS_DELTA_NLL, false), (KvScheme::Fp8, FP8_MAX_DELTA_NLL, true)] {
+    for (scheme, bound, signed) in
+        [(KvScheme::Int8, INT8_MAX_ABS_DELTA_NLL, false), (KvScheme::Fp8, FP8_MAX_DELTA_NLL, true)]
+    {
         let (nll, next) = score_and_continue(f, &long_ids, Some(scheme), SAME_GREEDY_TOKENS);
         let delta = nll - dense_nll;
         eprintln!("{}: mean NLL {nll:.6}, delta {delta:+.6}", scheme.as_str());
@@ -238,7 +252,11 @@ fn quantized_caches_give_the_independent_implementations_greedy_tokens() {
             let (dense, _) = greedy(f, &prompt_ids, None, SAME_GREEDY_TOKENS);
             if let Some(i) = ours.iter().zip(&dense).position(|(a, b)| a != b) {
                 let gap = dense_gap(f, &prompt_ids, &dense[..i]);
-                eprintln!("{} on `{name}` leaves the dense tokens at token {}, as the reference does (dense top-2 gap {gap:.3})", scheme.as_str(), i + 1);
+                eprintln!(
+                    "{} on `{name}` leaves the dense tokens at token {}, as the reference does (dense top-2 gap {gap:.3})",
+                    scheme.as_str(),
+                    i + 1
+                );
             }
         }
     }
@@ -262,7 +280,8 @@ fn smollm2_answers_through_the_cli_with_each_cache() {
         let chat = ctx.run(&["run", &model, "--max-tokens", "12", "What is the capital of France?"]);
         assert!(chat.success().stdout.contains("Paris"), "{model}: {}", chat.stdout);
     }
-    let piped = ctx.run_with_stdin(&["run", "smollm2:kv_int8", "--raw", "--max-tokens", "3"], "The capital of France is");
+    let piped =
+        ctx.run_with_stdin(&["run", "smollm2:kv_int8", "--raw", "--max-tokens", "3"], "The capital of France is");
     assert_eq!(piped.stdout, " Paris.\n\n");
 }
 
@@ -301,7 +320,11 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
     }
     let out = ctx.run(&["run", "smol", "--raw", "--max-tokens", "3", "The capital of France is"]);
     assert_eq!(out.success().stdout, " Paris.\n\n");
-    assert!(out.stderr.starts_with("running smol on cpu (KV cache: f32, grows as needed for 4096 tokens)\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("running smol on cpu (KV cache: f32, grows as needed for 4096 tokens)\n"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// f32 vs f32 on random weights with logits of magnitude ~1–5.
@@ -317,12 +340,20 @@ fn every_family_matches_transformers_logits() {
     let tokens = ids(&golden["tokens"]);
     for family in golden["families"].as_array().unwrap() {
         let name = family["family"].as_str().unwrap();
-        let config = llmctl::engine::config::ModelConfig::parse(&std::fs::read(root.join(name).join("config.json")).unwrap()).unwrap();
+        let config =
+            llmctl::engine::config::ModelConfig::parse(&std::fs::read(root.join(name).join("config.json")).unwrap())
+                .unwrap();
         let weights = root.join(name).join("model.safetensors");
         // SAFETY: the committed file is not modified while mapped.
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.unwrap();
+        let vb =
+            unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.unwrap();
         let model = Model::load(vb, config, 64).unwrap();
-        let want: Vec<Vec<f32>> = family["logits"].as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect();
+        let want: Vec<Vec<f32>> = family["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+            .collect();
         let mut cache = new_cache(&model, None, tokens.len());
         let got: Vec<Vec<f32>> = model.forward(&tokens, &mut cache, Logits::All).unwrap().to_vec2().unwrap();
         let worst = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -343,7 +374,19 @@ fn bench_reports_the_reference_nll_and_the_quality_bounds() {
     let dir = support::smollm2::smollm2_dir("f32");
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/long_prompt.txt");
-    let out = ctx.run(&["bench", "smollm2", "--ctx", "64", "--gen", "4", "--device", "cpu", "--text", text.to_str().unwrap(), "--json"]);
+    let out = ctx.run(&[
+        "bench",
+        "smollm2",
+        "--ctx",
+        "64",
+        "--gen",
+        "4",
+        "--device",
+        "cpu",
+        "--text",
+        text.to_str().unwrap(),
+        "--json",
+    ]);
     let v = out.success().json();
     let long = prompts().iter().find(|p| p["name"] == "long").unwrap();
     let quality = v["quality"].as_array().unwrap();
@@ -351,7 +394,11 @@ fn bench_reports_the_reference_nll_and_the_quality_bounds() {
     // The same text, token for token, as the reference scored.
     assert_eq!(quality[0]["tokens"].as_u64().unwrap() as usize, ids(&long["prompt_ids"]).len() - 1);
     let reference = long["mean_nll"].as_f64().unwrap();
-    assert!((field(0, "mean_nll") - reference).abs() <= NLL_TOLERANCE, "dense {} vs reference {reference}", field(0, "mean_nll"));
+    assert!(
+        (field(0, "mean_nll") - reference).abs() <= NLL_TOLERANCE,
+        "dense {} vs reference {reference}",
+        field(0, "mean_nll")
+    );
     eprintln!("bench ΔNLL: kv_int8 {:+.5}, kv_fp8 {:+.5}", field(1, "delta_nll"), field(2, "delta_nll"));
     assert!(field(1, "delta_nll").abs() <= INT8_MAX_ABS_DELTA_NLL);
     assert!(field(2, "delta_nll") <= FP8_MAX_DELTA_NLL);
@@ -379,7 +426,11 @@ fn a_chat_turn_on_the_previous_turns_cache_matches_a_fresh_run() {
     let mut reply = Collect(Vec::new());
     let stats = generate(&mut decoder, &f.text, &first, 0, &options, &mut reply).unwrap();
     let reply_text = f.text.tokenizer.decode(&reply.0, true).unwrap();
-    let conversation = [user("What is the capital of France?"), Message { role: "assistant".into(), content: reply_text }, user("And of Germany?")];
+    let conversation = [
+        user("What is the capital of France?"),
+        Message { role: "assistant".into(), content: reply_text },
+        user("And of Germany?"),
+    ];
     let second = f.text.encode_chat(&conversation).unwrap().1;
     let shared = stats.in_cache.iter().zip(&second).take_while(|(a, b)| a == b).count();
     assert!(shared > first.len(), "the reply should be shared too: {shared} of {}", first.len());
@@ -407,20 +458,35 @@ fn interactive_chat_keeps_the_conversation_and_its_cache() {
             script.env(key, value);
         }
     }
-    let mut child = script.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("util-linux `script` runs the chat on a terminal");
+    let mut child = script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the chat on a terminal");
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Germany?\n/bye\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<Value> = text.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect();
+    let events: Vec<Value> =
+        text.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect();
     let done: Vec<&Value> = events.iter().filter(|e| e["type"] == "done").collect();
     assert_eq!(done.len(), 2, "{text}");
     assert_eq!(done[0]["cached_prompt_tokens"], 0);
-    let (first_prompt, cached) = (done[0]["prompt_tokens"].as_u64().unwrap(), done[1]["cached_prompt_tokens"].as_u64().unwrap());
-    assert!(cached > first_prompt, "the second turn reuses the first turn's prompt and reply: {cached} of {first_prompt}");
+    let (first_prompt, cached) =
+        (done[0]["prompt_tokens"].as_u64().unwrap(), done[1]["cached_prompt_tokens"].as_u64().unwrap());
+    assert!(
+        cached > first_prompt,
+        "the second turn reuses the first turn's prompt and reply: {cached} of {first_prompt}"
+    );
     let replies: Vec<String> = text
         .split("\"type\":\"done\"")
-        .map(|turn| turn.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok())).filter(|e| e["type"] == "token").map(|e| e["text"].as_str().unwrap().to_string()).collect())
+        .map(|turn| {
+            turn.lines()
+                .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()))
+                .filter(|e| e["type"] == "token")
+                .map(|e| e["text"].as_str().unwrap().to_string())
+                .collect()
+        })
         .collect();
     assert!(replies[0].contains("Paris") && replies[1].contains("Berlin"), "{replies:?}");
 }

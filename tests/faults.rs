@@ -46,7 +46,11 @@ fn random_fault(rng: &mut Rng, size: u64) -> Fault {
         4 => Fault::OverlongBody { extra: 1 + rng.below(1 << 20), content_length: rng.below(2) == 0 },
         5 => Fault::IgnoreRange,
         6 => Fault::BadContentRange,
-        7 => Fault::StatusRetryAfter { code: [503, 429][rng.below(2) as usize], times: 1 + rng.below(2) as u32, seconds: 0 },
+        7 => Fault::StatusRetryAfter {
+            code: [503, 429][rng.below(2) as usize],
+            times: 1 + rng.below(2) as u32,
+            seconds: 0,
+        },
         _ => Fault::Delay(Duration::from_millis(rng.below(40))),
     }
 }
@@ -72,8 +76,9 @@ fn assert_store_consistent(ctx: &TestContext, originals: &BTreeMap<String, Vec<u
             referenced.insert(format!("sha256-{sha}"));
         }
     }
-    let blobs: std::collections::BTreeSet<String> =
-        std::fs::read_dir(ctx.store().join("blobs")).map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect()).unwrap_or_default();
+    let blobs: std::collections::BTreeSet<String> = std::fs::read_dir(ctx.store().join("blobs"))
+        .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .unwrap_or_default();
     assert_eq!(blobs, referenced, "{context}: the store holds blobs no manifest needs (or misses some)");
 }
 
@@ -91,7 +96,9 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
     for run in 0..runs {
         // A fresh store every eight runs; in between, partial downloads pile up.
         if run % 8 == 0 {
-            ctx = Some(TestContext::with_hub(&hub).env("LLMCTL_RETRY_DELAY_MS", "1").env("LLMCTL_STALL_TIMEOUT_MS", "5000"));
+            ctx = Some(
+                TestContext::with_hub(&hub).env("LLMCTL_RETRY_DELAY_MS", "1").env("LLMCTL_STALL_TIMEOUT_MS", "5000"),
+            );
         }
         let ctx = ctx.as_ref().unwrap();
         hub.clear_faults();
@@ -110,7 +117,10 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
         if rng.below(8) == 0 {
             let code = [500, 503, 429][rng.below(3) as usize];
             injected.push(format!("listing: HTTP {code}"));
-            hub.set_listing_fault(REPO, ListingFault::Status { code, times: 1 + rng.below(4) as u32, retry_after: Some(0) });
+            hub.set_listing_fault(
+                REPO,
+                ListingFault::Status { code, times: 1 + rng.below(4) as u32, retry_after: Some(0) },
+            );
         }
         faults += injected.len();
         let context = format!("run {run} (seed {seed}) with {injected:?}");
@@ -131,7 +141,9 @@ fn every_faulty_pull_ends_verified_or_as_a_clean_error_and_the_store_stays_consi
         assert_store_consistent(ctx, &originals, &format!("{context}, then a clean pull"));
         ctx.run(&["rm", REPO]).success();
     }
-    eprintln!("{runs} faulty pulls, {faults} faults injected: {completed} completed verified, {clean_errors} clean errors, then {runs} clean pulls verified");
+    eprintln!(
+        "{runs} faulty pulls, {faults} faults injected: {completed} completed verified, {clean_errors} clean errors, then {runs} clean pulls verified"
+    );
     assert_eq!(completed + clean_errors, runs);
 }
 
@@ -142,9 +154,15 @@ fn a_pull_waits_for_the_store_lock_and_says_so() {
     hub.add_repo(REPO, files);
     let ctx = TestContext::with_hub(&hub);
     ctx.run(&["list"]).success(); // creates the store
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(ctx.store().join("lock")).unwrap();
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(ctx.store().join("lock")).unwrap();
     lock.lock().unwrap();
-    let child = ctx.command(&["pull", REPO]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = ctx
+        .command(&["pull", REPO])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(ctx.run(&["list", "--names"]).stdout, "", "nothing is recorded while another holds the lock");
     lock.unlock().unwrap();
@@ -167,7 +185,12 @@ fn concurrent_pulls_and_removals_leave_a_consistent_store() {
     let mut children = Vec::new();
     for round in 0..4 {
         for args in [&["pull", REPO][..], &["pull", REPO], &["pull", "org/tiny:kv_int8"], &["rm", REPO]] {
-            let child = ctx.command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let child = ctx
+                .command(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
             children.push((round, args.join(" "), child));
         }
     }
@@ -201,7 +224,14 @@ fn concurrent_pulls_of_repositories_sharing_blobs_all_complete() {
     let children: Vec<_> = (0..8)
         .map(|i| {
             let repo = ["org/a", "org/b"][i % 2];
-            (repo, ctx.command(&["pull", repo]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+            (
+                repo,
+                ctx.command(&["pull", repo])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
         })
         .collect();
     for (repo, child) in children {

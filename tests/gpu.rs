@@ -66,7 +66,11 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn layouts() -> [CacheLayout; 3] {
-    [CacheLayout::Dense { dtype: "bf16", element_bytes: 2 }, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)]
+    [
+        CacheLayout::Dense { dtype: "bf16", element_bytes: 2 },
+        CacheLayout::Quantized(KvScheme::Int8),
+        CacheLayout::Quantized(KvScheme::Fp8),
+    ]
 }
 
 #[test]
@@ -78,7 +82,9 @@ fn matvec_kernels_match_f32_matmuls() {
     // An 8B MLP projection, SmolLM2's lm_head over a ragged row count, a tiny one.
     for (rows, cols) in [(14_336, 4096), (1001, 576), (3, 8)] {
         for dtype in [DType::BF16, DType::F16] {
-            let matrix = |seed| Tensor::from_vec(values(rows * cols, seed), (rows, cols), &dev).unwrap().to_dtype(dtype).unwrap();
+            let matrix = |seed| {
+                Tensor::from_vec(values(rows * cols, seed), (rows, cols), &dev).unwrap().to_dtype(dtype).unwrap()
+            };
             let (w, up) = (matrix(7), matrix(9));
             // The second row of two: a start offset, as the last prompt row has.
             let xs = Tensor::from_vec(values(2 * cols, 8), (2, cols), &dev).unwrap().to_dtype(dtype).unwrap();
@@ -110,18 +116,29 @@ fn prefill_attention_on_cuda_matches_the_f32_path() {
     let dev = cuda();
     // Query rows after a cached prefix, over several key blocks with the
     // causal edge inside them; 8B and SmolLM2 head layouts.
-    for (heads, kv_heads, d, start, t, block) in [(32, 8, 128, 700, 300, 256), (9, 3, 64, 0, 37, 16), (28, 4, 128, 1500, 512, 1024)] {
+    for (heads, kv_heads, d, start, t, block) in
+        [(32, 8, 128, 700, 300, 256), (9, 3, 64, 0, 37, 16), (28, 4, 128, 1500, 512, 1024)]
+    {
         let len = start + t;
-        let tensor = |n, shape: (usize, usize, usize), seed| Tensor::from_vec(values(n, seed), shape, &dev).unwrap().to_dtype(DType::BF16).unwrap();
+        let tensor = |n, shape: (usize, usize, usize), seed| {
+            Tensor::from_vec(values(n, seed), shape, &dev).unwrap().to_dtype(DType::BF16).unwrap()
+        };
         let q = tensor(heads * t * d, (heads, t, d), 11).affine(3.0, 0.0).unwrap();
-        let (k, v) = (tensor(kv_heads * len * d, (kv_heads, len, d), 12), tensor(kv_heads * len * d, (kv_heads, len, d), 13));
+        let (k, v) =
+            (tensor(kv_heads * len * d, (kv_heads, len, d), 12), tensor(kv_heads * len * d, (kv_heads, len, d), 13));
         let (k, v) = (&k, &v);
-        let read = |dtype: DType| move |from: usize, to: usize| Ok((k.narrow(1, from, to - from)?.to_dtype(dtype)?, v.narrow(1, from, to - from)?.to_dtype(dtype)?));
+        let read = |dtype: DType| {
+            move |from: usize, to: usize| {
+                Ok((k.narrow(1, from, to - from)?.to_dtype(dtype)?, v.narrow(1, from, to - from)?.to_dtype(dtype)?))
+            }
+        };
         let ours = attend(&q, start, block, read(DType::BF16)).unwrap().to_dtype(DType::F32).unwrap();
         let reference = attend(&q.to_dtype(DType::F32).unwrap(), start, block, read(DType::F32)).unwrap();
         let diff = (&ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        eprintln!("prefill heads {heads}/{kv_heads} d {d} start {start} t {t} block {block}: max |cuda bf16 - f32| {diff:.2e} (outputs up to {scale:.3})");
+        eprintln!(
+            "prefill heads {heads}/{kv_heads} d {d} start {start} t {t} block {block}: max |cuda bf16 - f32| {diff:.2e} (outputs up to {scale:.3})"
+        );
         assert!(diff <= PREFILL_ATTENTION_TOLERANCE, "{diff}");
     }
 }
@@ -131,26 +148,48 @@ fn fused_decode_attention_matches_the_blockwise_path() {
     let dev = cuda();
     // Llama-3.1-8B's heads over several splits; SmolLM2's (group of 3, d 64)
     // over a few keys; groups of 7 and 8 with d 128 and 256 over ragged tiles.
-    for (heads, kv_heads, d, len) in [(32, 8, 128, 5000), (9, 3, 64, 37), (28, 4, 128, 700), (28, 4, 128, 33_333), (16, 2, 256, 1_000)] {
+    for (heads, kv_heads, d, len) in
+        [(32, 8, 128, 5000), (9, 3, 64, 37), (28, 4, 128, 700), (28, 4, 128, 33_333), (16, 2, 256, 1_000)]
+    {
         for layout in layouts() {
             let shape = CacheShape { layers: 1, kv_heads, head_dim: d, capacity: len + 16 };
             let mut cache = KvCache::new(layout, shape, DType::BF16, &dev).unwrap();
             for (i, from) in (0..len).step_by(1000).enumerate() {
                 let t = (len - from).min(1000);
-                let kv = |seed| Tensor::from_vec(values(kv_heads * t * d, seed), (kv_heads, t, d), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+                let kv = |seed| {
+                    Tensor::from_vec(values(kv_heads * t * d, seed), (kv_heads, t, d), &dev)
+                        .unwrap()
+                        .to_dtype(DType::BF16)
+                        .unwrap()
+                };
                 cache.append(0, &kv(2 * i as u64 + 1), &kv(2 * i as u64 + 2)).unwrap();
                 cache.commit(t);
             }
-            let q = Tensor::from_vec(values(heads * d, 99), (heads, 1, d), &dev).unwrap().affine(3.0, 0.0).unwrap().to_dtype(DType::BF16).unwrap();
+            let q = Tensor::from_vec(values(heads * d, 99), (heads, 1, d), &dev)
+                .unwrap()
+                .affine(3.0, 0.0)
+                .unwrap()
+                .to_dtype(DType::BF16)
+                .unwrap();
             let fused = cache.decode_attention(0, &q, len).unwrap().expect("the fused kernel takes this shape");
             // The blockwise path in f32, rotating q into the cache's basis and the output back.
             let rotation = cache.rotation().cloned();
             let q32 = rotate(&q.to_dtype(DType::F32).unwrap(), rotation.as_ref()).unwrap();
             let blockwise = attend(&q32, len - 1, 1024, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
             let reference = rotate(&blockwise, rotation.as_ref()).unwrap();
-            let diff = (fused.to_dtype(DType::F32).unwrap() - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (fused.to_dtype(DType::F32).unwrap() - &reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            eprintln!("{} heads {heads}/{kv_heads} d {d} len {len}: max |fused - blockwise| {diff:.2e} (outputs up to {scale:.3})", layout.name());
+            eprintln!(
+                "{} heads {heads}/{kv_heads} d {d} len {len}: max |fused - blockwise| {diff:.2e} (outputs up to {scale:.3})",
+                layout.name()
+            );
             assert!(diff <= FUSED_ATTENTION_TOLERANCE, "{}: {diff}", layout.name());
         }
     }
@@ -168,7 +207,9 @@ fn both_decode_kernels_agree_on_quantized_caches() {
     let dev = cuda();
     // The 8B shape over many splits; SmolLM2's d 64 and group 3 over a few
     // keys; groups of 8 and 1; a ragged last step everywhere.
-    for (heads, kv_heads, d, len) in [(32, 8, 128, 5000), (9, 3, 64, 37), (16, 2, 128, 33_333), (16, 2, 64, 1_001), (8, 8, 128, 17)] {
+    for (heads, kv_heads, d, len) in
+        [(32, 8, 128, 5000), (9, 3, 64, 37), (16, 2, 128, 33_333), (16, 2, 64, 1_001), (8, 8, 128, 17)]
+    {
         let cap = len + 16;
         // Codes 0..=125 are finite in both formats.
         let codes = |seed| {
@@ -180,16 +221,33 @@ fn both_decode_kernels_agree_on_quantized_caches() {
             Tensor::from_vec(s, (kv_heads, cap, 1), &dev).unwrap()
         };
         let (k, v, ks, vs) = (codes(1), codes(2), scales(3), scales(4));
-        let q = Tensor::from_vec(values(heads * d, 5), (heads, 1, d), &dev).unwrap().affine(3.0, 0.0).unwrap().to_dtype(DType::BF16).unwrap();
+        let q = Tensor::from_vec(values(heads * d, 5), (heads, 1, d), &dev)
+            .unwrap()
+            .affine(3.0, 0.0)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
         for stored in [Stored::Int8, Stored::Fp8] {
             for rotated in [false, true] {
                 let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated };
                 let out = |kernel| decode_attention_with(kernel, &q, rows, len).unwrap().to_dtype(DType::F32).unwrap();
                 let simt = out(DecodeKernel::Simt);
-                let diff = (out(DecodeKernel::TensorCore) - &simt).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = (out(DecodeKernel::TensorCore) - &simt)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 let scale = simt.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                eprintln!("{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: max |tensor core - SIMT| {diff:.2e} (outputs up to {scale:.3})");
-                assert!(diff <= DECODE_KERNELS_TOLERANCE * scale, "{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}");
+                eprintln!(
+                    "{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: max |tensor core - SIMT| {diff:.2e} (outputs up to {scale:.3})"
+                );
+                assert!(
+                    diff <= DECODE_KERNELS_TOLERANCE * scale,
+                    "{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}"
+                );
             }
         }
     }
@@ -253,9 +311,13 @@ fn top2(logits: &[f32]) -> (u32, f32) {
 #[test]
 fn smollm2_cuda_logits_and_greedy_tokens_match_the_cpu_per_scheme() {
     let imported = support::import_model(&support::smollm2::smollm2_dir("bf16"), "smollm2");
-    let load = |device| engine::load_weights(&imported.store, &imported.manifest, device, Some(256), &mut NoObserver).unwrap();
+    let load =
+        |device| engine::load_weights(&imported.store, &imported.manifest, device, Some(256), &mut NoObserver).unwrap();
     let (cpu, gpu) = (load(DeviceRequest::Cpu), load(DeviceRequest::Cuda(0)));
-    let golden: Value = serde_json::from_slice(&std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/smollm2_golden.json")).unwrap()).unwrap();
+    let golden: Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/smollm2_golden.json")).unwrap(),
+    )
+    .unwrap();
     let mut report = Vec::new();
     for kv in [None, Some(KvScheme::Int8), Some(KvScheme::Fp8)] {
         for prompt in golden["prompts"].as_array().unwrap().iter().filter(|p| p["name"] != "long") {
@@ -277,12 +339,21 @@ fn smollm2_cuda_logits_and_greedy_tokens_match_the_cpu_per_scheme() {
             let name = kv.map_or("bf16", |s| s.as_str());
             let explained = divergence.is_none_or(|(_, gap)| gap < CUDA_GAP_TOLERANCE);
             let ok = max_diff <= cuda_logit_tolerance(kv) && explained;
-            report.push((ok, format!("{name:8} {:10} max |Δlogit| {max_diff:.3}, first divergence (step, CPU top-2 gap) {divergence:?}", prompt["name"].as_str().unwrap())));
+            report.push((
+                ok,
+                format!(
+                    "{name:8} {:10} max |Δlogit| {max_diff:.3}, first divergence (step, CPU top-2 gap) {divergence:?}",
+                    prompt["name"].as_str().unwrap()
+                ),
+            ));
         }
     }
     // All rows first, then the verdict: one run shows every scheme and prompt.
     for (ok, line) in &report {
         eprintln!("{} {line}", if *ok { "ok  " } else { "FAIL" });
     }
-    assert!(report.iter().all(|(ok, _)| *ok), "CUDA vs CPU beyond the logit tolerance, or a divergence with a gap ≥ {CUDA_GAP_TOLERANCE}");
+    assert!(
+        report.iter().all(|(ok, _)| *ok),
+        "CUDA vs CPU beyond the logit tolerance, or a divergence with a gap ≥ {CUDA_GAP_TOLERANCE}"
+    );
 }

@@ -110,7 +110,13 @@ fn gguf_tag_errors_list_what_the_repository_has() {
     );
     let out = ctx.run(&["pull", "org/smol-GGUF:kv_int8"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.starts_with("error: `kv_int8` is a KV-cache scheme for safetensors models, but `org/smol-GGUF` is a GGUF model"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: `kv_int8` is a KV-cache scheme for safetensors models, but `org/smol-GGUF` is a GGUF model"
+        ),
+        "{}",
+        out.stderr
+    );
     let out = ctx.run(&["pull", "org/tiny:Q4_K_M"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(ctx.blob_count(), 0);
@@ -122,7 +128,11 @@ fn weight_tags_on_a_safetensors_repository_are_refused() {
     let ctx = TestContext::with_hub(&hub);
     let out = ctx.run(&["pull", "org/tiny:Q4_K_M"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.starts_with("error: `Q4_K_M` is a GGUF weight type, but `org/tiny` is a safetensors model"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: `Q4_K_M` is a GGUF weight type, but `org/tiny` is a safetensors model"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Also when the hub hides a missing repository behind a 401, as the real one does.
@@ -181,7 +191,11 @@ fn a_corrupted_download_is_deleted_retried_and_nothing_is_recorded() {
     assert_eq!(out.stderr.matches("retrying (attempt").count(), 3, "{}", out.stderr);
     assert_eq!(downloads_of(&hub, "model.safetensors"), 4);
     assert!(out.stderr.contains("error: `model.safetensors` failed verification: expected sha256 "), "{}", out.stderr);
-    assert!(out.stderr.ends_with("hint: the bad bytes were deleted; pull again to download them afresh\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with("hint: the bad bytes were deleted; pull again to download them afresh\n"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(ctx.run(&["list", "--json"]).stdout, "[]\n");
     assert_eq!(ctx.blob_count(), 0);
     hub.clear_faults();
@@ -195,9 +209,18 @@ fn an_interrupted_download_is_retried_from_the_bytes_on_disk() {
     let ctx = TestContext::with_hub(&hub).env(FAST_RETRY.0, FAST_RETRY.1);
     let out = ctx.run(&["pull", "org/tiny"]);
     out.success();
-    assert!(out.stderr.contains("model.safetensors: downloading `org/tiny/model.safetensors` failed: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("model.safetensors: downloading `org/tiny/model.safetensors` failed: "),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("; retrying (attempt 2 of 4)\n"), "{}", out.stderr);
-    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.ends_with("model.safetensors")).filter_map(|r| r.range.clone()).collect();
+    let ranges: Vec<_> = hub
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("model.safetensors"))
+        .filter_map(|r| r.range.clone())
+        .collect();
     assert!(ranges.contains(&"bytes=20000-".to_string()), "{ranges:?}");
 }
 
@@ -238,8 +261,16 @@ fn a_stalled_transfer_is_abandoned_and_the_next_pull_completes() {
     let out = ctx.run(&["pull", "org/tiny"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("error: the download of `org/tiny/model.safetensors` stalled: no data for 0."), "{}", out.stderr);
-    assert!(out.stderr.ends_with("hint: pull again: the download resumes from the bytes already received\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: the download of `org/tiny/model.safetensors` stalled: no data for 0."),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with("hint: pull again: the download resumes from the bytes already received\n"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(ctx.blob_count(), 0);
     hub.clear_faults();
     ctx.run(&["pull", "org/tiny"]).success();
@@ -283,10 +314,14 @@ fn a_listing_without_checksums_is_refused_before_downloading() {
     let ctx = TestContext::with_hub(&hub);
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.ends_with(
-        "error: the hub lists no checksum for `config.json` in `org/tiny`, so it cannot be verified\n\
+    assert!(
+        out.stderr.ends_with(
+            "error: the hub lists no checksum for `config.json` in `org/tiny`, so it cannot be verified\n\
          hint: the hub is not answering as the Hugging Face Hub does; check `HF_ENDPOINT`\n"
-    ), "{}", out.stderr);
+        ),
+        "{}",
+        out.stderr
+    );
     assert_eq!(hub.downloads("org/tiny", "config.json"), 0);
     assert_eq!(ctx.blob_count(), 0);
 }
@@ -309,9 +344,19 @@ fn a_second_pull_of_one_repository_waits_and_says_so() {
     let ctx = TestContext::with_hub(&hub);
     let locks = ctx.store().join("locks");
     std::fs::create_dir_all(&locks).unwrap();
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(locks.join("pull-org--tiny.lock")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(locks.join("pull-org--tiny.lock"))
+        .unwrap();
     lock.lock().unwrap();
-    let child = ctx.command(&["pull", "org/tiny"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = ctx
+        .command(&["pull", "org/tiny"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(400));
     lock.unlock().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -326,16 +371,24 @@ fn a_repository_without_a_tokenizer_is_refused() {
     let mut files = models::tiny_llama_repo(1);
     files.retain(|(n, _)| n != "tokenizer.json");
     hub.add_repo("org/notok", files);
-    TestContext::with_hub(&hub)
-        .run(&["pull", "org/notok"])
-        .assert(1, "", "error: `org/notok` has safetensors weights but no `tokenizer.json`\n");
+    TestContext::with_hub(&hub).run(&["pull", "org/notok"]).assert(
+        1,
+        "",
+        "error: `org/notok` has safetensors weights but no `tokenizer.json`\n",
+    );
 }
 
 #[test]
 fn an_unreachable_hub_names_the_endpoint_after_retrying() {
     let out = TestContext::new().env(FAST_RETRY.0, FAST_RETRY.1).run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.starts_with("listing: cannot reach the hub at `http://127.0.0.1:9`: Connection Failed: Connection refused"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "listing: cannot reach the hub at `http://127.0.0.1:9`: Connection Failed: Connection refused"
+        ),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.stderr.matches("retrying (attempt").count(), 3, "{}", out.stderr);
     assert!(out.stderr.contains("\nerror: cannot reach the hub at `http://127.0.0.1:9`: Connection Failed: Connection refused (os error 111)\n\
          hint: check the network, or point `HF_ENDPOINT` at a reachable mirror; partial downloads are kept\n"), "{}", out.stderr);
@@ -353,8 +406,18 @@ fn a_full_disk_is_a_clean_error_naming_the_folder() {
     let out = ctx.run(&["pull", "org/tiny"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
-    assert!(out.stderr.contains("error: no space left on the disk of `[STORE]/downloads` while downloading `org/tiny/model.safetensors`\n"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint: free space on that disk, or point `LLMCTL_HOME` at a store on a larger one"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "error: no space left on the disk of `[STORE]/downloads` while downloading `org/tiny/model.safetensors`\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: free space on that disk, or point `LLMCTL_HOME` at a store on a larger one"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(ctx.run(&["list", "--names"]).stdout, "");
     std::fs::remove_file(&part).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
@@ -388,20 +451,29 @@ fn resolved_files(hub: &TestHub) -> std::collections::BTreeSet<String> {
 #[test]
 fn a_repository_laid_out_like_smollm2_on_the_hub_pulls_its_model_files_and_runs() {
     let dir = support::smollm2::smollm2_dir("bf16");
-    let model_files: Vec<(String, Vec<u8>)> = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
-        .collect();
+    let model_files: Vec<(String, Vec<u8>)> =
+        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+            .iter()
+            .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
+            .collect();
     let hub = TestHub::start();
     hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct", models::smollm2_like_safetensors_repo(model_files));
     let ctx = TestContext::with_hub(&hub);
     // The README's first command, as written (against the stand-in endpoint).
     ctx.run(&["pull", "HuggingFaceTB/SmolLM2-135M-Instruct"]).success();
     let show = ctx.run(&["show", "HuggingFaceTB/SmolLM2-135M-Instruct", "--json"]).json();
-    let expected = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+    let expected =
+        ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
     assert_eq!(names_of(&show), expected);
     assert_eq!(resolved_files(&hub), expected.iter().map(|s| s.to_string()).collect());
-    let out = ctx.run(&["run", "HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8", "The capital of France is", "--raw", "--max-tokens", "3"]);
+    let out = ctx.run(&[
+        "run",
+        "HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8",
+        "The capital of France is",
+        "--raw",
+        "--max-tokens",
+        "3",
+    ]);
     out.success();
     assert!(out.stdout.starts_with(" Paris."), "{}", out.stdout);
 }
@@ -417,7 +489,14 @@ fn a_repository_laid_out_like_bartowskis_ggufs_pulls_the_one_file_asked_for_and_
     let show = ctx.run(&["show", "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1", "--json"]).json();
     assert_eq!(names_of(&show), [name]);
     assert_eq!(resolved_files(&hub), [name.to_string()].into());
-    let out = ctx.run(&["run", "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1", "The capital of France is", "--raw", "--max-tokens", "3"]);
+    let out = ctx.run(&[
+        "run",
+        "bartowski/SmolLM2-135M-Instruct-GGUF:Q4_1",
+        "The capital of France is",
+        "--raw",
+        "--max-tokens",
+        "3",
+    ]);
     out.success();
     assert!(out.stdout.starts_with(" Paris."), "{}", out.stdout);
     // Without a tag the default is Q4_K_M, here a broken file: refused, nothing stored, nothing left.
@@ -435,7 +514,8 @@ fn assert_contained(ctx: &TestContext, hub: &TestHub, before: &std::collections:
     hub.clear_faults();
     ctx.run(&["pull", "org/tiny"]).success();
     assert_eq!(&ctx.outside_store(), before, "something outside the store changed");
-    let leftovers: Vec<String> = ctx.store_files().into_iter().filter(|f| f.starts_with("downloads/") || f.starts_with("staging/")).collect();
+    let leftovers: Vec<String> =
+        ctx.store_files().into_iter().filter(|f| f.starts_with("downloads/") || f.starts_with("staging/")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -482,7 +562,12 @@ fn a_listing_that_never_answers_times_out_is_retried_and_fails_clearly() {
     let out = ctx.run(&["pull", "org/tiny"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(out.code, 1);
-    assert_eq!(out.stderr.matches("listing: the listing of `org/tiny` stalled: no data for 0.3 s; retrying").count(), 3, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("listing: the listing of `org/tiny` stalled: no data for 0.3 s; retrying").count(),
+        3,
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.ends_with(
         "error: the listing of `org/tiny` stalled: no data for 0.3 s\nhint: pull again: the download resumes from the bytes already received\n"
     ), "{}", out.stderr);
@@ -501,10 +586,14 @@ fn a_body_longer_than_listed_stops_at_the_listed_size_and_is_deleted() {
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{fault:?} took {:?}", started.elapsed());
         assert_eq!(out.code, 1, "{fault:?}: {}", out.stderr);
         let size = tiny_file("model.safetensors").len();
-        assert!(out.stderr.ends_with(&format!(
-            "error: the hub sent more than the {size} bytes it listed for `org/tiny/model.safetensors`\n\
+        assert!(
+            out.stderr.ends_with(&format!(
+                "error: the hub sent more than the {size} bytes it listed for `org/tiny/model.safetensors`\n\
              hint: the partial file was deleted; if this repeats, the hub or a proxy in between is misbehaving\n"
-        )), "{fault:?}: {}", out.stderr);
+            )),
+            "{fault:?}: {}",
+            out.stderr
+        );
         assert_eq!(hub.downloads("org/tiny", "model.safetensors"), 4, "{fault:?}");
         // The weights' partial file is gone (smaller files that completed stay, to be reused).
         assert!(ctx.store_files().iter().all(|f| !f.contains(".sha256-")), "{:?}", ctx.store_files());
@@ -529,7 +618,11 @@ fn listing_errors_are_retried_honouring_retry_after() {
     let out = ctx.run(&["pull", "org/tiny"]);
     out.success();
     assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After: 1 was not waited out");
-    assert!(out.stderr.starts_with("listing: the hub answered HTTP 503 for `org/tiny`; retrying (attempt 2 of 4)\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("listing: the hub answered HTTP 503 for `org/tiny`; retrying (attempt 2 of 4)\n"),
+        "{}",
+        out.stderr
+    );
     // A wait longer than llmctl will sit through is said, not slept.
     let hub = hub_with_tiny();
     hub.set_listing_fault("org/tiny", ListingFault::Status { code: 429, times: 1, retry_after: Some(3600) });
@@ -564,7 +657,8 @@ fn a_server_that_ignores_range_gets_a_fresh_full_download_that_verifies() {
     let out = ctx.run(&["pull", "org/tiny"]);
     out.success();
     assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
-    let asked: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| (r.range.clone(), r.status)).collect();
+    let asked: Vec<_> =
+        hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| (r.range.clone(), r.status)).collect();
     assert_eq!(asked, [(Some("bytes=20000-".to_string()), 200)]);
     assert_contained(&ctx, &hub, &before);
 }
@@ -580,7 +674,8 @@ fn a_partial_answer_for_another_range_is_deleted_and_downloaded_afresh() {
     assert!(out.stderr.contains(
         "model.safetensors: the hub answered another part of `org/tiny/model.safetensors` than was asked for (asked from byte 20000, got `bytes 0-"
     ), "{}", out.stderr);
-    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
+    let ranges: Vec<_> =
+        hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
     assert_eq!(ranges, [Some("bytes=20000-".to_string()), None]);
 }
 
@@ -592,10 +687,10 @@ fn a_partial_file_longer_than_the_listing_is_started_over() {
     too_long.extend_from_slice(b"trailing junk");
     std::fs::write(tiny_partial(&ctx, "model.safetensors"), too_long).unwrap();
     ctx.run(&["pull", "org/tiny"]).success();
-    let ranges: Vec<_> = hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
+    let ranges: Vec<_> =
+        hub.requests().iter().filter(|r| r.path.contains("cdn-lfs")).map(|r| r.range.clone()).collect();
     assert_eq!(ranges, [None]);
 }
-
 
 #[test]
 fn an_unusable_thing_where_the_partial_file_goes_is_replaced() {
@@ -620,10 +715,14 @@ fn gated_repositories_say_what_to_do_without_and_with_the_wrong_token() {
     ), "{}", out.stderr);
     assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
     let out = TestContext::with_hub(&hub).env("HF_TOKEN", "hf_other").run(&["pull", "org/tiny"]);
-    assert!(out.stderr.ends_with(
-        "error: `org/tiny` is a gated repository and the hub refused access (HTTP 403)\n\
+    assert!(
+        out.stderr.ends_with(
+            "error: `org/tiny` is a gated repository and the hub refused access (HTTP 403)\n\
          hint: the token's account has not been granted access: accept the license at [HUB]/org/tiny and pull again\n"
-    ), "{}", out.stderr);
+        ),
+        "{}",
+        out.stderr
+    );
     assert_eq!(ctx.blob_count(), 0);
     let granted = TestContext::with_hub(&hub).env("HF_TOKEN", "hf_granted");
     granted.run(&["pull", "org/tiny"]).success();
@@ -640,10 +739,17 @@ fn revision_pulls_a_branch_tag_or_commit_and_records_it() {
     out.success();
     assert!(out.stderr.starts_with(&format!("pulling org/tiny at {} (5 files)\n", &v1[..12])), "{}", out.stderr);
     let show = ctx.run(&["show", "org/tiny", "--json"]).json();
-    assert_eq!((show["source"]["commit"].as_str(), show["source"]["revision"].as_str()), (Some(v1.as_str()), Some("v1.0")));
+    assert_eq!(
+        (show["source"]["commit"].as_str(), show["source"]["revision"].as_str()),
+        (Some(v1.as_str()), Some("v1.0"))
+    );
     let text = ctx.run(&["show", "org/tiny"]).stdout;
     assert!(text.contains(&format!("hub org/tiny @ {} (v1.0)", &v1[..12])), "{text}");
-    assert!(hub.requests().iter().all(|r| !r.path.contains("/resolve/") || r.path.contains(&v1) || r.path.contains("cdn-lfs")));
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|r| !r.path.contains("/resolve/") || r.path.contains(&v1) || r.path.contains("cdn-lfs"))
+    );
     // A commit id pulls that commit.
     let ctx = TestContext::with_hub(&hub);
     ctx.run(&["pull", "org/tiny", "--revision", &v1]).success();

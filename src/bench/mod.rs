@@ -138,9 +138,16 @@ impl BenchError {
     }
 }
 
-fn case(weights: &LoadedWeights, scheme: Option<KvScheme>, context: usize, generate: usize, meter: &mut dyn MemoryMeter) -> Result<SpeedResult, BenchError> {
+fn case(
+    weights: &LoadedWeights,
+    scheme: Option<KvScheme>,
+    context: usize,
+    generate: usize,
+    meter: &mut dyn MemoryMeter,
+) -> Result<SpeedResult, BenchError> {
     let model = &weights.model;
-    let prompt_len = context.checked_sub(generate).filter(|&n| n > 0).ok_or(BenchError::NoRoomForPrompt { generate, context })?;
+    let prompt_len =
+        context.checked_sub(generate).filter(|&n| n > 0).ok_or(BenchError::NoRoomForPrompt { generate, context })?;
     let prompt = synthetic_prompt(prompt_len, model.config().vocab_size);
     let mut cache = new_cache(weights, scheme, context)?;
     warm_up(model, &prompt, &mut cache)?;

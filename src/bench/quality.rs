@@ -49,9 +49,14 @@ impl std::ops::AddAssign for Sums {
 
 /// Scores `tokens` (at least two) with the unquantized cache and each of
 /// `schemes`; the unquantized row comes first.
-pub fn quality(weights: &LoadedWeights, schemes: &[KvScheme], tokens: &[u32]) -> std::result::Result<Vec<QualityResult>, BenchError> {
+pub fn quality(
+    weights: &LoadedWeights,
+    schemes: &[KvScheme],
+    tokens: &[u32],
+) -> std::result::Result<Vec<QualityResult>, BenchError> {
     let runs: Vec<Option<KvScheme>> = std::iter::once(None).chain(schemes.iter().copied().map(Some)).collect();
-    let mut caches = runs.iter().map(|&s| new_cache(weights, s, tokens.len())).collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut caches =
+        runs.iter().map(|&s| new_cache(weights, s, tokens.len())).collect::<std::result::Result<Vec<_>, _>>()?;
     let mut sums = vec![Sums::default(); runs.len()];
     let scored = tokens.len() - 1;
     let device = weights.model.device();
@@ -139,7 +144,8 @@ mod tests {
         let (rows, vocab) = (6, 50);
         let reference: Vec<Vec<f32>> = (0..rows).map(|_| (0..vocab).map(|_| next()).collect()).collect();
         // Perturbed copies: small noise keeps most argmaxes, one row flips outright.
-        let mut other: Vec<Vec<f32>> = reference.iter().map(|r| r.iter().map(|&x| x + 0.3 * next() / 4.0).collect()).collect();
+        let mut other: Vec<Vec<f32>> =
+            reference.iter().map(|r| r.iter().map(|&x| x + 0.3 * next() / 4.0).collect()).collect();
         other[2] = reference[2].iter().map(|&x| -x).collect();
         let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 7) % vocab as u32).collect();
         let tensor = |m: &[Vec<f32>]| {

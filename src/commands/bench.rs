@@ -42,7 +42,10 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
     }
     let largest = contexts.iter().copied().max().unwrap_or(max);
     let text = match &settings.text {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| BenchInputError::Read { path: path.to_path_buf(), source })?),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| BenchInputError::Read { path: path.to_path_buf(), source })?,
+        ),
         None => None,
     };
     // RoPE tables must also cover the text; a token spans at least one byte.
@@ -52,7 +55,11 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
     printer.status(&format!("loading {} ...", settings.model));
     let weights = engine::load_weights(&store, &manifest, settings.device, Some(positions), &mut observer)?;
     let mut meter = observer.meter.take().unwrap_or_else(|| Box::new(HostMeter::new()));
-    let contexts = if weights.device == "cpu" && settings.contexts.is_none() { default_contexts(DeviceRequest::Cpu, max).0 } else { contexts };
+    let contexts = if weights.device == "cpu" && settings.contexts.is_none() {
+        default_contexts(DeviceRequest::Cpu, max).0
+    } else {
+        contexts
+    };
     let text_tokens = match (&text, &settings.text) {
         (Some(text), Some(path)) => Some(text_tokens(text, path, &weights, printer)?),
         _ => None,
@@ -73,7 +80,13 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
         None => None,
     };
     progress.finish();
-    let view = BenchView { model: settings.model.to_string(), device: weights.device.clone(), gpu: observer.gpu, speed, quality };
+    let view = BenchView {
+        model: settings.model.to_string(),
+        device: weights.device.clone(),
+        gpu: observer.gpu,
+        speed,
+        quality,
+    };
     let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { table::bench(&view) };
     printer.data(&text)?;
     Ok(ExitStatus::Success)
@@ -102,13 +115,22 @@ fn default_contexts(device: DeviceRequest, max: usize) -> (Vec<usize>, Vec<usize
 }
 
 /// The text's tokens, as `run --raw` would encode it, cut to the model's context.
-fn text_tokens(text: &str, path: &std::path::Path, weights: &engine::LoadedWeights, printer: &Printer) -> anyhow::Result<Vec<u32>> {
+fn text_tokens(
+    text: &str,
+    path: &std::path::Path,
+    weights: &engine::LoadedWeights,
+    printer: &Printer,
+) -> anyhow::Result<Vec<u32>> {
     let mut tokens = weights.text.encode_raw(text).map_err(EngineError::Text)?;
     if tokens.len() < 2 {
         return Err(BenchInputError::TooShort { path: path.to_path_buf() }.into());
     }
     if tokens.len() > weights.context {
-        printer.warning(&format!("scoring the first {} of the text's {} tokens (the model's context)", weights.context, tokens.len()));
+        printer.warning(&format!(
+            "scoring the first {} of the text's {} tokens (the model's context)",
+            weights.context,
+            tokens.len()
+        ));
         tokens.truncate(weights.context);
     }
     Ok(tokens)

@@ -14,7 +14,9 @@ pub fn execute(global: &GlobalSettings, settings: &ListSettings, printer: &Print
     for bad in &unreadable {
         printer.warning(&format!("skipping {}", bad.error));
     }
-    manifests.sort_by(|a, b| b.pulled_at.cmp(&a.pulled_at).then_with(|| a.reference().to_string().cmp(&b.reference().to_string())));
+    manifests.sort_by(|a, b| {
+        b.pulled_at.cmp(&a.pulled_at).then_with(|| a.reference().to_string().cmp(&b.reference().to_string()))
+    });
     let entries: Vec<ListEntry> = manifests.iter().map(ListEntry::from_manifest).collect();
     let text = if settings.json {
         format!("{}\n", serde_json::to_string_pretty(&entries)?)

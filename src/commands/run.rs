@@ -5,8 +5,8 @@ use std::io::{BufRead, Read};
 
 use crate::diagnostics::ExitStatus;
 use crate::engine::chat::Message;
-use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
 use crate::engine::device::DeviceRequest;
+use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
 use crate::engine::sampling::SamplingParams;
 use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
 use crate::gpu::VramProbe;
@@ -19,7 +19,8 @@ use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStr
 pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
     let manifest = store.find(&settings.model)?;
-    let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
+    let resolved =
+        quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
     let kv = match resolved {
         Resolved::Kv(scheme) => Some(scheme),
         Resolved::None | Resolved::Gguf(_) => None,
@@ -28,24 +29,36 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     let mut vram = VramObserver { probe: VramProbe::open(None) };
     let loaded = engine::load(&store, &manifest, &request, &mut vram)?;
     let cache = loaded.decoder.cache_info();
-    let size = if manifest.format == crate::quant::Format::Gguf { "grows as needed".to_string() } else { format::bytes(cache.allocated_bytes) };
-    printer.status(&format!("running {} on {} (KV cache: {}, {size} for {} tokens)", settings.model, loaded.device, cache.scheme, cache.capacity));
+    let size = if manifest.format == crate::quant::Format::Gguf {
+        "grows as needed".to_string()
+    } else {
+        format::bytes(cache.allocated_bytes)
+    };
+    printer.status(&format!(
+        "running {} on {} (KV cache: {}, {size} for {} tokens)",
+        settings.model, loaded.device, cache.scheme, cache.capacity
+    ));
     let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
     match &settings.prompt {
-        PromptSource::Text(text) => one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, text, printer),
+        PromptSource::Text(text) => {
+            one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, text, printer)
+        }
         PromptSource::Stdin => {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text)?;
             one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, &text, printer)
         }
-        PromptSource::Interactive => chat_loop(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, printer),
+        PromptSource::Interactive => {
+            chat_loop(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, printer)
+        }
     }
 }
 
 /// Flags first, then the model's generation config; greedy when neither samples.
 fn sampling(settings: &RunSettings, defaults: &GenerationDefaults) -> SamplingParams {
     let sampled_by_default = defaults.do_sample.unwrap_or(false);
-    let temperature = settings.temperature.unwrap_or(if sampled_by_default { defaults.temperature.unwrap_or(1.0) } else { 0.0 });
+    let temperature =
+        settings.temperature.unwrap_or(if sampled_by_default { defaults.temperature.unwrap_or(1.0) } else { 0.0 });
     SamplingParams {
         temperature,
         top_k: settings.top_k.or(defaults.top_k.filter(|_| sampled_by_default)),
@@ -107,7 +120,13 @@ impl TokenSink for Sampled<'_> {
     }
 }
 
-fn one_shot(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions, prompt: &str, printer: &Printer) -> anyhow::Result<ExitStatus> {
+fn one_shot(
+    loaded: &mut Run,
+    settings: &RunSettings,
+    options: &GenerateOptions,
+    prompt: &str,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let messages = [Message { role: "user".into(), content: prompt.to_string() }];
     let ids = encode(loaded, settings, &messages)?;
     let stats = run_once(loaded, settings, options, &ids, false, printer)?.0;
@@ -118,14 +137,22 @@ fn one_shot(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions,
 /// Generates into the right sink; returns the stats and the text produced.
 /// With `reuse`, the prompt's prefix that the cache already holds (an earlier
 /// chat turn) is not run again.
-fn run_once(run: &mut Run, settings: &RunSettings, options: &GenerateOptions, ids: &[u32], reuse: bool, printer: &Printer) -> anyhow::Result<(GenerationStats, String)> {
+fn run_once(
+    run: &mut Run,
+    settings: &RunSettings,
+    options: &GenerateOptions,
+    ids: &[u32],
+    reuse: bool,
+    printer: &Printer,
+) -> anyhow::Result<(GenerationStats, String)> {
     // At least one token is run, for the logits of the next.
     let shared = if reuse { common_prefix(&run.in_cache, ids).min(ids.len().saturating_sub(1)) } else { 0 };
     let cached = if shared > 0 && run.loaded.decoder.truncate(shared) { shared } else { 0 };
     if cached == 0 {
         run.loaded.decoder.reset();
     }
-    let inner: Box<dyn TokenSink> = if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) };
+    let inner: Box<dyn TokenSink> =
+        if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) };
     let mut sink = Sampled { inner, vram: &mut run.vram, text: String::new(), count: 0 };
     let stats = generate(run.loaded.decoder.as_mut(), &run.loaded.text, ids, cached, options, &mut sink)?;
     let text = std::mem::take(&mut sink.text);
@@ -145,10 +172,18 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &Printer) -> anyhow::Result<()> {
     let loaded = &run.loaded;
     let cache = loaded.decoder.cache_info();
-    let kv_cache = KvCacheStats { scheme: cache.scheme, context_length: cache.capacity, allocated_bytes: cache.allocated_bytes };
+    let kv_cache =
+        KvCacheStats { scheme: cache.scheme, context_length: cache.capacity, allocated_bytes: cache.allocated_bytes };
     let gpu = run.vram.report.gpu.is_some().then(|| run.vram.report.clone());
     let memory = MemoryStats { host: crate::memory::read(), gpu };
-    let done = DoneView::new(settings.model.to_string(), loaded.device.clone(), loaded.load_time.as_secs_f64(), stats, kv_cache, memory);
+    let done = DoneView::new(
+        settings.model.to_string(),
+        loaded.device.clone(),
+        loaded.load_time.as_secs_f64(),
+        stats,
+        kv_cache,
+        memory,
+    );
     if settings.json {
         printer.data(&done.json_line()?)?;
     }
@@ -159,7 +194,12 @@ fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &
 }
 
 /// Turn-by-turn chat on a terminal; `/bye` or end of input leaves.
-fn chat_loop(loaded: &mut Run, settings: &RunSettings, options: &GenerateOptions, printer: &Printer) -> anyhow::Result<ExitStatus> {
+fn chat_loop(
+    loaded: &mut Run,
+    settings: &RunSettings,
+    options: &GenerateOptions,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let mut messages: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
     loop {

@@ -7,9 +7,9 @@ use crate::printer::Printer;
 use crate::quant::{self, Resolved};
 use crate::settings::{GlobalSettings, ShowSettings};
 use crate::store::manifest::{Manifest, Source};
+use crate::store::{BlobState, StoreError};
 use crate::ui::format;
 use crate::ui::table::key_values;
-use crate::store::{BlobState, StoreError};
 use crate::ui::views::{KvCacheView, ShowView, VerifiedFile};
 
 pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
@@ -19,11 +19,13 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
     let mut view = view(&manifest, resolved, settings);
     if settings.verify {
-        view.verified = Some(store.verify(&manifest).into_iter().map(|(name, state)| VerifiedFile { name, state }).collect());
+        view.verified =
+            Some(store.verify(&manifest).into_iter().map(|(name, state)| VerifiedFile { name, state }).collect());
     }
     let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { render(&view) };
     printer.data(&text)?;
-    let bad: Vec<String> = view.verified.iter().flatten().filter(|f| f.state != BlobState::Intact).map(|f| f.name.clone()).collect();
+    let bad: Vec<String> =
+        view.verified.iter().flatten().filter(|f| f.state != BlobState::Intact).map(|f| f.name.clone()).collect();
     if !bad.is_empty() {
         return Err(StoreError::Damaged { name: manifest.reference().to_string(), files: bad }.into());
     }
@@ -68,7 +70,13 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
 
 fn render(v: &ShowView) -> String {
     let kv = |c: &crate::kv_size::CacheSize| {
-        format!("{} ({} B/token, {} at {} tokens)", c.layout, c.bytes_per_token, format::bytes(c.bytes), c.context_length)
+        format!(
+            "{} ({} B/token, {} at {} tokens)",
+            c.layout,
+            c.bytes_per_token,
+            format::bytes(c.bytes),
+            c.context_length
+        )
     };
     let source = match &v.source {
         Source::Hub { repo, commit, revision, .. } => {
@@ -103,6 +111,7 @@ fn render(v: &ShowView) -> String {
         Some(BlobState::Damaged) => "  DAMAGED".into(),
         Some(BlobState::Unreadable(e)) => format!("  UNREADABLE ({e})"),
     };
-    let files: Vec<(&str, String)> = v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
+    let files: Vec<(&str, String)> =
+        v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
     format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
 }

@@ -61,14 +61,20 @@ mod tests {
         let source = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content.strip() }}<|im_end|>\n{% endfor %}\
                       {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
         let t = ChatTemplate::new(source.into()).unwrap();
-        assert_eq!(t.render(&user("  hi "), "", "").unwrap(), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            t.render(&user("  hi "), "", "").unwrap(),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn raising_and_looping_templates_fail_cleanly() {
         let t = ChatTemplate::new("{{ raise_exception('no system role') }}".into()).unwrap();
         assert!(t.render(&user("x"), "", "").unwrap_err().to_string().contains("failed"));
-        let looping = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}".into()).unwrap();
+        let looping = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}".into(),
+        )
+        .unwrap();
         assert!(matches!(looping.render(&user("x"), "", ""), Err(ChatError::Render(_))));
         assert!(matches!(ChatTemplate::new("{% for %}".into()), Err(ChatError::Parse(_))));
     }

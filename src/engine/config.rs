@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn transformers_5_rope_parameters_carry_the_base_and_scaling() {
-        let json = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0}");
+        let json = BASE.replace(
+            "\"vocab_size\":32",
+            "\"vocab_size\":32,\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0}",
+        );
         let cfg = ModelConfig::parse(json.as_bytes()).unwrap();
         assert_eq!(cfg.rope_theta, 500_000.0);
         assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
@@ -207,7 +210,8 @@ mod tests {
         let gpt2 = BASE.replace("qwen2", "gpt2");
         let err = ModelConfig::parse(gpt2.as_bytes()).unwrap_err();
         assert_eq!(err.to_string(), "unsupported architecture `gpt2`: llmctl runs llama, mistral, qwen2, qwen3");
-        let yarn = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
+        let yarn =
+            BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
         assert!(matches!(ModelConfig::parse(yarn.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "yarn"));
     }
 }

@@ -66,7 +66,11 @@ impl Decoder for CachedModel<'_> {
 }
 
 fn info_of(cache: &KvCache) -> CacheInfo {
-    CacheInfo { scheme: cache.layout().name().to_string(), capacity: cache.capacity(), allocated_bytes: cache.allocated_bytes() }
+    CacheInfo {
+        scheme: cache.layout().name().to_string(),
+        capacity: cache.capacity(),
+        allocated_bytes: cache.allocated_bytes(),
+    }
 }
 
 /// A safetensors model that owns its cache, for one run.

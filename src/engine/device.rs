@@ -159,17 +159,37 @@ mod tests {
     #[test]
     fn driver_errors_become_what_is_missing_and_how_to_get_it() {
         let cases = [
-            ("DriverError(CUDA_ERROR_NO_DEVICE, \"no CUDA-capable device is detected\")", CudaProblem::NoGpu, "CUDA_VISIBLE_DEVICES"),
-            ("DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")", CudaProblem::NoSuchGpu, "nvidia-smi -L"),
+            (
+                "DriverError(CUDA_ERROR_NO_DEVICE, \"no CUDA-capable device is detected\")",
+                CudaProblem::NoGpu,
+                "CUDA_VISIBLE_DEVICES",
+            ),
+            (
+                "DriverError(CUDA_ERROR_INVALID_DEVICE, \"invalid device ordinal\")",
+                CudaProblem::NoSuchGpu,
+                "nvidia-smi -L",
+            ),
             ("DriverError(CUDA_ERROR_STUB_LIBRARY, \"CUDA driver is a stub library\")", CudaProblem::Driver, "R580"),
-            ("DriverError(CUDA_ERROR_INSUFFICIENT_DRIVER, \"CUDA driver version is insufficient\")", CudaProblem::Driver, "R580"),
-            ("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")", CudaProblem::Other, "CUDA_ERROR_OUT_OF_MEMORY"),
+            (
+                "DriverError(CUDA_ERROR_INSUFFICIENT_DRIVER, \"CUDA driver version is insufficient\")",
+                CudaProblem::Driver,
+                "R580",
+            ),
+            (
+                "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+                CudaProblem::Other,
+                "CUDA_ERROR_OUT_OF_MEMORY",
+            ),
         ];
         for (detail, problem, in_hint) in cases {
             assert_eq!(CudaProblem::from_driver_error(detail), problem, "{detail}");
             let error = DeviceError::CudaUnavailable { index: 1, problem, detail: detail.into() };
             assert!(error.to_string().starts_with("cannot open CUDA device 1: "), "{error}");
-            assert!(error.hint().contains(in_hint) && error.hint().ends_with("`--device cpu` runs without a GPU"), "{}", error.hint());
+            assert!(
+                error.hint().contains(in_hint) && error.hint().ends_with("`--device cpu` runs without a GPU"),
+                "{}",
+                error.hint()
+            );
         }
     }
 }

@@ -9,10 +9,10 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
+use super::EngineError;
 use super::decoder::{CacheInfo, Decoder};
 use super::kv_cache::ContextFull;
 use super::text::{TextCodec, TextParts};
-use super::EngineError;
 use crate::formats::gguf::GgufHeader;
 use crate::formats::gguf_tokenizer;
 
@@ -40,7 +40,14 @@ pub fn text_codec(header: &GgufHeader) -> Result<TextCodec, EngineError> {
     let meta = gguf_tokenizer::build(header).map_err(EngineError::GgufTokenizer)?;
     let tokenizer = tokenizers::Tokenizer::from_bytes(&meta.tokenizer_json)
         .map_err(|e| EngineError::Text(super::text::TextError::Tokenizer(e.to_string())))?;
-    let parts = TextParts { tokenizer, bos: meta.bos, eos: meta.eos, add_bos: meta.add_bos, chat_template: meta.chat_template, eos_ids: Vec::new() };
+    let parts = TextParts {
+        tokenizer,
+        bos: meta.bos,
+        eos: meta.eos,
+        add_bos: meta.add_bos,
+        chat_template: meta.chat_template,
+        eos_ids: Vec::new(),
+    };
     Ok(TextCodec::from_parts(parts)?)
 }
 
@@ -53,15 +60,28 @@ pub fn max_context(header: &GgufHeader, model_context: usize) -> usize {
 }
 
 impl GgufModel {
-    pub fn load(path: &Path, header: &GgufHeader, capacity: usize, bytes_per_token: u64, device: &Device) -> Result<GgufModel, EngineError> {
+    pub fn load(
+        path: &Path,
+        header: &GgufHeader,
+        capacity: usize,
+        bytes_per_token: u64,
+        device: &Device,
+    ) -> Result<GgufModel, EngineError> {
         let arch = header.architecture().unwrap_or_default().to_string();
         let weights_err = |e| EngineError::Weights(e);
-        let mut file = File::open(path).map_err(|source| EngineError::Read { file: path.display().to_string(), source })?;
+        let mut file =
+            File::open(path).map_err(|source| EngineError::Read { file: path.display().to_string(), source })?;
         let content = gguf_file::Content::read(&mut file).map_err(weights_err)?;
         let weights = match arch.as_str() {
-            "llama" => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?),
-            "qwen2" => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?),
-            "qwen3" => Weights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?),
+            "llama" => Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?,
+            ),
+            "qwen2" => Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?,
+            ),
+            "qwen3" => Weights::Qwen3(
+                quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device).map_err(weights_err)?,
+            ),
             _ => return Err(EngineError::GgufArchitecture { arch }),
         };
         Ok(GgufModel { weights, device: device.clone(), position: 0, capacity, bytes_per_token })
@@ -101,6 +121,10 @@ impl Decoder for GgufModel {
 
     /// candle's GGUF models grow their f32 cache as tokens arrive.
     fn cache_info(&self) -> CacheInfo {
-        CacheInfo { scheme: "f32".into(), capacity: self.capacity, allocated_bytes: self.bytes_per_token * self.position as u64 }
+        CacheInfo {
+            scheme: "f32".into(),
+            capacity: self.capacity,
+            allocated_bytes: self.bytes_per_token * self.position as u64,
+        }
     }
 }

@@ -102,7 +102,10 @@ impl EngineError {
     }
 
     pub fn is_usage(&self) -> bool {
-        matches!(self, EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. })
+        matches!(
+            self,
+            EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. }
+        )
     }
 }
 
@@ -171,7 +174,12 @@ impl Files<'_> {
         // truncation, and `show --verify` hashes.
         match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() == entry.size => Ok(Some(path)),
-            Ok(meta) if meta.is_file() => Err(EngineError::DamagedBlob { name: self.name(), file: file.into(), size: meta.len(), expected: entry.size }),
+            Ok(meta) if meta.is_file() => Err(EngineError::DamagedBlob {
+                name: self.name(),
+                file: file.into(),
+                size: meta.len(),
+                expected: entry.size,
+            }),
             _ => Err(EngineError::MissingBlob { name: self.name(), file: file.into(), path }),
         }
     }
@@ -192,7 +200,8 @@ impl Files<'_> {
     /// Every weight shard, checked against the index when there is one.
     fn weights(&self) -> Result<Vec<PathBuf>, EngineError> {
         if let Some(index) = self.read(INDEX_FILE)? {
-            let shards = index_shards(&index).map_err(|e| EngineError::MissingFile { name: self.name(), file: e.to_string() })?;
+            let shards = index_shards(&index)
+                .map_err(|e| EngineError::MissingFile { name: self.name(), file: e.to_string() })?;
             if let Some(shard) = shards.iter().find(|s| self.manifest.file(s).is_none()) {
                 return Err(EngineError::MissingShard { name: self.name(), shard: shard.clone() });
             }
@@ -207,7 +216,12 @@ impl Files<'_> {
 }
 
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
-pub fn load(store: &Store, manifest: &Manifest, request: &LoadRequest, observer: &mut dyn LoadObserver) -> Result<Loaded, EngineError> {
+pub fn load(
+    store: &Store,
+    manifest: &Manifest,
+    request: &LoadRequest,
+    observer: &mut dyn LoadObserver,
+) -> Result<Loaded, EngineError> {
     let started = Instant::now();
     if manifest.format == Format::Gguf {
         return load_gguf(&Files { store, manifest }, request, started, observer);
@@ -263,11 +277,20 @@ pub fn load_weights(
     observer.stage(LoadStage::DeviceReady, &device_name);
     let compute = compute_dtype(&device, &manifest.facts.weight_dtype);
     // SAFETY: blobs are immutable once stored (replaced only by rename).
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
     let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
-    Ok(LoadedWeights { model, text, device: device_name, defaults, facts: manifest.facts.clone(), context, max_context })
+    Ok(LoadedWeights {
+        model,
+        text,
+        device: device_name,
+        defaults,
+        facts: manifest.facts.clone(),
+        context,
+        max_context,
+    })
 }
 
 /// The layout a scheme (or `None`, unquantized) gives this model's cache.
@@ -290,19 +313,33 @@ pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize)
 }
 
 /// GGUF: tokenizer and template from the file's metadata, weights through candle.
-fn load_gguf(files: &Files<'_>, request: &LoadRequest, started: Instant, observer: &mut dyn LoadObserver) -> Result<Loaded, EngineError> {
-    let file = files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
+fn load_gguf(
+    files: &Files<'_>,
+    request: &LoadRequest,
+    started: Instant,
+    observer: &mut dyn LoadObserver,
+) -> Result<Loaded, EngineError> {
+    let file =
+        files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
     let path = files.required(&file)?;
-    let header = crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+    let header =
+        crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
     let text = gguf::text_codec(&header)?;
     let max = gguf::max_context(&header, files.manifest.facts.context_length as usize);
     let context = context_length(request.ctx_size, max)?;
     let (device, device_name) = device::open(request.device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
     let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
-    let decoder = gguf::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+    let decoder =
+        gguf::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
-    Ok(Loaded { decoder: Box::new(decoder), text, device: device_name, defaults: GenerationDefaults::default(), load_time: started.elapsed() })
+    Ok(Loaded {
+        decoder: Box::new(decoder),
+        text,
+        device: device_name,
+        defaults: GenerationDefaults::default(),
+        load_time: started.elapsed(),
+    })
 }
 
 fn context_length(requested: Option<usize>, max: usize) -> Result<usize, EngineError> {

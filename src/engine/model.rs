@@ -59,7 +59,8 @@ fn linear(vb: &VarBuilder, name: &str, din: usize, dout: usize, bias: bool) -> R
 
 impl Attention {
     fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Attention> {
-        let (h, d, q_out, kv_out) = (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
+        let (h, d, q_out, kv_out) =
+            (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
         let qk_norm = cfg.family == Family::Qwen3;
         let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, vb.pp(name));
         Ok(Attention {
@@ -73,7 +74,14 @@ impl Attention {
     }
 
     /// `rotation`: the cache's rotation in the compute dtype (see `KvCache::rotation`).
-    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, rotation: Option<&Tensor>, model: &Model) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        cache: &mut KvCache,
+        rotation: Option<&Tensor>,
+        model: &Model,
+    ) -> Result<Tensor> {
         let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
         let q = model.rope.apply(&per_head(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
         let k = model.rope.apply(&per_head(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
@@ -107,7 +115,11 @@ fn per_head(x: &Tensor, proj: &Projection, norm: Option<&RmsNorm>, heads: usize,
 impl Mlp {
     fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Mlp { gate: linear(&vb, "gate_proj", h, i, false)?, up: linear(&vb, "up_proj", h, i, false)?, down: linear(&vb, "down_proj", i, h, false)? })
+        Ok(Mlp {
+            gate: linear(&vb, "gate_proj", h, i, false)?,
+            up: linear(&vb, "up_proj", h, i, false)?,
+            down: linear(&vb, "down_proj", i, h, false)?,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -132,7 +144,8 @@ impl Model {
     pub fn load(vb: VarBuilder, cfg: ModelConfig, positions: usize) -> Result<Model> {
         let (dtype, device) = (vb.dtype(), vb.device().clone());
         let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("model.embed_tokens"))?;
-        let blocks = (0..cfg.layers).map(|i| Block::load(vb.pp(format!("model.layers.{i}")), &cfg)).collect::<Result<_>>()?;
+        let blocks =
+            (0..cfg.layers).map(|i| Block::load(vb.pp(format!("model.layers.{i}")), &cfg)).collect::<Result<_>>()?;
         let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?;
         let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
             Projection::new(Linear::new(embed.embeddings().clone(), None))

@@ -77,7 +77,9 @@ mod tests {
     fn llama3_scaling_matches_transformers() {
         // The three regimes of Llama 3.1's rule for head_dim 128, theta 5e5,
         // factor 8, low 1, high 4, original context 8192.
-        let cfg = config(r#","rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#);
+        let cfg = config(
+            r#","rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
         let f = inverse_frequencies(&cfg);
         let plain = inverse_frequencies(&config(""));
         assert_eq!(f[0], plain[0], "short wavelengths are kept");

@@ -59,7 +59,14 @@ impl Sampler {
         normalize(&mut probs);
         if let Some(p) = self.params.top_p.filter(|&p| p < 1.0) {
             let mut acc = 0.0;
-            let keep = probs.iter().take_while(|c| { let before = acc; acc += c.1; before < p }).count();
+            let keep = probs
+                .iter()
+                .take_while(|c| {
+                    let before = acc;
+                    acc += c.1;
+                    before < p
+                })
+                .count();
             probs.truncate(keep.max(1));
             normalize(&mut probs);
         }
@@ -110,7 +117,10 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_and_filters_hold() {
         let params = SamplingParams { temperature: 1.0, top_k: Some(3), top_p: None, seed: 42 };
-        let draw = |p: &SamplingParams| { let mut s = Sampler::new(p.clone()); (0..50).map(|_| s.sample(&logits()).unwrap()).collect::<Vec<_>>() };
+        let draw = |p: &SamplingParams| {
+            let mut s = Sampler::new(p.clone());
+            (0..50).map(|_| s.sample(&logits()).unwrap()).collect::<Vec<_>>()
+        };
         assert_eq!(draw(&params), draw(&params));
         assert!(draw(&params).iter().all(|id| [1, 2, 3].contains(id)), "top-k keeps the three best");
         let nucleus = SamplingParams { top_k: None, top_p: Some(0.5), ..params };

@@ -96,7 +96,9 @@ impl TextCodec {
             Some(bytes) => serde_json::from_slice(bytes).map_err(TextError::Config)?,
             None => TokenizerConfig::default(),
         };
-        let id_of = |t: &Option<TokenText>| t.as_ref().and_then(|t| tokenizer.token_to_id(t.text()).map(|id| (t.text().to_string(), id)));
+        let id_of = |t: &Option<TokenText>| {
+            t.as_ref().and_then(|t| tokenizer.token_to_id(t.text()).map(|id| (t.text().to_string(), id)))
+        };
         let (bos, eos) = (id_of(&config.bos_token), id_of(&config.eos_token));
         let chat_template = files.chat_template_jinja.or_else(|| config.chat_template.and_then(default_template));
         let add_bos = config.add_bos_token.unwrap_or(false);
@@ -127,9 +129,10 @@ impl TextCodec {
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, TextError> {
         let mut ids = self.encode(text, true)?;
         if let (true, Some((_, bos))) = (self.add_bos, &self.bos)
-            && ids.first() != Some(bos) {
-                ids.insert(0, *bos);
-            }
+            && ids.first() != Some(bos)
+        {
+            ids.insert(0, *bos);
+        }
         Ok(ids)
     }
 

@@ -19,9 +19,7 @@ pub enum GgufFactsError {
 
 pub fn facts(header: &GgufHeader) -> Result<(ModelFacts, GgufType), GgufFactsError> {
     let arch = header.architecture().ok_or(GgufFactsError::NoArchitecture)?.to_string();
-    let key = |suffix: &str| {
-        header.arch_u64(suffix).ok_or_else(|| GgufFactsError::Missing(format!("{arch}.{suffix}")))
-    };
+    let key = |suffix: &str| header.arch_u64(suffix).ok_or_else(|| GgufFactsError::Missing(format!("{arch}.{suffix}")));
     let heads = check_range("attention.head_count", key("attention.head_count")?, MAX_HEADS)?;
     let kv_heads = header.arch_u64("attention.head_count_kv").unwrap_or(heads);
     let hidden = check_range("embedding_length", key("embedding_length")?, MAX_HIDDEN)?;

@@ -10,7 +10,9 @@ use super::gguf::{GgufHeader, GgufValue};
 pub enum GgufTokenizerError {
     #[error("GGUF metadata has no usable `{0}`")]
     Missing(&'static str),
-    #[error("unsupported GGUF tokenizer `{model}` with pre-tokenizer `{pre}`: llmctl builds `gpt2` tokenizers with pre-tokenizer {SUPPORTED_PRE}")]
+    #[error(
+        "unsupported GGUF tokenizer `{model}` with pre-tokenizer `{pre}`: llmctl builds `gpt2` tokenizers with pre-tokenizer {SUPPORTED_PRE}"
+    )]
     Unsupported { model: String, pre: String },
 }
 
@@ -35,7 +37,9 @@ fn pre_tokenizer(pre: &str) -> Option<Value> {
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     match pre {
         // llama.cpp's `smollm`: every digit split off, then GPT-2's regex.
-        "smollm" => Some(json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]})),
+        "smollm" => Some(
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]}),
+        ),
         "default" | "gpt-2" => Some(byte_level),
         _ => None,
     }
@@ -53,7 +57,8 @@ pub fn build(header: &GgufHeader) -> Result<GgufTextMeta, GgufTokenizerError> {
         .and_then(GgufValue::as_array)
         .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
         .unwrap_or_default();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
+    let vocab: serde_json::Map<String, Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
     // Control tokens (type 3) are matched whole in text and never split.
     let added: Vec<Value> = tokens
         .iter()

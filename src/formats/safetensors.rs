@@ -126,16 +126,32 @@ mod tests {
             ("a header longer than the file", raw(len(ok) + 100, ok, 8)),
             ("a truncated file", raw(len(ok), ok, 4)),
             ("malformed JSON", raw(12, "{\"w\": [1, 2", 0)),
-            ("offsets past the end", raw(len(r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#), r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#, 8)),
+            (
+                "offsets past the end",
+                raw(
+                    len(r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#),
+                    r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000]}}"#,
+                    8,
+                ),
+            ),
             (
                 "overlapping tensors",
                 raw(
-                    len(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#),
+                    len(
+                        r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    ),
                     r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
                     12,
                 ),
             ),
-            ("a shape that disagrees with its bytes", raw(len(r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#), r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8)),
+            (
+                "a shape that disagrees with its bytes",
+                raw(
+                    len(r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#),
+                    r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");

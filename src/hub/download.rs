@@ -83,7 +83,9 @@ fn open_part(part: &Path) -> Result<File, HubError> {
     let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(part);
     let file = match open() {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::StorageFull => return Err(HubError::Io { path: part.to_path_buf(), source: e }),
+        Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+            return Err(HubError::Io { path: part.to_path_buf(), source: e });
+        }
         Err(_) => {
             let _ = fs::remove_dir_all(part).or_else(|_| fs::remove_file(part));
             open().map_err(|source| HubError::Io { path: part.to_path_buf(), source })?
@@ -162,7 +164,10 @@ mod tests {
     #[test]
     fn a_partial_answer_must_start_where_it_was_asked() {
         assert_eq!(check_content_range(Some("bytes 10-99/100"), 10, 100), Ok(()));
-        assert_eq!(check_content_range(Some("bytes 0-99/100"), 10, 100), Err("asked from byte 10, got `bytes 0-99/100`".into()));
+        assert_eq!(
+            check_content_range(Some("bytes 0-99/100"), 10, 100),
+            Err("asked from byte 10, got `bytes 0-99/100`".into())
+        );
         assert!(check_content_range(Some("bytes 10-99/101"), 10, 100).is_err());
         assert!(check_content_range(None, 10, 100).is_err());
     }

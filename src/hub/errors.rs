@@ -43,7 +43,10 @@ pub enum HubError {
 }
 
 fn wait_note(retry_after: Option<Duration>) -> String {
-    retry_after.filter(|d| *d > MAX_RETRY_AFTER).map(|d| format!("; it asks to wait {} s", d.as_secs())).unwrap_or_default()
+    retry_after
+        .filter(|d| *d > MAX_RETRY_AFTER)
+        .map(|d| format!("; it asks to wait {} s", d.as_secs()))
+        .unwrap_or_default()
 }
 
 /// The longest `Retry-After` llmctl waits out within a pull; a server that
@@ -184,7 +187,9 @@ impl Context<'_> {
             ("GatedRepo", _, _) => HubError::Gated { repo, status, page: format!("{}/{}", self.endpoint, self.repo) },
             ("RepoNotFound", _, _) => HubError::RepoNotFound { repo },
             ("RevisionNotFound", _, _) => HubError::RevisionNotFound { repo, revision: self.revision.to_string() },
-            ("EntryNotFound", _, Some(file)) | (_, 404, Some(file)) => HubError::FileNotFound { repo, file: file.into() },
+            ("EntryNotFound", _, Some(file)) | (_, 404, Some(file)) => {
+                HubError::FileNotFound { repo, file: file.into() }
+            }
             (_, 401 | 403, _) => HubError::Unauthorized { repo, status, token_sent: self.token_sent },
             (_, 404, None) => HubError::RepoNotFound { repo },
             (_, 429, _) => HubError::RateLimited { repo, retry_after },

@@ -71,8 +71,10 @@ struct RawLfs {
 impl RawListing {
     pub(super) fn validate(self, repo: &ModelName, revision: &Revision) -> Result<RepoListing, HubError> {
         let bad = |reason: String| HubError::BadListing { repo: repo.to_string(), reason };
-        let commit: CommitId =
-            self.sha.parse().map_err(|()| bad(format!("commit `{}` is not a 40-digit hex id", self.sha.escape_debug())))?;
+        let commit: CommitId = self
+            .sha
+            .parse()
+            .map_err(|()| bad(format!("commit `{}` is not a 40-digit hex id", self.sha.escape_debug())))?;
         if let Some(asked) = revision.as_commit().filter(|asked| *asked != commit) {
             return Err(bad(format!("commit {asked} was asked for, but the listing is of commit {commit}")));
         }
@@ -94,9 +96,10 @@ impl RawSibling {
         let sha256 = self.lfs.map(|lfs| lfs.sha256.parse::<Digest>()).transpose().map_err(|e| e.to_string())?;
         // For LFS files the blob id hashes the pointer, not the content.
         let git_oid = match (sha256, self.blob_id) {
-            (None, Some(oid)) => Some(oid.parse::<GitBlobId>().map_err(|_| {
-                format!("blob id `{}` of `{name}` is not a 40-digit hex id", oid.escape_debug())
-            })?),
+            (None, Some(oid)) => Some(
+                oid.parse::<GitBlobId>()
+                    .map_err(|_| format!("blob id `{}` of `{name}` is not a 40-digit hex id", oid.escape_debug()))?,
+            ),
             _ => None,
         };
         let size = self.size.ok_or_else(|| format!("`{name}` has no size"))?;
@@ -112,7 +115,9 @@ pub fn is_safe_repo_path(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= MAX_PATH_BYTES
         && !path.chars().any(|c| c.is_control() || c == '\\')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != ".." && part.len() <= MAX_COMPONENT_BYTES)
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && part.len() <= MAX_COMPONENT_BYTES)
 }
 
 #[cfg(test)]
@@ -122,10 +127,19 @@ mod tests {
     #[test]
     fn listing_paths_must_stay_inside_the_repository() {
         let long = "a".repeat(256);
-        for bad in ["../x", "/etc/passwd", "a/../../b", "a\\b", "", "a//b", "./x", "x/.", "x\u{1b}]0;pwn\u{7}", "a\0b", &long] {
+        for bad in
+            ["../x", "/etc/passwd", "a/../../b", "a\\b", "", "a//b", "./x", "x/.", "x\u{1b}]0;pwn\u{7}", "a\0b", &long]
+        {
             assert!(!is_safe_repo_path(bad), "{bad:?}");
         }
-        for good in ["onnx/model.onnx", ".gitattributes", "README.md", ".github/workflows/ci.yml", "original/params.json", "mödel ü.txt"] {
+        for good in [
+            "onnx/model.onnx",
+            ".gitattributes",
+            "README.md",
+            ".github/workflows/ci.yml",
+            "original/params.json",
+            "mödel ü.txt",
+        ] {
             assert!(is_safe_repo_path(good), "{good:?}");
         }
     }
@@ -152,11 +166,18 @@ mod tests {
 
     #[test]
     fn a_listing_must_say_each_size_and_stay_on_the_commit_asked_for() {
-        let err = listing(serde_json::json!({"sha": "a".repeat(40), "siblings": [{"rfilename": "x", "blobId": "b".repeat(40)}]}));
+        let err = listing(
+            serde_json::json!({"sha": "a".repeat(40), "siblings": [{"rfilename": "x", "blobId": "b".repeat(40)}]}),
+        );
         assert_eq!(err.unwrap_err().to_string(), "the hub's listing of `org/m` is unusable: `x` has no size");
-        let raw: RawListing = serde_json::from_value(serde_json::json!({"sha": "a".repeat(40), "siblings": []})).unwrap();
+        let raw: RawListing =
+            serde_json::from_value(serde_json::json!({"sha": "a".repeat(40), "siblings": []})).unwrap();
         let asked: Revision = "b".repeat(40).parse().unwrap();
         let err = raw.validate(&"org/m".parse().unwrap(), &asked).unwrap_err();
-        assert!(err.to_string().ends_with(&format!("commit {} was asked for, but the listing is of commit {}", "b".repeat(40), "a".repeat(40))));
+        assert!(err.to_string().ends_with(&format!(
+            "commit {} was asked for, but the listing is of commit {}",
+            "b".repeat(40),
+            "a".repeat(40)
+        )));
     }
 }

@@ -176,7 +176,12 @@ mod tests {
 
     #[test]
     fn offline_makes_no_client() {
-        let config = HubConfig { endpoint: "http://127.0.0.1:9".into(), token: None, offline: true, resilience: Resilience::default() };
+        let config = HubConfig {
+            endpoint: "http://127.0.0.1:9".into(),
+            token: None,
+            offline: true,
+            resilience: Resilience::default(),
+        };
         assert!(matches!(Hub::new(&config), Err(HubError::Offline)));
     }
 }

@@ -70,7 +70,10 @@ impl FromStr for Revision {
         if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._+/".contains(&b)) {
             return fail("only letters, digits and `-._+/` may appear");
         }
-        if text.split('/').any(|part| part.is_empty() || part.starts_with('.')) || text.contains("..") || text.starts_with('-') {
+        if text.split('/').any(|part| part.is_empty() || part.starts_with('.'))
+            || text.contains("..")
+            || text.starts_with('-')
+        {
             return fail("it is not a well-formed ref name");
         }
         Ok(Revision(text.into()))
@@ -101,10 +104,14 @@ mod tests {
 
     #[test]
     fn revisions_accept_ref_names_and_refuse_what_could_bend_a_url() {
-        for good in ["main", "v1.0", "refs/pr/1", "release-2024_10", "a+b", "0123456789abcdef0123456789abcdef01234567"] {
+        for good in ["main", "v1.0", "refs/pr/1", "release-2024_10", "a+b", "0123456789abcdef0123456789abcdef01234567"]
+        {
             assert_eq!(good.parse::<Revision>().unwrap().as_str(), good);
         }
-        for bad in ["", "../main", "a/../b", "/main", "main/", "a//b", "a b", "a?b", "a#b", "a%2Fb", "-x", ".hidden", "a\\b", "x\u{1b}"] {
+        for bad in [
+            "", "../main", "a/../b", "/main", "main/", "a//b", "a b", "a?b", "a#b", "a%2Fb", "-x", ".hidden", "a\\b",
+            "x\u{1b}",
+        ] {
             assert!(bad.parse::<Revision>().is_err(), "{bad:?}");
         }
         assert_eq!("refs/pr/1".parse::<Revision>().unwrap().url_segment(), "refs%2Fpr%2F1");

@@ -58,7 +58,10 @@ mod tests {
         std::fs::create_dir_all(repo.join("refs")).unwrap();
         std::fs::write(repo.join("refs/main"), commit).unwrap();
         let found = snapshot(&repo.join("snapshots").join(commit)).unwrap();
-        assert_eq!((found.name.as_str(), found.repo_dir.as_path()), ("HuggingFaceTB/SmolLM2-135M-Instruct", repo.as_path()));
+        assert_eq!(
+            (found.name.as_str(), found.repo_dir.as_path()),
+            ("HuggingFaceTB/SmolLM2-135M-Instruct", repo.as_path())
+        );
         assert_eq!(snapshot(&repo).unwrap(), found);
         assert_eq!(snapshot(root.path()), None);
         assert_eq!(snapshot(&repo.join("snapshots")), None);

@@ -23,7 +23,12 @@ struct LocalDir {
     links_within: Option<PathBuf>,
 }
 
-pub(super) fn import(store: &Store, path: &Path, reference: &ModelRef, reporter: &dyn PullReporter) -> Result<PullOutcome, PullError> {
+pub(super) fn import(
+    store: &Store,
+    path: &Path,
+    reference: &ModelRef,
+    reporter: &dyn PullReporter,
+) -> Result<PullOutcome, PullError> {
     let (local, selection) = local_selection(path, reference)?;
     let _interrupts = InterruptGuard::install();
     let area = {

@@ -32,14 +32,27 @@ pub enum PullSource {
 
 /// Milestones a pull reports besides per-file download progress.
 pub enum PullEvent<'a> {
-    Resolved { repo: &'a str, commit: &'a str, files: usize },
-    AlreadyStored { file: &'a str },
+    Resolved {
+        repo: &'a str,
+        commit: &'a str,
+        files: usize,
+    },
+    AlreadyStored {
+        file: &'a str,
+    },
     WaitingForLock,
     /// Another process is pulling the same repository.
-    WaitingForPull { repo: &'a str },
+    WaitingForPull {
+        repo: &'a str,
+    },
     /// A request failed in a way worth retrying; `attempt` of `attempts` starts after a pause.
     /// `what` is a file name, or `listing`.
-    Retrying { what: &'a str, attempt: u32, attempts: u32, reason: &'a str },
+    Retrying {
+        what: &'a str,
+        attempt: u32,
+        attempts: u32,
+        reason: &'a str,
+    },
 }
 
 pub trait PullReporter: DownloadReporter {
@@ -137,7 +150,8 @@ fn pull_from_hub(
     let commit_id = listing.commit.to_string();
     reporter.event(PullEvent::Resolved { repo, commit: &commit_id, files: selection.files.len() });
     // A failed download keeps its partial file for the next pull to resume.
-    let remote = stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };
+    let remote =
+        stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };
     let staged = stage::from_hub(&remote, store, &selection.files, reporter)?;
     let source = Source::Hub {
         endpoint: hub.endpoint().into(),
@@ -167,9 +181,10 @@ fn commit(
 ) -> Result<PullOutcome, PullError> {
     let (facts, gguf_type) = record::read_facts(selection.format, &staged)?;
     if let (Some(Quant::Gguf(tag)), Some(actual)) = (reference.tag, gguf_type)
-        && tag != actual {
-            return Err(PullError::TagMismatch { tag, actual });
-        }
+        && tag != actual
+    {
+        return Err(PullError::TagMismatch { tag, actual });
+    }
     let base = Manifest {
         schema_version: SCHEMA_VERSION,
         name: reference.name.clone(),

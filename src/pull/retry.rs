@@ -69,10 +69,16 @@ mod tests {
     fn retries_until_the_attempts_run_out_and_announces_each() {
         let log = Log::default();
         let mut calls = 0;
-        let out: Result<(), &str> = with_retries(&fast(), "f", &log, |_| Retry::Backoff, || {
-            calls += 1;
-            Err("boom")
-        });
+        let out: Result<(), &str> = with_retries(
+            &fast(),
+            "f",
+            &log,
+            |_| Retry::Backoff,
+            || {
+                calls += 1;
+                Err("boom")
+            },
+        );
         assert_eq!((out, calls), (Err("boom"), 3));
         assert_eq!(*log.0.borrow(), ["f: boom (2/3)", "f: boom (3/3)"]);
     }
@@ -81,16 +87,28 @@ mod tests {
     fn a_final_answer_is_not_retried_and_retry_after_is_waited_out() {
         let log = Log::default();
         let mut calls = 0;
-        let out: Result<(), &str> = with_retries(&fast(), "f", &log, |_| Retry::Never, || {
-            calls += 1;
-            Err("no")
-        });
+        let out: Result<(), &str> = with_retries(
+            &fast(),
+            "f",
+            &log,
+            |_| Retry::Never,
+            || {
+                calls += 1;
+                Err("no")
+            },
+        );
         assert_eq!((out, calls), (Err("no"), 1));
         let started = Instant::now();
         let mut first = true;
-        let out = with_retries(&fast(), "f", &log, |_| Retry::AtLeast(Duration::from_millis(200)), || {
-            if std::mem::take(&mut first) { Err("later") } else { Ok(7) }
-        });
+        let out = with_retries(
+            &fast(),
+            "f",
+            &log,
+            |_| Retry::AtLeast(Duration::from_millis(200)),
+            || {
+                if std::mem::take(&mut first) { Err("later") } else { Ok(7) }
+            },
+        );
         assert_eq!(out, Ok(7));
         assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
     }

@@ -10,7 +10,8 @@ pub const TOKENIZER: &str = "tokenizer.json";
 /// What older Llama/Mistral/Gemma repositories ship instead of `tokenizer.json`.
 const SENTENCEPIECE: &str = "tokenizer.model";
 /// Small files taken when present; the engine reads them for defaults and chat.
-const OPTIONAL: [&str; 4] = ["tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"];
+const OPTIONAL: [&str; 4] =
+    ["tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"];
 const DEFAULT_GGUF: GgufType = GgufType::Q4_K_M;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +22,9 @@ pub enum SelectError {
     NoModel { source_name: String },
     #[error("`{source_name}` has safetensors weights but no `{file}`")]
     MissingFile { source_name: String, file: &'static str },
-    #[error("`{source_name}` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `{TOKENIZER}`")]
+    #[error(
+        "`{source_name}` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `{TOKENIZER}`"
+    )]
     OnlySentencePiece { source_name: String },
     #[error("`{source_name}` has no GGUF file for `{tag}` (available: {})", list_or_none(available))]
     TagNotInRepo { source_name: String, tag: GgufType, available: Vec<String> },
@@ -166,15 +169,28 @@ mod tests {
 
     #[test]
     fn safetensors_take_config_tokenizer_weights_and_known_extras() {
-        let repo = files(&["config.json", "tokenizer.json", "model.safetensors", "README.md", "onnx/model.safetensors", "generation_config.json"]);
+        let repo = files(&[
+            "config.json",
+            "tokenizer.json",
+            "model.safetensors",
+            "README.md",
+            "onnx/model.safetensors",
+            "generation_config.json",
+        ]);
         let sel = select(&"o/m:kv_fp8".parse().unwrap(), &repo).unwrap();
         assert_eq!(names(&sel), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]);
         let err = select(&"o/m:Q4_1".parse().unwrap(), &repo).unwrap_err();
         assert!(matches!(err, SelectError::Quant(QuantError::WeightTagOnSafetensors { .. })));
         let no_tok = files(&["config.json", "model.safetensors"]);
-        assert!(matches!(select(&"o/m".parse().unwrap(), &no_tok), Err(SelectError::MissingFile { file: TOKENIZER, .. })));
+        assert!(matches!(
+            select(&"o/m".parse().unwrap(), &no_tok),
+            Err(SelectError::MissingFile { file: TOKENIZER, .. })
+        ));
         let sentencepiece = files(&["config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"]);
         let err = select(&"o/m".parse().unwrap(), &sentencepiece).unwrap_err();
-        assert_eq!(err.to_string(), "`o/m` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `tokenizer.json`");
+        assert_eq!(
+            err.to_string(),
+            "`o/m` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `tokenizer.json`"
+        );
     }
 }

@@ -50,10 +50,14 @@ impl StageError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            StageError::Integrity { .. } => Some("the bad bytes were deleted; pull again to download them afresh".into()),
+            StageError::Integrity { .. } => {
+                Some("the bad bytes were deleted; pull again to download them afresh".into())
+            }
             StageError::Store(e) => e.hint(),
             StageError::Hub(e) => e.hint(),
-            StageError::NoChecksum { .. } => Some("the hub is not answering as the Hugging Face Hub does; check `HF_ENDPOINT`".into()),
+            StageError::NoChecksum { .. } => {
+                Some("the hub is not answering as the Hugging Face Hub does; check `HF_ENDPOINT`".into())
+            }
             StageError::Interrupted => Some("nothing was stored; run the same command again".into()),
         }
     }
@@ -68,19 +72,31 @@ pub struct Remote<'a> {
 }
 
 /// Downloads (or reuses) each file and checks size and checksum against the listing.
-pub fn from_hub(remote: &Remote<'_>, store: &Store, files: &[RemoteFile], reporter: &dyn PullReporter) -> Result<Vec<StagedFile>, StageError> {
+pub fn from_hub(
+    remote: &Remote<'_>,
+    store: &Store,
+    files: &[RemoteFile],
+    reporter: &dyn PullReporter,
+) -> Result<Vec<StagedFile>, StageError> {
     files.iter().map(|file| stage_remote(remote, store, file, reporter)).collect()
 }
 
 /// One file, retried while failures look transient (server errors, rate
 /// limits, dropped or stalled connections, bytes that failed verification
 /// and were deleted). Each retry resumes what is on disk.
-fn stage_remote(remote: &Remote<'_>, store: &Store, file: &RemoteFile, reporter: &dyn PullReporter) -> Result<StagedFile, StageError> {
+fn stage_remote(
+    remote: &Remote<'_>,
+    store: &Store,
+    file: &RemoteFile,
+    reporter: &dyn PullReporter,
+) -> Result<StagedFile, StageError> {
     if let Some(digest) = file.sha256.filter(|d| store.has_blob(d)) {
         return reuse(store, &file.name, digest);
     }
     let part = store.downloads_dir().join(partial_name(remote.repo, file)?);
-    with_retries(&remote.resilience, &file.name, reporter, StageError::retry, || download_verified(remote, file, &part, reporter))
+    with_retries(&remote.resilience, &file.name, reporter, StageError::retry, || {
+        download_verified(remote, file, &part, reporter)
+    })
 }
 
 /// The partial file's name: the repository (a validated name) and the
@@ -95,7 +111,12 @@ fn partial_name(repo: &ModelName, file: &RemoteFile) -> Result<String, StageErro
     }
 }
 
-fn download_verified(remote: &Remote<'_>, file: &RemoteFile, part: &Path, reporter: &dyn DownloadReporter) -> Result<StagedFile, StageError> {
+fn download_verified(
+    remote: &Remote<'_>,
+    file: &RemoteFile,
+    part: &Path,
+    reporter: &dyn DownloadReporter,
+) -> Result<StagedFile, StageError> {
     remote.hub.download(remote.repo, remote.commit, file, part, reporter)?;
     let (sha256, size) = hash_file(part).map_err(io_err("read", part))?;
     let staged = StagedFile { name: file.name.clone(), size, sha256, path: part.to_path_buf(), in_store: false };
@@ -123,7 +144,10 @@ fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> 
     {
         Some((format!("git blob {expected}"), format!("git blob {actual}")))
     } else {
-        promised.size.filter(|s| *s != staged.size).map(|expected| (format!("{expected} bytes"), format!("{} bytes", staged.size)))
+        promised
+            .size
+            .filter(|s| *s != staged.size)
+            .map(|expected| (format!("{expected} bytes"), format!("{} bytes", staged.size)))
     };
     let Some((expected, actual)) = mismatch else { return Ok(()) };
     let _ = fs::remove_file(&staged.path);

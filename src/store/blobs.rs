@@ -141,7 +141,10 @@ mod tests {
         std::fs::write(&path, b"hello\n").unwrap();
         // `printf 'hello\n' | git hash-object --stdin`
         assert_eq!(git_blob_id(&path).unwrap().to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
-        assert_eq!("CE013625030BA8DBA906F756967F9E9CA394464A".parse::<GitBlobId>().unwrap().to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(
+            "CE013625030BA8DBA906F756967F9E9CA394464A".parse::<GitBlobId>().unwrap().to_string(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
         for bad in ["../x", "ce01362503", "ce013625030ba8dba906f756967f9e9ca394464ag"] {
             assert!(bad.parse::<GitBlobId>().is_err(), "{bad}");
         }

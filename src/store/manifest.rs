@@ -42,7 +42,9 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         revision: Option<String>,
     },
-    Local { path: String },
+    Local {
+        path: String,
+    },
 }
 
 /// One file of the model: its name inside the model directory and its blob.

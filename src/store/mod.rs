@@ -66,7 +66,9 @@ impl StoreError {
             StoreError::Quant(e) => Some(e.hint()),
             StoreError::BadManifest { .. } => Some("remove it with `llmctl rm` and pull the model again".into()),
             StoreError::Io { .. } => None,
-            StoreError::Damaged { name, .. } => Some(format!("pull it again: `llmctl rm {name}` then `llmctl pull {name}`")),
+            StoreError::Damaged { name, .. } => {
+                Some(format!("pull it again: `llmctl rm {name}` then `llmctl pull {name}`"))
+            }
         }
     }
 
@@ -290,7 +292,11 @@ impl Store {
     }
 }
 
-fn find_for_kv(all: Vec<Manifest>, reference: &ModelRef, quant: crate::quant::KvScheme) -> Result<Manifest, StoreError> {
+fn find_for_kv(
+    all: Vec<Manifest>,
+    reference: &ModelRef,
+    quant: crate::quant::KvScheme,
+) -> Result<Manifest, StoreError> {
     match all.into_iter().find(|m| m.format == Format::Safetensors) {
         Some(m) => Ok(m),
         None => Err(QuantError::KvOnGguf { quant, model: reference.name.to_string() }.into()),

@@ -47,7 +47,8 @@ impl Store {
         let name = unique_name("pull");
         let staging = self.staging_dir();
         let lock_path = staging.join(format!("{name}{LOCK_SUFFIX}"));
-        let held = OpenOptions::new().write(true).create_new(true).open(&lock_path).map_err(io_err("create", &lock_path))?;
+        let held =
+            OpenOptions::new().write(true).create_new(true).open(&lock_path).map_err(io_err("create", &lock_path))?;
         held.try_lock().map_err(|e| io_err("lock", &lock_path)(e.into()))?;
         let dir = staging.join(name);
         let area = StagingArea { dir, lock_path, _held: held };
@@ -134,7 +135,14 @@ mod tests {
         assert!(is_partial_download_name(&format!("org--m.sha256-{}.part", "a".repeat(64))));
         assert!(is_partial_download_name(&format!("Qwen2.5-7B.git-{}.part", "0".repeat(40))));
         let unnamed = format!("sha256-{}.part", "a".repeat(64));
-        for other in ["models--org--m", ".lock", "o--m.sha256-ab.part", &format!("o.git-{}.part", "A".repeat(40)), &format!("o.sha256-{}", "a".repeat(64)), &unnamed] {
+        for other in [
+            "models--org--m",
+            ".lock",
+            "o--m.sha256-ab.part",
+            &format!("o.git-{}.part", "A".repeat(40)),
+            &format!("o.sha256-{}", "a".repeat(64)),
+            &unnamed,
+        ] {
             assert!(!is_partial_download_name(other), "{other}");
         }
     }

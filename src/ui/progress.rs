@@ -52,7 +52,9 @@ impl PullReporter for PullProgress {
             }
             PullEvent::AlreadyStored { file } => self.status(&format!("{file}: already in the store")),
             PullEvent::WaitingForLock => self.status("waiting for another llmctl to release the store lock..."),
-            PullEvent::WaitingForPull { repo } => self.status(&format!("waiting for another llmctl that is pulling {repo}...")),
+            PullEvent::WaitingForPull { repo } => {
+                self.status(&format!("waiting for another llmctl that is pulling {repo}..."))
+            }
             PullEvent::Retrying { what, attempt, attempts, reason } => {
                 self.status(&format!("{what}: {reason}; retrying (attempt {attempt} of {attempts})"));
             }
@@ -86,7 +88,10 @@ pub struct BenchProgress {
 impl BenchProgress {
     pub fn new(printer: Printer, cases: u64) -> BenchProgress {
         let bar = ProgressBar::with_draw_target(Some(cases), printer.progress_target());
-        bar.set_style(ProgressStyle::with_template("{msg:24!} {bar:30} {pos}/{len} cases  {elapsed}").expect("the template is valid"));
+        bar.set_style(
+            ProgressStyle::with_template("{msg:24!} {bar:30} {pos}/{len} cases  {elapsed}")
+                .expect("the template is valid"),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         BenchProgress { bar }
     }

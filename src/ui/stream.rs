@@ -72,7 +72,14 @@ pub struct DoneView {
 }
 
 impl DoneView {
-    pub fn new(model: String, device: String, load_seconds: f64, stats: &GenerationStats, kv_cache: KvCacheStats, memory: MemoryStats) -> DoneView {
+    pub fn new(
+        model: String,
+        device: String,
+        load_seconds: f64,
+        stats: &GenerationStats,
+        kv_cache: KvCacheStats,
+        memory: MemoryStats,
+    ) -> DoneView {
         let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
         let (prefill, decode) = (stats.prefill.as_secs_f64(), stats.decode.as_secs_f64());
         DoneView {
@@ -108,7 +115,11 @@ impl DoneView {
             self.device,
             self.load_seconds,
             self.prompt_tokens,
-            if self.cached_prompt_tokens > 0 { format!(" ({} from the cache)", self.cached_prompt_tokens) } else { String::new() },
+            if self.cached_prompt_tokens > 0 {
+                format!(" ({} from the cache)", self.cached_prompt_tokens)
+            } else {
+                String::new()
+            },
             self.prefill_seconds,
             self.prefill_tokens_per_second,
             self.generated_tokens,

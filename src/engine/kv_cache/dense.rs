@@ -36,7 +36,13 @@ impl LayerCache for DenseLayer {
         if !super::cuda::takes(q, &self.k) {
             return Ok(None);
         }
-        let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales: None, stored: super::cuda::Stored::Dense, rotated: false };
+        let rows = super::cuda::CacheRows {
+            k: &self.k,
+            v: &self.v,
+            scales: None,
+            stored: super::cuda::Stored::Dense,
+            rotated: false,
+        };
         super::cuda::decode_attention(q, rows, len).map(Some)
     }
 }

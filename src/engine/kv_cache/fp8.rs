@@ -40,7 +40,11 @@ impl CustomOp1 for Encode {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, storage: &candle_core::CudaStorage, layout: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         cuda::cast(storage, layout, "cast_f32_f8_e4m3")
     }
 }
@@ -64,7 +68,11 @@ impl CustomOp1 for Decode {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, storage: &candle_core::CudaStorage, layout: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
         cuda::cast(storage, layout, "cast_f8_e4m3_f32")
     }
 }
@@ -80,7 +88,9 @@ mod cuda {
     /// kernel's `__nv_fp8_e4m3` has the same one-byte layout as `u8`).
     pub fn cast(storage: &CudaStorage, layout: &Layout, kernel: &str) -> Result<(CudaStorage, Shape)> {
         let dev = storage.device().clone();
-        let (start, end) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fp8 cast needs a contiguous tensor".into()))?;
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("fp8 cast needs a contiguous tensor".into()))?;
         let numel = end - start;
         let func = dev.get_or_load_func(kernel, &kernels::CAST)?;
         let cfg = LaunchConfig::for_num_elems(numel as u32);

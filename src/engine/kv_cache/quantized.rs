@@ -145,14 +145,21 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
         #[cfg(feature = "cuda")]
         if super::cuda::takes(q, &self.k) {
             let scales = Some((&self.k_scale, &self.v_scale));
-            let rows = super::cuda::CacheRows { k: &self.k, v: &self.v, scales, stored: C::STORED, rotated: self.rotation.is_some() };
+            let rows = super::cuda::CacheRows {
+                k: &self.k,
+                v: &self.v,
+                scales,
+                stored: C::STORED,
+                rotated: self.rotation.is_some(),
+            };
             return super::cuda::decode_attention(q, rows, len).map(Some);
         }
         if !q.device().is_cpu() {
             return Ok(None);
         }
         let decode = C::OFFSET.map_or(super::cpu::Decode::Table(&self.table), super::cpu::Decode::Offset);
-        let rows = super::cpu::CodeRows { k: &self.k, v: &self.v, k_scale: &self.k_scale, v_scale: &self.v_scale, decode };
+        let rows =
+            super::cpu::CodeRows { k: &self.k, v: &self.v, k_scale: &self.k_scale, v_scale: &self.v_scale, decode };
         let q32 = rotate(&q.to_dtype(DType::F32)?, self.rotation.as_ref())?;
         let y = super::cpu::decode_attention(&q32, rows, len)?;
         rotate(&y, self.rotation.as_ref())?.to_dtype(q.dtype()).map(Some)

@@ -134,19 +134,26 @@ fn quantized_layers_store_rotated_vectors_that_rotate_back() {
         }
     }
     let back = rotate(&stored_k, Some(rotation)).unwrap();
-    let (want, got): (Vec<f32>, Vec<f32>) = (k.flatten_all().unwrap().to_vec1().unwrap(), back.flatten_all().unwrap().to_vec1().unwrap());
+    let (want, got): (Vec<f32>, Vec<f32>) =
+        (k.flatten_all().unwrap().to_vec1().unwrap(), back.flatten_all().unwrap().to_vec1().unwrap());
     let absmax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
     for (a, b) in want.iter().zip(&got) {
         // Rotated vectors have at most sqrt(8) times the original absmax per element.
         assert!((a - b).abs() <= absmax * 8f32.sqrt() * INT8_MAX_REL_ERR * 8f32.sqrt(), "{a} vs {b}");
     }
-    assert!(KvCache::new(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, shape(), DType::F32, &Device::Cpu).unwrap().rotation().is_none());
+    assert!(
+        KvCache::new(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, shape(), DType::F32, &Device::Cpu)
+            .unwrap()
+            .rotation()
+            .is_none()
+    );
 }
 
 #[test]
 fn head_dims_that_are_not_powers_of_two_get_a_block_hadamard_rotation() {
     for n in [8usize, 80, 96, 6] {
-        let h = quantized::hadamard(n, &Device::Cpu).unwrap().unwrap_or_else(|| panic!("{n} is even: it has a rotation"));
+        let h =
+            quantized::hadamard(n, &Device::Cpu).unwrap().unwrap_or_else(|| panic!("{n} is even: it has a rotation"));
         let rows: Vec<Vec<f32>> = h.to_vec2().unwrap();
         let product: Vec<Vec<f32>> = h.matmul(&h).unwrap().to_vec2().unwrap();
         for i in 0..n {
@@ -186,11 +193,17 @@ fn cpu_decode_kernel_matches_the_blockwise_path() {
             let q = Tensor::from_vec(sample(heads, 1, d, 99), (heads, 1, d), &dev).unwrap().affine(30.0, 0.0).unwrap();
             let fused = cache.decode_attention(0, &q, len).unwrap().expect("the CPU kernel takes quantized caches");
             let rotation = cache.rotation().cloned();
-            let blockwise = attend(&rotate(&q, rotation.as_ref()).unwrap(), len - 1, 64, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
+            let blockwise = attend(&rotate(&q, rotation.as_ref()).unwrap(), len - 1, 64, |from, to| {
+                cache.read(0, from, to, DType::F32)
+            })
+            .unwrap();
             let reference = rotate(&blockwise, rotation.as_ref()).unwrap();
             let diff = (&fused - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff <= CPU_DECODE_TOLERANCE * scale, "{scheme:?} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}");
+            assert!(
+                diff <= CPU_DECODE_TOLERANCE * scale,
+                "{scheme:?} heads {heads}/{kv_heads} d {d} len {len}: {diff} vs {scale}"
+            );
         }
     }
 }
@@ -204,7 +217,9 @@ fn cpu_decode_kernel_refuses_shapes_it_cannot_read() {
     let rows = CodeRows { k: &codes, v: &codes, k_scale: &scales, v_scale: &scales, decode: Decode::Offset(128.0) };
     let q = |heads, d| Tensor::zeros((heads, 1, d), DType::F32, &dev).unwrap();
     assert!(decode_attention(&q(4, 16), rows, 8).is_ok());
-    for (what, q, len) in [("3 heads over 2", q(3, 16), 8), ("rows of 8", q(4, 8), 8), ("9 of 8 positions", q(4, 16), 9)] {
+    for (what, q, len) in
+        [("3 heads over 2", q(3, 16), 8), ("rows of 8", q(4, 8), 8), ("9 of 8 positions", q(4, 16), 9)]
+    {
         let err = decode_attention(&q, rows, len).unwrap_err().to_string();
         assert!(err.starts_with("decode attention:"), "{what}: {err}");
     }

@@ -45,11 +45,23 @@ impl CustomOp2 for MatVec {
         "llmctl-matvec"
     }
 
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CpuStorage, Shape)> {
         bail!("the matrix-vector kernels run on CUDA only")
     }
 
-    fn cuda_fwd(&self, x: &CudaStorage, x_layout: &Layout, w: &CudaStorage, w_layout: &Layout) -> Result<(CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_layout: &Layout,
+        w: &CudaStorage,
+        w_layout: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
         run(x, x_layout, &[(w, w_layout)], "matvec")
     }
 }
@@ -71,7 +83,15 @@ impl CustomOp3 for GatedMatVec {
         bail!("the matrix-vector kernels run on CUDA only")
     }
 
-    fn cuda_fwd(&self, x: &CudaStorage, x_layout: &Layout, g: &CudaStorage, g_layout: &Layout, u: &CudaStorage, u_layout: &Layout) -> Result<(CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        x_layout: &Layout,
+        g: &CudaStorage,
+        g_layout: &Layout,
+        u: &CudaStorage,
+        u_layout: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
         run(x, x_layout, &[(g, g_layout), (u, u_layout)], "gated_matvec")
     }
 }
@@ -96,20 +116,33 @@ fn operand<'a>(storage: &'a CudaStorage, layout: &Layout) -> Result<Operand<'a>>
 }
 
 /// `{kernel}_{dtype}` over x (one row of `cols`) and weights of one shape (rows, cols).
-fn run(x: &CudaStorage, x_layout: &Layout, weights: &[(&CudaStorage, &Layout)], kernel: &str) -> Result<(CudaStorage, Shape)> {
+fn run(
+    x: &CudaStorage,
+    x_layout: &Layout,
+    weights: &[(&CudaStorage, &Layout)],
+    kernel: &str,
+) -> Result<(CudaStorage, Shape)> {
     let dev = x.device().clone();
     let (rows, cols) = weights[0].1.shape().dims2()?;
-    if x_layout.shape().elem_count() != cols || weights.iter().any(|(_, l)| l.shape().dims2().ok() != Some((rows, cols))) {
+    if x_layout.shape().elem_count() != cols
+        || weights.iter().any(|(_, l)| l.shape().dims2().ok() != Some((rows, cols)))
+    {
         bail!("the matrix-vector kernels take one row of x and weights of one shape");
     }
     let ws = weights.iter().map(|(s, l)| operand(s, l)).collect::<Result<Vec<_>>>()?;
     let slice = match operand(x, x_layout)? {
         Operand::Bf16(x) => {
-            let ws = ws.iter().map(|w| if let Operand::Bf16(w) = w { Ok(w) } else { bail!("mixed dtypes") }).collect::<Result<Vec<_>>>()?;
+            let ws = ws
+                .iter()
+                .map(|w| if let Operand::Bf16(w) = w { Ok(w) } else { bail!("mixed dtypes") })
+                .collect::<Result<Vec<_>>>()?;
             CudaStorageSlice::BF16(launch(&dev, &format!("{kernel}_bf16"), &x, &ws, rows, cols)?)
         }
         Operand::F16(x) => {
-            let ws = ws.iter().map(|w| if let Operand::F16(w) = w { Ok(w) } else { bail!("mixed dtypes") }).collect::<Result<Vec<_>>>()?;
+            let ws = ws
+                .iter()
+                .map(|w| if let Operand::F16(w) = w { Ok(w) } else { bail!("mixed dtypes") })
+                .collect::<Result<Vec<_>>>()?;
             CudaStorageSlice::F16(launch(&dev, &format!("{kernel}_f16"), &x, &ws, rows, cols)?)
         }
     };
@@ -117,11 +150,22 @@ fn run(x: &CudaStorage, x_layout: &Layout, weights: &[(&CudaStorage, &Layout)], 
 }
 
 /// Runs `kernel(x, w..., y, rows, cols)` into a new buffer of `rows` elements.
-fn launch<T: DeviceRepr>(dev: &CudaDevice, kernel: &str, x: &CudaView<T>, ws: &[&CudaView<T>], rows: usize, cols: usize) -> Result<CudaSlice<T>> {
+fn launch<T: DeviceRepr>(
+    dev: &CudaDevice,
+    kernel: &str,
+    x: &CudaView<T>,
+    ws: &[&CudaView<T>],
+    rows: usize,
+    cols: usize,
+) -> Result<CudaSlice<T>> {
     let func = dev.get_or_load_custom_func(kernel, MODULE, PTX)?;
     // SAFETY: the kernel writes every one of the `rows` outputs.
     let y = unsafe { dev.alloc::<T>(rows)? };
-    let cfg = LaunchConfig { grid_dim: (rows.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1), block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1), shared_mem_bytes: 0 };
+    let cfg = LaunchConfig {
+        grid_dim: (rows.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
+        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
     let (rows_i, cols_i) = (rows as i32, cols as i32);
     let mut b = func.builder();
     b.arg(x);

@@ -19,7 +19,11 @@ impl Projection {
     /// silu(x · gateᵀ) * (x · upᵀ), a SwiGLU MLP's first half.
     pub fn gated(x: &Tensor, gate: &Projection, up: &Projection) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if gate.0.bias().is_none() && up.0.bias().is_none() && cuda::takes(x, gate.0.weight()) && cuda::takes(x, up.0.weight()) {
+        if gate.0.bias().is_none()
+            && up.0.bias().is_none()
+            && cuda::takes(x, gate.0.weight())
+            && cuda::takes(x, up.0.weight())
+        {
             return cuda::gated_matvec(x, gate.0.weight(), up.0.weight());
         }
         candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?

@@ -73,10 +73,8 @@ impl Repo {
     /// Points `revision` at a commit of these files (adding the default files).
     pub(super) fn publish(&mut self, repo_id: &str, revision: &str, files: Vec<(String, Vec<u8>)>) {
         let snapshot = Snapshot::new(repo_id, files);
-        self.refs
-            .insert(revision.to_string(), snapshot.commit.clone());
-        self.commits
-            .insert(snapshot.commit.clone(), Arc::new(snapshot));
+        self.refs.insert(revision.to_string(), snapshot.commit.clone());
+        self.commits.insert(snapshot.commit.clone(), Arc::new(snapshot));
     }
 
     /// The commit a branch, tag or full commit id names.
@@ -93,18 +91,8 @@ impl Repo {
             .find(|file| file.is_lfs() && file.sha256 == sha256)
     }
 
-    pub(super) fn listing(
-        &self,
-        repo_id: &str,
-        snapshot: &Snapshot,
-        blobs: bool,
-        gated: bool,
-    ) -> Value {
-        let siblings: Vec<Value> = snapshot
-            .files
-            .iter()
-            .map(|(name, file)| file.sibling(name, blobs))
-            .collect();
+    pub(super) fn listing(&self, repo_id: &str, snapshot: &Snapshot, blobs: bool, gated: bool) -> Value {
+        let siblings: Vec<Value> = snapshot.files.iter().map(|(name, file)| file.sibling(name, blobs)).collect();
         json!({
             "_id": self.listing_id,
             "id": repo_id,
@@ -134,12 +122,8 @@ pub(super) struct Snapshot {
 impl Snapshot {
     fn new(repo_id: &str, files: Vec<(String, Vec<u8>)>) -> Snapshot {
         let mut contents: BTreeMap<String, Vec<u8>> = files.into_iter().collect();
-        contents
-            .entry(".gitattributes".into())
-            .or_insert_with(|| DEFAULT_GITATTRIBUTES.as_bytes().to_vec());
-        contents
-            .entry("README.md".into())
-            .or_insert_with(|| default_readme(repo_id).into_bytes());
+        contents.entry(".gitattributes".into()).or_insert_with(|| DEFAULT_GITATTRIBUTES.as_bytes().to_vec());
+        contents.entry("README.md".into()).or_insert_with(|| default_readme(repo_id).into_bytes());
         let rules = LfsRules::parse(&contents[".gitattributes"]);
         let files: BTreeMap<String, HubFile> = contents
             .into_iter()
@@ -155,10 +139,7 @@ impl Snapshot {
             hasher.update([0]);
             hasher.update(file.sha256.as_bytes());
         }
-        Snapshot {
-            commit: hex(&hasher.finalize())[..40].to_string(),
-            files,
-        }
+        Snapshot { commit: hex(&hasher.finalize())[..40].to_string(), files }
     }
 }
 
@@ -178,9 +159,7 @@ impl LfsRules {
             .filter_map(|line| {
                 let mut words = line.split_whitespace();
                 let pattern = words.next()?;
-                words
-                    .any(|attr| attr == "filter=lfs")
-                    .then(|| pattern.to_string())
+                words.any(|attr| attr == "filter=lfs").then(|| pattern.to_string())
             })
             .collect();
         LfsRules(patterns)
@@ -210,9 +189,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let after_slash = |i: usize| i == 0 || text[i - 1] == b'/';
     match pattern {
         [] => text.is_empty(),
-        [b'*', b'*', b'/', rest @ ..] => {
-            (0..=text.len()).any(|i| after_slash(i) && glob(rest, &text[i..]))
-        }
+        [b'*', b'*', b'/', rest @ ..] => (0..=text.len()).any(|i| after_slash(i) && glob(rest, &text[i..])),
         [b'*', b'*', rest @ ..] => (0..=text.len()).any(|i| glob(rest, &text[i..])),
         [b'*', rest @ ..] => {
             let run = text.iter().take_while(|&&b| b != b'/').count();
@@ -236,10 +213,7 @@ impl HubFile {
         let sha256 = sha256_hex(&bytes);
         // For LFS the git blob is the pointer file, so that is what blobId hashes.
         let pointer = lfs.then(|| {
-            format!(
-                "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {}\n",
-                bytes.len()
-            )
+            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {}\n", bytes.len())
         });
         let blob_content = pointer.as_ref().map_or(&bytes[..], |p| p.as_bytes());
         HubFile {
@@ -264,8 +238,7 @@ impl HubFile {
         }
         let mut sibling = json!({ "rfilename": name, "blobId": self.blob_id, "size": self.len() });
         if let Some(pointer_size) = self.lfs_pointer_size {
-            sibling["lfs"] =
-                json!({ "sha256": self.sha256, "size": self.len(), "pointerSize": pointer_size });
+            sibling["lfs"] = json!({ "sha256": self.sha256, "size": self.len(), "pointerSize": pointer_size });
         }
         sibling
     }
@@ -296,11 +269,7 @@ impl HubFile {
 
     /// Headers of an answer with the bytes, as the CDN sends them (no Hub headers).
     pub(super) fn cdn_headers(&self) -> Vec<(String, String)> {
-        let etag = if self.is_lfs() {
-            &self.sha256
-        } else {
-            &self.blob_id
-        };
+        let etag = if self.is_lfs() { &self.sha256 } else { &self.blob_id };
         vec![
             ("Content-Type".into(), "application/octet-stream".into()),
             ("Accept-Ranges".into(), "bytes".into()),

@@ -16,22 +16,14 @@ pub(super) fn respond(request: &Request, shared: &Shared) -> Reply {
         return json_error(405, "Method not allowed").finish();
     }
     if !state.authorized(request.header("authorization")) {
-        return json_error(401, "Invalid credentials in Authorization header")
-            .head_only(is_head)
-            .finish();
+        return json_error(401, "Invalid credentials in Authorization header").head_only(is_head).finish();
     }
-    let (path, query) = request
-        .target
-        .split_once('?')
-        .unwrap_or((&request.target, ""));
+    let (path, query) = request.target.split_once('?').unwrap_or((&request.target, ""));
     let (reply, file) = if let Some(rest) = path.strip_prefix("/api/models/") {
         (listing(&mut state, rest, query), None)
     } else if let Some(rest) = path.strip_prefix("/cdn-lfs/") {
         cdn(&mut state, &shared.url, rest, request)
-    } else if let Some((repo, rest)) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once("/resolve/"))
-    {
+    } else if let Some((repo, rest)) = path.strip_prefix('/').and_then(|p| p.split_once("/resolve/")) {
         resolve(&mut state, &shared.url, repo, rest, request)
     } else {
         (json_error(404, "Not found"), None)
@@ -54,9 +46,7 @@ impl State {
     /// The gate's refusal of this request, if the repo is gated and the token wrong.
     fn gate(&self, url: &str, repo_id: &str, request: &Request) -> Option<Reply> {
         let token = self.gated.get(repo_id)?;
-        let offered = request
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "));
+        let offered = request.header("authorization").and_then(|a| a.strip_prefix("Bearer "));
         match offered {
             Some(offered) if offered == token => None,
             Some(_) => Some(hub_error(
@@ -95,15 +85,15 @@ impl State {
         let effective = fault.clone();
         let exhausted = match fault {
             Fault::DropAfter(_) => true,
-            Fault::Status { times, .. }
-            | Fault::ProbeStatus { times, .. }
-            | Fault::StatusRetryAfter { times, .. } => match take_one(times) {
-                Some(exhausted) => exhausted,
-                None => {
-                    self.faults.remove(key);
-                    return None;
+            Fault::Status { times, .. } | Fault::ProbeStatus { times, .. } | Fault::StatusRetryAfter { times, .. } => {
+                match take_one(times) {
+                    Some(exhausted) => exhausted,
+                    None => {
+                        self.faults.remove(key);
+                        return None;
+                    }
                 }
-            },
+            }
             _ => false,
         };
         if exhausted {
@@ -160,8 +150,7 @@ impl GetKind {
 
 fn listing(state: &mut State, rest: &str, query: &str) -> Reply {
     let (raw_repo, raw_revision) = rest.split_once("/revision/").unwrap_or((rest, "main"));
-    let (Some(repo_id), Some(revision)) = (percent_decode(raw_repo), percent_decode(raw_revision))
-    else {
+    let (Some(repo_id), Some(revision)) = (percent_decode(raw_repo), percent_decode(raw_revision)) else {
         return json_error(400, "Bad request");
     };
     match state.take_listing_fault(&repo_id) {
@@ -170,9 +159,7 @@ fn listing(state: &mut State, rest: &str, query: &str) -> Reply {
             reply.plan.hang = true;
             return reply;
         }
-        Some(ListingFault::Status {
-            code, retry_after, ..
-        }) => return status_fault(code, retry_after),
+        Some(ListingFault::Status { code, retry_after, .. }) => return status_fault(code, retry_after),
         None => {}
     }
     if let Some(json) = state.listing_overrides.get(&repo_id) {
@@ -184,9 +171,7 @@ fn listing(state: &mut State, rest: &str, query: &str) -> Reply {
     let Some(snapshot) = repo.snapshot(&revision) else {
         return revision_not_found(&revision);
     };
-    let blobs = query
-        .split('&')
-        .any(|pair| pair == "blobs=true" || pair == "blobs=1");
+    let blobs = query.split('&').any(|pair| pair == "blobs=true" || pair == "blobs=1");
     let gated = state.gated.contains_key(&repo_id);
     json_reply(200, &repo.listing(&repo_id, snapshot, blobs, gated))
 }
@@ -196,13 +181,7 @@ fn listing(state: &mut State, rest: &str, query: &str) -> Reply {
 
 /// `GET|HEAD /{repo}/resolve/{rev}/{path}`; also returns the file it names, for the
 /// header overrides.
-fn resolve(
-    state: &mut State,
-    url: &str,
-    raw_repo: &str,
-    rest: &str,
-    request: &Request,
-) -> (Reply, Option<FileKey>) {
+fn resolve(state: &mut State, url: &str, raw_repo: &str, rest: &str, request: &Request) -> (Reply, Option<FileKey>) {
     let Some(repo_id) = percent_decode(raw_repo) else {
         return (json_error(400, "Bad request"), None);
     };
@@ -228,13 +207,7 @@ fn split_revision(repo: Option<&Repo>, rest: &str) -> Option<(String, String)> {
     Some((percent_decode(revision)?, percent_decode(path)?))
 }
 
-fn resolve_file(
-    state: &mut State,
-    url: &str,
-    key: &FileKey,
-    revision: &str,
-    request: &Request,
-) -> Reply {
+fn resolve_file(state: &mut State, url: &str, key: &FileKey, revision: &str, request: &Request) -> Reply {
     let (repo_id, filename) = key;
     let Some(repo) = state.repos.get(repo_id) else {
         return state.repo_not_found();
@@ -271,11 +244,9 @@ fn cdn_url(url: &str, (repo_id, filename): &FileKey, sha256: &str) -> String {
 /// `GET|HEAD /cdn-lfs/{repo}/{path as one segment}/{sha256}`.
 fn cdn(state: &mut State, url: &str, rest: &str, request: &Request) -> (Reply, Option<FileKey>) {
     let mut parts = rest.rsplitn(3, '/');
-    let (Some(sha256), Some(Some(filename)), Some(Some(repo_id))) = (
-        parts.next(),
-        parts.next().map(percent_decode),
-        parts.next().map(percent_decode),
-    ) else {
+    let (Some(sha256), Some(Some(filename)), Some(Some(repo_id))) =
+        (parts.next(), parts.next().map(percent_decode), parts.next().map(percent_decode))
+    else {
         return (json_error(404, "Not found"), None);
     };
     let key = (repo_id, filename);
@@ -333,23 +304,14 @@ fn serve_file(
         Some(Fault::Delay(delay)) => plan.delay = Some(delay),
         Some(Fault::IgnoreRange) => honour_range = false,
         Some(Fault::BadContentRange) => from_zero = true,
-        Some(Fault::OverlongBody {
-            extra,
-            content_length,
-        }) => {
-            plan.extra = Extra::Bytes {
-                count: extra,
-                declared: content_length,
-            };
+        Some(Fault::OverlongBody { extra, content_length }) => {
+            plan.extra = Extra::Bytes { count: extra, declared: content_length };
         }
         Some(Fault::EndlessBody) => plan.extra = Extra::Endless,
         None => {}
     }
     let total = bytes.len() as u64;
-    let span = match range
-        .filter(|_| honour_range)
-        .map(|r| parse_range(r, total))
-    {
+    let span = match range.filter(|_| honour_range).map(|r| parse_range(r, total)) {
         None | Some(RangeAsk::Full) => None,
         Some(RangeAsk::Span(first, last)) => Some((if from_zero { 0 } else { first }, last)),
         Some(RangeAsk::Malformed) => return json_error(400, "Malformed Range header"),
@@ -363,22 +325,14 @@ fn serve_file(
     let (status, start, end) = match span {
         None => (200, 0, total),
         Some((first, last)) => {
-            headers.push((
-                "Content-Range".into(),
-                format!("bytes {first}-{last}/{total}"),
-            ));
+            headers.push(("Content-Range".into(), format!("bytes {first}-{last}/{total}")));
             (206, first, last + 1)
         }
     };
     Reply {
         status,
         headers,
-        body: Body {
-            data: bytes,
-            start: start as usize,
-            end: end as usize,
-            send: true,
-        },
+        body: Body { data: bytes, start: start as usize, end: end as usize, send: true },
         plan,
         download_of: None,
     }
@@ -404,11 +358,7 @@ fn parse_range(value: &str, total: u64) -> RangeAsk {
     let Some((first, last)) = spec.split_once('-') else {
         return RangeAsk::Malformed;
     };
-    match (
-        digits(first.trim()),
-        digits(last.trim()),
-        first.trim().is_empty(),
-    ) {
+    match (digits(first.trim()), digits(last.trim()), first.trim().is_empty()) {
         // bytes=-N: the last N bytes.
         (None, Some(n), true) if n == 0 || total == 0 => RangeAsk::Unsatisfiable,
         (None, Some(n), true) => RangeAsk::Span(total - n.min(total), total - 1),
@@ -435,16 +385,8 @@ pub(super) fn json_reply(status: u16, json: &Value) -> Reply {
     let end = data.len();
     Reply {
         status,
-        headers: vec![(
-            "Content-Type".into(),
-            "application/json; charset=utf-8".into(),
-        )],
-        body: Body {
-            data,
-            start: 0,
-            end,
-            send: true,
-        },
+        headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+        body: Body { data, start: 0, end, send: true },
         plan: SendPlan::default(),
         download_of: None,
     }

@@ -63,10 +63,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         }
     };
     let download_of = reply.download_of.clone();
-    shared.lock().log.push(LogEntry {
-        record,
-        download_of,
-    });
+    shared.lock().log.push(LogEntry { record, download_of });
     if reply.plan.hang {
         hang(&stream, &shared.stopping);
         let _ = stream.shutdown(Shutdown::Both);
@@ -92,9 +89,7 @@ fn hang(stream: &TcpStream, stopping: &AtomicBool) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return,
         }
@@ -128,10 +123,7 @@ pub(super) struct Request {
 
 impl Request {
     pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn record(&self, status: u16) -> RequestRecord {
@@ -152,11 +144,7 @@ enum RequestError {
 }
 
 fn read_request(reader: &mut impl BufRead) -> Result<Request, RequestError> {
-    let mut request = Request {
-        method: String::new(),
-        target: String::new(),
-        headers: Vec::new(),
-    };
+    let mut request = Request { method: String::new(), target: String::new(), headers: Vec::new() };
     let mut budget = MAX_HEAD_BYTES;
     let first = match read_line(reader, &mut budget) {
         Ok(Some(line)) => line,
@@ -164,8 +152,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, RequestError> {
         Err(()) => return Err(RequestError::Malformed(request)),
     };
     let mut parts = first.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(RequestError::Malformed(request));
     };
@@ -196,11 +183,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, RequestError> {
 /// before any byte; `Err` on EOF mid-line, I/O error, non-UTF-8 or overlong head.
 fn read_line(reader: &mut impl BufRead, budget: &mut u64) -> Result<Option<String>, ()> {
     let mut line = Vec::new();
-    let read = reader
-        .by_ref()
-        .take(*budget)
-        .read_until(b'\n', &mut line)
-        .map_err(|_| ())?;
+    let read = reader.by_ref().take(*budget).read_until(b'\n', &mut line).map_err(|_| ())?;
     *budget -= read as u64;
     if read == 0 && *budget > 0 {
         return Ok(None);
@@ -221,10 +204,7 @@ fn parse_header(line: &str) -> Option<(String, String)> {
 
 /// An HTTP token (RFC 9110 §5.6.2), what a header name must be.
 pub(super) fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 // ---------------------------------------------------------------------------
@@ -258,14 +238,8 @@ impl Reply {
         let len = (self.body.end - self.body.start) as u64;
         let declared = match self.plan.extra {
             Extra::None => Some(len),
-            Extra::Bytes {
-                count,
-                declared: true,
-            } => Some(len + count),
-            Extra::Bytes {
-                declared: false, ..
-            }
-            | Extra::Endless => None,
+            Extra::Bytes { count, declared: true } => Some(len + count),
+            Extra::Bytes { declared: false, .. } | Extra::Endless => None,
         };
         if let Some(declared) = declared {
             self.header("Content-Length", declared.to_string());
@@ -363,12 +337,7 @@ fn write_reply(mut stream: &TcpStream, reply: &Reply, stopping: &AtomicBool) -> 
 
 /// Writes the first `limit` bytes of the body, flipping the byte at absolute file
 /// offset `corrupt_at` if it falls inside them.
-fn write_body(
-    mut stream: &TcpStream,
-    body: &Body,
-    limit: usize,
-    corrupt_at: Option<u64>,
-) -> io::Result<()> {
+fn write_body(mut stream: &TcpStream, body: &Body, limit: usize, corrupt_at: Option<u64>) -> io::Result<()> {
     let stop = body.start + limit;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut pos = body.start;
@@ -376,10 +345,7 @@ fn write_body(
         let end = (pos + CHUNK).min(stop);
         chunk.clear();
         chunk.extend_from_slice(&body.data[pos..end]);
-        if let Some(offset) = corrupt_at
-            .map(|o| o as usize)
-            .filter(|o| (pos..end).contains(o))
-        {
+        if let Some(offset) = corrupt_at.map(|o| o as usize).filter(|o| (pos..end).contains(o)) {
             chunk[offset - pos] ^= 0xFF;
         }
         stream.write_all(&chunk)?;
@@ -389,11 +355,7 @@ fn write_body(
 }
 
 /// `count` zero bytes, or without end (`None`) until a write fails or the hub stops.
-fn write_zeros(
-    mut stream: &TcpStream,
-    count: Option<u64>,
-    stopping: &AtomicBool,
-) -> io::Result<()> {
+fn write_zeros(mut stream: &TcpStream, count: Option<u64>, stopping: &AtomicBool) -> io::Result<()> {
     static ZEROS: [u8; CHUNK] = [0; CHUNK];
     let mut left = count.unwrap_or(u64::MAX);
     while left > 0 && !stopping.load(Ordering::SeqCst) {
