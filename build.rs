@@ -4,6 +4,8 @@
 //! family from `CUDA_COMPUTE_CAP` (default 90: H100/H200), as for candle's
 //! own kernels. CPU builds need nothing.
 
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "cargo reads its directives from stdout")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -10,6 +10,8 @@
 //! Prints one line per case: microseconds per call and the bytes read per
 //! second (weights, or cache rows and scales).
 
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its table")]
+
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};

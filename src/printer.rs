@@ -1,6 +1,9 @@
 //! The only place that writes to stdout and stderr. stdout carries data
 //! (tables, JSON, generated text); everything else goes to stderr.
 
+// The one module allowed to print (`Cargo.toml`'s lints deny it elsewhere).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::{self, Write};
 
 use indicatif::ProgressDrawTarget;

@@ -3,6 +3,8 @@
 //! Hugging Face transformers 5.17 in float32 on CPU, loading the GGUF itself
 //! (`tests/reference/smollm2_reference.py` → `smollm2_golden.json`).
 
+#![allow(clippy::print_stderr, reason = "tests report measured figures (seen with --nocapture)")]
+
 mod support;
 
 use std::path::Path;

@@ -9,6 +9,8 @@
 //! `LLMCTL_FAULT_RUNS` sets the number of runs (default 40; `tests/fuzz/run.sh`
 //! runs more).
 
+#![allow(clippy::print_stderr, reason = "tests report measured figures (seen with --nocapture)")]
+
 mod support;
 
 use std::collections::BTreeMap;

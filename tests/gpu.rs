@@ -2,6 +2,8 @@
 //! cuda` (`cargo test --release --features cuda --test gpu --no-run`) and run
 //! there by `tests/gpu/run_checks.sh`. Without the feature this file is empty;
 //! with it, every test needs an NVIDIA GPU and fails without one.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "tests report measured figures (seen with --nocapture)")]
 #![cfg(feature = "cuda")]
 
 mod support;

@@ -1103,6 +1103,7 @@ mod tests {
 
     /// Set `LLMCTL_TEST_GGUF` to SmolLM2-135M-Instruct.Q4_1.gguf to run this.
     #[test]
+    #[allow(clippy::print_stderr, reason = "a test run says why it skipped")]
     fn real_smollm2_file() {
         let Some(path) = std::env::var_os("LLMCTL_TEST_GGUF") else {
             eprintln!("skipping real_smollm2_file: LLMCTL_TEST_GGUF is unset");
