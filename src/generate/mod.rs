@@ -1,5 +1,5 @@
 //! Files generated from the clap definition: shell completions and man
-//! pages. `tests/generated.rs` regenerates them and fails on drift.
+//! pages. `tests/it/generated.rs` regenerates them and fails on drift.
 
 pub mod completions;
 pub mod man;

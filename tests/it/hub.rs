@@ -1,11 +1,9 @@
 //! `llmctl pull` through the real hf-hub client over real HTTP, against a
 //! local stand-in for the Hugging Face Hub.
 
-mod support;
-
-use support::TestContext;
-use support::hub::{Fault, TestHub};
-use support::models::{self, SMOLLM2_GGUF_NAME, SMOLLM2_GGUF_SIZE};
+use crate::support::TestContext;
+use crate::support::hub::{Fault, TestHub};
+use crate::support::models::{self, SMOLLM2_GGUF_NAME, SMOLLM2_GGUF_SIZE};
 
 fn hub_with_tiny() -> TestHub {
     let hub = TestHub::start();
@@ -426,7 +424,7 @@ fn a_full_disk_is_a_clean_error_naming_the_folder() {
 // ---------------------------------------------------------------------------
 // Issue #12: repositories laid out as on the Hub, and hubs that misbehave.
 
-use support::hub::ListingFault;
+use crate::support::hub::ListingFault;
 
 /// Files a test can plant outside the store, where a hostile header would aim.
 fn plant_bait(ctx: &TestContext) -> std::path::PathBuf {
@@ -450,7 +448,7 @@ fn resolved_files(hub: &TestHub) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn a_repository_laid_out_like_smollm2_on_the_hub_pulls_its_model_files_and_runs() {
-    let dir = support::smollm2::smollm2_dir("bf16");
+    let dir = crate::support::smollm2::smollm2_dir("bf16");
     let model_files: Vec<(String, Vec<u8>)> =
         ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
             .iter()

@@ -5,8 +5,6 @@
 
 #![allow(clippy::print_stderr, reason = "tests report measured figures (seen with --nocapture)")]
 
-mod support;
-
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -46,8 +44,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let imported: &'static support::ImportedModel =
-            Box::leak(Box::new(support::import_model(&support::smollm2::smollm2_dir("f32"), "smollm2")));
+        let imported: &'static crate::support::ImportedModel =
+            Box::leak(Box::new(crate::support::import_model(&crate::support::smollm2::smollm2_dir("f32"), "smollm2")));
         let (store, manifest) = (&imported.store, &imported.manifest);
         let dir = store.root().to_path_buf();
         let files: std::collections::HashMap<String, std::path::PathBuf> =
@@ -266,8 +264,8 @@ fn quantized_caches_give_the_independent_implementations_greedy_tokens() {
 
 #[test]
 fn smollm2_answers_through_the_cli_with_each_cache() {
-    let ctx = support::TestContext::new();
-    let dir = support::smollm2::smollm2_dir("bf16");
+    let ctx = crate::support::TestContext::new();
+    let dir = crate::support::smollm2::smollm2_dir("bf16");
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
     let show = ctx.run(&["show", "smollm2:kv_int8", "--json"]).json();
     assert_eq!(show["weight_dtype"], "bf16");
@@ -293,8 +291,8 @@ const GGUF_NEAR_TIE: f64 = 0.1;
 
 #[test]
 fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens() {
-    let ctx = support::TestContext::new();
-    let gguf = support::models::smollm2_gguf();
+    let ctx = crate::support::TestContext::new();
+    let gguf = crate::support::models::smollm2_gguf();
     ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "smol"]).success();
     let store = Store::open(&ctx.store()).unwrap();
     let manifest = store.find(&"smol".parse().unwrap()).unwrap();
@@ -372,8 +370,8 @@ fn every_family_matches_transformers_logits() {
 
 #[test]
 fn bench_reports_the_reference_nll_and_the_quality_bounds() {
-    let ctx = support::TestContext::new();
-    let dir = support::smollm2::smollm2_dir("f32");
+    let ctx = crate::support::TestContext::new();
+    let dir = crate::support::smollm2::smollm2_dir("f32");
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/long_prompt.txt");
     let out = ctx.run(&[
@@ -448,8 +446,8 @@ fn a_chat_turn_on_the_previous_turns_cache_matches_a_fresh_run() {
 /// The interactive loop on a pseudo-terminal (util-linux `script`), two turns.
 #[test]
 fn interactive_chat_keeps_the_conversation_and_its_cache() {
-    let ctx = support::TestContext::new();
-    let dir = support::smollm2::smollm2_dir("f32");
+    let ctx = crate::support::TestContext::new();
+    let dir = crate::support::smollm2::smollm2_dir("f32");
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
     let llmctl = ctx.command(&[]);
     let command = format!("{} run smollm2 --json --max-tokens 12", llmctl.get_program().to_str().unwrap());

@@ -11,14 +11,12 @@
 
 #![allow(clippy::print_stderr, reason = "tests report measured figures (seen with --nocapture)")]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::TestContext;
-use support::hub::{Fault, ListingFault, TestHub};
-use support::models::{self, sha256_of};
+use crate::support::TestContext;
+use crate::support::hub::{Fault, ListingFault, TestHub};
+use crate::support::models::{self, sha256_of};
 
 const REPO: &str = "org/tiny";
 

@@ -1,10 +1,8 @@
 //! CLI transcripts without a hub: local imports, list/show/rm, the
 //! quantization grammar's errors, output discipline and completions.
 
-mod support;
-
-use support::TestContext;
-use support::models::{self, SMOLLM2_GGUF_SIZE};
+use crate::support::TestContext;
+use crate::support::models::{self, SMOLLM2_GGUF_SIZE};
 
 fn ctx_with_smollm2_gguf() -> TestContext {
     let ctx = TestContext::new();

@@ -1,6 +1,6 @@
 //! Completions and man pages are generated from the clap definition and
 //! committed; this test regenerates them and fails on any drift.
-//! Refresh with: `UPDATE_GENERATED=1 cargo test --test generated`
+//! Refresh with: `UPDATE_GENERATED=1 cargo test --test it generated::`
 
 use std::path::Path;
 
@@ -18,7 +18,7 @@ fn committed_completions_and_man_pages_match_the_cli() {
     }
     assert!(
         stale.is_empty(),
-        "generated files are out of date: {stale:?}\nrefresh them with: UPDATE_GENERATED=1 cargo test --test generated"
+        "generated files are out of date: {stale:?}\nrefresh them with: UPDATE_GENERATED=1 cargo test --test it generated::"
     );
 }
 

@@ -1,0 +1,15 @@
+//! The CPU integration tests, in one binary (one link against candle and
+//! tokenizers instead of six): a module per area. The GPU suite stays its
+//! own binary (`tests/gpu.rs`, `--features cuda` only).
+//!
+//! Run one area with a filter, e.g. `cargo test --test it hub::`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod engine;
+mod faults;
+mod fuzz;
+mod generated;
+mod hub;
