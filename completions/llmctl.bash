@@ -424,7 +424,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--name|--revision|--ctx-size|--max-tokens|--temperature|--top-k|--top-p|--seed|--device|--kv|--ctx|--gen|--text) (( i++ )) ;;
+            --color|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

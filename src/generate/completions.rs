@@ -14,12 +14,26 @@ pub fn script(shell: Shell) -> String {
     clap_complete::generate(clap_shell(shell), &mut command, "llmctl", &mut out);
     let generated = String::from_utf8(out).expect("clap_complete writes UTF-8");
     match shell {
-        Shell::Bash => format!("{generated}{BASH_MODELS}"),
+        Shell::Bash => format!("{generated}{}", BASH_MODELS.replace("VALUE_FLAGS", &value_flags(&command).join("|"))),
         Shell::Zsh => zsh_with_models(&generated),
         Shell::Fish => format!("{generated}{}", FISH_MODELS.replace("MODEL_COMMANDS", MODEL_COMMANDS)),
         // These shells do not split words at `:`; they complete MODEL as free text.
         Shell::Powershell | Shell::Elvish => generated,
     }
+}
+
+/// Every long flag of any subcommand that takes a value (so the word after
+/// it is not a positional argument), from the clap definition, sorted.
+fn value_flags(command: &clap::Command) -> Vec<String> {
+    let mut flags: Vec<String> = std::iter::once(command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|long| format!("--{long}")))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
 }
 
 /// Bash treats `:` as a word break, so `org/m:kv` arrives as three words.
@@ -39,7 +53,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--name|--revision|--ctx-size|--max-tokens|--temperature|--top-k|--top-p|--seed|--device|--kv|--ctx|--gen|--text) (( i++ )) ;;
+            VALUE_FLAGS) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac
@@ -128,4 +142,18 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .map(|s| (format!("completions/{}", file_name(s)), script(s).into_bytes()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn value_flags_come_from_the_cli_and_leave_out_switches() {
+        let flags = super::value_flags(&crate::cli::command());
+        for taking in ["--color", "--name", "--revision", "--ctx-size", "--max-tokens", "--device", "--kv", "--text"] {
+            assert!(flags.contains(&taking.to_string()), "{taking} missing from {flags:?}");
+        }
+        for switch in ["--json", "--raw", "--quiet", "--verbose", "--help"] {
+            assert!(!flags.contains(&switch.to_string()), "{switch} takes no value: {flags:?}");
+        }
+    }
 }
