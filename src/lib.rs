@@ -10,6 +10,7 @@ pub mod commands;
 pub mod diagnostics;
 pub mod engine;
 pub mod env_vars;
+pub mod exit;
 pub mod formats;
 pub mod generate;
 pub mod gpu;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::Cli;
-use diagnostics::ExitStatus;
+use exit::ExitStatus;
 use printer::Printer;
 use settings::{CommandSettings, Env, GlobalSettings};
 

@@ -6,6 +6,7 @@
 //! Nothing here ever falls back silently: every mismatch is an error that
 //! names what would fit.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
@@ -155,9 +156,13 @@ pub enum QuantError {
     KvOnGguf { quant: KvScheme, model: String },
 }
 
-impl QuantError {
-    pub fn hint(&self) -> String {
-        match self {
+impl Diagnostic for QuantError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             QuantError::Invalid { .. } => "write `MODEL:TAG` with TAG one of `kv_int8`, `kv_fp8` \
                  (safetensors) or a GGUF type such as `Q4_K_M`; leave out `:TAG` to run unquantized"
                 .into(),
@@ -173,7 +178,7 @@ impl QuantError {
             QuantError::KvOnGguf { model, .. } => format!(
                 "run `{model}` with its GGUF weight type, or pull the safetensors repository to quantize the KV cache"
             ),
-        }
+        })
     }
 }
 

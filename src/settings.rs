@@ -1,6 +1,7 @@
 //! Raw CLI arguments plus the environment, resolved into validated
 //! settings before any command does expensive work.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -61,17 +62,23 @@ pub enum SettingsError {
     OutOfRange { flag: &'static str, expected: &'static str, value: String },
 }
 
-impl SettingsError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for SettingsError {
+    fn exit_status(&self) -> ExitStatus {
         match self {
-            SettingsError::Reference(RefError::Name(e)) => Some(e.hint().into()),
-            SettingsError::Reference(RefError::Quant(e)) => Some(e.hint()),
+            SettingsError::NoStoreDir => ExitStatus::Failure,
+            _ => ExitStatus::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            SettingsError::Reference(e) => e.hint(),
             SettingsError::NoStoreDir => Some(format!("set `{LLMCTL_HOME}` to a directory for the store")),
             SettingsError::NameWithHubModel(_) => Some("drop `--name`, or give a path such as `./my-model`".into()),
             SettingsError::RevisionWithPath(_) => {
                 Some("drop `--revision`: a local import takes the files as they are".into())
             }
-            SettingsError::Revision(e) => Some(e.hint().into()),
+            SettingsError::Revision(e) => e.hint(),
             SettingsError::NoDerivedName(_) => Some("name it with `--name org/name`".into()),
             SettingsError::NotAKvScheme(_) => {
                 Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into())

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::engine::kv_cache::KvCache;
 use crate::engine::model::{Logits, Model};
 use crate::engine::{EngineError, LoadedWeights, cache_layout, new_cache};
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::quant::KvScheme;
 
 /// Tokens a warm-up prefill runs before each case's timings (kernel loading,
@@ -120,16 +121,16 @@ pub enum BenchError {
     Run(#[from] candle_core::Error),
 }
 
-impl BenchError {
-    pub fn is_usage(&self) -> bool {
+impl Diagnostic for BenchError {
+    fn exit_status(&self) -> ExitStatus {
         match self {
-            BenchError::Engine(e) => e.is_usage(),
-            BenchError::NoRoomForPrompt { .. } => true,
-            BenchError::Run(_) => false,
+            BenchError::Engine(e) => e.exit_status(),
+            BenchError::NoRoomForPrompt { .. } => ExitStatus::Usage,
+            BenchError::Run(_) => ExitStatus::Failure,
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             BenchError::Engine(e) => e.hint(),
             BenchError::NoRoomForPrompt { .. } => Some("lower `--gen` or raise the `--ctx` values".into()),

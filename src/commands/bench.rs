@@ -5,9 +5,9 @@
 use crate::bench::meters::{GpuMeter, HostMeter};
 use crate::bench::quality::quality;
 use crate::bench::{self, BenchPlan, MemoryMeter};
-use crate::diagnostics::ExitStatus;
 use crate::engine::device::DeviceRequest;
 use crate::engine::{self, EngineError, LoadObserver, LoadStage};
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Format, KvScheme, Resolved};
@@ -144,12 +144,16 @@ pub enum BenchInputError {
     TooShort { path: std::path::PathBuf },
 }
 
-impl BenchInputError {
-    pub fn hint(&self) -> &'static str {
-        match self {
-            BenchInputError::Read { .. } => "give `--text` a readable UTF-8 text file",
-            BenchInputError::TooShort { .. } => "give `--text` a longer text (a few hundred tokens or more)",
-        }
+impl Diagnostic for BenchInputError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            BenchInputError::Read { .. } => "give `--text` a readable UTF-8 text file".into(),
+            BenchInputError::TooShort { .. } => "give `--text` a longer text (a few hundred tokens or more)".into(),
+        })
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
     }
 }
 

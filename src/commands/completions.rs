@@ -1,7 +1,7 @@
 //! `llmctl completions SHELL`: print the completion script for a shell.
 
 use crate::cli::Shell;
-use crate::diagnostics::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::generate::completions::script;
 use crate::printer::Printer;
 

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::diagnostics::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::settings::{GlobalSettings, ListSettings};
 use crate::ui::table;

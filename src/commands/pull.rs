@@ -1,6 +1,6 @@
 //! `llmctl pull`: fetch or import a model and record it in the store.
 
-use crate::diagnostics::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::pull::{PullSource, pull};
 use crate::settings::{GlobalSettings, PullSettings};

@@ -1,6 +1,6 @@
 //! `llmctl rm`: remove tags, then the blobs no remaining tag uses.
 
-use crate::diagnostics::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::settings::{GlobalSettings, RmSettings};
 use crate::store::StoreError;

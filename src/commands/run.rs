@@ -3,12 +3,12 @@
 
 use std::io::{BufRead, Read};
 
-use crate::diagnostics::ExitStatus;
 use crate::engine::chat::Message;
 use crate::engine::device::DeviceRequest;
 use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
 use crate::engine::sampling::SamplingParams;
 use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
+use crate::exit::ExitStatus;
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};

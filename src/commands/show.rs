@@ -1,7 +1,7 @@
 //! `llmctl show`: a stored model as a reference resolves it, with the
 //! KV-cache size of the unquantized and the chosen cache.
 
-use crate::diagnostics::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::kv_size::{CacheLayout, cache_size};
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};

@@ -1,6 +1,7 @@
 //! Choosing the compute device. Asking for one the build or the machine
 //! lacks is an error that says what is missing; it never falls back.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
@@ -96,10 +97,14 @@ impl CudaProblem {
     }
 }
 
-impl DeviceError {
-    pub fn hint(&self) -> String {
+impl Diagnostic for DeviceError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
         const CPU: &str = "`--device cpu` runs without a GPU";
-        match self {
+        Some(match self {
             DeviceError::NoCudaInBuild(_) => {
                 "build the CUDA binary with `cargo build --release --features cuda` (see README, \"CUDA\"), or use `--device cpu`".into()
             }
@@ -113,7 +118,7 @@ impl DeviceError {
                 format!("install an NVIDIA driver for CUDA 13 (R580 or newer) and check `nvidia-smi`; {CPU}")
             }
             DeviceError::CudaUnavailable { detail, .. } => format!("the driver said: {detail}; {CPU}"),
-        }
+        })
     }
 }
 
@@ -185,11 +190,8 @@ mod tests {
             assert_eq!(CudaProblem::from_driver_error(detail), problem, "{detail}");
             let error = DeviceError::CudaUnavailable { index: 1, problem, detail: detail.into() };
             assert!(error.to_string().starts_with("cannot open CUDA device 1: "), "{error}");
-            assert!(
-                error.hint().contains(in_hint) && error.hint().ends_with("`--device cpu` runs without a GPU"),
-                "{}",
-                error.hint()
-            );
+            let hint = error.hint().unwrap();
+            assert!(hint.contains(in_hint) && hint.ends_with("`--device cpu` runs without a GPU"), "{hint}");
         }
     }
 }

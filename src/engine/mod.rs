@@ -24,6 +24,7 @@ use candle_core::DType;
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::formats::ModelFacts;
 use crate::formats::safetensors::{INDEX_FILE, index_shards};
 use crate::kv_size::CacheLayout;
@@ -74,8 +75,8 @@ pub enum EngineError {
     Cache(#[source] candle_core::Error),
 }
 
-impl EngineError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for EngineError {
+    fn hint(&self) -> Option<String> {
         match self {
             EngineError::MissingFile { name, .. }
             | EngineError::MissingBlob { name, .. }
@@ -84,7 +85,7 @@ impl EngineError {
                 Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
             }
             EngineError::ContextTooLarge { max, .. } => Some(format!("use `--ctx-size {max}` or less")),
-            EngineError::Device(e) => Some(e.hint()),
+            EngineError::Device(e) => e.hint(),
             EngineError::Text(TextError::NoTemplate) => Some("use `--raw` to send the prompt as it is".into()),
             EngineError::Text(TextError::Chat(_)) => Some("use `--raw` to send the prompt without the template".into()),
             EngineError::Text(TextError::Tokenizer(_) | TextError::Config(_)) => Some(
@@ -101,11 +102,13 @@ impl EngineError {
         }
     }
 
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. }
-        )
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. } => {
+                ExitStatus::Usage
+            }
+            _ => ExitStatus::Failure,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! From prompt text to token ids and back: the tokenizer, its special
 //! tokens and BOS rule, the chat template, and the stop tokens.
 
+use crate::exit::Diagnostic;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -20,6 +21,12 @@ pub enum TextError {
     NoTemplate,
     #[error("tokenizing the prompt failed: {0}")]
     Encode(String),
+}
+
+impl Diagnostic for TextError {
+    fn hint(&self) -> Option<String> {
+        Some("use `--raw` to send the prompt without the template".into())
+    }
 }
 
 #[derive(Debug, Deserialize)]

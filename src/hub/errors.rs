@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::env_vars::HF_HUB_OFFLINE;
+use crate::exit::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -84,8 +85,10 @@ impl HubError {
             _ => Retry::Never,
         }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for HubError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             HubError::Offline => format!(
                 "unset `{HF_HUB_OFFLINE}` to pull from the hub; models already in the store run without it, and `llmctl pull ./DIR` imports local files"

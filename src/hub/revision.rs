@@ -2,6 +2,7 @@
 //! and commit ids as the hub answers them, each validated once before it
 //! goes into a URL or a manifest.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
@@ -21,9 +22,13 @@ pub struct RevisionError {
     pub reason: &'static str,
 }
 
-impl RevisionError {
-    pub fn hint(&self) -> &'static str {
-        "give a branch, tag or commit as the hub shows it, e.g. `main`, `v1.0`, `refs/pr/1` or a 40-digit commit id"
+impl Diagnostic for RevisionError {
+    fn hint(&self) -> Option<String> {
+        Some("give a branch, tag or commit as the hub shows it, e.g. `main`, `v1.0`, `refs/pr/1` or a 40-digit commit id".into())
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
     }
 }
 

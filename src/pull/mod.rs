@@ -11,6 +11,7 @@ pub mod stage;
 
 use std::path::PathBuf;
 
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::hub::{DownloadReporter, Hub, HubConfig, HubError, Revision};
 use crate::quant::{GgufType, Quant};
 use crate::store::lock::StoreLock;
@@ -79,8 +80,8 @@ pub enum PullError {
     LinkOutsideCache { file: String, target: PathBuf, cache: PathBuf },
 }
 
-impl PullError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for PullError {
+    fn hint(&self) -> Option<String> {
         match self {
             PullError::Select(e) => e.hint(),
             PullError::Stage(e) => e.hint(),
@@ -97,11 +98,12 @@ impl PullError {
         }
     }
 
-    pub fn is_usage(&self) -> bool {
+    fn exit_status(&self) -> ExitStatus {
         match self {
-            PullError::Select(SelectError::Quant(_)) | PullError::TagMismatch { .. } => true,
-            PullError::Store(e) => e.is_usage(),
-            _ => false,
+            PullError::Select(SelectError::Quant(_)) | PullError::TagMismatch { .. } => ExitStatus::Usage,
+            PullError::Store(e) => e.exit_status(),
+            PullError::Stage(StageError::Interrupted) => ExitStatus::Interrupted,
+            _ => ExitStatus::Failure,
         }
     }
 }

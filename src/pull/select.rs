@@ -1,6 +1,7 @@
 //! Choosing which files of a repository (or local directory) make up the
 //! model a reference asks for: the safetensors set, or one GGUF file by tag.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::hub::RemoteFile;
 use crate::quant::{Format, GgufType, Quant, QuantError};
 use crate::store::reference::ModelRef;
@@ -38,10 +39,17 @@ fn list_or_none(items: &[String]) -> String {
     if items.is_empty() { "none".into() } else { items.join(", ") }
 }
 
-impl SelectError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for SelectError {
+    fn exit_status(&self) -> ExitStatus {
         match self {
-            SelectError::Quant(e) => Some(e.hint()),
+            SelectError::Quant(_) => ExitStatus::Usage,
+            _ => ExitStatus::Failure,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            SelectError::Quant(e) => e.hint(),
             SelectError::OnlySentencePiece { .. } => Some(
                 "save the tokenizer with transformers (`AutoTokenizer.from_pretrained(REPO).save_pretrained(DIR)` writes `tokenizer.json`) and import DIR with `llmctl pull ./DIR`, or pull a GGUF of the model".into(),
             ),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::PullReporter;
 use super::retry::with_retries;
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::hub::{CommitId, DownloadReporter, Hub, RemoteFile, Resilience, Retry};
 use crate::store::blobs::{Digest, copy_hashing, git_blob_id, hash_file};
 use crate::store::reference::ModelName;
@@ -47,8 +48,17 @@ impl StageError {
             StageError::Store(_) | StageError::NoChecksum { .. } | StageError::Interrupted => Retry::Never,
         }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for StageError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StageError::Interrupted => ExitStatus::Interrupted,
+            _ => ExitStatus::Failure,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
         match self {
             StageError::Integrity { .. } => {
                 Some("the bad bytes were deleted; pull again to download them afresh".into())

@@ -25,6 +25,7 @@ use lock::StoreLock;
 use manifest::{Manifest, ManifestError};
 use reference::{ModelName, ModelRef};
 
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::quant::{Format, Quant, QuantError};
 
 /// File name used for a manifest with no tag (tags never start with `_`).
@@ -54,8 +55,8 @@ fn available_suffix(available: &[String]) -> String {
     if available.is_empty() { String::new() } else { format!(" (stored: {})", available.join(", ")) }
 }
 
-impl StoreError {
-    pub fn hint(&self) -> Option<String> {
+impl Diagnostic for StoreError {
+    fn hint(&self) -> Option<String> {
         match self {
             StoreError::NotFound(name) => Some(format!("run `llmctl pull {name}` first, or see `llmctl list`")),
             StoreError::TagNotFound { reference, .. } => {
@@ -63,7 +64,7 @@ impl StoreError {
             }
             StoreError::NoSuchTag { .. } => Some("`llmctl list` shows what is stored".into()),
             StoreError::Ambiguous { name, tags } => Some(format!("name one, e.g. `{name}:{}`", tags[0])),
-            StoreError::Quant(e) => Some(e.hint()),
+            StoreError::Quant(e) => e.hint(),
             StoreError::BadManifest { .. } => Some("remove it with `llmctl rm` and pull the model again".into()),
             StoreError::Io { .. } => None,
             StoreError::Damaged { name, .. } => {
@@ -72,9 +73,12 @@ impl StoreError {
         }
     }
 
-    /// Whether the user asked for something the store cannot mean (exit 2).
-    pub fn is_usage(&self) -> bool {
-        !matches!(self, StoreError::BadManifest { .. } | StoreError::Io { .. } | StoreError::Damaged { .. })
+    /// The user asked for something the store cannot mean: a usage error.
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StoreError::BadManifest { .. } | StoreError::Io { .. } | StoreError::Damaged { .. } => ExitStatus::Failure,
+            _ => ExitStatus::Usage,
+        }
     }
 }
 

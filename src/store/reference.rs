@@ -1,6 +1,7 @@
 //! Model references (`org/name[:tag]`): parsed once, validated before they
 //! ever become paths or URLs.
 
+use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
@@ -50,9 +51,13 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
-impl ReferenceError {
-    pub fn hint(&self) -> &'static str {
-        "write `org/name` or `org/name:TAG`, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8`"
+impl Diagnostic for ReferenceError {
+    fn hint(&self) -> Option<String> {
+        Some("write `org/name` or `org/name:TAG`, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8`".into())
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
     }
 }
 
@@ -129,6 +134,19 @@ pub enum RefError {
     Name(#[from] ReferenceError),
     #[error(transparent)]
     Quant(#[from] QuantError),
+}
+
+impl Diagnostic for RefError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RefError::Name(e) => e.hint(),
+            RefError::Quant(e) => e.hint(),
+        }
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
 }
 
 impl FromStr for ModelRef {

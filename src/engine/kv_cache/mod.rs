@@ -43,6 +43,12 @@ pub struct ContextFull {
     pub capacity: usize,
 }
 
+impl crate::exit::Diagnostic for ContextFull {
+    fn hint(&self) -> Option<String> {
+        Some("raise `--ctx-size` (up to the model's context length) or shorten the prompt".into())
+    }
+}
+
 /// Shape of a cache: what the model needs stored per token.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheShape {

@@ -1,0 +1,40 @@
+//! Exit statuses, and the one way an error says what the user can do and
+//! which status it deserves: [`Diagnostic`], implemented beside each error
+//! type. A leaf module: every layer may use it; `diagnostics` renders.
+
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    /// The command ran and failed.
+    Failure,
+    /// The input was wrong (bad reference, tag, flag), or an internal error.
+    Usage,
+    /// Ctrl-C or SIGTERM stopped the command (it cleaned up first).
+    Interrupted,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(match status {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Interrupted => 130,
+        })
+    }
+}
+
+/// What an error tells the renderer besides its message.
+pub trait Diagnostic {
+    /// What to do about it, printed after the error as `hint: …`.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    /// The status the command exits with: a failure unless said otherwise.
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Failure
+    }
+}
