@@ -88,6 +88,19 @@ impl Diagnostic for SettingsError {
     }
 }
 
+/// How a command writes its data on stdout: for people, or as JSON (`--json`) for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl OutputFormat {
+    pub fn from_json_flag(json: bool) -> OutputFormat {
+        if json { OutputFormat::Json } else { OutputFormat::Text }
+    }
+}
+
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct GlobalSettings {
@@ -101,7 +114,7 @@ pub struct GlobalSettings {
 #[derive(Debug, Clone)]
 pub struct PullSettings {
     pub source: PullSource,
-    pub json: bool,
+    pub output: OutputFormat,
 }
 
 /// Where `run` takes its prompt from.
@@ -126,13 +139,13 @@ pub struct RunSettings {
     pub seed: u64,
     pub ctx_size: Option<usize>,
     pub device: DeviceRequest,
-    pub json: bool,
+    pub output: OutputFormat,
     pub verbose: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct ListSettings {
-    pub json: bool,
+    pub output: OutputFormat,
     pub names: bool,
 }
 
@@ -141,7 +154,7 @@ pub struct ShowSettings {
     pub model: ModelRef,
     pub ctx_size: Option<u64>,
     pub verify: bool,
-    pub json: bool,
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +167,7 @@ pub struct BenchSettings {
     pub generate: usize,
     pub text: Option<PathBuf>,
     pub device: DeviceRequest,
-    pub json: bool,
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -184,11 +197,14 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         store_root,
     };
     let command = match cli.command {
-        Command::Pull(args) => {
-            CommandSettings::Pull(PullSettings { source: pull_source(&args, env)?, json: args.json })
-        }
+        Command::Pull(args) => CommandSettings::Pull(PullSettings {
+            source: pull_source(&args, env)?,
+            output: OutputFormat::from_json_flag(args.json),
+        }),
         Command::Run(args) => CommandSettings::Run(run_settings(args, env)?),
-        Command::List(args) => CommandSettings::List(ListSettings { json: args.json, names: args.names }),
+        Command::List(args) => {
+            CommandSettings::List(ListSettings { output: OutputFormat::from_json_flag(args.json), names: args.names })
+        }
         Command::Show(args) => CommandSettings::Show(ShowSettings {
             model: args.model.parse()?,
             ctx_size: args
@@ -196,7 +212,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
                 .map(|n| if n == 0 { Err(SettingsError::ZeroContext) } else { Ok(n) })
                 .transpose()?,
             verify: args.verify,
-            json: args.json,
+            output: OutputFormat::from_json_flag(args.json),
         }),
         Command::Bench(args) => CommandSettings::Bench(bench_settings(args)?),
         Command::Rm(args) => {
@@ -237,7 +253,7 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         seed: args.seed,
         ctx_size: args.ctx_size,
         device: args.device.parse().map_err(SettingsError::Device)?,
-        json: args.json,
+        output: OutputFormat::from_json_flag(args.json),
         verbose: args.verbose,
     })
 }
@@ -274,7 +290,7 @@ fn bench_settings(args: BenchArgs) -> Result<BenchSettings, SettingsError> {
         generate: args.r#gen,
         text: args.text,
         device: args.device.parse().map_err(SettingsError::Device)?,
-        json: args.json,
+        output: OutputFormat::from_json_flag(args.json),
     })
 }
 

@@ -11,7 +11,7 @@ use crate::exit::{Diagnostic, ExitStatus};
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Format, KvScheme, Resolved};
-use crate::settings::{BenchSettings, GlobalSettings};
+use crate::settings::{BenchSettings, GlobalSettings, OutputFormat};
 use crate::ui::progress::BenchProgress;
 use crate::ui::table;
 use crate::ui::views::BenchView;
@@ -55,7 +55,7 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
     printer.status(&format!("loading {} ...", settings.model));
     let weights = engine::load_weights(&store, &manifest, settings.device, Some(positions), &mut observer)?;
     let mut meter = observer.meter.take().unwrap_or_else(|| Box::new(HostMeter::new()));
-    let contexts = if weights.device == "cpu" && settings.contexts.is_none() {
+    let contexts = if weights.model.device().is_cpu() && settings.contexts.is_none() {
         default_contexts(DeviceRequest::Cpu, max).0
     } else {
         contexts
@@ -87,7 +87,11 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
         speed,
         quality,
     };
-    let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { table::bench(&view) };
+    let text = if settings.output == OutputFormat::Json {
+        format!("{}\n", serde_json::to_string_pretty(&view)?)
+    } else {
+        table::bench(&view)
+    };
     printer.data(&text)?;
     Ok(ExitStatus::Success)
 }

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
-use crate::settings::{GlobalSettings, ListSettings};
+use crate::settings::{GlobalSettings, ListSettings, OutputFormat};
 use crate::ui::table;
 use crate::ui::views::ListEntry;
 
@@ -18,7 +18,7 @@ pub fn execute(global: &GlobalSettings, settings: &ListSettings, printer: &Print
         b.pulled_at.cmp(&a.pulled_at).then_with(|| a.reference().to_string().cmp(&b.reference().to_string()))
     });
     let entries: Vec<ListEntry> = manifests.iter().map(ListEntry::from_manifest).collect();
-    let text = if settings.json {
+    let text = if settings.output == OutputFormat::Json {
         format!("{}\n", serde_json::to_string_pretty(&entries)?)
     } else if settings.names {
         entries.iter().map(|e| format!("{}\n", e.name)).collect()

@@ -3,7 +3,7 @@
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::pull::{PullSource, pull};
-use crate::settings::{GlobalSettings, PullSettings};
+use crate::settings::{GlobalSettings, OutputFormat, PullSettings};
 use crate::ui::format;
 use crate::ui::progress::PullProgress;
 use crate::ui::views::{ListEntry, PullView};
@@ -20,7 +20,7 @@ pub fn execute(global: &GlobalSettings, settings: &PullSettings, printer: &Print
         let quant = entry.quantization.as_deref().unwrap_or("unquantized");
         printer.status(&format!("stored {} ({}, {quant}, {})", entry.name, entry.format, format::bytes(entry.size)));
     }
-    if settings.json {
+    if settings.output == OutputFormat::Json {
         let view = PullView { stored, fetched_bytes: outcome.fetched_bytes, reused_files: outcome.reused_files };
         printer.data(&format!("{}\n", serde_json::to_string_pretty(&view)?))?;
     }

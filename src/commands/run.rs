@@ -12,7 +12,7 @@ use crate::exit::ExitStatus;
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
-use crate::settings::{GlobalSettings, PromptSource, RunSettings};
+use crate::settings::{GlobalSettings, OutputFormat, PromptSource, RunSettings};
 use crate::ui::format;
 use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStream};
 
@@ -151,15 +151,18 @@ fn run_once(
     if cached == 0 {
         run.loaded.decoder.reset();
     }
-    let inner: Box<dyn TokenSink> =
-        if settings.json { Box::new(JsonStream { printer }) } else { Box::new(TextStream { printer }) };
+    let inner: Box<dyn TokenSink> = if settings.output == OutputFormat::Json {
+        Box::new(JsonStream { printer })
+    } else {
+        Box::new(TextStream { printer })
+    };
     let mut sink = Sampled { inner, vram: &mut run.vram, text: String::new(), count: 0 };
     let stats = generate(run.loaded.decoder.as_mut(), &run.loaded.text, ids, cached, options, &mut sink)?;
     let text = std::mem::take(&mut sink.text);
     drop(sink);
     run.in_cache = stats.in_cache.clone();
     run.vram.sample();
-    if !settings.json {
+    if settings.output == OutputFormat::Text {
         printer.generated("\n")?;
     }
     Ok((stats, text))
@@ -184,7 +187,7 @@ fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &
         kv_cache,
         memory,
     );
-    if settings.json {
+    if settings.output == OutputFormat::Json {
         printer.data(&done.json_line()?)?;
     }
     if settings.verbose {

@@ -5,7 +5,7 @@ use crate::exit::ExitStatus;
 use crate::kv_size::{CacheLayout, cache_size};
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
-use crate::settings::{GlobalSettings, ShowSettings};
+use crate::settings::{GlobalSettings, OutputFormat, ShowSettings};
 use crate::store::manifest::{Manifest, Source};
 use crate::store::{BlobState, StoreError};
 use crate::ui::format;
@@ -22,7 +22,11 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
         view.verified =
             Some(store.verify(&manifest).into_iter().map(|(name, state)| VerifiedFile { name, state }).collect());
     }
-    let text = if settings.json { format!("{}\n", serde_json::to_string_pretty(&view)?) } else { render(&view) };
+    let text = if settings.output == OutputFormat::Json {
+        format!("{}\n", serde_json::to_string_pretty(&view)?)
+    } else {
+        render(&view)
+    };
     printer.data(&text)?;
     let bad: Vec<String> =
         view.verified.iter().flatten().filter(|f| f.state != BlobState::Intact).map(|f| f.name.clone()).collect();
