@@ -6,13 +6,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cli_docs;
 pub mod commands;
 pub mod diagnostics;
 pub mod engine;
 pub mod env_vars;
 pub mod exit;
 pub mod formats;
-pub mod generate;
 pub mod gpu;
 pub mod hub;
 pub mod interrupt;

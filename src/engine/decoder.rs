@@ -1,6 +1,6 @@
 //! What the generation loop drives: a model together with its cache.
 //! Safetensors models keep weights and cache apart (`CachedModel`); candle's
-//! GGUF models hold their cache inside (`gguf::GgufModel`).
+//! GGUF models hold their cache inside (`gguf_model::GgufModel`).
 
 use candle_core::{Device, Tensor};
 

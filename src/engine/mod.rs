@@ -9,7 +9,7 @@ pub mod decoder;
 pub mod detokenize;
 pub mod device;
 pub mod generate;
-pub mod gguf;
+pub mod gguf_model;
 pub mod kv_cache;
 pub mod linear;
 pub mod model;
@@ -65,7 +65,7 @@ pub enum EngineError {
     GgufHeader(PathBuf, #[source] crate::formats::gguf::GgufError),
     #[error(transparent)]
     GgufTokenizer(crate::formats::gguf_tokenizer::GgufTokenizerError),
-    #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf::SUPPORTED)]
+    #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf_model::SUPPORTED)]
     GgufArchitecture { arch: String },
     #[error("loading the weights failed")]
     Weights(#[source] candle_core::Error),
@@ -327,14 +327,14 @@ fn load_gguf(
     let path = files.required(&file)?;
     let header =
         crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
-    let text = gguf::text_codec(&header)?;
-    let max = gguf::max_context(&header, files.manifest.facts.context_length as usize);
+    let text = gguf_model::text_codec(&header)?;
+    let max = gguf_model::max_context(&header, files.manifest.facts.context_length as usize);
     let context = context_length(request.ctx_size, max)?;
     let (device, device_name) = device::open(request.device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
     let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
     let decoder =
-        gguf::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+        gguf_model::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
     Ok(Loaded {
         decoder: Box::new(decoder),

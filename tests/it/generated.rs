@@ -8,10 +8,10 @@ use std::path::Path;
 fn committed_completions_and_man_pages_match_the_cli() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("UPDATE_GENERATED").is_some() {
-        llmctl::generate::write_all(root).unwrap();
+        llmctl::cli_docs::write_all(root).unwrap();
     }
     let mut stale = Vec::new();
-    for (path, content) in llmctl::generate::all_files() {
+    for (path, content) in llmctl::cli_docs::all_files() {
         if std::fs::read(root.join(&path)).ok().as_deref() != Some(content.as_slice()) {
             stale.push(path);
         }
@@ -25,7 +25,7 @@ fn committed_completions_and_man_pages_match_the_cli() {
 #[test]
 fn no_stray_generated_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expected: Vec<String> = llmctl::generate::all_files().into_iter().map(|(p, _)| p).collect();
+    let expected: Vec<String> = llmctl::cli_docs::all_files().into_iter().map(|(p, _)| p).collect();
     for dir in ["completions", "man"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = format!("{dir}/{}", entry.unwrap().file_name().to_string_lossy());
