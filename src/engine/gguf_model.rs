@@ -14,7 +14,7 @@ use super::decoder::{CacheInfo, Decoder};
 use super::kv_cache::ContextFull;
 use super::text::{TextCodec, TextParts};
 use crate::formats::gguf::GgufHeader;
-use crate::formats::gguf_tokenizer;
+use crate::formats::gguf::tokenizer as gguf_tokenizer;
 
 /// candle's quantized Llama precomputes RoPE for this many positions.
 const LLAMA_MAX_POSITIONS: usize = quantized_llama::MAX_SEQ_LEN;

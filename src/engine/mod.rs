@@ -64,7 +64,7 @@ pub enum EngineError {
     #[error("`{}` is not a usable GGUF file", .0.display())]
     GgufHeader(PathBuf, #[source] crate::formats::gguf::GgufError),
     #[error(transparent)]
-    GgufTokenizer(crate::formats::gguf_tokenizer::GgufTokenizerError),
+    GgufTokenizer(crate::formats::gguf::tokenizer::GgufTokenizerError),
     #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf_model::SUPPORTED)]
     GgufArchitecture { arch: String },
     #[error("loading the weights failed")]

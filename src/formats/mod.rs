@@ -2,8 +2,6 @@
 //! manifest records (architecture, sizes, dtype), for both formats.
 
 pub mod gguf;
-pub mod gguf_facts;
-pub mod gguf_tokenizer;
 pub mod hf_config;
 pub mod safetensors;
 

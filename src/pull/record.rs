@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use super::select::CONFIG;
 use super::stage::StagedFile;
+use crate::formats::gguf::{self, facts as gguf_facts};
 use crate::formats::safetensors::{INDEX_FILE, SafetensorsError, WeightSummary, index_shards};
-use crate::formats::{ModelFacts, gguf, gguf_facts, hf_config};
+use crate::formats::{ModelFacts, hf_config};
 use crate::quant::{Format, GgufType};
 
 #[derive(Debug, thiserror::Error)]

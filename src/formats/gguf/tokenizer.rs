@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::gguf::{GgufHeader, GgufValue};
+use super::{GgufHeader, GgufValue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufTokenizerError {

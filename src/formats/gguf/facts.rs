@@ -1,8 +1,8 @@
 //! Model facts and the weight type of a GGUF file, from its header.
 
-use super::bounds::*;
-use super::gguf::GgufHeader;
-use super::{ModelFacts, ShapeError, check_range};
+use super::GgufHeader;
+use crate::formats::bounds::*;
+use crate::formats::{ModelFacts, ShapeError, check_range};
 use crate::quant::GgufType;
 
 #[derive(Debug, thiserror::Error)]
