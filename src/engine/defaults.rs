@@ -1,0 +1,33 @@
+//! Sampling defaults a model ships in `generation_config.json`.
+
+use serde::Deserialize;
+
+use super::EngineError;
+use super::files::Files;
+
+/// Sampling defaults a model ships in `generation_config.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GenerationDefaults {
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub do_sample: Option<bool>,
+    #[serde(default)]
+    eos_token_id: Option<serde_json::Value>,
+}
+
+pub(super) fn generation_defaults(files: &Files<'_>) -> Result<GenerationDefaults, EngineError> {
+    let Some(bytes) = files.read("generation_config.json")? else { return Ok(GenerationDefaults::default()) };
+    // A malformed optional file only loses its defaults.
+    Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+impl GenerationDefaults {
+    pub(super) fn eos_ids(&self) -> Vec<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|n| n as u32).collect(),
+            _ => Vec::new(),
+        }
+    }
+}

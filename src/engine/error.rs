@@ -1,0 +1,80 @@
+//! What can go wrong loading a model, each with its hint and exit status.
+
+use std::path::PathBuf;
+
+use super::device::DeviceError;
+use super::text::TextError;
+use super::{config, gguf_model};
+use crate::exit::{Diagnostic, ExitStatus};
+use crate::formats::safetensors::INDEX_FILE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("`{name}` has no `{file}` in the store")]
+    MissingFile { name: String, file: String },
+    #[error("the store has lost `{file}` of `{name}` (blob `{}`)", path.display())]
+    MissingBlob { name: String, file: String, path: PathBuf },
+    #[error("the store's copy of `{file}` of `{name}` is damaged: {size} bytes where {expected} were stored")]
+    DamagedBlob { name: String, file: String, size: u64, expected: u64 },
+    #[error("`{INDEX_FILE}` of `{name}` lists shard `{shard}`, which is not stored")]
+    MissingShard { name: String, shard: String },
+    #[error("cannot read `{file}`")]
+    Read { file: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("`--ctx-size {requested}` is beyond the model's context length of {max}")]
+    ContextTooLarge { requested: usize, max: usize },
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error("`{}` is not a usable GGUF file", .0.display())]
+    GgufHeader(PathBuf, #[source] crate::formats::gguf::GgufError),
+    #[error(transparent)]
+    GgufTokenizer(crate::formats::gguf::tokenizer::GgufTokenizerError),
+    #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf_model::SUPPORTED)]
+    GgufArchitecture { arch: String },
+    #[error("loading the weights failed")]
+    Weights(#[source] candle_core::Error),
+    #[error("`{name}` is a GGUF model; this needs a safetensors model")]
+    NotSafetensors { name: String },
+    #[error("allocating the KV cache failed")]
+    Cache(#[source] candle_core::Error),
+}
+
+impl Diagnostic for EngineError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::MissingFile { name, .. }
+            | EngineError::MissingBlob { name, .. }
+            | EngineError::DamagedBlob { name, .. }
+            | EngineError::MissingShard { name, .. } => {
+                Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
+            }
+            EngineError::ContextTooLarge { max, .. } => Some(format!("use `--ctx-size {max}` or less")),
+            EngineError::Device(e) => e.hint(),
+            EngineError::Text(TextError::NoTemplate) => Some("use `--raw` to send the prompt as it is".into()),
+            EngineError::Text(TextError::Chat(_)) => Some("use `--raw` to send the prompt without the template".into()),
+            EngineError::Text(TextError::Tokenizer(_) | TextError::Config(_)) => Some(
+                "the model's tokenizer files cannot be read: pull it again, and if the repository's own files are broken, tell its authors".into(),
+            ),
+            EngineError::Config(config::ConfigError::Unsupported(_)) | EngineError::GgufArchitecture { .. } => {
+                Some("pull a model of a supported family".into())
+            }
+            EngineError::GgufTokenizer(_) => Some("pull the model's safetensors repository instead".into()),
+            EngineError::NotSafetensors { .. } => {
+                Some("KV-cache schemes apply to safetensors models: pull the model's safetensors repository".into())
+            }
+            _ => None,
+        }
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. } => {
+                ExitStatus::Usage
+            }
+            _ => ExitStatus::Failure,
+        }
+    }
+}

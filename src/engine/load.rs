@@ -1,0 +1,214 @@
+//! Loading a stored model onto a device: checks first (files, config,
+//! context, device), then weights, then the cache; observers hear each stage.
+
+use std::time::{Duration, Instant};
+
+use candle_core::DType;
+use candle_nn::VarBuilder;
+
+use super::EngineError;
+use super::config::ModelConfig;
+use super::decoder::{Decoder, OwnedModel};
+use super::defaults::{GenerationDefaults, generation_defaults};
+use super::device::{self, DeviceRequest};
+use super::files::Files;
+use super::gguf_model;
+use super::kv_cache::{CacheShape, KvCache};
+use super::model::Model;
+use super::text::{TextCodec, TextFiles};
+use crate::formats::ModelFacts;
+use crate::kv_size::CacheLayout;
+use crate::quant::{Format, KvScheme};
+use crate::store::Store;
+use crate::store::manifest::Manifest;
+
+/// Context length used when `--ctx-size` is not given (capped by the model's).
+pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// Milestones of a load, for whoever measures memory around them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    /// The device (and its CUDA context) exists; nothing is loaded yet.
+    DeviceReady,
+    WeightsLoaded,
+    CacheAllocated,
+}
+
+pub trait LoadObserver {
+    fn stage(&mut self, stage: LoadStage, device: &str);
+}
+
+/// Observes nothing.
+pub struct NoObserver;
+
+impl LoadObserver for NoObserver {
+    fn stage(&mut self, _: LoadStage, _: &str) {}
+}
+
+/// What to load and how.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    pub device: DeviceRequest,
+    pub ctx_size: Option<usize>,
+    pub kv: Option<KvScheme>,
+}
+
+pub struct Loaded {
+    pub decoder: Box<dyn Decoder>,
+    pub text: TextCodec,
+    pub device: String,
+    pub defaults: GenerationDefaults,
+    pub load_time: Duration,
+}
+
+/// Loads `manifest`'s model: checks first, then weights, then the cache.
+pub fn load(
+    store: &Store,
+    manifest: &Manifest,
+    request: &LoadRequest,
+    observer: &mut dyn LoadObserver,
+) -> Result<Loaded, EngineError> {
+    let started = Instant::now();
+    if manifest.format == Format::Gguf {
+        return load_gguf(&Files { store, manifest }, request, started, observer);
+    }
+    let weights = load_weights(store, manifest, request.device, request.ctx_size, observer)?;
+    let cache = new_cache(&weights, request.kv, weights.context)?;
+    observer.stage(LoadStage::CacheAllocated, &weights.device);
+    let LoadedWeights { model, text, device, defaults, .. } = weights;
+    Ok(Loaded { decoder: Box::new(OwnedModel { model, cache }), text, device, defaults, load_time: started.elapsed() })
+}
+
+/// A safetensors model's weights on a device, with its text codec; caches
+/// are made for it separately (`new_cache`), so one load can serve several.
+pub struct LoadedWeights {
+    pub model: Model,
+    pub text: TextCodec,
+    pub device: String,
+    pub defaults: GenerationDefaults,
+    pub facts: ModelFacts,
+    /// The context length RoPE tables cover: `--ctx-size`, else the default.
+    pub context: usize,
+    /// The model's own context limit.
+    pub max_context: usize,
+}
+
+/// Checks files, config, context and device, then loads the weights.
+pub fn load_weights(
+    store: &Store,
+    manifest: &Manifest,
+    device: DeviceRequest,
+    ctx_size: Option<usize>,
+    observer: &mut dyn LoadObserver,
+) -> Result<LoadedWeights, EngineError> {
+    let files = Files { store, manifest };
+    if manifest.format == Format::Gguf {
+        return Err(EngineError::NotSafetensors { name: files.name() });
+    }
+    let config = ModelConfig::parse(&files.read_required("config.json")?)?;
+    let tokenizer_json = files.required("tokenizer.json")?;
+    let weights = files.weights()?;
+    let max_context = config.max_context;
+    let context = context_length(ctx_size, max_context)?;
+    let defaults = generation_defaults(&files)?;
+    let mut eos_ids = config.eos_token_ids.clone();
+    eos_ids.extend(defaults.eos_ids());
+    let text = TextCodec::load(TextFiles {
+        tokenizer_json: &tokenizer_json,
+        tokenizer_config: files.read("tokenizer_config.json")?,
+        chat_template_jinja: files.read("chat_template.jinja")?.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        eos_ids,
+    })?;
+    let (device, device_name) = device::open(device)?;
+    observer.stage(LoadStage::DeviceReady, &device_name);
+    let compute = compute_dtype(&device, &manifest.facts.weight_dtype);
+    // SAFETY: blobs are immutable once stored (replaced only by rename).
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
+    let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
+    device.synchronize().map_err(EngineError::Weights)?;
+    observer.stage(LoadStage::WeightsLoaded, &device_name);
+    Ok(LoadedWeights {
+        model,
+        text,
+        device: device_name,
+        defaults,
+        facts: manifest.facts.clone(),
+        context,
+        max_context,
+    })
+}
+
+/// The layout a scheme (or `None`, unquantized) gives this model's cache.
+pub fn cache_layout(facts: &ModelFacts, kv: Option<KvScheme>) -> CacheLayout {
+    match kv {
+        Some(scheme) => CacheLayout::Quantized(scheme),
+        None => CacheLayout::dense_for(facts, Format::Safetensors),
+    }
+}
+
+/// Allocates a cache of `capacity` tokens (at most `weights.context`) for the model.
+pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize) -> Result<KvCache, EngineError> {
+    let config = weights.model.config();
+    let layout = cache_layout(&weights.facts, kv);
+    let shape = CacheShape { layers: config.layers, kv_heads: config.kv_heads, head_dim: config.head_dim, capacity };
+    let device = weights.model.device();
+    let cache = KvCache::new(layout, shape, dense_dtype(layout), device).map_err(EngineError::Cache)?;
+    device.synchronize().map_err(EngineError::Cache)?;
+    Ok(cache)
+}
+
+/// GGUF: tokenizer and template from the file's metadata, weights through candle.
+fn load_gguf(
+    files: &Files<'_>,
+    request: &LoadRequest,
+    started: Instant,
+    observer: &mut dyn LoadObserver,
+) -> Result<Loaded, EngineError> {
+    let file =
+        files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
+    let path = files.required(&file)?;
+    let header =
+        crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+    let text = gguf_model::text_codec(&header)?;
+    let max = gguf_model::max_context(&header, files.manifest.facts.context_length as usize);
+    let context = context_length(request.ctx_size, max)?;
+    let (device, device_name) = device::open(request.device)?;
+    observer.stage(LoadStage::DeviceReady, &device_name);
+    let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
+    let decoder =
+        gguf_model::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+    observer.stage(LoadStage::WeightsLoaded, &device_name);
+    Ok(Loaded {
+        decoder: Box::new(decoder),
+        text,
+        device: device_name,
+        defaults: GenerationDefaults::default(),
+        load_time: started.elapsed(),
+    })
+}
+
+fn context_length(requested: Option<usize>, max: usize) -> Result<usize, EngineError> {
+    match requested {
+        Some(n) if n > max => Err(EngineError::ContextTooLarge { requested: n, max }),
+        Some(n) => Ok(n),
+        None => Ok(max.min(DEFAULT_CONTEXT)),
+    }
+}
+
+/// f32 on the CPU (fast and exact there); the weights' half type on a GPU.
+fn compute_dtype(device: &candle_core::Device, weight_dtype: &str) -> DType {
+    match (device.is_cpu(), weight_dtype) {
+        (true, _) => DType::F32,
+        (false, "f16") => DType::F16,
+        (false, _) => DType::BF16,
+    }
+}
+
+fn dense_dtype(layout: CacheLayout) -> DType {
+    match layout.name() {
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => DType::F32,
+    }
+}
