@@ -6,10 +6,9 @@ use crate::kv_size::{CacheLayout, cache_size};
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
 use crate::settings::{GlobalSettings, OutputFormat, ShowSettings};
-use crate::store::manifest::{Manifest, Source};
+use crate::store::manifest::Manifest;
 use crate::store::{BlobState, StoreError};
-use crate::ui::format;
-use crate::ui::table::key_values;
+use crate::ui::table;
 use crate::ui::views::{KvCacheView, ShowView, VerifiedFile};
 
 pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
@@ -25,7 +24,7 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let text = if settings.output == OutputFormat::Json {
         format!("{}\n", serde_json::to_string_pretty(&view)?)
     } else {
-        render(&view)
+        table::show(&view)
     };
     printer.data(&text)?;
     let bad: Vec<String> =
@@ -70,52 +69,4 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
         pulled_at: m.pulled_at.clone(),
         verified: None,
     }
-}
-
-fn render(v: &ShowView) -> String {
-    let kv = |c: &crate::kv_size::CacheSize| {
-        format!(
-            "{} ({} B/token, {} at {} tokens)",
-            c.layout,
-            c.bytes_per_token,
-            format::bytes(c.bytes),
-            c.context_length
-        )
-    };
-    let source = match &v.source {
-        Source::Hub { repo, commit, revision, .. } => {
-            let short = &commit[..commit.len().min(12)];
-            match revision.as_deref() {
-                Some(rev) if rev != "main" && !commit.starts_with(rev) => format!("hub {repo} @ {short} ({rev})"),
-                _ => format!("hub {repo} @ {short}"),
-            }
-        }
-        Source::Local { path } => format!("local {path}"),
-    };
-    let model = key_values(&[
-        ("name", v.name.clone()),
-        ("id", v.id.clone()),
-        ("format", v.format.clone()),
-        ("architecture", v.architecture.clone()),
-        ("parameters", format::count(v.parameters)),
-        ("context length", v.context_length.to_string()),
-        ("hidden size", v.hidden_size.to_string()),
-        ("layers", v.layers.to_string()),
-        ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),
-        ("head dim", v.head_dim.to_string()),
-        ("weight dtype", v.weight_dtype.clone()),
-        ("quantization", v.quantization.clone().unwrap_or_else(|| "none".into())),
-        ("source", source),
-    ]);
-    let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);
-    let state = |name: &str| match v.verified.iter().flatten().find(|f| f.name == name).map(|f| &f.state) {
-        None => String::new(),
-        Some(BlobState::Intact) => "  verified".into(),
-        Some(BlobState::Missing) => "  MISSING".into(),
-        Some(BlobState::Damaged) => "  DAMAGED".into(),
-        Some(BlobState::Unreadable(e)) => format!("  UNREADABLE ({e})"),
-    };
-    let files: Vec<(&str, String)> =
-        v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
-    format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
 }

@@ -5,7 +5,9 @@ use std::time::SystemTime;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::format;
-use super::views::{BenchView, ListEntry};
+use super::views::{BenchView, ListEntry, ShowView};
+use crate::store::BlobState;
+use crate::store::manifest::Source;
 
 pub fn models(entries: &[ListEntry], now: SystemTime) -> String {
     let mut table = Table::new();
@@ -105,4 +107,53 @@ pub fn bench(view: &BenchView) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `show`: the model's facts, its KV cache sizes, and its files (with `--verify`'s verdicts).
+pub fn show(v: &ShowView) -> String {
+    let kv = |c: &crate::kv_size::CacheSize| {
+        format!(
+            "{} ({} B/token, {} at {} tokens)",
+            c.layout,
+            c.bytes_per_token,
+            format::bytes(c.bytes),
+            c.context_length
+        )
+    };
+    let source = match &v.source {
+        Source::Hub { repo, commit, revision, .. } => {
+            let short = &commit[..commit.len().min(12)];
+            match revision.as_deref() {
+                Some(rev) if rev != "main" && !commit.starts_with(rev) => format!("hub {repo} @ {short} ({rev})"),
+                _ => format!("hub {repo} @ {short}"),
+            }
+        }
+        Source::Local { path } => format!("local {path}"),
+    };
+    let model = key_values(&[
+        ("name", v.name.clone()),
+        ("id", v.id.clone()),
+        ("format", v.format.clone()),
+        ("architecture", v.architecture.clone()),
+        ("parameters", format::count(v.parameters)),
+        ("context length", v.context_length.to_string()),
+        ("hidden size", v.hidden_size.to_string()),
+        ("layers", v.layers.to_string()),
+        ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),
+        ("head dim", v.head_dim.to_string()),
+        ("weight dtype", v.weight_dtype.clone()),
+        ("quantization", v.quantization.clone().unwrap_or_else(|| "none".into())),
+        ("source", source),
+    ]);
+    let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);
+    let state = |name: &str| match v.verified.iter().flatten().find(|f| f.name == name).map(|f| &f.state) {
+        None => String::new(),
+        Some(BlobState::Intact) => "  verified".into(),
+        Some(BlobState::Missing) => "  MISSING".into(),
+        Some(BlobState::Damaged) => "  DAMAGED".into(),
+        Some(BlobState::Unreadable(e)) => format!("  UNREADABLE ({e})"),
+    };
+    let files: Vec<(&str, String)> =
+        v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
+    format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
 }
