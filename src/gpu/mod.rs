@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+// One switch for the whole concern: NVML in CUDA builds, a reader of nothing otherwise.
+#[cfg_attr(not(feature = "cuda"), path = "none.rs")]
+mod nvml;
+
 /// How a reading was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,7 +35,6 @@ pub struct VramReport {
 
 /// Samples one GPU's memory use by this process.
 pub struct VramProbe {
-    #[cfg(feature = "cuda")]
     inner: Option<Arc<nvml::Inner>>,
     pub report: VramReport,
 }
@@ -39,20 +42,12 @@ pub struct VramProbe {
 impl VramProbe {
     /// A probe for CUDA device `index`; `None` (CPU runs) reads nothing.
     pub fn open(index: Option<usize>) -> VramProbe {
-        #[cfg(feature = "cuda")]
-        {
-            let inner = index.and_then(|i| nvml::Inner::open(i as u32)).map(Arc::new);
-            let report = VramReport { gpu: inner.as_ref().map(|n| n.name.clone()), ..VramReport::default() };
-            let mut probe = VramProbe { inner, report };
-            probe.report.before_load = probe.sample();
-            probe.report.reading = probe.inner.as_ref().map(|n| n.kind);
-            probe
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = index;
-            VramProbe { report: VramReport::default() }
-        }
+        let inner = index.and_then(|i| nvml::Inner::open(i as u32)).map(Arc::new);
+        let report = VramReport { gpu: inner.as_ref().map(|n| n.name.clone()), ..VramReport::default() };
+        let mut probe = VramProbe { inner, report };
+        probe.report.before_load = probe.sample();
+        probe.report.reading = probe.inner.as_ref().map(|n| n.kind);
+        probe
     }
 
     /// This process's bytes now, also folded into the peak.
@@ -66,25 +61,18 @@ impl VramProbe {
 
     /// This process's bytes now, without touching the peak.
     pub fn current(&self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        return self.inner.as_ref().and_then(|n| n.process_bytes());
-        #[cfg(not(feature = "cuda"))]
-        None
+        self.inner.as_ref().and_then(|n| n.process_bytes())
     }
 
     /// The device's free memory now, bytes (`None` without NVML).
     pub fn free_bytes(&self) -> Option<u64> {
-        #[cfg(feature = "cuda")]
-        return self.inner.as_ref().and_then(|n| n.free_bytes());
-        #[cfg(not(feature = "cuda"))]
-        None
+        self.inner.as_ref().and_then(|n| n.free_bytes())
     }
 
     /// Samples in the background until `VramWatch::finish`, so the peak also
     /// catches transient buffers freed before anyone could sample after a step.
     pub fn watch(&self) -> VramWatch {
         let stop = Arc::new(AtomicBool::new(false));
-        #[cfg(feature = "cuda")]
         let handle = self.inner.clone().map(|inner| {
             let stop = stop.clone();
             std::thread::spawn(move || {
@@ -96,14 +84,11 @@ impl VramProbe {
                 peak.max(inner.process_bytes())
             })
         });
-        #[cfg(not(feature = "cuda"))]
-        let handle = None;
         VramWatch { stop, handle }
     }
 }
 
 /// Between background samples; one NVML process query takes about a millisecond.
-#[cfg(feature = "cuda")]
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A background sampler started by `VramProbe::watch`.
@@ -117,59 +102,5 @@ impl VramWatch {
     pub fn finish(self) -> Option<u64> {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.and_then(|h| h.join().ok().flatten())
-    }
-}
-
-#[cfg(feature = "cuda")]
-mod nvml {
-    use nvml_wrapper::Nvml;
-    use nvml_wrapper::enums::device::UsedGpuMemory;
-
-    use super::ReadingKind;
-
-    pub struct Inner {
-        nvml: Nvml,
-        index: u32,
-        baseline: u64,
-        pub kind: ReadingKind,
-        pub name: String,
-    }
-
-    impl Inner {
-        pub fn open(index: u32) -> Option<Inner> {
-            let nvml = Nvml::init().ok()?;
-            let device = nvml.device_by_index(index).ok()?;
-            let name = device.name().unwrap_or_default();
-            let baseline = device.memory_info().ok()?.used;
-            let mut inner = Inner { nvml, index, baseline, kind: ReadingKind::Process, name };
-            if inner.own_process_bytes().is_none() {
-                inner.kind = ReadingKind::DeviceDelta;
-            }
-            Some(inner)
-        }
-
-        fn own_process_bytes(&self) -> Option<u64> {
-            let device = self.nvml.device_by_index(self.index).ok()?;
-            let pid = std::process::id();
-            let processes = device.running_compute_processes().ok()?;
-            processes.iter().find(|p| p.pid == pid).and_then(|p| match p.used_gpu_memory {
-                UsedGpuMemory::Used(bytes) => Some(bytes),
-                UsedGpuMemory::Unavailable => None,
-            })
-        }
-
-        pub fn free_bytes(&self) -> Option<u64> {
-            Some(self.nvml.device_by_index(self.index).ok()?.memory_info().ok()?.free)
-        }
-
-        pub fn process_bytes(&self) -> Option<u64> {
-            match self.kind {
-                ReadingKind::Process => self.own_process_bytes(),
-                ReadingKind::DeviceDelta => {
-                    let used = self.nvml.device_by_index(self.index).ok()?.memory_info().ok()?.used;
-                    Some(used.saturating_sub(self.baseline))
-                }
-            }
-        }
     }
 }
