@@ -1,7 +1,8 @@
 //! Causal scaled-dot-product attention over the cache, GQA-aware: each KV
 //! head is read once for its whole group of query heads (no repeat_kv copy).
 
-#[cfg(feature = "cuda")]
+// One switch for the concern: the softmax kernel in CUDA builds, a taker of nothing otherwise.
+#[cfg_attr(not(feature = "cuda"), path = "none.rs")]
 pub mod cuda;
 
 use candle_core::{DType, Result, Tensor};
@@ -15,9 +16,9 @@ pub const KEY_BLOCK: usize = 1024;
 /// Causal attention for `q`: (heads, T, D) at positions `start..start+T`
 /// over keys `0..start+T`, read block by block through `read(from, to)`
 /// (each (kv_heads, to-from, D)) and combined with an online softmax, as
-/// flash attention does. Returns (heads, T, D). Scores are f32, except on
-/// CUDA in bf16/f16, where they and the probabilities stay in that dtype
-/// (tensor-core products around the softmax kernel of `cuda.rs`).
+/// flash attention does. Returns (heads, T, D). Scores are f32 ([`blockwise`]),
+/// except on CUDA in bf16/f16, where they and the probabilities stay in that
+/// dtype ([`fused`]: tensor-core products around the softmax kernel of `cuda.rs`).
 pub fn attend(
     q: &Tensor,
     start: usize,
@@ -26,41 +27,52 @@ pub fn attend(
 ) -> Result<Tensor> {
     let (heads, t, d) = q.dims3()?;
     let total = start + t;
-    let mut state: Option<(Tensor, Tensor, Tensor)> = None; // running max, sum, weighted values
-    let mut q_rows = None;
-    #[cfg(feature = "cuda")]
-    let mut fused: Option<(Tensor, Tensor)> = None; // kernel state (max, sum, correction), weighted values
-    for from in (0..total).step_by(block.max(1)) {
-        let to = (from + block).min(total);
-        let (k, v) = read(from, to)?;
-        let kv_heads = k.dim(0)?;
-        let group = heads / kv_heads;
-        // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
-        let q = match &q_rows {
-            Some(q) => q,
-            None => q_rows.insert(q.reshape((kv_heads, group * t, d))?),
+    let step = block.max(1);
+    let first = read(0, step.min(total))?;
+    let kv_heads = first.0.dim(0)?;
+    // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
+    let rows = q.reshape((kv_heads, heads / kv_heads * t, d))?;
+    let on_kernels = cuda::takes(&rows, &first.0);
+    let mut first = Some(first);
+    let blocks = (0..total).step_by(step).map(move |from| -> Result<Block> {
+        let to = (from + step).min(total);
+        let (k, v) = match first.take() {
+            Some(kv) => kv,
+            None => read(from, to)?,
         };
-        // On CUDA in bf16/f16: scores and P·V on the tensor cores, the
-        // softmax in one kernel (`cuda.rs`), probabilities in the compute dtype.
-        #[cfg(feature = "cuda")]
-        if cuda::takes(q, &k) {
-            let scores = q.matmul(&k.t()?)?;
-            let kernel_state = match &fused {
-                Some((s, _)) => s.clone(),
-                None => cuda::initial_state(kv_heads, group * t, q.device())?,
-            };
-            cuda::softmax_block(&scores, &kernel_state, (1.0 / (d as f64).sqrt()) as f32, start, from, t)?;
-            let weighted = scores.matmul(&v.contiguous()?)?.to_dtype(DType::F32)?;
-            let acc = match fused {
-                None => weighted,
-                Some((_, acc)) => (acc.broadcast_mul(&kernel_state.narrow(2, 2, 1)?)? + weighted)?,
-            };
-            fused = Some((kernel_state, acc));
-            continue;
-        }
-        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.to_dtype(DType::F32)?;
-        if to > start + 1 {
-            scores = apply_causal_mask(&scores, kv_heads, group, t, from, to, start)?;
+        Ok(Block { from, to, k, v })
+    });
+    let shape = Shape { group: heads / kv_heads, t, d, kv_heads, start };
+    let out = if on_kernels { fused(&rows, shape, blocks)? } else { blockwise(&rows, shape, blocks)? };
+    out.to_dtype(q.dtype())?.reshape((heads, t, d))
+}
+
+/// One block of keys and values, `from..to`.
+struct Block {
+    from: usize,
+    to: usize,
+    k: Tensor,
+    v: Tensor,
+}
+
+/// The sizes both paths need: query rows are (kv_heads, group·t, d).
+#[derive(Clone, Copy)]
+struct Shape {
+    group: usize,
+    t: usize,
+    d: usize,
+    kv_heads: usize,
+    start: usize,
+}
+
+/// Scores and softmax in f32 with tensor ops; returns the f32 output rows.
+fn blockwise(q: &Tensor, s: Shape, blocks: impl Iterator<Item = Result<Block>>) -> Result<Tensor> {
+    let mut state: Option<(Tensor, Tensor, Tensor)> = None; // running max, sum, weighted values
+    for block in blocks {
+        let Block { from, to, k, v } = block?;
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (s.d as f64).sqrt()))?.to_dtype(DType::F32)?;
+        if to > s.start + 1 {
+            scores = apply_causal_mask(&scores, s.kv_heads, s.group, s.t, from, to, s.start)?;
         }
         let block_max = scores.max_keepdim(2)?;
         let v = v.to_dtype(DType::F32)?;
@@ -79,12 +91,32 @@ pub fn attend(
             }
         });
     }
-    #[cfg(feature = "cuda")]
-    if let Some((kernel_state, acc)) = fused {
-        return acc.broadcast_div(&kernel_state.narrow(2, 1, 1)?)?.to_dtype(q.dtype())?.reshape((heads, t, d));
-    }
     let (_, l, acc) = state.expect("there is at least one key");
-    acc.broadcast_div(&l)?.to_dtype(q.dtype())?.reshape((heads, t, d))
+    acc.broadcast_div(&l)
+}
+
+/// CUDA in bf16/f16: scores and P·V on the tensor cores, the masked online
+/// softmax in one kernel (`cuda.rs`), probabilities in the compute dtype;
+/// returns the f32 output rows.
+fn fused(q: &Tensor, s: Shape, blocks: impl Iterator<Item = Result<Block>>) -> Result<Tensor> {
+    let mut fused: Option<(Tensor, Tensor)> = None; // kernel state (max, sum, correction), weighted values
+    for block in blocks {
+        let Block { from, k, v, .. } = block?;
+        let scores = q.matmul(&k.t()?)?;
+        let kernel_state = match &fused {
+            Some((state, _)) => state.clone(),
+            None => cuda::initial_state(s.kv_heads, s.group * s.t, q.device())?,
+        };
+        cuda::softmax_block(&scores, &kernel_state, (1.0 / (s.d as f64).sqrt()) as f32, s.start, from, s.t)?;
+        let weighted = scores.matmul(&v.contiguous()?)?.to_dtype(DType::F32)?;
+        let acc = match fused {
+            None => weighted,
+            Some((_, acc)) => (acc.broadcast_mul(&kernel_state.narrow(2, 2, 1)?)? + weighted)?,
+        };
+        fused = Some((kernel_state, acc));
+    }
+    let (kernel_state, acc) = fused.expect("there is at least one key");
+    acc.broadcast_div(&kernel_state.narrow(2, 1, 1)?)
 }
 
 /// Row i (position start+i) may see keys 0..=start+i; this block holds keys

@@ -31,7 +31,6 @@ impl LayerCache for DenseLayer {
         tensor_bytes(&self.k) + tensor_bytes(&self.v)
     }
 
-    #[cfg(feature = "cuda")]
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
         if !super::cuda::takes(q, &self.k) {
             return Ok(None);

@@ -3,7 +3,8 @@
 //! weights never change; this is the only mutable state of a run.
 
 mod cpu;
-#[cfg(feature = "cuda")]
+// One switch for the concern: the kernels in CUDA builds, a taker of nothing otherwise.
+#[cfg_attr(not(feature = "cuda"), path = "none.rs")]
 pub mod cuda;
 mod dense;
 mod fp8;

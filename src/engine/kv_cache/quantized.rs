@@ -21,7 +21,6 @@ use super::{CacheShape, LayerCache, tensor_bytes};
 pub trait Codec: Send + 'static {
     const STORAGE: DType;
     /// The fused CUDA kernels' name for the code.
-    #[cfg(feature = "cuda")]
     const STORED: super::cuda::Stored;
     /// The largest magnitude the code represents; scaled values lie within it.
     const MAX: f64;
@@ -38,7 +37,6 @@ pub struct Int8;
 
 impl Codec for Int8 {
     const STORAGE: DType = DType::U8;
-    #[cfg(feature = "cuda")]
     const STORED: super::cuda::Stored = super::cuda::Stored::Int8;
     const MAX: f64 = 127.0;
     const OFFSET: Option<f32> = Some(128.0);
@@ -57,7 +55,6 @@ pub struct Fp8E4M3;
 
 impl Codec for Fp8E4M3 {
     const STORAGE: DType = DType::U8;
-    #[cfg(feature = "cuda")]
     const STORED: super::cuda::Stored = super::cuda::Stored::Fp8;
     const MAX: f64 = 448.0;
 
@@ -116,7 +113,6 @@ pub fn dequantize<C: Codec>(codes: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 impl<C: Codec> LayerCache for QuantizedLayer<C> {
     fn write(&mut self, pos: usize, k: &Tensor, v: &Tensor) -> Result<()> {
-        #[cfg(feature = "cuda")]
         if self.rotation.is_some() && super::cuda::takes_rows(k, &self.k) {
             super::cuda::quantize_append(k, &self.k, &self.k_scale, pos, C::STORED)?;
             return super::cuda::quantize_append(v, &self.v, &self.v_scale, pos, C::STORED);
@@ -142,7 +138,6 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
     }
 
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
-        #[cfg(feature = "cuda")]
         if super::cuda::takes(q, &self.k) {
             let scales = Some((&self.k_scale, &self.v_scale));
             let rows = super::cuda::CacheRows {
