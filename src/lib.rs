@@ -15,6 +15,7 @@ pub mod exit;
 pub mod formats;
 pub mod gpu;
 pub mod hub;
+pub mod ids;
 pub mod interrupt;
 pub mod kv_size;
 pub mod memory;

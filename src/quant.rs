@@ -6,11 +6,12 @@
 //! Nothing here ever falls back silently: every mismatch is an error that
 //! names what would fit.
 
-use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::exit::{Diagnostic, ExitStatus};
 
 /// On-disk layout of a model, as recorded in its manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! Raw CLI arguments plus the environment, resolved into validated
 //! settings before any command does expensive work.
 
-use crate::exit::{Diagnostic, ExitStatus};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{BenchArgs, Cli, ColorChoice, Command, RunArgs, Shell};
 use crate::engine::device::DeviceRequest;
 use crate::env_vars::*;
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::hub::{HubConfig, Resilience};
 use crate::pull::PullSource;
 use crate::quant::{KvScheme, Quant};

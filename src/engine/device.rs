@@ -1,11 +1,12 @@
 //! Choosing the compute device. Asking for one the build or the machine
 //! lacks is an error that says what is missing; it never falls back.
 
-use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
 use candle_core::Device;
+
+use crate::exit::{Diagnostic, ExitStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceRequest {

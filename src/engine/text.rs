@@ -1,13 +1,14 @@
 //! From prompt text to token ids and back: the tokenizer, its special
 //! tokens and BOS rule, the chat template, and the stop tokens.
 
-use crate::exit::Diagnostic;
 use std::path::Path;
 
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::chat::{ChatError, ChatTemplate, Message};
+
+use crate::exit::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {

@@ -6,8 +6,7 @@ use serde::Deserialize;
 
 use super::HubError;
 use super::revision::{CommitId, Revision};
-use crate::store::blobs::{Digest, GitBlobId};
-use crate::store::reference::ModelName;
+use crate::ids::{Digest, GitBlobId, ModelName};
 
 /// A file in a repository listing (or a local directory).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,7 +29,7 @@ pub use listing::{RemoteFile, RepoListing, is_safe_repo_path};
 pub use progress::{DownloadProgress, DownloadReporter};
 pub use revision::{CommitId, Revision, RevisionError};
 
-use crate::store::reference::ModelName;
+use crate::ids::ModelName;
 use errors::Context;
 
 /// Where the hub is and who we are to it.

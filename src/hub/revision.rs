@@ -2,11 +2,11 @@
 //! and commit ids as the hub answers them, each validated once before it
 //! goes into a URL or a manifest.
 
-use crate::exit::{Diagnostic, ExitStatus};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::store::blobs::parse_hex;
+use crate::exit::{Diagnostic, ExitStatus};
+use crate::ids::parse_hex;
 
 /// A branch, tag or commit to pull; `main` unless `--revision` says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]

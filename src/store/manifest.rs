@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::blobs::Digest;
 use super::reference::{ModelName, ModelRef};
 use crate::formats::ModelFacts;
+pub use crate::ids::is_plain_file_name;
 use crate::quant::{Format, Quant};
 
 /// Bumped when a manifest field changes meaning; older readers refuse newer files.
@@ -111,15 +112,6 @@ impl Manifest {
         }
         Ok(manifest)
     }
-}
-
-/// A single path component that cannot escape a directory or hide itself.
-pub fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
 }
 
 pub fn now_rfc3339() -> String {

@@ -14,9 +14,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::atomic::unique_name;
-use super::blobs::parse_hex;
 use super::lock::StoreLock;
 use super::{Store, StoreError, io_err};
+use crate::ids::parse_hex;
 
 /// A command's staging directory, removed when dropped.
 #[derive(Debug)]
