@@ -4,6 +4,7 @@
 use crate::bench::BenchError;
 use crate::commands::bench::BenchInputError;
 use crate::engine::EngineError;
+use crate::engine::generate::GenerateError;
 use crate::engine::kv_cache::ContextFull;
 use crate::engine::text::TextError;
 use crate::exit::{Diagnostic, ExitStatus};
@@ -27,7 +28,7 @@ fn diagnosis(error: &anyhow::Error) -> Option<&dyn Diagnostic> {
     ) -> Option<&'a dyn Diagnostic> {
         cause.downcast_ref::<T>().map(|e| e as &dyn Diagnostic)
     }
-    const KNOWN: [Known; 15] = [
+    const KNOWN: [Known; 16] = [
         as_diagnostic::<SettingsError>,
         as_diagnostic::<RefError>,
         as_diagnostic::<ReferenceError>,
@@ -42,6 +43,7 @@ fn diagnosis(error: &anyhow::Error) -> Option<&dyn Diagnostic> {
         as_diagnostic::<BenchError>,
         as_diagnostic::<BenchInputError>,
         as_diagnostic::<TextError>,
+        as_diagnostic::<GenerateError>,
         as_diagnostic::<ContextFull>,
     ];
     error.chain().find_map(|cause| KNOWN.iter().find_map(|known| known(cause)))

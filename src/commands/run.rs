@@ -110,7 +110,7 @@ struct Sampled<'a> {
 const VRAM_SAMPLE_EVERY: usize = 16;
 
 impl TokenSink for Sampled<'_> {
-    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
+    fn token(&mut self, id: u32, text: &str) -> std::io::Result<()> {
         if self.count.is_multiple_of(VRAM_SAMPLE_EVERY) {
             self.vram.sample();
         }

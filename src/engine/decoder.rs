@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Tensor};
 
+use super::generate::GenerateError;
 use super::kv_cache::{ContextFull, KvCache};
 use super::model::{Logits, Model};
 
@@ -17,7 +18,7 @@ pub struct CacheInfo {
 
 pub trait Decoder {
     /// Runs `tokens` after those already processed; f32 logits of the last one.
-    fn step(&mut self, tokens: &[u32]) -> anyhow::Result<Tensor>;
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor, GenerateError>;
     /// Fails unless `tokens` more positions fit.
     fn check_room(&self, tokens: usize) -> Result<(), ContextFull>;
     /// Forgets all processed tokens (a new conversation).
@@ -39,7 +40,7 @@ pub struct CachedModel<'a> {
 }
 
 impl Decoder for CachedModel<'_> {
-    fn step(&mut self, tokens: &[u32]) -> anyhow::Result<Tensor> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor, GenerateError> {
         Ok(self.model.forward(tokens, self.cache, Logits::Last)?)
     }
 
@@ -86,7 +87,7 @@ impl OwnedModel {
 }
 
 impl Decoder for OwnedModel {
-    fn step(&mut self, tokens: &[u32]) -> anyhow::Result<Tensor> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor, GenerateError> {
         self.borrowed().step(tokens)
     }
 

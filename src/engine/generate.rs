@@ -8,12 +8,37 @@ use serde::Serialize;
 
 use super::decoder::Decoder;
 use super::detokenize::Detokenizer;
+use super::kv_cache::ContextFull;
 use super::sampling::{Sampler, SamplingParams};
 use super::text::TextCodec;
+use crate::exit::Diagnostic;
 
 /// Receives each generated token and its newly completed text.
 pub trait TokenSink {
-    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()>;
+    fn token(&mut self, id: u32, text: &str) -> std::io::Result<()>;
+}
+
+/// Why generation stopped short of a result.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    ContextFull(#[from] ContextFull),
+    #[error("running the model failed")]
+    Model(#[from] candle_core::Error),
+    #[error("detokenizing failed: {0}")]
+    Detokenize(String),
+    /// Writing a token out failed (a closed pipe, a full disk).
+    #[error("writing the generated text failed")]
+    Sink(#[source] std::io::Error),
+}
+
+impl Diagnostic for GenerateError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            GenerateError::ContextFull(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,7 +78,7 @@ pub fn generate(
     cached: usize,
     options: &GenerateOptions,
     sink: &mut dyn TokenSink,
-) -> anyhow::Result<GenerationStats> {
+) -> Result<GenerationStats, GenerateError> {
     let new = &prompt[cached..];
     decoder.check_room(new.len())?;
     let started = Instant::now();
@@ -69,8 +94,8 @@ pub fn generate(
         if text.stop_ids.contains(&next) {
             break StopReason::Eos;
         }
-        let piece = detok.push(next).map_err(|e| anyhow::anyhow!("detokenizing failed: {e}"))?;
-        sink.token(next, &piece)?;
+        let piece = detok.push(next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
+        sink.token(next, &piece).map_err(GenerateError::Sink)?;
         generated += 1;
         if generated >= options.max_tokens {
             break StopReason::MaxTokens;

@@ -11,6 +11,7 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qw
 
 use super::EngineError;
 use super::decoder::{CacheInfo, Decoder};
+use super::generate::GenerateError;
 use super::kv_cache::ContextFull;
 use super::text::{TextCodec, TextParts};
 use crate::formats::gguf::GgufHeader;
@@ -89,7 +90,7 @@ impl GgufModel {
 }
 
 impl Decoder for GgufModel {
-    fn step(&mut self, tokens: &[u32]) -> anyhow::Result<Tensor> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor, GenerateError> {
         self.check_room(tokens.len())?;
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = match &mut self.weights {

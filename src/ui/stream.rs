@@ -14,8 +14,8 @@ pub struct TextStream<'a> {
 }
 
 impl TokenSink for TextStream<'_> {
-    fn token(&mut self, _id: u32, text: &str) -> anyhow::Result<()> {
-        Ok(self.printer.generated(text)?)
+    fn token(&mut self, _id: u32, text: &str) -> std::io::Result<()> {
+        self.printer.generated(text)
     }
 }
 
@@ -32,9 +32,9 @@ pub struct JsonStream<'a> {
 }
 
 impl TokenSink for JsonStream<'_> {
-    fn token(&mut self, id: u32, text: &str) -> anyhow::Result<()> {
-        let line = serde_json::to_string(&Event::Token { id, text })?;
-        Ok(self.printer.data(&format!("{line}\n"))?)
+    fn token(&mut self, id: u32, text: &str) -> std::io::Result<()> {
+        let line = serde_json::to_string(&Event::Token { id, text }).map_err(std::io::Error::other)?;
+        self.printer.data(&format!("{line}\n"))
     }
 }
 

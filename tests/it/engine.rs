@@ -111,7 +111,7 @@ fn reference_greedy(prompt: &Value) -> Vec<u32> {
 struct Collect(Vec<u32>);
 
 impl TokenSink for Collect {
-    fn token(&mut self, id: u32, _: &str) -> anyhow::Result<()> {
+    fn token(&mut self, id: u32, _: &str) -> std::io::Result<()> {
         self.0.push(id);
         Ok(())
     }
