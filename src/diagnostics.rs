@@ -16,6 +16,7 @@ use crate::pull::stage::StageError;
 use crate::quant::QuantError;
 use crate::settings::SettingsError;
 use crate::store::StoreError;
+use crate::store::model_files::ModelFileError;
 use crate::store::reference::{RefError, ReferenceError};
 
 /// The first cause in the chain that knows its hint and exit status. The
@@ -28,7 +29,7 @@ fn diagnosis(error: &anyhow::Error) -> Option<&dyn Diagnostic> {
     ) -> Option<&'a dyn Diagnostic> {
         cause.downcast_ref::<T>().map(|e| e as &dyn Diagnostic)
     }
-    const KNOWN: [Known; 16] = [
+    const KNOWN: [Known; 17] = [
         as_diagnostic::<SettingsError>,
         as_diagnostic::<RefError>,
         as_diagnostic::<ReferenceError>,
@@ -38,6 +39,7 @@ fn diagnosis(error: &anyhow::Error) -> Option<&dyn Diagnostic> {
         as_diagnostic::<SelectError>,
         as_diagnostic::<StageError>,
         as_diagnostic::<StoreError>,
+        as_diagnostic::<ModelFileError>,
         as_diagnostic::<HubError>,
         as_diagnostic::<EngineError>,
         as_diagnostic::<BenchError>,

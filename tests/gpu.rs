@@ -313,8 +313,10 @@ fn top2(logits: &[f32]) -> (u32, f32) {
 #[test]
 fn smollm2_cuda_logits_and_greedy_tokens_match_the_cpu_per_scheme() {
     let imported = support::import_model(&support::smollm2::smollm2_dir("bf16"), "smollm2");
-    let load =
-        |device| engine::load_weights(&imported.store, &imported.manifest, device, Some(256), &mut NoObserver).unwrap();
+    let load = |device| {
+        engine::load_weights(&imported.store.model_files(&imported.manifest), device, Some(256), &mut NoObserver)
+            .unwrap()
+    };
     let (cpu, gpu) = (load(DeviceRequest::Cpu), load(DeviceRequest::Cuda(0)));
     let golden: Value = serde_json::from_slice(
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/smollm2_golden.json")).unwrap(),

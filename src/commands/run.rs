@@ -27,7 +27,7 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     };
     let request = LoadRequest { device: settings.device, ctx_size: settings.ctx_size, kv };
     let mut vram = VramObserver { probe: VramProbe::open(None) };
-    let loaded = engine::load(&store, &manifest, &request, &mut vram)?;
+    let loaded = engine::load(&store.model_files(&manifest), &request, &mut vram)?;
     let cache = loaded.decoder.cache_info();
     let size = if manifest.format == crate::quant::Format::Gguf {
         "grows as needed".to_string()

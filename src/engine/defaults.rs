@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::EngineError;
-use super::files::Files;
+use crate::store::model_files::ModelFiles;
 
 /// Sampling defaults a model ships in `generation_config.json`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,7 +16,7 @@ pub struct GenerationDefaults {
     eos_token_id: Option<serde_json::Value>,
 }
 
-pub(super) fn generation_defaults(files: &Files<'_>) -> Result<GenerationDefaults, EngineError> {
+pub(super) fn generation_defaults(files: &ModelFiles<'_>) -> Result<GenerationDefaults, EngineError> {
     let Some(bytes) = files.read("generation_config.json")? else { return Ok(GenerationDefaults::default()) };
     // A malformed optional file only loses its defaults.
     Ok(serde_json::from_slice(&bytes).unwrap_or_default())

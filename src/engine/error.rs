@@ -6,20 +6,12 @@ use super::device::DeviceError;
 use super::text::TextError;
 use super::{config, gguf_model};
 use crate::exit::{Diagnostic, ExitStatus};
-use crate::formats::safetensors::INDEX_FILE;
+use crate::store::model_files::ModelFileError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("`{name}` has no `{file}` in the store")]
-    MissingFile { name: String, file: String },
-    #[error("the store has lost `{file}` of `{name}` (blob `{}`)", path.display())]
-    MissingBlob { name: String, file: String, path: PathBuf },
-    #[error("the store's copy of `{file}` of `{name}` is damaged: {size} bytes where {expected} were stored")]
-    DamagedBlob { name: String, file: String, size: u64, expected: u64 },
-    #[error("`{INDEX_FILE}` of `{name}` lists shard `{shard}`, which is not stored")]
-    MissingShard { name: String, shard: String },
-    #[error("cannot read `{file}`")]
-    Read { file: String, source: std::io::Error },
+    #[error(transparent)]
+    Files(#[from] ModelFileError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("`--ctx-size {requested}` is beyond the model's context length of {max}")]
@@ -45,12 +37,7 @@ pub enum EngineError {
 impl Diagnostic for EngineError {
     fn hint(&self) -> Option<String> {
         match self {
-            EngineError::MissingFile { name, .. }
-            | EngineError::MissingBlob { name, .. }
-            | EngineError::DamagedBlob { name, .. }
-            | EngineError::MissingShard { name, .. } => {
-                Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
-            }
+            EngineError::Files(e) => e.hint(),
             EngineError::ContextTooLarge { max, .. } => Some(format!("use `--ctx-size {max}` or less")),
             EngineError::Device(e) => e.hint(),
             EngineError::Text(TextError::NoTemplate) => Some("use `--raw` to send the prompt as it is".into()),

@@ -16,6 +16,7 @@ use super::kv_cache::ContextFull;
 use super::text::{TextCodec, TextParts};
 use crate::formats::gguf::GgufHeader;
 use crate::formats::gguf::tokenizer as gguf_tokenizer;
+use crate::store::model_files::ModelFileError;
 
 /// candle's quantized Llama precomputes RoPE for this many positions.
 const LLAMA_MAX_POSITIONS: usize = quantized_llama::MAX_SEQ_LEN;
@@ -70,8 +71,8 @@ impl GgufModel {
     ) -> Result<GgufModel, EngineError> {
         let arch = header.architecture().unwrap_or_default().to_string();
         let weights_err = |e| EngineError::Weights(e);
-        let mut file =
-            File::open(path).map_err(|source| EngineError::Read { file: path.display().to_string(), source })?;
+        let mut file = File::open(path)
+            .map_err(|source| EngineError::Files(ModelFileError::Read { file: path.display().to_string(), source }))?;
         let content = gguf_file::Content::read(&mut file).map_err(weights_err)?;
         let weights = match arch.as_str() {
             "llama" => Weights::Llama(

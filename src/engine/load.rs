@@ -11,7 +11,6 @@ use super::config::ModelConfig;
 use super::decoder::{Decoder, OwnedModel};
 use super::defaults::{GenerationDefaults, generation_defaults};
 use super::device::{self, DeviceRequest};
-use super::files::Files;
 use super::gguf_model;
 use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
@@ -19,8 +18,7 @@ use super::text::{TextCodec, TextFiles};
 use crate::formats::ModelFacts;
 use crate::kv_size::CacheLayout;
 use crate::quant::{Format, KvScheme};
-use crate::store::Store;
-use crate::store::manifest::Manifest;
+use crate::store::model_files::ModelFiles;
 
 /// Context length used when `--ctx-size` is not given (capped by the model's).
 pub const DEFAULT_CONTEXT: usize = 4096;
@@ -63,16 +61,15 @@ pub struct Loaded {
 
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
 pub fn load(
-    store: &Store,
-    manifest: &Manifest,
+    files: &ModelFiles<'_>,
     request: &LoadRequest,
     observer: &mut dyn LoadObserver,
 ) -> Result<Loaded, EngineError> {
     let started = Instant::now();
-    if manifest.format == Format::Gguf {
-        return load_gguf(&Files { store, manifest }, request, started, observer);
+    if files.manifest().format == Format::Gguf {
+        return load_gguf(files, request, started, observer);
     }
-    let weights = load_weights(store, manifest, request.device, request.ctx_size, observer)?;
+    let weights = load_weights(files, request.device, request.ctx_size, observer)?;
     let cache = new_cache(&weights, request.kv, weights.context)?;
     observer.stage(LoadStage::CacheAllocated, &weights.device);
     let LoadedWeights { model, text, device, defaults, .. } = weights;
@@ -95,13 +92,12 @@ pub struct LoadedWeights {
 
 /// Checks files, config, context and device, then loads the weights.
 pub fn load_weights(
-    store: &Store,
-    manifest: &Manifest,
+    files: &ModelFiles<'_>,
     device: DeviceRequest,
     ctx_size: Option<usize>,
     observer: &mut dyn LoadObserver,
 ) -> Result<LoadedWeights, EngineError> {
-    let files = Files { store, manifest };
+    let manifest = files.manifest();
     if manifest.format == Format::Gguf {
         return Err(EngineError::NotSafetensors { name: files.name() });
     }
@@ -110,7 +106,7 @@ pub fn load_weights(
     let weights = files.weights()?;
     let max_context = config.max_context;
     let context = context_length(ctx_size, max_context)?;
-    let defaults = generation_defaults(&files)?;
+    let defaults = generation_defaults(files)?;
     let mut eos_ids = config.eos_token_ids.clone();
     eos_ids.extend(defaults.eos_ids());
     let text = TextCodec::load(TextFiles {
@@ -160,24 +156,24 @@ pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize)
 
 /// GGUF: tokenizer and template from the file's metadata, weights through candle.
 fn load_gguf(
-    files: &Files<'_>,
+    files: &ModelFiles<'_>,
     request: &LoadRequest,
     started: Instant,
     observer: &mut dyn LoadObserver,
 ) -> Result<Loaded, EngineError> {
     let file =
-        files.manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
+        files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
     let path = files.required(&file)?;
     let header =
         crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
     let text = gguf_model::text_codec(&header)?;
-    let max = gguf_model::max_context(&header, files.manifest.facts.context_length as usize);
+    let max = gguf_model::max_context(&header, files.manifest().facts.context_length as usize);
     let context = context_length(request.ctx_size, max)?;
     let (device, device_name) = device::open(request.device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
-    let layout = CacheLayout::dense_for(&files.manifest.facts, Format::Gguf);
+    let layout = CacheLayout::dense_for(&files.manifest().facts, Format::Gguf);
     let decoder =
-        gguf_model::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest.facts), &device)?;
+        gguf_model::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest().facts), &device)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
     Ok(Loaded {
         decoder: Box::new(decoder),

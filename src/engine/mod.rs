@@ -10,7 +10,6 @@ mod defaults;
 pub mod detokenize;
 pub mod device;
 mod error;
-mod files;
 pub mod generate;
 pub mod gguf_model;
 pub mod kv_cache;

@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod blobs;
 pub mod lock;
 pub mod manifest;
+pub mod model_files;
 pub mod reference;
 pub mod staging;
 

@@ -59,8 +59,7 @@ fn fixture() -> &'static Fixture {
         .unwrap();
         let model = Model::load(vb, config, 2048).unwrap();
         let loaded = engine::load(
-            store,
-            manifest,
+            &store.model_files(manifest),
             &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None },
             &mut engine::NoObserver,
         )
@@ -297,7 +296,7 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
     let store = Store::open(&ctx.store()).unwrap();
     let manifest = store.find(&"smol".parse().unwrap()).unwrap();
     let request = LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(256), kv: None };
-    let mut loaded = engine::load(&store, &manifest, &request, &mut engine::NoObserver).unwrap();
+    let mut loaded = engine::load(&store.model_files(&manifest), &request, &mut engine::NoObserver).unwrap();
     for prompt in prompts().iter().filter(|p| p["name"] != "long") {
         let text = prompt["text"].as_str().unwrap();
         let ours = if prompt["chat"].as_bool().unwrap() {

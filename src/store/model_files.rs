@@ -1,0 +1,111 @@
+//! A stored model's files as whoever runs it reads them: each name resolved
+//! to its blob and size-checked (hashing gigabytes on every run is too
+//! slow; `show --verify` hashes), the weight shards checked against their
+//! index. The engine sees paths, never the store's layout.
+
+use std::path::PathBuf;
+
+use super::Store;
+use super::manifest::Manifest;
+use crate::exit::Diagnostic;
+use crate::formats::safetensors::{INDEX_FILE, index_shards};
+
+/// A stored model's file that cannot be had as it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("`{name}` has no `{file}` in the store")]
+    MissingFile { name: String, file: String },
+    #[error("the store has lost `{file}` of `{name}` (blob `{}`)", path.display())]
+    MissingBlob { name: String, file: String, path: PathBuf },
+    #[error("the store's copy of `{file}` of `{name}` is damaged: {size} bytes where {expected} were stored")]
+    DamagedBlob { name: String, file: String, size: u64, expected: u64 },
+    #[error("`{INDEX_FILE}` of `{name}` lists shard `{shard}`, which is not stored")]
+    MissingShard { name: String, shard: String },
+    #[error("cannot read `{file}`")]
+    Read { file: String, source: std::io::Error },
+}
+
+impl Diagnostic for ModelFileError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ModelFileError::MissingFile { name, .. }
+            | ModelFileError::MissingBlob { name, .. }
+            | ModelFileError::DamagedBlob { name, .. }
+            | ModelFileError::MissingShard { name, .. } => {
+                Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
+            }
+            ModelFileError::Read { .. } => None,
+        }
+    }
+}
+
+impl Store {
+    /// The files of `manifest`, for whoever runs the model.
+    pub fn model_files<'a>(&'a self, manifest: &'a Manifest) -> ModelFiles<'a> {
+        ModelFiles { store: self, manifest }
+    }
+}
+
+/// A manifest's files, each resolved to its blob in the store on access.
+pub struct ModelFiles<'a> {
+    store: &'a Store,
+    manifest: &'a Manifest,
+}
+
+impl<'a> ModelFiles<'a> {
+    pub fn manifest(&self) -> &'a Manifest {
+        self.manifest
+    }
+
+    pub fn name(&self) -> String {
+        self.manifest.reference().to_string()
+    }
+
+    /// The blob of `file`, checked to exist; `None` if the model has no such file.
+    pub fn path(&self, file: &str) -> Result<Option<PathBuf>, ModelFileError> {
+        let Some(entry) = self.manifest.file(file) else { return Ok(None) };
+        let path = self.store.blob_path(&entry.sha256);
+        // Hashing gigabytes on every run is too slow; a size check catches
+        // truncation, and `show --verify` hashes.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == entry.size => Ok(Some(path)),
+            Ok(meta) if meta.is_file() => Err(ModelFileError::DamagedBlob {
+                name: self.name(),
+                file: file.into(),
+                size: meta.len(),
+                expected: entry.size,
+            }),
+            _ => Err(ModelFileError::MissingBlob { name: self.name(), file: file.into(), path }),
+        }
+    }
+
+    pub fn required(&self, file: &str) -> Result<PathBuf, ModelFileError> {
+        self.path(file)?.ok_or_else(|| ModelFileError::MissingFile { name: self.name(), file: file.into() })
+    }
+
+    pub fn read(&self, file: &str) -> Result<Option<Vec<u8>>, ModelFileError> {
+        let Some(path) = self.path(file)? else { return Ok(None) };
+        std::fs::read(path).map(Some).map_err(|source| ModelFileError::Read { file: file.into(), source })
+    }
+
+    pub fn read_required(&self, file: &str) -> Result<Vec<u8>, ModelFileError> {
+        self.read(file)?.ok_or_else(|| ModelFileError::MissingFile { name: self.name(), file: file.into() })
+    }
+
+    /// Every weight shard, checked against the index when there is one.
+    pub fn weights(&self) -> Result<Vec<PathBuf>, ModelFileError> {
+        if let Some(index) = self.read(INDEX_FILE)? {
+            let shards = index_shards(&index)
+                .map_err(|e| ModelFileError::MissingFile { name: self.name(), file: e.to_string() })?;
+            if let Some(shard) = shards.iter().find(|s| self.manifest.file(s).is_none()) {
+                return Err(ModelFileError::MissingShard { name: self.name(), shard: shard.clone() });
+            }
+        }
+        let names = self.manifest.files.iter().filter(|f| f.name.ends_with(".safetensors"));
+        let paths = names.map(|f| self.required(&f.name)).collect::<Result<Vec<_>, _>>()?;
+        if paths.is_empty() {
+            return Err(ModelFileError::MissingFile { name: self.name(), file: "*.safetensors".into() });
+        }
+        Ok(paths)
+    }
+}
