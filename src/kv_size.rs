@@ -6,11 +6,36 @@ use serde::Serialize;
 use crate::formats::ModelFacts;
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
+/// The element type of an unquantized cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DenseDtype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenseDtype::F32 => "f32",
+            DenseDtype::F16 => "f16",
+            DenseDtype::Bf16 => "bf16",
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        match self {
+            DenseDtype::F32 => 4,
+            DenseDtype::F16 | DenseDtype::Bf16 => 2,
+        }
+    }
+}
+
 /// How a cache stores its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheLayout {
-    /// Unquantized, in the compute dtype (`element_bytes` per value).
-    Dense { dtype: &'static str, element_bytes: u64 },
+    /// Unquantized, in the compute dtype.
+    Dense(DenseDtype),
     /// One byte per value plus one f32 scale per (token, KV head).
     Quantized(KvScheme),
 }
@@ -21,22 +46,22 @@ impl CacheLayout {
     /// activations are f32 there).
     pub fn dense_for(facts: &ModelFacts, format: Format) -> CacheLayout {
         match (format, facts.weight_dtype.as_str()) {
-            (Format::Safetensors, "bf16") => CacheLayout::Dense { dtype: "bf16", element_bytes: 2 },
-            (Format::Safetensors, "f16") => CacheLayout::Dense { dtype: "f16", element_bytes: 2 },
-            _ => CacheLayout::Dense { dtype: "f32", element_bytes: 4 },
+            (Format::Safetensors, "bf16") => CacheLayout::Dense(DenseDtype::Bf16),
+            (Format::Safetensors, "f16") => CacheLayout::Dense(DenseDtype::F16),
+            _ => CacheLayout::Dense(DenseDtype::F32),
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            CacheLayout::Dense { dtype, .. } => dtype,
+            CacheLayout::Dense(dtype) => dtype.as_str(),
             CacheLayout::Quantized(scheme) => scheme.as_str(),
         }
     }
 
     pub fn bytes_per_token(self, facts: &ModelFacts) -> u64 {
         match self {
-            CacheLayout::Dense { element_bytes, .. } => facts.kv_values_per_token() * element_bytes,
+            CacheLayout::Dense(dtype) => facts.kv_values_per_token() * dtype.bytes(),
             CacheLayout::Quantized(scheme) => {
                 facts.kv_values_per_token() * scheme.element_bytes() + facts.kv_scales_per_token() * KV_SCALE_BYTES
             }

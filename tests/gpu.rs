@@ -14,7 +14,7 @@ use llmctl::engine::device::DeviceRequest;
 use llmctl::engine::kv_cache::{CacheShape, Codec, Fp8E4M3, Int8, KvCache, dequantize, hadamard, quantize, rotate};
 use llmctl::engine::model::Logits;
 use llmctl::engine::{self, LoadedWeights, NoObserver, new_cache};
-use llmctl::kv_size::CacheLayout;
+use llmctl::kv_size::{CacheLayout, DenseDtype};
 use llmctl::quant::KvScheme;
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 
 fn layouts() -> [CacheLayout; 3] {
     [
-        CacheLayout::Dense { dtype: "bf16", element_bytes: 2 },
+        CacheLayout::Dense(DenseDtype::Bf16),
         CacheLayout::Quantized(KvScheme::Int8),
         CacheLayout::Quantized(KvScheme::Fp8),
     ]

@@ -16,7 +16,7 @@ use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
 use crate::formats::ModelFacts;
-use crate::kv_size::CacheLayout;
+use crate::kv_size::{CacheLayout, DenseDtype};
 use crate::quant::{Format, KvScheme};
 use crate::store::model_files::ModelFiles;
 
@@ -202,9 +202,9 @@ fn compute_dtype(device: &candle_core::Device, weight_dtype: &str) -> DType {
 }
 
 fn dense_dtype(layout: CacheLayout) -> DType {
-    match layout.name() {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
+    match layout {
+        CacheLayout::Dense(DenseDtype::Bf16) => DType::BF16,
+        CacheLayout::Dense(DenseDtype::F16) => DType::F16,
         _ => DType::F32,
     }
 }

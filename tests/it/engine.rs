@@ -18,7 +18,7 @@ use llmctl::engine::model::{Logits, Model};
 use llmctl::engine::sampling::{SamplingParams, argmax};
 use llmctl::engine::text::TextCodec;
 use llmctl::engine::{self, LoadRequest};
-use llmctl::kv_size::CacheLayout;
+use llmctl::kv_size::{CacheLayout, DenseDtype};
 use llmctl::quant::KvScheme;
 use llmctl::store::Store;
 use serde_json::Value;
@@ -81,7 +81,7 @@ fn ids(v: &Value) -> Vec<u32> {
 fn new_cache(model: &Model, kv: Option<KvScheme>, capacity: usize) -> KvCache {
     let cfg = model.config();
     let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
-    let layout = kv.map_or(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, CacheLayout::Quantized);
+    let layout = kv.map_or(CacheLayout::Dense(DenseDtype::F32), CacheLayout::Quantized);
     KvCache::new(layout, shape, DType::F32, &Device::Cpu).unwrap()
 }
 

@@ -71,14 +71,14 @@ impl KvCache {
     /// Allocates the whole cache up front, so a run that starts fits to the end.
     pub fn new(layout: CacheLayout, shape: CacheShape, dtype: DType, device: &Device) -> Result<KvCache> {
         let rotation = match layout {
-            CacheLayout::Dense { .. } => None,
+            CacheLayout::Dense(_) => None,
             CacheLayout::Quantized(_) => quantized::hadamard(shape.head_dim, device)?,
         };
         let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shape.layers);
         for _ in 0..shape.layers {
             let r = rotation.clone();
             layers.push(match layout {
-                CacheLayout::Dense { .. } => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
+                CacheLayout::Dense(_) => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
                 CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, r, device)?),
                 CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });

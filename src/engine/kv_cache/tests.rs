@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use super::quantized::{Codec, dequantize, quantize};
 use super::*;
 use crate::formats::ModelFacts;
+use crate::kv_size::DenseDtype;
 
 /// INT8 with a per-vector absmax scale errs by at most half a step.
 const INT8_MAX_REL_ERR: f32 = 0.5 / 127.0;
@@ -81,7 +82,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
         vocab_size: 1,
         weight_dtype: "bf16".into(),
     };
-    let dense = CacheLayout::Dense { dtype: "bf16", element_bytes: 2 };
+    let dense = CacheLayout::Dense(DenseDtype::Bf16);
     for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {
         let cache = KvCache::new(layout, shape(), DType::BF16, &Device::Cpu).unwrap();
         assert_eq!(cache.allocated_bytes(), layout.bytes_per_token(&facts) * 10, "{}", layout.name());
@@ -92,7 +93,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
 
 #[test]
 fn append_writes_in_place_and_overflow_is_refused() {
-    let dense = CacheLayout::Dense { dtype: "f32", element_bytes: 4 };
+    let dense = CacheLayout::Dense(DenseDtype::F32);
     let mut cache = KvCache::new(dense, shape(), DType::F32, &Device::Cpu).unwrap();
     let k = Tensor::from_vec(sample(2, 4, 8, 3), (2, 4, 8), &Device::Cpu).unwrap();
     let v = (&k * 2.0).unwrap();
@@ -142,7 +143,7 @@ fn quantized_layers_store_rotated_vectors_that_rotate_back() {
         assert!((a - b).abs() <= absmax * 8f32.sqrt() * INT8_MAX_REL_ERR * 8f32.sqrt(), "{a} vs {b}");
     }
     assert!(
-        KvCache::new(CacheLayout::Dense { dtype: "f32", element_bytes: 4 }, shape(), DType::F32, &Device::Cpu)
+        KvCache::new(CacheLayout::Dense(DenseDtype::F32), shape(), DType::F32, &Device::Cpu)
             .unwrap()
             .rotation()
             .is_none()
