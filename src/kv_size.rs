@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::formats::ModelFacts;
+use crate::formats::{ModelFacts, WeightDtype};
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
 /// The element type of an unquantized cache.
@@ -45,9 +45,9 @@ impl CacheLayout {
     /// safetensors (bf16 and f16 stay 2 bytes), f32 for GGUF (dequantized
     /// activations are f32 there).
     pub fn dense_for(facts: &ModelFacts, format: Format) -> CacheLayout {
-        match (format, facts.weight_dtype.as_str()) {
-            (Format::Safetensors, "bf16") => CacheLayout::Dense(DenseDtype::Bf16),
-            (Format::Safetensors, "f16") => CacheLayout::Dense(DenseDtype::F16),
+        match (format, &facts.weight_dtype) {
+            (Format::Safetensors, WeightDtype::Bf16) => CacheLayout::Dense(DenseDtype::Bf16),
+            (Format::Safetensors, WeightDtype::F16) => CacheLayout::Dense(DenseDtype::F16),
             _ => CacheLayout::Dense(DenseDtype::F32),
         }
     }
@@ -103,7 +103,7 @@ mod tests {
             kv_heads: 3,
             head_dim: 64,
             vocab_size: 49152,
-            weight_dtype: "bf16".into(),
+            weight_dtype: WeightDtype::Bf16,
         }
     }
 

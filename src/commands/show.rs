@@ -57,7 +57,7 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
         kv_heads: f.kv_heads,
         head_dim: f.head_dim,
         vocab_size: f.vocab_size,
-        weight_dtype: f.weight_dtype.clone(),
+        weight_dtype: f.weight_dtype.to_string(),
         quantization,
         kv_cache: KvCacheView {
             unquantized: cache_size(f, dense, context),

@@ -15,7 +15,7 @@ use super::gguf_model;
 use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
-use crate::formats::ModelFacts;
+use crate::formats::{ModelFacts, WeightDtype};
 use crate::kv_size::{CacheLayout, DenseDtype};
 use crate::quant::{Format, KvScheme};
 use crate::store::model_files::ModelFiles;
@@ -193,10 +193,10 @@ fn context_length(requested: Option<usize>, max: usize) -> Result<usize, EngineE
 }
 
 /// f32 on the CPU (fast and exact there); the weights' half type on a GPU.
-fn compute_dtype(device: &candle_core::Device, weight_dtype: &str) -> DType {
+fn compute_dtype(device: &candle_core::Device, weight_dtype: &WeightDtype) -> DType {
     match (device.is_cpu(), weight_dtype) {
         (true, _) => DType::F32,
-        (false, "f16") => DType::F16,
+        (false, WeightDtype::F16) => DType::F16,
         (false, _) => DType::BF16,
     }
 }

@@ -52,7 +52,7 @@ pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
     Ok(ModelFacts {
         architecture,
         parameters: 0,
-        weight_dtype: String::new(),
+        weight_dtype: super::WeightDtype::Other(String::new()),
         context_length: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)?,
         hidden_size,
         layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?,

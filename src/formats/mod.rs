@@ -5,7 +5,11 @@ pub mod gguf;
 pub mod hf_config;
 pub mod safetensors;
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::quant::GgufType;
 
 /// Shape and size facts about a model, as recorded in its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,8 +23,66 @@ pub struct ModelFacts {
     pub kv_heads: u64,
     pub head_dim: u64,
     pub vocab_size: u64,
-    /// `f32`, `bf16`, `f16` for safetensors; the GGUF type (e.g. `Q4_1`) for GGUF.
-    pub weight_dtype: String,
+    pub weight_dtype: WeightDtype,
+}
+
+/// What a model's weights are stored as: for safetensors the element type
+/// most parameters have (written lowercase, as `f32`, `bf16`, `i8`), for
+/// GGUF the file's type (written as llama.cpp names it, e.g. `Q4_1`, `F16`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightDtype {
+    F32,
+    F16,
+    Bf16,
+    Gguf(GgufType),
+    /// Any other safetensors element type (`i8`, `f8_e4m3`, …) or `unknown`:
+    /// recorded and shown, never computed with.
+    Other(String),
+}
+
+impl WeightDtype {
+    /// From a safetensors element type's lowercase name.
+    pub fn from_safetensors(name: &str) -> WeightDtype {
+        match name {
+            "f32" => WeightDtype::F32,
+            "f16" => WeightDtype::F16,
+            "bf16" => WeightDtype::Bf16,
+            other => WeightDtype::Other(other.to_string()),
+        }
+    }
+
+    /// As a manifest spells it: the inverse of [`WeightDtype::from_safetensors`] and of
+    /// GGUF types' exact (uppercase) names.
+    fn parse(text: &str) -> WeightDtype {
+        match GgufType::ALL.iter().find(|t| t.as_str() == text) {
+            Some(t) => WeightDtype::Gguf(*t),
+            None => WeightDtype::from_safetensors(text),
+        }
+    }
+}
+
+impl fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::Bf16 => "bf16",
+            WeightDtype::Gguf(t) => t.as_str(),
+            WeightDtype::Other(name) => name,
+        })
+    }
+}
+
+impl Serialize for WeightDtype {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeightDtype {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(WeightDtype::parse(&String::deserialize(d)?))
+    }
 }
 
 impl ModelFacts {
@@ -32,6 +94,22 @@ impl ModelFacts {
     /// (token, KV head) pairs per token, each of which carries one scale in a quantized cache.
     pub fn kv_scales_per_token(&self) -> u64 {
         self.layers * 2 * self.kv_heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_dtypes_round_trip_through_the_spelling_manifests_use() {
+        for text in ["f32", "f16", "bf16", "Q4_1", "F16", "BF16", "Q4_K_M", "i8", "f8_e4m3", "unknown"] {
+            let parsed: WeightDtype = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), serde_json::json!(text), "{text}");
+        }
+        assert_eq!(WeightDtype::parse("f16"), WeightDtype::F16);
+        assert_eq!(WeightDtype::parse("F16"), WeightDtype::Gguf(GgufType::F16));
+        assert_eq!(WeightDtype::from_safetensors("i8"), WeightDtype::Other("i8".into()));
     }
 }
 

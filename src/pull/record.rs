@@ -7,7 +7,7 @@ use super::select::CONFIG;
 use super::stage::StagedFile;
 use crate::formats::gguf::{self, facts as gguf_facts};
 use crate::formats::safetensors::{INDEX_FILE, SafetensorsError, WeightSummary, index_shards};
-use crate::formats::{ModelFacts, hf_config};
+use crate::formats::{ModelFacts, WeightDtype, hf_config};
 use crate::quant::{Format, GgufType};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     for shard in files.iter().filter(|f| f.name.ends_with(".safetensors")) {
         weights.add_shard(&shard.name, &shard.path)?;
     }
-    let weight_dtype = weights.dominant_dtype().unwrap_or("unknown").to_string();
+    let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
     Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, ..config })
 }
 

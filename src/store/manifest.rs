@@ -140,7 +140,7 @@ mod tests {
                 kv_heads: 1,
                 head_dim: 2,
                 vocab_size: 5,
-                weight_dtype: "f32".into(),
+                weight_dtype: crate::formats::WeightDtype::F32,
             },
             files: vec![FileEntry { name: "config.json".into(), size: 2, sha256: Digest::of_bytes(b"{}") }],
             pulled_at: now_rfc3339(),

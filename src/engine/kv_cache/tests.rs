@@ -80,7 +80,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
         kv_heads: 2,
         head_dim: 8,
         vocab_size: 1,
-        weight_dtype: "bf16".into(),
+        weight_dtype: crate::formats::WeightDtype::Bf16,
     };
     let dense = CacheLayout::Dense(DenseDtype::Bf16);
     for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {

@@ -2,7 +2,7 @@
 
 use super::GgufHeader;
 use crate::formats::bounds::*;
-use crate::formats::{ModelFacts, ShapeError, check_range};
+use crate::formats::{ModelFacts, ShapeError, WeightDtype, check_range};
 use crate::quant::GgufType;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub fn facts(header: &GgufHeader) -> Result<(ModelFacts, GgufType), GgufFactsErr
         kv_heads: check_range("attention.head_count_kv", kv_heads, MAX_HEADS)?,
         head_dim: check_range("attention.key_length", head_dim, MAX_HEAD_DIM)?,
         vocab_size: check_range("tokenizer.ggml.tokens", vocab, MAX_VOCAB)?,
-        weight_dtype: weight_type.as_str().to_string(),
+        weight_dtype: WeightDtype::Gguf(weight_type),
         architecture: arch,
     };
     Ok((facts, weight_type))
