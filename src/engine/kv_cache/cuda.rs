@@ -15,6 +15,8 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, CustomOp1, D, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
 use half::{bf16, f16};
 
+pub use super::rows::{CacheRows, Stored};
+
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_cache.ptx"));
 const MODULE: &str = "llmctl_kv_cache";
 
@@ -45,14 +47,6 @@ pub fn takes(q: &Tensor, rows: &Tensor) -> bool {
 /// Whether quantize-and-append takes new rows `x` (kv_heads, T, d) for `codes`.
 pub fn takes_rows(x: &Tensor, codes: &Tensor) -> bool {
     x.device().is_cuda() && x.dims3().is_ok_and(|(_, _, d)| supports(d)) && codes.dtype() == DType::U8
-}
-
-/// How cache rows are stored, as the kernels' names spell it.
-#[derive(Debug, Clone, Copy)]
-pub enum Stored {
-    Dense,
-    Int8,
-    Fp8,
 }
 
 enum Arg<'a> {
@@ -125,20 +119,6 @@ impl DecodeKernel {
             Self::TensorCore => matches!(stored, Stored::Int8 | Stored::Fp8) && matches!(head_dim, 64 | 128),
         }
     }
-}
-
-/// One layer's cache as the decode kernels read it.
-#[derive(Clone, Copy)]
-pub struct CacheRows<'t> {
-    /// (kv_heads, capacity, d): rows in the queries' dtype, or u8 codes.
-    pub k: &'t Tensor,
-    pub v: &'t Tensor,
-    /// (kv_heads, capacity, 1) f32 each: the codes' scales.
-    pub scales: Option<(&'t Tensor, &'t Tensor)>,
-    pub stored: Stored,
-    /// Rows stored Hadamard-rotated: the kernels rotate `q` into that basis
-    /// and the output back.
-    pub rotated: bool,
 }
 
 /// Attention of one query position per head, `q`: (heads, 1, d) in bf16 or

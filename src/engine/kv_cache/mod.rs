@@ -9,6 +9,7 @@ pub mod cuda;
 mod dense;
 mod fp8;
 mod quantized;
+mod rows;
 
 use candle_core::{DType, Device, Result, Tensor};
 

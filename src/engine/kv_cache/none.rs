@@ -1,25 +1,9 @@
 //! The CUDA seam of a CPU build: no cache rows are ever taken, so the
-//! kernels are never called; the types exist so that callers carry no cfg.
+//! kernels are never called; callers carry no cfg.
 
 use candle_core::{Result, Tensor};
 
-/// How cache rows are stored, as the kernels' names spell it.
-#[derive(Debug, Clone, Copy)]
-pub enum Stored {
-    Dense,
-    Int8,
-    Fp8,
-}
-
-/// One layer's cache as the decode kernels would read it.
-#[derive(Clone, Copy)]
-pub struct CacheRows<'t> {
-    pub k: &'t Tensor,
-    pub v: &'t Tensor,
-    pub scales: Option<(&'t Tensor, &'t Tensor)>,
-    pub stored: Stored,
-    pub rotated: bool,
-}
+pub use super::rows::{CacheRows, Stored};
 
 pub fn takes(_q: &Tensor, _rows: &Tensor) -> bool {
     false
