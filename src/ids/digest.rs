@@ -29,6 +29,15 @@ impl Digest {
     pub fn file_name(&self) -> String {
         format!("sha256-{self}")
     }
+
+    /// The digest a blob file name (`sha256-<64 lowercase hex>`) stands for.
+    pub fn from_file_name(name: &str) -> Option<Digest> {
+        let hex = name.strip_prefix("sha256-")?;
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        parse_hex(hex).map(Digest)
+    }
 }
 
 impl fmt::Display for Digest {

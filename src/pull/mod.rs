@@ -149,12 +149,17 @@ fn pull_from_hub(
         hub.listing(&reference.name, revision)
     })?;
     let selection = select::select(reference, &listing.files)?;
+    // Blobs already stored are not fetched again; pinned, no `rm` collects them before our manifest names them.
+    let pinned = {
+        let lock = store.lock(|| reporter.event(PullEvent::WaitingForLock))?;
+        store.pin_stored(selection.files.iter().filter_map(|f| f.sha256), &lock)?
+    };
     let commit_id = listing.commit.to_string();
     reporter.event(PullEvent::Resolved { repo, commit: &commit_id, files: selection.files.len() });
     // A failed download keeps its partial file for the next pull to resume.
     let remote =
         stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };
-    let staged = stage::from_hub(&remote, store, &selection.files, reporter)?;
+    let staged = stage::from_hub(&remote, store, &pinned, &selection.files, reporter)?;
     let source = Source::Hub {
         endpoint: hub.endpoint().into(),
         repo: repo.into(),
@@ -181,6 +186,8 @@ fn commit(
     source: Source,
     reporter: &dyn PullReporter,
 ) -> Result<PullOutcome, PullError> {
+    // Pinned blobs stay; this catches one deleted behind llmctl's back, before it is read and again at the end.
+    still_stored(store, &staged)?;
     let (facts, gguf_type) = record::read_facts(selection.format, &staged)?;
     if let (Some(Quant::Gguf(tag)), Some(actual)) = (reference.tag, gguf_type)
         && tag != actual
@@ -200,6 +207,7 @@ fn commit(
     };
     let manifests = manifests_for(reference, base);
     let lock = store.lock(|| reporter.event(PullEvent::WaitingForLock))?;
+    still_stored(store, &staged)?;
     for file in &staged {
         if file.in_store {
             reporter.event(PullEvent::AlreadyStored { file: &file.name });
@@ -213,6 +221,14 @@ fn commit(
     let fetched_bytes = staged.iter().filter(|f| !f.in_store).map(|f| f.size).sum();
     let reused_files = staged.iter().filter(|f| f.in_store).count();
     Ok(PullOutcome { manifests, fetched_bytes, reused_files })
+}
+
+/// Fails if a blob the pull reuses is gone from the store.
+fn still_stored(store: &Store, staged: &[StagedFile]) -> Result<(), StoreError> {
+    match staged.iter().find(|f| f.in_store && !store.has_blob(&f.sha256)) {
+        Some(gone) => Err(StoreError::Vanished { file: gone.name.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// A safetensors pull always records the plain name and, for `:kv_*`, the

@@ -10,6 +10,7 @@ use super::retry::with_retries;
 use crate::exit::{Diagnostic, ExitStatus};
 use crate::hub::{CommitId, DownloadReporter, Hub, RemoteFile, Resilience, Retry};
 use crate::store::blobs::{Digest, copy_hashing, git_blob_id, hash_file};
+use crate::store::pins::Pinned;
 use crate::store::reference::ModelName;
 use crate::store::{Store, StoreError, io_err};
 
@@ -82,13 +83,15 @@ pub struct Remote<'a> {
 }
 
 /// Downloads (or reuses) each file and checks size and checksum against the listing.
+/// Files whose blob `pinned` holds are reused, not fetched.
 pub fn from_hub(
     remote: &Remote<'_>,
     store: &Store,
+    pinned: &Pinned,
     files: &[RemoteFile],
     reporter: &dyn PullReporter,
 ) -> Result<Vec<StagedFile>, StageError> {
-    files.iter().map(|file| stage_remote(remote, store, file, reporter)).collect()
+    files.iter().map(|file| stage_remote(remote, store, pinned, file, reporter)).collect()
 }
 
 /// One file, retried while failures look transient (server errors, rate
@@ -97,10 +100,11 @@ pub fn from_hub(
 fn stage_remote(
     remote: &Remote<'_>,
     store: &Store,
+    pinned: &Pinned,
     file: &RemoteFile,
     reporter: &dyn PullReporter,
 ) -> Result<StagedFile, StageError> {
-    if let Some(digest) = file.sha256.filter(|d| store.has_blob(d)) {
+    if let Some(digest) = file.sha256.filter(|d| pinned.contains(d)) {
         return reuse(store, &file.name, digest);
     }
     let part = store.downloads_dir().join(partial_name(remote.repo, file)?);

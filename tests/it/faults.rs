@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::TestContext;
-use crate::support::hub::{Fault, ListingFault, TestHub};
+use crate::support::hub::{Fault, Gate, ListingFault, TestHub};
 use crate::support::models::{self, sha256_of};
 
 const REPO: &str = "org/tiny";
@@ -240,4 +240,113 @@ fn concurrent_pulls_of_repositories_sharing_blobs_all_complete() {
     }
     assert_store_consistent(&ctx, &originals, "after concurrent pulls of two repositories");
     assert_eq!(ctx.run(&["list", "--names"]).stdout.lines().count(), 2);
+}
+
+type RepoFiles = Vec<(String, Vec<u8>)>;
+
+/// Two repositories whose weights are one blob: `org/b` differs from `org/a`
+/// only in `tokenizer_config.json`, which a pull downloads after deciding to
+/// reuse the stored weights.
+fn repos_sharing_weights(hub: &TestHub) -> (RepoFiles, RepoFiles) {
+    let a = models::tiny_llama_repo(7);
+    let mut b = a.clone();
+    let config = b.iter_mut().find(|(name, _)| name == "tokenizer_config.json").unwrap();
+    config.1 = br#"{"add_bos_token": false, "eos_token": "</s>", "model_max_length": 64}"#.to_vec();
+    hub.add_repo("org/a", a.clone());
+    hub.add_repo("org/b", b.clone());
+    (a, b)
+}
+
+fn spawn(ctx: &TestContext, args: &[&str]) -> std::process::Child {
+    ctx.command(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+/// Issue #13: `rm A` while `pull B` counts on a blob of A. The pull is held
+/// at its one download, after it decided to reuse A's weights; `rm` runs to
+/// the end meanwhile. The weights must survive for B.
+#[test]
+fn rm_between_a_pulls_reuse_decision_and_its_manifest_keeps_the_reused_blob() {
+    let hub = TestHub::start();
+    let (a, b) = repos_sharing_weights(&hub);
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/a"]).success();
+    let gate = Gate::default();
+    hub.set_fault("org/b", "tokenizer_config.json", Fault::Hold(gate.clone()));
+    let pull = spawn(&ctx, &["pull", "org/b"]);
+    assert!(gate.wait_reached(Duration::from_secs(30)), "the pull of org/b never reached its download");
+    // Everything of org/a but the weights, which org/b's pull has pinned (the
+    // small files are plain git files: the pull downloads its own copies).
+    let only_a: u64 =
+        a.iter().filter(|f| !["README.md", "model.safetensors"].contains(&&*f.0)).map(|f| f.1.len() as u64).sum();
+    ctx.run(&["rm", "org/a"]).assert(0, "", &format!("removed org/a\nfreed {only_a} B\n"));
+    gate.open();
+    let out = pull.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ctx.run(&["show", "org/b", "--verify"]).success();
+    let originals: BTreeMap<String, Vec<u8>> = b.into_iter().collect();
+    assert_store_consistent(&ctx, &originals, "after rm org/a during pull org/b");
+    assert!(
+        !ctx.store_files().iter().any(|f| f.starts_with("pins/")),
+        "pins outlive the pull: {:?}",
+        ctx.store_files()
+    );
+}
+
+/// A blob deleted behind llmctl's back (not by `rm`) while a pull counts on
+/// it: the pull records nothing rather than a manifest naming a missing blob.
+#[test]
+fn a_reused_blob_deleted_by_hand_during_a_pull_fails_it_and_records_nothing() {
+    let hub = TestHub::start();
+    let (a, _) = repos_sharing_weights(&hub);
+    let ctx = TestContext::with_hub(&hub);
+    ctx.run(&["pull", "org/a"]).success();
+    let gate = Gate::default();
+    hub.set_fault("org/b", "tokenizer_config.json", Fault::Hold(gate.clone()));
+    let pull = spawn(&ctx, &["pull", "org/b"]);
+    assert!(gate.wait_reached(Duration::from_secs(30)));
+    let weights = &a.iter().find(|f| f.0 == "model.safetensors").unwrap().1;
+    std::fs::remove_file(ctx.store().join("blobs").join(format!("sha256-{}", models::sha256_hex(weights)))).unwrap();
+    gate.open();
+    let out = pull.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "error: the stored blob of `model.safetensors` disappeared while the pull ran\n\
+             hint: something other than llmctl deleted it from the store's `blobs/`; nothing was recorded, run the pull again\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/a\n");
+    hub.clear_faults();
+    ctx.run(&["pull", "org/b"]).success();
+    ctx.run(&["show", "org/b", "--verify"]).success();
+}
+
+/// `rm A` and `pull B` (sharing A's weights) started together, many times,
+/// `rm` a little later each round, while B's last download is slow: the
+/// removal lands before, inside or after the pull's window between deciding
+/// to reuse the weights and writing its manifest. Every command succeeds
+/// and the store stays consistent.
+#[test]
+fn concurrent_rm_and_pull_sharing_a_blob_never_lose_it() {
+    let hub = TestHub::start();
+    let (_, b) = repos_sharing_weights(&hub);
+    let originals: BTreeMap<String, Vec<u8>> = b.into_iter().collect();
+    hub.set_fault("org/b", "tokenizer_config.json", Fault::Delay(Duration::from_millis(60)));
+    let ctx = TestContext::with_hub(&hub);
+    let rounds: u64 = std::env::var("LLMCTL_FAULT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    for round in 0..rounds {
+        ctx.run(&["pull", "org/a"]).success();
+        let pull = spawn(&ctx, &["pull", "org/b"]);
+        std::thread::sleep(Duration::from_millis(round * 17 % 90));
+        let rm = spawn(&ctx, &["rm", "org/a"]);
+        for (what, child) in [("rm org/a", rm), ("pull org/b", pull)] {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round} `{what}`: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert_store_consistent(&ctx, &originals, &format!("round {round}"));
+        ctx.run(&["rm", "org/b"]).success();
+        assert_eq!(ctx.blob_count(), 0, "round {round}: blobs left after removing both");
+    }
 }

@@ -158,7 +158,61 @@ pub enum Fault {
     /// client that never stops hangs its test: `OverlongBody` with a large `extra`
     /// turns that into a failure. Stays until cleared.
     EndlessBody,
+    /// Send the headers, then wait until the test opens the gate (at most a minute)
+    /// before the body. Stays until cleared.
+    Hold(Gate),
 }
+
+/// Where a held download waits ([`Fault::Hold`]): the test sees when a client has
+/// reached it and decides when it opens.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<GateState>, std::sync::Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    reached: bool,
+    open: bool,
+}
+
+#[allow(dead_code)]
+impl Gate {
+    /// Waits until a download has reached the gate; false after `timeout`.
+    pub fn wait_reached(&self, timeout: Duration) -> bool {
+        let (state, changed) = &*self.0;
+        let guard = state.lock().unwrap();
+        !changed.wait_timeout_while(guard, timeout, |s| !s.reached).unwrap().1.timed_out()
+    }
+
+    /// Lets every held download (and all later ones) through.
+    pub fn open(&self) {
+        let (state, changed) = &*self.0;
+        state.lock().unwrap().open = true;
+        changed.notify_all();
+    }
+
+    /// Called by the server: marks the gate reached and waits for it to open.
+    fn pass(&self) {
+        let (state, changed) = &*self.0;
+        let mut guard = state.lock().unwrap();
+        guard.reached = true;
+        changed.notify_all();
+        let _ = changed.wait_timeout_while(guard, Duration::from_secs(60), |s| !s.open).unwrap();
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// A fault injected into the listing of one repo (see [`TestHub::set_listing_fault`]).
 #[allow(dead_code)]

@@ -176,6 +176,11 @@ pub fn sha256_of(path: &Path) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[allow(dead_code)]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Deterministic stand-in bytes for files llmctl must list but never reads.
 fn fake_bytes(label: &str, len: usize) -> Vec<u8> {
     let seed = label.as_bytes();

@@ -302,6 +302,7 @@ fn serve_file(
         Some(Fault::DropAfter(n)) => plan.drop_after = Some(n),
         Some(Fault::CorruptByteAt(offset)) => plan.corrupt_at = Some(offset),
         Some(Fault::Delay(delay)) => plan.delay = Some(delay),
+        Some(Fault::Hold(gate)) => plan.gate = Some(gate),
         Some(Fault::IgnoreRange) => honour_range = false,
         Some(Fault::BadContentRange) => from_zero = true,
         Some(Fault::OverlongBody { extra, content_length }) => {

@@ -273,6 +273,7 @@ pub(super) struct SendPlan {
     pub(super) drop_after: Option<u64>,
     pub(super) corrupt_at: Option<u64>,
     pub(super) delay: Option<Duration>,
+    pub(super) gate: Option<super::Gate>,
     pub(super) extra: Extra,
     /// Never answer ([`super::ListingFault::Hang`]).
     pub(super) hang: bool,
@@ -324,6 +325,9 @@ fn write_reply(mut stream: &TcpStream, reply: &Reply, stopping: &AtomicBool) -> 
     }
     if let Some(delay) = reply.plan.delay {
         thread::sleep(delay);
+    }
+    if let Some(gate) = &reply.plan.gate {
+        gate.pass();
     }
     let len = (body.end - body.start) as u64;
     let limit = reply.plan.drop_after.map_or(len, |n| n.min(len));
