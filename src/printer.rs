@@ -78,6 +78,11 @@ impl Printer {
         eprintln!("{} {text}", Style::Warning.paint("warning:", self.color));
     }
 
+    /// A hint after a warning.
+    pub fn hint(&self, text: &str) {
+        eprintln!("{} {text}", Style::Hint.paint("hint:", self.color));
+    }
+
     /// Prints an error with its causes and hint, as `diagnostics` rendered them.
     pub fn error(&self, message: &str, causes: &[String], hint: Option<&str>) {
         let mut text = format!("{} {message}\n", Style::Error.paint("error:", self.color));

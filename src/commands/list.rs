@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::exit::ExitStatus;
+use crate::exit::{Diagnostic, ExitStatus};
 use crate::printer::Printer;
 use crate::settings::{GlobalSettings, ListSettings, OutputFormat};
 use crate::ui::table;
@@ -10,14 +10,16 @@ use crate::ui::views::ListEntry;
 
 pub fn execute(global: &GlobalSettings, settings: &ListSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
-    let (mut manifests, unreadable) = store.manifests()?;
+    let (manifests, unreadable) = store.manifests()?;
     for bad in &unreadable {
-        printer.warning(&format!("skipping {}", bad.error));
+        printer.warning(&format!("{} ({})", bad.error, bad.reason()));
+        if let Some(hint) = bad.error.hint() {
+            printer.hint(&hint);
+        }
     }
-    manifests.sort_by(|a, b| {
-        b.pulled_at.cmp(&a.pulled_at).then_with(|| a.reference().to_string().cmp(&b.reference().to_string()))
-    });
-    let entries: Vec<ListEntry> = manifests.iter().map(ListEntry::from_manifest).collect();
+    let mut entries: Vec<ListEntry> = manifests.iter().map(ListEntry::from_manifest).collect();
+    entries.extend(unreadable.iter().map(ListEntry::damaged));
+    entries.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.name.cmp(&b.name)));
     let text = if settings.output == OutputFormat::Json {
         format!("{}\n", serde_json::to_string_pretty(&entries)?)
     } else if settings.names {

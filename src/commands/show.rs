@@ -9,7 +9,7 @@ use crate::settings::{GlobalSettings, OutputFormat, ShowSettings};
 use crate::store::manifest::Manifest;
 use crate::store::{BlobState, StoreError};
 use crate::ui::table;
-use crate::ui::views::{KvCacheView, ShowView, VerifiedFile};
+use crate::ui::views::{DamagedManifest, KvCacheView, ShowView, VerifiedFile};
 
 pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
@@ -17,9 +17,13 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
     let mut view = view(&manifest, resolved, settings);
+    let mut damaged = Vec::new();
     if settings.verify {
         view.verified =
             Some(store.verify(&manifest).into_iter().map(|(name, state)| VerifiedFile { name, state }).collect());
+        damaged = store.manifests_of(&settings.model.name)?.1;
+        view.damaged_manifests =
+            damaged.iter().map(|d| DamagedManifest { name: d.reference.to_string(), reason: d.reason() }).collect();
     }
     let text = if settings.output == OutputFormat::Json {
         format!("{}\n", serde_json::to_string_pretty(&view)?)
@@ -32,7 +36,10 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     if !bad.is_empty() {
         return Err(StoreError::Damaged { name: manifest.reference().to_string(), files: bad }.into());
     }
-    Ok(ExitStatus::Success)
+    match damaged.into_iter().next() {
+        Some(tag) => Err(tag.error.into()),
+        None => Ok(ExitStatus::Success),
+    }
 }
 
 fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
@@ -68,5 +75,6 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
         files: m.files.clone(),
         pulled_at: m.pulled_at.clone(),
         verified: None,
+        damaged_manifests: Vec::new(),
     }
 }

@@ -64,6 +64,8 @@ pub enum ManifestError {
     NewerSchema(u32),
     #[error("manifest lists file `{}`, which is not a plain file name", .0.escape_debug())]
     BadFileName(String),
+    #[error("manifest describes `{0}`, another model than its path names")]
+    Misplaced(String),
 }
 
 impl Manifest {

@@ -5,14 +5,19 @@
 //! Layout: `blobs/sha256-<hex>`, `manifests/<org|_>/<name>/<tag|_>.json`,
 //! `staging/` (files being imported, one area per command), `downloads/`
 //! (resumable partial downloads, named `<org>--<name>.sha256-<hex>.part` or
-//! `<org>--<name>.git-<blob id>.part`), `locks/` (one per repository being
-//! pulled), `lock`.
+//! `<org>--<name>.git-<blob id>.part`), `pins/` (stored blobs running pulls
+//! count on, see [`pins`]), `locks/` (one per repository being pulled), `lock`.
+//!
+//! A damaged manifest is its own model's problem: listing, finding and
+//! removing other models go on, and garbage collection keeps every blob
+//! whose digest appears in a damaged manifest's bytes.
 
 pub mod atomic;
 pub mod blobs;
 pub mod lock;
 pub mod manifest;
 pub mod model_files;
+pub mod pins;
 pub mod reference;
 pub mod staging;
 
@@ -44,12 +49,14 @@ pub enum StoreError {
     Ambiguous { name: ModelName, tags: Vec<String> },
     #[error(transparent)]
     Quant(#[from] QuantError),
-    #[error("manifest `{}` is unreadable", path.display())]
-    BadManifest { path: PathBuf, source: ManifestError },
+    #[error("the manifest of `{reference}` is damaged: `{}`", path.display())]
+    BadManifest { reference: ModelRef, path: PathBuf, source: ManifestError },
     #[error("cannot {action} `{}`", path.display())]
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("`{name}` has missing or damaged files in the store: {}", files.join(", "))]
     Damaged { name: String, files: Vec<String> },
+    #[error("the stored blob of `{file}` disappeared while the pull ran")]
+    Vanished { file: String },
 }
 
 fn available_suffix(available: &[String]) -> String {
@@ -66,18 +73,26 @@ impl Diagnostic for StoreError {
             StoreError::NoSuchTag { .. } => Some("`llmctl list` shows what is stored".into()),
             StoreError::Ambiguous { name, tags } => Some(format!("name one, e.g. `{name}:{}`", tags[0])),
             StoreError::Quant(e) => e.hint(),
-            StoreError::BadManifest { .. } => Some("remove it with `llmctl rm` and pull the model again".into()),
+            StoreError::BadManifest { reference, .. } => {
+                Some(format!("remove it with `llmctl rm {reference}`, then pull the model again"))
+            }
             StoreError::Io { .. } => None,
             StoreError::Damaged { name, .. } => {
                 Some(format!("pull it again: `llmctl rm {name}` then `llmctl pull {name}`"))
             }
+            StoreError::Vanished { .. } => Some(
+                "something other than llmctl deleted it from the store's `blobs/`; nothing was recorded, run the pull again".into(),
+            ),
         }
     }
 
     /// The user asked for something the store cannot mean: a usage error.
     fn exit_status(&self) -> ExitStatus {
         match self {
-            StoreError::BadManifest { .. } | StoreError::Io { .. } | StoreError::Damaged { .. } => ExitStatus::Failure,
+            StoreError::BadManifest { .. }
+            | StoreError::Io { .. }
+            | StoreError::Damaged { .. }
+            | StoreError::Vanished { .. } => ExitStatus::Failure,
             _ => ExitStatus::Usage,
         }
     }
@@ -90,8 +105,21 @@ pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io
 /// A manifest that could not be read, reported beside the readable ones.
 #[derive(Debug)]
 pub struct Unreadable {
+    /// What its path says it is.
+    pub reference: ModelRef,
     pub path: PathBuf,
     pub error: StoreError,
+}
+
+impl Unreadable {
+    /// Why it could not be read, in a few words.
+    pub fn reason(&self) -> String {
+        match &self.error {
+            StoreError::BadManifest { source, .. } => source.to_string(),
+            StoreError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What `Store::verify` found of one file.
@@ -183,9 +211,16 @@ impl Store {
         StoreLock::acquire(&path, on_wait).map_err(io_err("lock", &path))
     }
 
-    fn read_manifest_file(path: &Path) -> Result<Manifest, StoreError> {
+    /// Reads one manifest; one that does not parse, or names another
+    /// model than its path, is `BadManifest`.
+    fn read_manifest_file(path: &Path, reference: &ModelRef) -> Result<Manifest, StoreError> {
         let bytes = fs::read(path).map_err(io_err("read", path))?;
-        Manifest::from_json(&bytes).map_err(|source| StoreError::BadManifest { path: path.into(), source })
+        let bad = |source| StoreError::BadManifest { reference: reference.clone(), path: path.into(), source };
+        let manifest = Manifest::from_json(&bytes).map_err(bad)?;
+        if manifest.reference() != *reference {
+            return Err(bad(ManifestError::Misplaced(manifest.reference().to_string())));
+        }
+        Ok(manifest)
     }
 
     /// Every manifest in the store, plus those that could not be read.
@@ -196,37 +231,44 @@ impl Store {
                 paths.extend(read_dir_sorted(&model)?.into_iter().filter(|p| is_manifest_file(p)));
             }
         }
-        let (mut good, mut bad) = (Vec::new(), Vec::new());
-        for path in paths {
-            match Self::read_manifest_file(&path) {
-                Ok(m) => good.push(m),
-                Err(error) => bad.push(Unreadable { path, error }),
-            }
-        }
-        Ok((good, bad))
+        Ok(read_all(paths.into_iter().filter_map(|p| reference_of_path(&p).map(|r| (p, r)))))
     }
 
-    /// The manifests stored under `name`, untagged first.
-    pub fn manifests_of(&self, name: &ModelName) -> Result<Vec<Manifest>, StoreError> {
-        let dir = self.model_dir(name);
-        let mut found = Vec::new();
-        for path in read_dir_sorted(&dir)?.into_iter().filter(|p| is_manifest_file(p)) {
-            found.push(Self::read_manifest_file(&path)?);
-        }
+    /// The manifests stored under `name`, untagged first, and those of its
+    /// tags that could not be read.
+    pub fn manifests_of(&self, name: &ModelName) -> Result<(Vec<Manifest>, Vec<Unreadable>), StoreError> {
+        let paths = read_dir_sorted(&self.model_dir(name))?.into_iter().filter(|p| is_manifest_file(p));
+        let named = paths.filter_map(|p| {
+            let tag = tag_of_file(&p)?;
+            Some((p, ModelRef { name: name.clone(), tag }))
+        });
+        let (mut found, unreadable) = read_all(named);
         found.sort_by_key(|m| m.tag.map(|t| t.to_string()));
-        Ok(found)
+        Ok((found, unreadable))
+    }
+
+    /// Whether a manifest, readable or not, is stored under exactly this name and tag.
+    pub fn has_manifest(&self, reference: &ModelRef) -> bool {
+        self.manifest_path(&reference.name, reference.tag).is_file()
     }
 
     /// The manifest `reference` means, following the quantization rules:
     /// a `kv_*` tag is a run-time choice on any safetensors copy of the
-    /// model; a GGUF tag must have been pulled.
+    /// model; a GGUF tag must have been pulled. A damaged manifest stops
+    /// only the references that would mean it.
     pub fn find(&self, reference: &ModelRef) -> Result<Manifest, StoreError> {
-        let all = self.manifests_of(&reference.name)?;
-        if all.is_empty() {
-            return Err(StoreError::NotFound(reference.name.clone()));
-        }
+        let (all, mut unreadable) = self.manifests_of(&reference.name)?;
         if let Some(exact) = all.iter().find(|m| m.tag == reference.tag) {
             return Ok(exact.clone());
+        }
+        if let Some(i) = unreadable.iter().position(|u| u.reference == *reference) {
+            return Err(unreadable.swap_remove(i).error);
+        }
+        if all.is_empty() {
+            return Err(match unreadable.into_iter().next() {
+                Some(damaged) => damaged.error,
+                None => StoreError::NotFound(reference.name.clone()),
+            });
         }
         match reference.tag {
             Some(Quant::Kv(quant)) => find_for_kv(all, reference, quant),
@@ -263,15 +305,19 @@ impl Store {
         }
     }
 
-    /// Deletes blobs no manifest references; returns the bytes freed.
-    /// Refuses to run while any manifest is unreadable, since its blobs are unknown.
-    pub fn collect_garbage(&self, _lock: &StoreLock) -> Result<u64, StoreError> {
+    /// Deletes blobs that no manifest references and no running pull has
+    /// pinned; returns the bytes freed. A damaged manifest keeps every blob
+    /// whose digest its bytes still spell; one that cannot be read at all
+    /// stops the collection (nothing is deleted).
+    pub fn collect_garbage(&self, lock: &StoreLock) -> Result<u64, StoreError> {
         let (manifests, unreadable) = self.manifests()?;
-        if let Some(bad) = unreadable.into_iter().next() {
-            return Err(bad.error);
-        }
-        let live: BTreeSet<String> =
+        let mut live: BTreeSet<String> =
             manifests.iter().flat_map(|m| m.files.iter().map(|f| f.sha256.file_name())).collect();
+        for damaged in unreadable {
+            let bytes = fs::read(&damaged.path).map_err(io_err("read", &damaged.path))?;
+            live.extend(digests_spelled_in(&bytes).map(|d| d.file_name()));
+        }
+        live.extend(self.pinned_blob_names(lock)?);
         let mut freed = 0;
         for path in read_dir_sorted(&self.blobs_dir())? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
@@ -338,6 +384,43 @@ fn find_untagged(mut all: Vec<Manifest>, reference: &ModelRef) -> Result<Manifes
     }
     let tags = all.iter().filter_map(|m| m.tag.map(|t| t.to_string())).collect();
     Err(StoreError::Ambiguous { name: reference.name.clone(), tags })
+}
+
+/// Reads each manifest, sorting the readable from the rest.
+fn read_all(paths: impl Iterator<Item = (PathBuf, ModelRef)>) -> (Vec<Manifest>, Vec<Unreadable>) {
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (path, reference) in paths {
+        match Store::read_manifest_file(&path, &reference) {
+            Ok(m) => good.push(m),
+            Err(error) => bad.push(Unreadable { reference, path, error }),
+        }
+    }
+    (good, bad)
+}
+
+/// The reference a manifest path stands for (`<org|_>/<name>/<tag|_>.json`);
+/// `None` for files llmctl did not name.
+fn reference_of_path(path: &Path) -> Option<ModelRef> {
+    let tag = tag_of_file(path)?;
+    let model = path.parent()?;
+    let org = model.parent()?.file_name()?.to_str()?;
+    let model = model.file_name()?.to_str()?;
+    let name = if org == UNTAGGED { model.to_string() } else { format!("{org}/{model}") };
+    Some(ModelRef { name: name.parse().ok()?, tag })
+}
+
+/// The tag a manifest file's name stands for: `Some(None)` for the untagged one.
+fn tag_of_file(path: &Path) -> Option<Option<Quant>> {
+    let stem = path.file_stem()?.to_str()?;
+    if stem == UNTAGGED { Some(None) } else { stem.parse().ok().map(Some) }
+}
+
+/// Every run of exactly 64 hex digits in `bytes`, as a digest.
+fn digests_spelled_in(bytes: &[u8]) -> impl Iterator<Item = Digest> + '_ {
+    bytes
+        .split(|b| !b.is_ascii_hexdigit())
+        .filter(|run| run.len() == 64)
+        .filter_map(|run| std::str::from_utf8(run).ok()?.to_ascii_lowercase().parse().ok())
 }
 
 fn is_manifest_file(path: &Path) -> bool {

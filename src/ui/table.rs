@@ -14,14 +14,11 @@ pub fn models(entries: &[ListEntry], now: SystemTime) -> String {
     table.load_preset(NOTHING).set_header(["NAME", "ID", "FORMAT", "QUANTIZATION", "SIZE", "MODIFIED"]);
     for e in entries {
         let modified = humantime::parse_rfc3339(&e.modified).map(|t| format::age(t, now)).unwrap_or_default();
-        table.add_row([
-            e.name.clone(),
-            e.id.clone(),
-            e.format.clone(),
-            e.quantization.clone().unwrap_or_else(|| "none".into()),
-            format::bytes(e.size),
-            modified,
-        ]);
+        let (quantization, size) = match e.damaged {
+            Some(_) => ("-".into(), "-".into()),
+            None => (e.quantization.clone().unwrap_or_else(|| "none".into()), format::bytes(e.size)),
+        };
+        table.add_row([e.name.clone(), e.id.clone(), e.format.clone(), quantization, size, modified]);
     }
     let mut text = table.trim_fmt();
     text.push('\n');
@@ -155,5 +152,11 @@ pub fn show(v: &ShowView) -> String {
     };
     let files: Vec<(&str, String)> =
         v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
-    format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files))
+    let mut text = format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files));
+    if !v.damaged_manifests.is_empty() {
+        let rows: Vec<(&str, String)> =
+            v.damaged_manifests.iter().map(|d| (d.name.as_str(), format!("DAMAGED ({})", d.reason))).collect();
+        text.push_str(&format!("Manifests\n{}", key_values(&rows)));
+    }
+    text
 }

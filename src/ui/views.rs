@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::kv_size::CacheSize;
+use crate::store::Unreadable;
 use crate::store::manifest::{FileEntry, Manifest, Source};
 
 /// One row of `llmctl list`.
@@ -15,6 +16,9 @@ pub struct ListEntry {
     pub quantization: Option<String>,
     pub size: u64,
     pub modified: String,
+    /// Why the manifest cannot be read; absent for a usable model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 impl ListEntry {
@@ -26,6 +30,21 @@ impl ListEntry {
             quantization: m.quantization.map(|q| q.to_string()),
             size: m.total_size(),
             modified: m.pulled_at.clone(),
+            damaged: None,
+        }
+    }
+
+    /// A manifest that cannot be read: its name, when it was written, and why.
+    pub fn damaged(u: &Unreadable) -> ListEntry {
+        let modified = std::fs::metadata(&u.path).and_then(|m| m.modified()).ok();
+        ListEntry {
+            name: u.reference.to_string(),
+            id: String::new(),
+            format: "damaged".into(),
+            quantization: None,
+            size: 0,
+            modified: modified.map(|t| humantime::format_rfc3339_millis(t).to_string()).unwrap_or_default(),
+            damaged: Some(u.reason()),
         }
     }
 }
@@ -53,9 +72,19 @@ pub struct ShowView {
     pub size: u64,
     pub files: Vec<FileEntry>,
     pub pulled_at: String,
+    /// With `--verify`: the model's other manifests (tags) that cannot be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_manifests: Vec<DamagedManifest>,
     /// With `--verify`: what re-reading each file found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Vec<VerifiedFile>>,
+}
+
+/// A manifest `show --verify` found unreadable.
+#[derive(Debug, Serialize)]
+pub struct DamagedManifest {
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]

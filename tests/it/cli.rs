@@ -929,3 +929,83 @@ fn offline_pulls_say_so_without_touching_the_network() {
     models::write_dir(&dir, &models::tiny_llama_repo(7));
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).success();
 }
+
+/// Issue #13: one damaged manifest (here `org/tiny:kv_int8`) is that tag's
+/// problem only: the untagged sibling and other models list, show, run and
+/// rm as before; `list` shows the damaged tag with a hint; `show --verify`
+/// names it; `rm` of the damaged tag removes it.
+#[test]
+fn a_damaged_manifest_is_one_tags_problem_and_rm_removes_it() {
+    let ctx = TestContext::new();
+    let tiny = ctx.root.path().join("tiny");
+    models::write_dir(&tiny, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", tiny.to_str().unwrap(), "--name", "org/tiny:kv_int8"]).success();
+    let other = ctx.root.path().join("other");
+    models::write_dir(&other, &models::tiny_llama_repo(8));
+    ctx.run(&["pull", other.to_str().unwrap(), "--name", "org/other"]).success();
+    let damaged = ctx.store().join("manifests/org/tiny/kv_int8.json");
+    std::fs::write(&damaged, br#"{"schema_version": 1}"#).unwrap();
+    let warning = "warning: the manifest of `org/tiny:kv_int8` is damaged: `[STORE]/manifests/org/tiny/kv_int8.json` \
+                   (manifest is not valid JSON for schema 1)\n\
+                   hint: remove it with `llmctl rm org/tiny:kv_int8`, then pull the model again\n";
+    let list = ctx.run(&["list"]);
+    assert_eq!((list.code, list.stderr.as_str()), (0, warning), "{}", list.stdout);
+    let row = list.stdout.lines().find(|l| l.contains("org/tiny:kv_int8")).unwrap();
+    assert_eq!(row.split_whitespace().take(4).collect::<Vec<_>>(), ["org/tiny:kv_int8", "damaged", "-", "-"], "{row}");
+    let json = ctx.run(&["list", "--json"]).json();
+    let entry = json.as_array().unwrap().iter().find(|e| e["name"] == "org/tiny:kv_int8").unwrap();
+    assert_eq!(entry["damaged"], "manifest is not valid JSON for schema 1");
+    assert_eq!(ctx.run(&["list", "--names"]).stdout.lines().count(), 3);
+
+    ctx.run(&["show", "org/tiny"]).success();
+    ctx.run(&["show", "org/other", "--verify"]).success();
+    ctx.run(&["run", "org/tiny", "--raw", "w3", "--max-tokens", "2"]).success();
+    let error = "error: the manifest of `org/tiny:kv_int8` is damaged: `[STORE]/manifests/org/tiny/kv_int8.json`\n  \
+                 caused by: manifest is not valid JSON for schema 1\n  \
+                 caused by: missing field `name` at line 1 column 21\n\
+                 hint: remove it with `llmctl rm org/tiny:kv_int8`, then pull the model again\n";
+    ctx.run(&["show", "org/tiny:kv_int8"]).assert(1, "", error);
+    assert_eq!(ctx.run(&["run", "org/tiny:kv_int8", "--raw", "w3"]).stderr, error);
+    let verify = ctx.run(&["show", "org/tiny", "--verify"]);
+    assert_eq!((verify.code, verify.stderr.as_str()), (1, error));
+    assert!(
+        verify.stdout.ends_with("Manifests\n  org/tiny:kv_int8  DAMAGED (manifest is not valid JSON for schema 1)\n"),
+        "{}",
+        verify.stdout
+    );
+    let verify = ctx.run(&["show", "org/tiny", "--verify", "--json"]).json();
+    assert_eq!(verify["damaged_manifests"][0]["name"], "org/tiny:kv_int8");
+
+    let blobs = ctx.blob_count();
+    let out = ctx.run(&["rm", "org/other"]);
+    assert!(out.success().stderr.starts_with("removed org/other\nfreed "), "{}", out.stderr);
+    assert!(ctx.blob_count() < blobs);
+    ctx.run(&["rm", "org/tiny:kv_int8"]).assert(0, "", "removed org/tiny:kv_int8\nfreed 0 B\n");
+    ctx.run(&["list", "--names"]).assert(0, "org/tiny\n", "");
+    ctx.run(&["show", "org/tiny", "--verify"]).success();
+}
+
+/// A manifest llmctl cannot parse (here one from a newer llmctl) still
+/// keeps its blobs: garbage collection keeps every digest its bytes spell.
+#[test]
+fn garbage_collection_keeps_the_blobs_a_damaged_manifest_names() {
+    let ctx = ctx_with_tiny_safetensors();
+    let other = ctx.root.path().join("other");
+    models::write_dir(&other, &models::tiny_llama_repo(8));
+    ctx.run(&["pull", other.to_str().unwrap(), "--name", "org/other"]).success();
+    let path = ctx.store().join("manifests/org/tiny/_.json");
+    let newer = std::fs::read_to_string(&path).unwrap().replace("\"schema_version\": 1", "\"schema_version\": 2");
+    std::fs::write(&path, newer).unwrap();
+    let before: Vec<String> = ctx.store_files().into_iter().filter(|f| f.starts_with("blobs/")).collect();
+    ctx.run(&["rm", "org/other"]).success();
+    let after: Vec<String> = ctx.store_files().into_iter().filter(|f| f.starts_with("blobs/")).collect();
+    let kept = std::fs::read_to_string(&path).unwrap();
+    for blob in &before {
+        let named = kept.contains(blob.trim_start_matches("blobs/sha256-"));
+        assert_eq!(after.contains(blob), named, "{blob}: kept iff the damaged manifest names it");
+    }
+    assert!(after.len() == 5 && after.len() < before.len(), "{before:?} -> {after:?}");
+    let show = ctx.run(&["show", "org/tiny"]);
+    assert_eq!(show.code, 1);
+    assert!(show.stderr.contains("caused by: manifest has schema version 2, newer than this llmctl understands (1)"));
+}
