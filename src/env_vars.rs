@@ -20,4 +20,10 @@ pub const LLMCTL_STALL_TIMEOUT_MS: &str = "LLMCTL_STALL_TIMEOUT_MS";
 /// First delay before retrying a failed request, in milliseconds, doubled per retry (default 500).
 pub const LLMCTL_RETRY_DELAY_MS: &str = "LLMCTL_RETRY_DELAY_MS";
 
+/// When `1`, error messages carry the backtraces libraries capture (candle's do when
+/// `RUST_BACKTRACE` is set); otherwise llmctl turns library backtraces off.
+pub const LLMCTL_BACKTRACE: &str = "LLMCTL_BACKTRACE";
+/// Read by Rust's standard library: whether library code captures backtraces.
+pub const RUST_LIB_BACKTRACE: &str = "RUST_LIB_BACKTRACE";
+
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

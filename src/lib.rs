@@ -36,6 +36,7 @@ use printer::Printer;
 use settings::{CommandSettings, Env, GlobalSettings};
 
 pub fn main() -> ExitCode {
+    quiet_library_backtraces();
     let env = Env::from_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -52,6 +53,18 @@ pub fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(error) => diagnostics::report(&error, &printer).into(),
     }
+}
+
+/// Library backtraces stay out of error messages unless `LLMCTL_BACKTRACE=1`:
+/// with `RUST_BACKTRACE=1` (common among Rust users) candle appends one to
+/// every error it makes. Panics keep honouring `RUST_BACKTRACE`.
+fn quiet_library_backtraces() {
+    if std::env::var_os(env_vars::LLMCTL_BACKTRACE).is_some_and(|v| v == "1") {
+        return;
+    }
+    // SAFETY: the first thing `main` does, before any thread exists, so no
+    // other code reads or writes the environment at the same time.
+    unsafe { std::env::set_var(env_vars::RUST_LIB_BACKTRACE, "0") };
 }
 
 fn dispatch(global: &GlobalSettings, command: &CommandSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {

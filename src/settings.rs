@@ -60,6 +60,9 @@ pub enum SettingsError {
     NotAKvScheme(String),
     #[error("`{flag}` must be {expected}, not {value}")]
     OutOfRange { flag: &'static str, expected: &'static str, value: String },
+    /// Nothing but whitespace, from the argument or standard input.
+    #[error("the prompt {0} is empty")]
+    EmptyPrompt(&'static str),
 }
 
 impl Diagnostic for SettingsError {
@@ -83,9 +86,18 @@ impl Diagnostic for SettingsError {
             SettingsError::NotAKvScheme(_) => {
                 Some("list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`".into())
             }
+            SettingsError::EmptyPrompt(_) => Some(
+                "give the text as the PROMPT argument or on standard input, or run without one on a terminal to chat"
+                    .into(),
+            ),
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }
     }
+}
+
+/// A prompt with something in it; `from` says where it came from.
+pub fn non_empty(prompt: String, from: &'static str) -> Result<String, SettingsError> {
+    if prompt.trim().is_empty() { Err(SettingsError::EmptyPrompt(from)) } else { Ok(prompt) }
 }
 
 /// How a command writes its data on stdout: for people, or as JSON (`--json`) for scripts.
@@ -238,7 +250,7 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         return Err(SettingsError::ZeroContext);
     }
     let prompt = match (args.prompt, env.stdin_is_terminal) {
-        (Some(text), _) => PromptSource::Text(text),
+        (Some(text), _) => PromptSource::Text(non_empty(text, "argument")?),
         (None, false) => PromptSource::Stdin,
         (None, true) => PromptSource::Interactive,
     };

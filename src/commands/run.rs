@@ -12,11 +12,20 @@ use crate::exit::ExitStatus;
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
 use crate::quant::{self, Resolved};
-use crate::settings::{GlobalSettings, OutputFormat, PromptSource, RunSettings};
+use crate::settings::{GlobalSettings, OutputFormat, PromptSource, RunSettings, non_empty};
 use crate::ui::format;
 use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStream};
 
 pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    // A piped prompt is read and checked before anything is loaded.
+    let piped = match settings.prompt {
+        PromptSource::Stdin => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            Some(non_empty(text, "read from standard input")?)
+        }
+        PromptSource::Text(_) | PromptSource::Interactive => None,
+    };
     let store = super::open_store(global)?;
     let manifest = store.find(&settings.model)?;
     let resolved =
@@ -44,8 +53,7 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
             one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, text, printer)
         }
         PromptSource::Stdin => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
+            let text = piped.unwrap_or_default();
             one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, &text, printer)
         }
         PromptSource::Interactive => {

@@ -11,7 +11,7 @@ use super::detokenize::Detokenizer;
 use super::kv_cache::ContextFull;
 use super::sampling::{Sampler, SamplingParams};
 use super::text::TextCodec;
-use crate::exit::Diagnostic;
+use crate::exit::{Diagnostic, ExitStatus};
 
 /// Receives each generated token and its newly completed text.
 pub trait TokenSink {
@@ -30,13 +30,25 @@ pub enum GenerateError {
     /// Writing a token out failed (a closed pipe, a full disk).
     #[error("writing the generated text failed")]
     Sink(#[source] std::io::Error),
+    /// The model needs at least one token to predict the next.
+    #[error("the prompt encodes to no tokens")]
+    NoTokens,
 }
 
 impl Diagnostic for GenerateError {
     fn hint(&self) -> Option<String> {
         match self {
             GenerateError::ContextFull(e) => e.hint(),
+            GenerateError::NoTokens => Some("give a prompt with some text in it".into()),
             _ => None,
+        }
+    }
+
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            GenerateError::ContextFull(e) => e.exit_status(),
+            GenerateError::NoTokens => ExitStatus::Usage,
+            _ => ExitStatus::Failure,
         }
     }
 }
@@ -79,7 +91,10 @@ pub fn generate(
     options: &GenerateOptions,
     sink: &mut dyn TokenSink,
 ) -> Result<GenerationStats, GenerateError> {
-    let new = &prompt[cached..];
+    let new = &prompt[cached.min(prompt.len())..];
+    if new.is_empty() {
+        return Err(GenerateError::NoTokens);
+    }
     decoder.check_room(new.len())?;
     let started = Instant::now();
     let mut logits = decoder.step(new)?;

@@ -1009,3 +1009,64 @@ fn garbage_collection_keeps_the_blobs_a_damaged_manifest_names() {
     assert_eq!(show.code, 1);
     assert!(show.stderr.contains("caused by: manifest has schema version 2, newer than this llmctl understands (1)"));
 }
+
+/// Issue #13: an empty prompt, from any input path and for either format,
+/// is a usage error said before the model loads (it used to panic on GGUF
+/// and end in candle's "cat expects at least one tensor" on safetensors).
+#[test]
+fn an_empty_prompt_is_a_usage_error_on_every_input_path() {
+    let ctx = ctx_with_tiny_safetensors();
+    let gguf = models::smollm2_gguf();
+    ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "smollm2-gguf"]).success();
+    let hint =
+        "hint: give the text as the PROMPT argument or on standard input, or run without one on a terminal to chat\n";
+    for model in ["org/tiny", "smollm2-gguf"] {
+        for raw in [&["--raw"][..], &[]] {
+            for prompt in ["", " \n\t"] {
+                let args = [&["run", model][..], raw, &[prompt]].concat();
+                ctx.run(&args).assert(2, "", &format!("error: the prompt argument is empty\n{hint}"));
+                let args = [&["run", model][..], raw].concat();
+                ctx.run_with_stdin(&args, prompt).assert(
+                    2,
+                    "",
+                    &format!("error: the prompt read from standard input is empty\n{hint}"),
+                );
+            }
+        }
+    }
+}
+
+/// Rewrites the safetensors header of the stored weights so that
+/// `model.norm.weight` has shape `[1, n]` (same bytes, same file size).
+fn reshape_norm_in_stored_weights(ctx: &TestContext) {
+    let blob = blob_of(ctx, "model.safetensors");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let shape = header["model.norm.weight"]["shape"].as_array_mut().unwrap();
+    shape.insert(0, 1.into());
+    let mut text = serde_json::to_string(&header).unwrap();
+    assert!(text.len() <= n, "the compact header must fit where the old one was");
+    text.push_str(&" ".repeat(n - text.len()));
+    bytes[8..8 + n].copy_from_slice(text.as_bytes());
+    std::fs::write(&blob, bytes).unwrap();
+}
+
+/// Issue #13: with `RUST_BACKTRACE=1` in the environment, an error made by
+/// candle (which then captures a backtrace) prints without it;
+/// `LLMCTL_BACKTRACE=1` asks for it.
+#[test]
+fn errors_print_no_backtrace_unless_llmctl_backtrace_asks() {
+    let ctx = ctx_with_tiny_safetensors();
+    reshape_norm_in_stored_weights(&ctx);
+    let quiet = ctx.env("RUST_BACKTRACE", "1");
+    let out = quiet.run(&["run", "org/tiny", "--raw", "w3"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: loading the weights failed\n  caused by: shape mismatch for model.norm.weight, expected: [64], got: [1, 64]\n",
+    );
+    let verbose = quiet.env("LLMCTL_BACKTRACE", "1");
+    let out = verbose.run(&["run", "org/tiny", "--raw", "w3"]);
+    assert!(out.stderr.contains("candle_core::error::Error::bt"), "{}", out.stderr);
+}
