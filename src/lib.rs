@@ -36,7 +36,14 @@ use printer::Printer;
 use settings::{CommandSettings, Env, GlobalSettings};
 
 pub fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == engine::chat::sandbox::CHILD_ARG) {
+        return engine::chat::sandbox::child_main();
+    }
     quiet_library_backtraces();
+    // Chat templates come with the model: render them where a runaway one cannot take llmctl down.
+    if let Ok(exe) = std::env::current_exe() {
+        engine::chat::sandbox::enable(exe);
+    }
     let env = Env::from_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -1070,3 +1070,57 @@ fn errors_print_no_backtrace_unless_llmctl_backtrace_asks() {
     let out = verbose.run(&["run", "org/tiny", "--raw", "w3"]);
     assert!(out.stderr.contains("candle_core::error::Error::bt"), "{}", out.stderr);
 }
+
+/// The tiny model with `template` as its chat template, stored as `org/templated`.
+fn ctx_with_chat_template(template: &str) -> TestContext {
+    let ctx = TestContext::new();
+    let mut files = models::tiny_llama_repo(7);
+    let config = serde_json::json!({"add_bos_token": false, "eos_token": "</s>", "chat_template": template});
+    files.iter_mut().find(|f| f.0 == "tokenizer_config.json").unwrap().1 = config.to_string().into_bytes();
+    let dir = ctx.root.path().join("templated");
+    models::write_dir(&dir, &files);
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/templated"]).success();
+    ctx
+}
+
+/// Issue #13: a chat template is bounded in memory, output and CPU time as
+/// well as steps; each bound is an error naming llmctl's limit (a template
+/// doubling a string used to abort llmctl with a 2 GiB allocation, exit 134).
+#[test]
+fn a_runaway_chat_template_is_an_error_naming_the_limit() {
+    let hint = "hint: use `--raw` to send the prompt without the template\n";
+    let cases = [
+        (
+            "{% set ns = namespace(s='0123456789abcdef') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "error: the model's chat template needs more than 512 MB of memory to render, llmctl's limit\n",
+        ),
+        (
+            "{% for i in range(20000) %}{{ 'x' * 1000 }}{% endfor %}",
+            "error: the model's chat template writes more than 16 MB of text, llmctl's limit\n",
+        ),
+        (
+            "{% set ns = namespace(s='x' * 40000000) %}{% for i in range(100000) %}{% set t = ns.s.upper() %}{% endfor %}",
+            "error: the model's chat template ran for more than 10 s of CPU time, llmctl's limit\n",
+        ),
+        (
+            "{% for m in messages %}{% if m.role == 'user' %}{{ raise_exception('roles must alternate') }}{% endif %}{% endfor %}",
+            "error: the model's chat template failed\n  caused by: invalid operation: roles must alternate (in chat:1)\n",
+        ),
+    ];
+    for (template, error) in cases {
+        let ctx = ctx_with_chat_template(template);
+        let out = ctx.run(&["run", "org/templated", "--quiet", "w3"]);
+        out.assert(1, "", &format!("{error}{hint}"));
+        // The template is the model's only problem: `--raw` runs it.
+        ctx.run(&["run", "org/templated", "--raw", "--max-tokens", "2", "w3"]).success();
+    }
+}
+
+#[test]
+fn a_well_behaved_chat_template_renders_through_the_renderer_child() {
+    let ctx = ctx_with_chat_template("{% for m in messages %}{{ m.content }} {% endfor %}w4");
+    let out = ctx.run(&["run", "org/templated", "--max-tokens", "3", "--json", "w3"]);
+    out.success();
+    let done: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert!(done["prompt_tokens"].as_u64().unwrap() >= 2, "{done}");
+}
