@@ -12,4 +12,5 @@ mod engine;
 mod faults;
 mod fuzz;
 mod generated;
+mod hostile_models;
 mod hub;
