@@ -79,10 +79,14 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<f64>,
 }
 
+#[derive(Debug, Deserialize)]
+struct Kind {
+    model_type: Option<String>,
+}
+
 /// What the engine reads beyond the shape that `formats::hf_config` checks.
 #[derive(Debug, Deserialize)]
 struct Raw {
-    model_type: Option<String>,
     intermediate_size: u64,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
@@ -129,9 +133,11 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn parse(json: &[u8]) -> Result<ModelConfig, ConfigError> {
-        let raw: Raw = serde_json::from_slice(json)?;
-        let model_type = raw.model_type.clone().unwrap_or_default();
+        // The family first: another family's config need not have a Llama's fields.
+        let kind: Kind = serde_json::from_slice(json)?;
+        let model_type = kind.model_type.unwrap_or_default();
         let family = Family::from_model_type(&model_type).ok_or(ConfigError::Unsupported(model_type))?;
+        let raw: Raw = serde_json::from_slice(json)?;
         // The shape is checked once, by the same code that records it at pull time.
         let shape = hf_config::parse(json)?;
         let head_dim = shape.head_dim as usize;
@@ -210,6 +216,9 @@ mod tests {
         let gpt2 = BASE.replace("qwen2", "gpt2");
         let err = ModelConfig::parse(gpt2.as_bytes()).unwrap_err();
         assert_eq!(err.to_string(), "unsupported architecture `gpt2`: llmctl runs llama, mistral, qwen2, qwen3");
+        // Named even when the config lacks fields only a Llama-family config has.
+        let falcon = br#"{"model_type":"falcon","hidden_size":64}"#;
+        assert!(matches!(ModelConfig::parse(falcon), Err(ConfigError::Unsupported(t)) if t == "falcon"));
         let yarn =
             BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
         assert!(matches!(ModelConfig::parse(yarn.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "yarn"));

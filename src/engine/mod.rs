@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod chat;
+mod check;
 pub mod config;
 pub mod decoder;
 mod defaults;
@@ -20,6 +21,7 @@ pub mod rope;
 pub mod sampling;
 pub mod text;
 
+pub use check::{TensorProblem, WeightCheckError, check_gguf, check_safetensors};
 pub use defaults::GenerationDefaults;
 pub use error::EngineError;
 pub use load::{

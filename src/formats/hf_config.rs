@@ -16,6 +16,10 @@ pub enum ConfigError {
     Shape(#[from] ShapeError),
     #[error("`config.json` has {heads} attention heads, not a multiple of its {kv_heads} KV heads")]
     Gqa { heads: u64, kv_heads: u64 },
+    #[error(
+        "`config.json` has no `head_dim`, and its `hidden_size` of {hidden_size} is not a multiple of its {heads} attention heads"
+    )]
+    HeadsDoNotDivide { hidden_size: u64, heads: u64 },
 }
 
 /// The subset of `config.json` llmctl reads; unknown keys are ignored.
@@ -48,6 +52,9 @@ pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
         return Err(ConfigError::Gqa { heads, kv_heads });
     }
     let hidden_size = check_range("hidden_size", raw.hidden_size, MAX_HIDDEN)?;
+    if raw.head_dim.is_none() && !hidden_size.is_multiple_of(heads) {
+        return Err(ConfigError::HeadsDoNotDivide { hidden_size, heads });
+    }
     let head_dim = check_range("head_dim", raw.head_dim.unwrap_or(hidden_size / heads), MAX_HEAD_DIM)?;
     Ok(ModelFacts {
         architecture,
@@ -92,6 +99,17 @@ mod tests {
         assert!(matches!(parse(huge.as_bytes()), Err(ConfigError::Shape(_))));
         let gqa = SMOLLM2.replace("\"num_key_value_heads\":3", "\"num_key_value_heads\":4");
         assert!(matches!(parse(gqa.as_bytes()), Err(ConfigError::Gqa { .. })));
+        // 576 / 7 would truncate to a head dimension the weights do not have.
+        let indivisible = SMOLLM2.replace(
+            "\"num_attention_heads\":9,\"num_key_value_heads\":3",
+            "\"num_attention_heads\":7,\"num_key_value_heads\":7",
+        );
+        assert!(matches!(
+            parse(indivisible.as_bytes()),
+            Err(ConfigError::HeadsDoNotDivide { hidden_size: 576, heads: 7 })
+        ));
+        let explicit = indivisible.replace("\"vocab_size\"", "\"head_dim\":64,\"vocab_size\"");
+        assert_eq!(parse(explicit.as_bytes()).unwrap().head_dim, 64);
         assert!(matches!(parse(b"{}"), Err(ConfigError::Json(_))));
     }
 }

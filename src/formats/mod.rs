@@ -4,6 +4,7 @@
 pub mod gguf;
 pub mod hf_config;
 pub mod safetensors;
+pub mod tokenizer_json;
 
 use std::fmt;
 

@@ -1,6 +1,7 @@
 //! Reading safetensors headers (through the `safetensors` crate, which
-//! checks offsets against the file) for parameter counts and the weight
-//! dtype, and the shard list of a `model.safetensors.index.json`.
+//! checks offsets against the file): every tensor's dtype and shape, from
+//! which parameter counts and the weight dtype follow, and the shard list of
+//! a `model.safetensors.index.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -23,10 +24,21 @@ pub enum SafetensorsError {
     BadShardName(String),
 }
 
-/// Element counts per dtype, summed over every tensor of every shard.
+/// What the shards' headers say: element counts per dtype, summed over
+/// every tensor of every shard, and each tensor's dtype and shape.
 #[derive(Debug, Default)]
 pub struct WeightSummary {
     by_dtype: BTreeMap<String, u64>,
+    tensors: BTreeMap<String, TensorHeader>,
+}
+
+/// One tensor as its shard's header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorHeader {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// The shard file it is in.
+    pub shard: String,
 }
 
 impl WeightSummary {
@@ -38,15 +50,23 @@ impl WeightSummary {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         let (_, metadata) = SafeTensors::read_metadata(&map)
             .map_err(|e| SafetensorsError::Header { file: name.into(), reason: e.to_string() })?;
-        for info in metadata.tensors().values() {
+        for (tensor, info) in metadata.tensors() {
             let count = info.shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
             let count = count.ok_or_else(|| SafetensorsError::Header {
                 file: name.into(),
                 reason: "a tensor's element count overflows".into(),
             })?;
             *self.by_dtype.entry(dtype_name(info.dtype)).or_default() += count;
+            // A name in two shards: the later shard's wins, as candle's loader routes it.
+            let header = TensorHeader { dtype: info.dtype, shape: info.shape.clone(), shard: name.into() };
+            self.tensors.insert(tensor, header);
         }
         Ok(())
+    }
+
+    /// Every tensor by name, over all shards added.
+    pub fn tensors(&self) -> &BTreeMap<String, TensorHeader> {
+        &self.tensors
     }
 
     pub fn parameters(&self) -> u64 {

@@ -91,7 +91,7 @@ impl Diagnostic for PullError {
             PullError::NotAModelPath(_) => {
                 Some("give a directory with `config.json`, `tokenizer.json` and safetensors weights, or a `.gguf` file".into())
             }
-            PullError::Record(_) => Some("the files are not a usable model; nothing was stored".into()),
+            PullError::Record(e) => e.hint(),
             PullError::LinkOutsideCache { .. } => Some(
                 "a cache snapshot links only into its own `blobs/`: re-download it with the Hugging Face tools, or copy the files into a plain folder and import that".into(),
             ),

@@ -1,0 +1,119 @@
+//! What `run` needs of a model's files, checked at import from headers
+//! alone (never weight data): for safetensors the engine's own
+//! `Model::load` over the headers, for GGUF the tensors candle's loaders
+//! read, against the metadata. A model that fails here would fail to load.
+
+mod gguf;
+mod headers;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use super::config::{ConfigError, ModelConfig};
+use super::model::Model;
+use crate::exit::Diagnostic;
+use crate::formats::safetensors::TensorHeader;
+use crate::formats::tokenizer_json;
+use headers::HeaderBackend;
+pub use headers::TensorProblem;
+
+/// RoPE tables the check builds: one position is enough to build the model.
+const CHECK_POSITIONS: usize = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightCheckError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tensor(#[from] TensorProblem),
+    #[error(
+        "`tokenizer.json` has token id {id}, beyond the model's {vocab_size} embedding rows (`vocab_size` in `config.json`)"
+    )]
+    TokenId { id: u64, vocab_size: usize },
+    #[error("building the model from its headers failed")]
+    Load(#[source] candle_core::Error),
+    #[error("cannot read the GGUF file")]
+    Read(#[source] std::io::Error),
+    #[error("candle cannot read the GGUF header")]
+    GgufRead(#[source] candle_core::Error),
+    #[error("GGUF metadata has no `{key}` of type `{ty}`, which llmctl's loader reads")]
+    GgufKey { key: String, ty: &'static str },
+    #[error("GGUF metadata is inconsistent: {0}")]
+    GgufMetadata(String),
+    #[error("the GGUF file has no tensor `{tensor}`")]
+    GgufMissingTensor { tensor: String },
+    #[error(
+        "tensor `{tensor}` has the wrong shape for the GGUF metadata: expected {}, found {}",
+        dims(expected),
+        dims(found)
+    )]
+    GgufShape { tensor: String, expected: Vec<usize>, found: Vec<usize> },
+}
+
+impl Diagnostic for WeightCheckError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            WeightCheckError::Tensor(TensorProblem::Dtype { .. }) => None,
+            WeightCheckError::Tensor(_) | WeightCheckError::TokenId { .. } => {
+                Some("check that `config.json`, `tokenizer.json` and the weights come from the same model".into())
+            }
+            WeightCheckError::GgufKey { .. }
+            | WeightCheckError::GgufMetadata(_)
+            | WeightCheckError::GgufMissingTensor { .. }
+            | WeightCheckError::GgufShape { .. } => {
+                Some("convert the model again with a current llama.cpp, or pull another GGUF file of it".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A shape as `[rows, columns]`.
+fn dims(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+/// Checks that the engine can build the model `config_json` describes from
+/// tensors with these headers, and that `tokenizer_json`'s ids fit its
+/// embedding. Families llmctl does not run pass: they are stored for
+/// `show`, and `run` names the family.
+pub fn check_safetensors(
+    config_json: &[u8],
+    tokenizer_json: Option<&[u8]>,
+    tensors: &BTreeMap<String, TensorHeader>,
+) -> Result<(), WeightCheckError> {
+    let config = match ModelConfig::parse(config_json) {
+        Err(ConfigError::Unsupported(_)) => return Ok(()),
+        config => config?,
+    };
+    let vocab_size = config.vocab_size;
+    let problem = Mutex::new(None);
+    let backend = HeaderBackend { tensors, problem: &problem };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+    if let Err(e) = Model::load(vb, config, CHECK_POSITIONS) {
+        let recorded = problem.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        return Err(recorded.map_or(WeightCheckError::Load(e), WeightCheckError::Tensor));
+    }
+    // Equal to the embedding's rows now that the model has loaded.
+    match tokenizer_json.and_then(tokenizer_json::largest_id) {
+        Some(id) if id >= vocab_size as u64 => Err(WeightCheckError::TokenId { id, vocab_size }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the GGUF file at `path` has the tensors its architecture's
+/// loader reads, shaped as its metadata says. Architectures llmctl does
+/// not run pass: they are stored for `show`, and `run` names them.
+pub fn check_gguf(path: &Path) -> Result<(), WeightCheckError> {
+    let mut file = std::fs::File::open(path).map_err(WeightCheckError::Read)?;
+    // The header only: candle's own reading of it, as `run` does.
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(WeightCheckError::GgufRead)?;
+    gguf::check(&content)
+}
+
+#[cfg(test)]
+mod tests;
