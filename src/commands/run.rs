@@ -17,6 +17,10 @@ use crate::ui::format;
 use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStream};
 
 pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let store = super::open_store(global)?;
+    let manifest = store.find(&settings.model)?;
+    let resolved =
+        quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
     // A piped prompt is read and checked before anything is loaded.
     let piped = match settings.prompt {
         PromptSource::Stdin => {
@@ -26,10 +30,6 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
         }
         PromptSource::Text(_) | PromptSource::Interactive => None,
     };
-    let store = super::open_store(global)?;
-    let manifest = store.find(&settings.model)?;
-    let resolved =
-        quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
     let kv = match resolved {
         Resolved::Kv(scheme) => Some(scheme),
         Resolved::None | Resolved::Gguf(_) => None,

@@ -9,6 +9,7 @@
 //! to build gigabytes fails an allocation there (and the child aborts),
 //! not here. Only Unix has the limits; elsewhere rendering stays in-process.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -46,10 +47,13 @@ pub fn renderer() -> Option<&'static Path> {
 
 #[derive(Serialize, Deserialize)]
 struct Request<'a> {
-    source: &'a str,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
     messages: Vec<Message>,
-    bos: &'a str,
-    eos: &'a str,
+    #[serde(borrow)]
+    bos: Cow<'a, str>,
+    #[serde(borrow)]
+    eos: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,8 +65,8 @@ enum Failure {
 
 /// Renders in a child process and maps how it ended to a [`ChatError`].
 pub fn render(exe: &Path, source: &str, messages: &[Message], bos: &str, eos: &str) -> Result<String, ChatError> {
-    let request = serde_json::to_vec(&Request { source, messages: messages.to_vec(), bos, eos })
-        .map_err(|e| ChatError::Sandbox(e.to_string()))?;
+    let request = Request { source: source.into(), messages: messages.to_vec(), bos: bos.into(), eos: eos.into() };
+    let request = serde_json::to_vec(&request).map_err(|e| ChatError::Sandbox(e.to_string()))?;
     let spawned =
         Command::new(exe).arg(CHILD_ARG).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = spawned.map_err(|e| ChatError::Sandbox(format!("cannot start `{}`: {e}", exe.display())))?;
@@ -135,12 +139,19 @@ pub fn child_main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let mut input = Vec::new();
-    if io::stdin().read_to_end(&mut input).is_err() {
+    if let Err(e) = io::stdin().read_to_end(&mut input) {
+        let _ = writeln!(io::stderr(), "cannot read the request: {e}");
         return ExitCode::FAILURE;
     }
-    let Ok(request) = serde_json::from_slice::<Request<'_>>(&input) else { return ExitCode::FAILURE };
-    let rendered = ChatTemplate::new(request.source.to_string())
-        .and_then(|t| t.render_here(&request.messages, request.bos, request.eos));
+    let request = match serde_json::from_slice::<Request<'_>>(&input) {
+        Ok(request) => request,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "the request is not valid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rendered = ChatTemplate::new(request.source.into_owned())
+        .and_then(|t| t.render_here(&request.messages, &request.bos, &request.eos));
     let failure = match rendered {
         Ok(text) => {
             let written = io::stdout().lock().write_all(text.as_bytes());
