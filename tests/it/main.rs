@@ -13,3 +13,4 @@ mod faults;
 mod fuzz;
 mod generated;
 mod hub;
+mod imports;
