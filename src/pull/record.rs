@@ -27,10 +27,11 @@ pub enum RecordError {
     GgufFacts { file: String, source: gguf_facts::GgufFactsError },
     #[error("`{INDEX_FILE}` lists shard `{0}`, which is missing")]
     MissingShard(String),
+    /// Boxed: its tensor names and shapes would double every pull error's size.
     #[error(transparent)]
-    Weights(#[from] WeightCheckError),
+    Weights(Box<WeightCheckError>),
     #[error("`{file}` is not a usable GGUF file")]
-    GgufWeights { file: String, source: WeightCheckError },
+    GgufWeights { file: String, source: Box<WeightCheckError> },
 }
 
 impl Diagnostic for RecordError {
@@ -71,7 +72,8 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
         weights.add_shard(&shard.name, &shard.path)?;
     }
     let tokenizer_json = by_name(TOKENIZER).map(read).transpose()?;
-    engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())?;
+    engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())
+        .map_err(|e| RecordError::Weights(Box::new(e)))?;
     let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
     Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, ..config })
 }
@@ -82,6 +84,7 @@ fn gguf_file_facts(files: &[StagedFile]) -> Result<(ModelFacts, GgufType), Recor
         .map_err(|source| RecordError::Gguf { file: file.name.clone(), source })?;
     let facts =
         gguf_facts::facts(&header).map_err(|source| RecordError::GgufFacts { file: file.name.clone(), source })?;
-    engine::check_gguf(&file.path).map_err(|source| RecordError::GgufWeights { file: file.name.clone(), source })?;
+    engine::check_gguf(&file.path)
+        .map_err(|source| RecordError::GgufWeights { file: file.name.clone(), source: Box::new(source) })?;
     Ok(facts)
 }

@@ -14,3 +14,4 @@ mod fuzz;
 mod generated;
 mod hostile_models;
 mod hub;
+mod imports;

@@ -62,8 +62,12 @@ pub fn tiny_parameter_count() -> u64 {
 }
 
 fn tiny_safetensors(seed: u64) -> Vec<u8> {
+    safetensors_of(seed, tensor_shapes())
+}
+
+fn safetensors_of(seed: u64, shapes: Vec<(String, Vec<usize>)>) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensor_shapes()
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
@@ -119,6 +123,51 @@ pub fn tiny_llama_repo(seed: u64) -> Vec<(String, Vec<u8>)> {
         ("tokenizer.json".into(), tiny_tokenizer().into_bytes()),
         ("tokenizer_config.json".into(), br#"{"add_bos_token": false, "eos_token": "</s>"}"#.to_vec()),
     ]
+}
+
+/// The tiny repository with its tensors' names and shapes edited by `edit`
+/// (random weights of the edited shapes), for models that disagree with
+/// their `config.json`.
+pub fn tiny_llama_repo_with_tensors(
+    seed: u64,
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>),
+) -> Vec<(String, Vec<u8>)> {
+    let mut shapes = tensor_shapes();
+    edit(&mut shapes);
+    let mut files = tiny_llama_repo(seed);
+    files.iter_mut().find(|(n, _)| n == "model.safetensors").unwrap().1 = safetensors_of(seed, shapes);
+    files
+}
+
+/// Edits the JSON file `name` among `files` in place.
+pub fn edit_json(files: &mut [(String, Vec<u8>)], name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let file = files.iter_mut().find(|(n, _)| n == name).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&file.1).unwrap();
+    edit(&mut json);
+    file.1 = serde_json::to_vec(&json).unwrap();
+}
+
+/// Where the tensor info of `name` starts in a GGUF file's bytes: its name's
+/// length prefix, then the name, `n_dims` (u32) and the dims (u64 each).
+pub fn gguf_tensor_info(bytes: &[u8], name: &str) -> usize {
+    let mut needle = (name.len() as u64).to_le_bytes().to_vec();
+    needle.extend(name.as_bytes());
+    let found: Vec<usize> =
+        bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert_eq!(found.len(), 1, "`{name}` appears {} times in the GGUF file", found.len());
+    found[0]
+}
+
+/// The dims of the tensor info at `at` (see [`gguf_tensor_info`]) as stored, and where they start.
+pub fn gguf_dims(bytes: &[u8], at: usize) -> (Vec<u64>, usize) {
+    let name_len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let n_dims_at = at + 8 + name_len;
+    let n_dims = u32::from_le_bytes(bytes[n_dims_at..n_dims_at + 4].try_into().unwrap()) as usize;
+    let dims_at = n_dims_at + 4;
+    let dims = (0..n_dims)
+        .map(|i| u64::from_le_bytes(bytes[dims_at + 8 * i..dims_at + 8 * i + 8].try_into().unwrap()))
+        .collect();
+    (dims, dims_at)
 }
 
 /// Writes `files` into `dir` (a local Hugging Face-layout directory).

@@ -264,3 +264,47 @@ fn gguf_architectures_llmctl_does_not_run_pass() {
     content.tensor_infos.clear();
     gguf::check(&content).unwrap();
 }
+
+/// `llama_gguf` as another architecture: its keys renamed, with what that loader reads besides.
+fn as_arch(arch: &str) -> Content {
+    let mut content = llama_gguf();
+    let keys: Vec<String> = content.metadata.keys().filter(|k| k.starts_with("llama.")).cloned().collect();
+    for key in keys {
+        let value = content.metadata.remove(&key).unwrap();
+        content.metadata.insert(key.replacen("llama", arch, 1), value);
+    }
+    content.metadata.insert("general.architecture".into(), Value::String(arch.into()));
+    content.metadata.insert(format!("{arch}.context_length"), Value::U32(256));
+    content
+}
+
+fn add_tensor(content: &mut Content, name: String, dims: Vec<usize>) {
+    content.tensor_infos.insert(name, TensorInfo { ggml_dtype: GgmlDType::F32, shape: dims.into(), offset: 0 });
+}
+
+#[test]
+fn qwen2_ggufs_need_their_biases_and_qwen3_ggufs_their_norms() {
+    let mut qwen2 = as_arch("qwen2");
+    assert_eq!(gguf::check(&qwen2).unwrap_err().to_string(), "the GGUF file has no tensor `blk.0.attn_q.bias`");
+    for l in 0..2 {
+        add_tensor(&mut qwen2, format!("blk.{l}.attn_q.bias"), vec![64]);
+        add_tensor(&mut qwen2, format!("blk.{l}.attn_k.bias"), vec![32]);
+        add_tensor(&mut qwen2, format!("blk.{l}.attn_v.bias"), vec![32]);
+    }
+    gguf::check(&qwen2).unwrap();
+
+    let mut qwen3 = as_arch("qwen3");
+    assert!(matches!(gguf::check(&qwen3), Err(WeightCheckError::GgufKey { key, .. }) if key == "qwen3.rope.freq_base"));
+    qwen3.metadata.insert("qwen3.rope.freq_base".into(), Value::F32(1e6));
+    qwen3.metadata.insert("qwen3.attention.key_length".into(), Value::U32(16));
+    for l in 0..2 {
+        add_tensor(&mut qwen3, format!("blk.{l}.attn_q_norm.weight"), vec![16]);
+        add_tensor(&mut qwen3, format!("blk.{l}.attn_k_norm.weight"), vec![16]);
+    }
+    gguf::check(&qwen3).unwrap();
+    // Qwen3's head dimension is its own key, not hidden / heads.
+    qwen3.metadata.insert("qwen3.attention.key_length".into(), Value::U32(32));
+    assert!(
+        matches!(gguf::check(&qwen3), Err(WeightCheckError::GgufShape { tensor, .. }) if tensor == "blk.0.attn_q.weight")
+    );
+}
