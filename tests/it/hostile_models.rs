@@ -235,9 +235,7 @@ fn hostile_tiny_models_import_and_run_cleanly_or_fail_with_an_error() {
     // What users were told, the deepest cause with numbers blanked, and how often (seen with --nocapture).
     let mut said = std::collections::BTreeMap::<String, usize>::new();
     let mut tally = |out: &crate::support::Transcript| {
-        if let Some(line) =
-            out.stderr.lines().filter(|l| l.starts_with("error: ") || l.starts_with("  caused by: ")).last()
-        {
+        if let Some(line) = out.stderr.lines().rfind(|l| l.starts_with("error: ") || l.starts_with("  caused by: ")) {
             // Numbers blanked, tensor names and shapes cut, so that like messages group.
             let mut shape = String::new();
             for c in line.split(" in `").next().unwrap_or(line).chars() {
