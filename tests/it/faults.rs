@@ -17,25 +17,9 @@ use std::time::Duration;
 use crate::support::TestContext;
 use crate::support::hub::{Fault, Gate, ListingFault, TestHub};
 use crate::support::models::{self, sha256_of};
+use crate::support::rng::Rng;
 
 const REPO: &str = "org/tiny";
-
-/// A small deterministic generator (SplitMix64), so a failing run can be replayed by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn random_fault(rng: &mut Rng, size: u64) -> Fault {
     match rng.below(9) {

@@ -5,6 +5,7 @@
 
 pub mod hub;
 pub mod models;
+pub mod rng;
 pub mod smollm2;
 
 use std::path::{Path, PathBuf};
