@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// Print load, speed, cache and memory statistics on stderr
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Refuse a model that is not in the store instead of pulling it first
+    #[arg(long)]
+    pub no_pull: bool,
 }
 
 #[derive(Debug, Args)]

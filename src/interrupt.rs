@@ -26,7 +26,9 @@ pub struct InterruptGuard {
 const SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
 impl InterruptGuard {
+    /// Starts with no interrupt requested.
     pub fn install() -> InterruptGuard {
+        REQUESTED.store(false, Ordering::SeqCst);
         let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
         // SAFETY: `on_signal` has the signature `signal` expects and does
         // nothing but an atomic store, which is async-signal-safe.

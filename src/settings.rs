@@ -95,6 +95,12 @@ impl Diagnostic for SettingsError {
     }
 }
 
+/// The chat history file: the platform's state directory (`~/.local/state`
+/// on Linux, as shells keep theirs), else its local data directory.
+fn chat_history_file() -> Option<PathBuf> {
+    dirs::state_dir().or_else(dirs::data_local_dir).map(|d| d.join("llmctl").join("history"))
+}
+
 /// A prompt with something in it; `from` says where it came from.
 pub fn non_empty(prompt: String, from: &'static str) -> Result<String, SettingsError> {
     if prompt.trim().is_empty() { Err(SettingsError::EmptyPrompt(from)) } else { Ok(prompt) }
@@ -153,6 +159,10 @@ pub struct RunSettings {
     pub device: DeviceRequest,
     pub output: OutputFormat,
     pub verbose: bool,
+    /// Pull a model that is not in the store before running it (`--no-pull` refuses instead).
+    pub pull_missing: bool,
+    /// Where the interactive chat keeps its input history (`None`: no history).
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +277,8 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         device: args.device.parse().map_err(SettingsError::Device)?,
         output: OutputFormat::from_json_flag(args.json),
         verbose: args.verbose,
+        pull_missing: !args.no_pull,
+        history: chat_history_file(),
     })
 }
 

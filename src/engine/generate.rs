@@ -16,6 +16,11 @@ use crate::exit::{Diagnostic, ExitStatus};
 /// Receives each generated token and its newly completed text.
 pub trait TokenSink {
     fn token(&mut self, id: u32, text: &str) -> std::io::Result<()>;
+
+    /// Asked after each token: whether the reader wants the reply to stop here (Ctrl-C in a chat).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Why generation stopped short of a result.
@@ -59,6 +64,8 @@ pub enum StopReason {
     Eos,
     MaxTokens,
     ContextFull,
+    /// The sink asked to stop (the user pressed Ctrl-C).
+    Interrupted,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +119,9 @@ pub fn generate(
         let piece = detok.push(next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
         sink.token(next, &piece).map_err(GenerateError::Sink)?;
         generated += 1;
+        if sink.stop_requested() {
+            break StopReason::Interrupted;
+        }
         if generated >= options.max_tokens {
             break StopReason::MaxTokens;
         }

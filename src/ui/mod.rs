@@ -1,7 +1,9 @@
 //! Presentation: progress bars, tables and the JSON shapes of command
-//! output. Nothing outside this module knows indicatif or comfy-table.
+//! output, chat line editing. Nothing outside this module knows indicatif,
+//! comfy-table or rustyline.
 
 pub mod format;
+pub mod line_editor;
 pub mod progress;
 pub mod stream;
 pub mod table;

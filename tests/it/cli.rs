@@ -1072,7 +1072,7 @@ fn errors_print_no_backtrace_unless_llmctl_backtrace_asks() {
 }
 
 /// The tiny model with `template` as its chat template, stored as `org/templated`.
-fn ctx_with_chat_template(template: &str) -> TestContext {
+pub(crate) fn ctx_with_chat_template(template: &str) -> TestContext {
     let ctx = TestContext::new();
     let mut files = models::tiny_llama_repo(7);
     let config = serde_json::json!({"add_bos_token": false, "eos_token": "</s>", "chat_template": template});

@@ -448,24 +448,20 @@ fn interactive_chat_keeps_the_conversation_and_its_cache() {
     let ctx = crate::support::TestContext::new();
     let dir = crate::support::smollm2::smollm2_dir("f32");
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smollm2"]).success();
-    let llmctl = ctx.command(&[]);
-    let command = format!("{} run smollm2 --json --max-tokens 12", llmctl.get_program().to_str().unwrap());
-    let mut script = std::process::Command::new("script");
-    script.args(["-qfec", &command, "/dev/null"]).env_clear();
-    for (key, value) in llmctl.get_envs() {
-        if let Some(value) = value {
-            script.env(key, value);
-        }
-    }
-    let mut child = script
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux `script` runs the chat on a terminal");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Germany?\n/bye\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Each line typed once the prompt is back, as a person does.
+    let mut term =
+        crate::support::pty::Terminal::start(&ctx.command(&["run", "smollm2", "--json", "--max-tokens", "12"]));
+    let wait = std::time::Duration::from_secs(120);
+    term.wait_for(">>> ", 1, wait);
+    term.send("What is the capital of France?\r");
+    term.wait_for("\"type\":\"done\"", 1, wait);
+    term.wait_for(">>> ", 2, wait);
+    term.send("And of Germany?\r");
+    term.wait_for("\"type\":\"done\"", 2, wait);
+    term.wait_for(">>> ", 3, wait);
+    term.send("/bye\r");
+    let (code, text) = term.finish();
+    assert_eq!(code, 0, "{text}");
     let events: Vec<Value> =
         text.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect();
     let done: Vec<&Value> = events.iter().filter(|e| e["type"] == "done").collect();

@@ -773,3 +773,40 @@ fn a_repository_with_only_a_sentencepiece_tokenizer_says_what_llmctl_reads() {
          hint: save the tokenizer with transformers (`AutoTokenizer.from_pretrained(REPO).save_pretrained(DIR)` writes `tokenizer.json`) and import DIR with `llmctl pull ./DIR`, or pull a GGUF of the model\n",
     );
 }
+
+/// Issue #18: `run` of a model not in the store pulls it first (as `ollama
+/// run`), saying so; a `:kv_*` tag is pulled and recorded as `pull` does;
+/// `--no-pull` refuses without a request.
+#[test]
+fn run_pulls_a_missing_model_first_unless_no_pull() {
+    let hub = TestHub::start();
+    hub.add_repo("org/tiny", models::tiny_llama_repo(7));
+    let ctx = TestContext::with_hub(&hub);
+    let refused = ctx.run(&["run", "org/tiny", "--no-pull", "--raw", "w3"]);
+    refused.assert(
+        2,
+        "",
+        "error: model `org/tiny` is not in the store\nhint: run `llmctl pull org/tiny` first, or see `llmctl list`\n",
+    );
+    assert!(hub.requests().is_empty(), "--no-pull asked the hub: {:?}", hub.requests());
+    let out = ctx.run(&["run", "org/tiny:kv_int8", "--raw", "--max-tokens", "2", "w3"]);
+    out.success();
+    let stderr: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(stderr[0], "`org/tiny:kv_int8` is not in the store: pulling it", "{}", out.stderr);
+    assert!(stderr.iter().any(|l| l.starts_with("stored org/tiny:kv_int8 (safetensors, kv_int8, ")), "{}", out.stderr);
+    assert!(
+        stderr.iter().any(|l| l.starts_with("running org/tiny:kv_int8 on cpu (KV cache: kv_int8")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ctx.run(&["list", "--names"]).stdout, "org/tiny\norg/tiny:kv_int8\n");
+    // Stored now: the next run pulls nothing.
+    hub.clear_requests();
+    let again = ctx.run(&["run", "org/tiny", "--raw", "--max-tokens", "2", "w3"]);
+    assert!(!again.success().stderr.contains("pulling"), "{}", again.stderr);
+    assert!(hub.requests().is_empty());
+    // A GGUF weight tag on a safetensors repository: `pull`'s own error.
+    let gguf = ctx.run(&["run", "org/other:Q4_K_M", "--raw", "w3"]);
+    assert_ne!(gguf.code, 0);
+    assert!(gguf.stderr.starts_with("`org/other:Q4_K_M` is not in the store: pulling it\n"), "{}", gguf.stderr);
+}

@@ -5,6 +5,7 @@
 
 pub mod hub;
 pub mod models;
+pub mod pty;
 pub mod rng;
 pub mod smollm2;
 

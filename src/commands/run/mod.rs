@@ -1,7 +1,9 @@
 //! `llmctl run`: resolve the model and its quantization, load it with the
 //! chosen KV cache, and generate from a prompt, stdin, or a chat session.
 
-use std::io::{BufRead, Read};
+mod chat;
+
+use std::io::Read;
 
 use crate::engine::chat::Message;
 use crate::engine::device::DeviceRequest;
@@ -10,15 +12,19 @@ use crate::engine::sampling::SamplingParams;
 use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
 use crate::exit::ExitStatus;
 use crate::gpu::VramProbe;
+use crate::hub::Revision;
 use crate::printer::Printer;
+use crate::pull::PullSource;
 use crate::quant::{self, Resolved};
 use crate::settings::{GlobalSettings, OutputFormat, PromptSource, RunSettings, non_empty};
+use crate::store::manifest::Manifest;
+use crate::store::{Store, StoreError};
 use crate::ui::format;
 use crate::ui::stream::{DoneView, JsonStream, KvCacheStats, MemoryStats, TextStream};
 
 pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
-    let manifest = store.find(&settings.model)?;
+    let manifest = find_or_pull(&store, global, settings, printer)?;
     let resolved =
         quant::resolve(settings.model.tag, manifest.format, manifest.quantization, settings.model.name.as_str())?;
     // A piped prompt is read and checked before anything is loaded.
@@ -57,8 +63,29 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
             one_shot(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, &text, printer)
         }
         PromptSource::Interactive => {
-            chat_loop(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, printer)
+            chat::chat_loop(&mut Run { loaded, vram: vram.probe, in_cache: Vec::new() }, settings, &options, printer)
         }
+    }
+}
+
+/// The stored model the reference means; one that is not stored is pulled
+/// first, as `ollama run` does, unless `--no-pull`. A tag follows `pull`'s
+/// rules, then `run`'s: `:kv_*` pulls the safetensors model and records the
+/// tag, a GGUF weight type pulls that file.
+fn find_or_pull(
+    store: &Store,
+    global: &GlobalSettings,
+    settings: &RunSettings,
+    printer: &Printer,
+) -> anyhow::Result<Manifest> {
+    match store.find(&settings.model) {
+        Err(StoreError::NotFound(_) | StoreError::TagNotFound { .. }) if settings.pull_missing => {
+            printer.status(&format!("`{}` is not in the store: pulling it", settings.model));
+            let source = PullSource::Hub { reference: settings.model.clone(), revision: Revision::main() };
+            super::pull::pull_with_progress(store, global, &source, printer)?;
+            Ok(store.find(&settings.model)?)
+        }
+        found => Ok(found?),
     }
 }
 
@@ -125,6 +152,11 @@ impl TokenSink for Sampled<'_> {
         self.count += 1;
         self.text.push_str(text);
         self.inner.token(id, text)
+    }
+
+    /// Only a chat installs the interrupt guard that raises this flag.
+    fn stop_requested(&self) -> bool {
+        crate::interrupt::requested()
     }
 }
 
@@ -202,30 +234,4 @@ fn report(run: &Run, settings: &RunSettings, stats: &GenerationStats, printer: &
         printer.detail(&done.text());
     }
     Ok(())
-}
-
-/// Turn-by-turn chat on a terminal; `/bye` or end of input leaves.
-fn chat_loop(
-    loaded: &mut Run,
-    settings: &RunSettings,
-    options: &GenerateOptions,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
-    let mut messages: Vec<Message> = Vec::new();
-    let stdin = std::io::stdin();
-    loop {
-        printer.prompt_marker(">>> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 || line.trim() == "/bye" {
-            return Ok(ExitStatus::Success);
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        messages.push(Message { role: "user".into(), content: line.trim_end().to_string() });
-        let ids = encode(loaded, settings, &messages)?;
-        let (stats, reply) = run_once(loaded, settings, options, &ids, true, printer)?;
-        messages.push(Message { role: "assistant".into(), content: reply });
-        report(loaded, settings, &stats, printer)?;
-    }
 }
