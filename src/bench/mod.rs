@@ -67,8 +67,28 @@ pub struct SpeedResult {
     pub kv_cache_bytes: u64,
     pub kv_bytes_per_token: u64,
     /// The longest cache of this scheme that the free memory would hold, with
-    /// the case's own working memory set aside.
+    /// the case's own working memory set aside, and never more than the
+    /// model can attend to (`fits_limit` says which bound it is).
     pub max_context_fits: Option<u64>,
+    pub fits_limit: Option<FitsLimit>,
+}
+
+/// What bounds `max_context_fits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitsLimit {
+    /// Free memory would hold no more.
+    Memory,
+    /// Memory would hold more, but the model's context length ends there.
+    Model,
+}
+
+/// The longest context that `free` bytes (plus the case's own cache, with
+/// its working memory set aside) hold at `per_token` bytes a token, capped
+/// at the model's context length.
+pub fn context_that_fits(free: u64, kv_bytes: u64, working: u64, per_token: u64, model_max: u64) -> (u64, FitsLimit) {
+    let by_memory = (free + kv_bytes).saturating_sub(working) / per_token.max(1);
+    if by_memory > model_max { (model_max, FitsLimit::Model) } else { (by_memory, FitsLimit::Memory) }
 }
 
 /// Decode step times in milliseconds. Percentiles are nearest-rank: the p-th
@@ -169,7 +189,9 @@ fn case(
     // Working memory beyond weights and cache: what the peak held over the
     // steady state once the step's buffers are freed.
     let working = peak.zip(meter.current()).map_or(0, |(p, now)| p.saturating_sub(now));
-    let max_context_fits = meter.free_bytes().map(|free| (free + kv_bytes).saturating_sub(working) / per_token);
+    let fits = meter
+        .free_bytes()
+        .map(|free| context_that_fits(free, kv_bytes, working, per_token, weights.max_context as u64));
     Ok(SpeedResult {
         kv: layout.name().to_string(),
         context,
@@ -182,7 +204,8 @@ fn case(
         peak_memory_bytes: peak,
         kv_cache_bytes: kv_bytes,
         kv_bytes_per_token: per_token,
-        max_context_fits,
+        max_context_fits: fits.map(|f| f.0),
+        fits_limit: fits.map(|f| f.1),
     })
 }
 
@@ -235,6 +258,14 @@ pub fn synthetic_prompt(len: usize, vocab: usize) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_context_that_fits_never_exceeds_the_models() {
+        // 1 MB free + a 100 kB cache, 50 kB of working memory, 1 kB a token: 1050 tokens.
+        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, 1000, 4096), (1050, FitsLimit::Memory));
+        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, 1000, 1024), (1024, FitsLimit::Model));
+        assert_eq!(context_that_fits(0, 0, 10, 1000, 1024), (0, FitsLimit::Memory));
+    }
 
     #[test]
     fn synthetic_prompts_are_repeatable_and_cover_the_vocabulary() {

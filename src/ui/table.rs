@@ -70,9 +70,13 @@ pub fn bench(view: &BenchView) -> String {
                 format::bytes(r.kv_cache_bytes),
                 versus(r.kv_cache_bytes as f64, base.map(|b| b.kv_cache_bytes as f64))
             ),
-            r.max_context_fits.map_or("unknown".into(), |n| {
-                format!("{n}{}", versus(n as f64, base.and_then(|b| b.max_context_fits).map(|m| m as f64)))
-            }),
+            match (r.max_context_fits, r.fits_limit) {
+                (Some(n), Some(crate::bench::FitsLimit::Model)) => format!("{n} (model limit)"),
+                (Some(n), _) => {
+                    format!("{n}{}", versus(n as f64, base.and_then(|b| b.max_context_fits).map(|m| m as f64)))
+                }
+                (None, _) => "unknown".into(),
+            },
         ]);
     }
     text.push_str(&table.trim_fmt());
