@@ -141,7 +141,7 @@ pub struct ShowArgs {
     #[arg(value_name = "MODEL")]
     pub model: String,
 
-    /// Context length for the KV-cache size estimate [default: the model's]
+    /// Context length for the KV-cache size estimate, at most the model's [default: what `run` allocates, the model's context up to 4096]
     #[arg(long, value_name = "N")]
     pub ctx_size: Option<u64>,
 

@@ -1,6 +1,7 @@
 //! `llmctl show`: a stored model as a reference resolves it, with the
 //! KV-cache size of the unquantized and the chosen cache.
 
+use crate::engine::{self, ContextLimits};
 use crate::exit::ExitStatus;
 use crate::kv_size::{CacheLayout, cache_size};
 use crate::printer::Printer;
@@ -16,7 +17,9 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let manifest = store.find(&settings.model)?;
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
-    let mut view = view(&manifest, resolved, settings);
+    let limits = engine::context_limits(&store.model_files(&manifest))?;
+    let context = limits.choose(settings.ctx_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))?;
+    let mut view = view(&manifest, resolved, settings, limits, context as u64);
     let mut damaged = Vec::new();
     if settings.verify {
         view.verified =
@@ -42,8 +45,7 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     }
 }
 
-fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
-    let context = settings.ctx_size.unwrap_or(m.facts.context_length);
+fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings, limits: ContextLimits, context: u64) -> ShowView {
     let dense = CacheLayout::dense_for(&m.facts, m.format);
     let (selected, quantization) = match resolved {
         Resolved::Kv(scheme) => (CacheLayout::Quantized(scheme), Some(scheme.as_str().to_string())),
@@ -58,6 +60,7 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings) -> ShowView {
         architecture: f.architecture.clone(),
         parameters: f.parameters,
         context_length: f.context_length,
+        context: limits,
         hidden_size: f.hidden_size,
         layers: f.layers,
         attention_heads: f.attention_heads,

@@ -185,11 +185,47 @@ fn load_gguf(
 }
 
 fn context_length(requested: Option<usize>, max: usize) -> Result<usize, EngineError> {
-    match requested {
-        Some(n) if n > max => Err(EngineError::ContextTooLarge { requested: n, max }),
-        Some(n) => Ok(n),
-        None => Ok(max.min(DEFAULT_CONTEXT)),
+    ContextLimits::up_to(max).choose(requested)
+}
+
+/// The context a run allocates by default and the most it may ask for: one
+/// rule for `run`, `show` and `bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ContextLimits {
+    /// Without `--ctx-size`: the model's context, at most [`DEFAULT_CONTEXT`]
+    /// (a cache for a model's full 128k would take gigabytes nobody asked for).
+    pub default: usize,
+    /// What the model (and, for GGUF, its implementation) can attend to.
+    pub max: usize,
+}
+
+impl ContextLimits {
+    pub fn up_to(max: usize) -> ContextLimits {
+        ContextLimits { default: max.min(DEFAULT_CONTEXT), max }
     }
+
+    /// `--ctx-size` if given and within the limit, else the default.
+    pub fn choose(&self, requested: Option<usize>) -> Result<usize, EngineError> {
+        match requested {
+            Some(n) if n > self.max => Err(EngineError::ContextTooLarge { requested: n, max: self.max }),
+            Some(n) => Ok(n),
+            None => Ok(self.default),
+        }
+    }
+}
+
+/// The limits `run` applies to a stored model (a GGUF's are its implementation's).
+pub fn context_limits(files: &ModelFiles<'_>) -> Result<ContextLimits, EngineError> {
+    let manifest = files.manifest();
+    let max = manifest.facts.context_length as usize;
+    if manifest.format != Format::Gguf {
+        return Ok(ContextLimits::up_to(max));
+    }
+    let file = manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
+    let path = files.required(&file)?;
+    let header =
+        crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+    Ok(ContextLimits::up_to(gguf_model::max_context(&header, max)))
 }
 
 /// f32 on the CPU (fast and exact there); the weights' half type on a GPU.

@@ -25,6 +25,6 @@ pub use check::{TensorProblem, WeightCheckError, check_gguf, check_safetensors};
 pub use defaults::GenerationDefaults;
 pub use error::EngineError;
 pub use load::{
-    DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver, cache_layout, load,
-    load_weights, new_cache,
+    ContextLimits, DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver,
+    cache_layout, context_limits, load, load_weights, new_cache,
 };

@@ -137,7 +137,13 @@ pub fn show(v: &ShowView) -> String {
         ("format", v.format.clone()),
         ("architecture", v.architecture.clone()),
         ("parameters", format::count(v.parameters)),
-        ("context length", v.context_length.to_string()),
+        (
+            "context length",
+            format!(
+                "{} (run allocates {} by default, `--ctx-size` up to {})",
+                v.context_length, v.context.default, v.context.max
+            ),
+        ),
         ("hidden size", v.hidden_size.to_string()),
         ("layers", v.layers.to_string()),
         ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),

@@ -58,6 +58,8 @@ pub struct ShowView {
     pub architecture: String,
     pub parameters: u64,
     pub context_length: u64,
+    /// What `run` allocates without `--ctx-size`, and the most it accepts.
+    pub context: crate::engine::ContextLimits,
     pub hidden_size: u64,
     pub layers: u64,
     pub attention_heads: u64,

@@ -162,7 +162,8 @@ fn weight_tag_on_safetensors_and_kv_on_gguf_are_explicit_errors() {
 #[test]
 fn missing_gguf_weight_tag_hints_to_pull_it() {
     let ctx = ctx_with_smollm2_gguf();
-    ctx.run(&["run", "smollm2-gguf:Q8_0"]).assert(
+    // `--no-pull`: without it `run` would pull the missing file (`hub::run_pulls_a_missing_model_first_unless_no_pull`).
+    ctx.run(&["run", "smollm2-gguf:Q8_0", "--no-pull"]).assert(
         2,
         "",
         "error: `smollm2-gguf:Q8_0` is not in the store (stored: smollm2-gguf (Q4_1))\n\
@@ -498,7 +499,7 @@ fn gguf_and_safetensors_under_one_name_resolve_each_their_own_way() {
     assert_eq!(show("org/smol:Q4_1")["format"], "gguf");
     assert_eq!(show("org/smol:q4_1")["layers"], 30);
     // A weight tag that was not pulled is a different file, not the safetensors model.
-    ctx.run(&["run", "org/smol:Q8_0"]).assert(
+    ctx.run(&["run", "org/smol:Q8_0", "--no-pull"]).assert(
         2,
         "",
         "error: `org/smol:Q8_0` is not in the store (stored: org/smol, org/smol:Q4_1)\n\
@@ -1128,4 +1129,27 @@ fn a_well_behaved_chat_template_renders_through_the_renderer_child() {
     let done: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     // `w3`, `"`, `w3`, `"`, `"`, `w4`, `"`: the whitespace tokenizer splits punctuation off.
     assert_eq!(done["prompt_tokens"], 7, "{done}");
+}
+
+/// Issue #18: one context length everywhere. `show` says what `run`
+/// allocates by default and the most it accepts (a GGUF Llama's is its
+/// implementation's 4096), and refuses a `--ctx-size` beyond it with `run`'s
+/// own message.
+#[test]
+fn show_says_the_context_run_allocates_and_refuses_more_than_the_model_has() {
+    let ctx = ctx_with_smollm2_gguf();
+    let out = ctx.run(&["show", "smollm2-gguf"]);
+    let line = out.success().stdout.lines().find(|l| l.contains("context length")).unwrap().to_string();
+    assert_eq!(line.trim(), "context length   8192 (run allocates 4096 by default, `--ctx-size` up to 4096)");
+    let json = ctx.run(&["show", "smollm2-gguf", "--json"]).json();
+    assert_eq!(json["context"], serde_json::json!({"default": 4096, "max": 4096}));
+    assert_eq!(json["kv_cache"]["selected"]["context_length"], 4096);
+    let too_big = "error: `--ctx-size 18446744073709551615` is beyond the model's context length of 4096\n\
+                   hint: use `--ctx-size 4096` or less\n";
+    ctx.run(&["show", "smollm2-gguf", "--ctx-size", "18446744073709551615"]).assert(2, "", too_big);
+    assert_eq!(
+        ctx.run(&["run", "smollm2-gguf", "--ctx-size", "5000", "hi"]).stderr,
+        too_big.replace("18446744073709551615", "5000")
+    );
+    ctx.run(&["show", "smollm2-gguf", "--ctx-size", "100"]).success();
 }
