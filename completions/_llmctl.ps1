@@ -65,6 +65,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print load, speed, cache and memory statistics on stderr')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print load, speed, cache and memory statistics on stderr')
+            [CompletionResult]::new('--no-pull', '--no-pull', [CompletionResultType]::ParameterName, 'Refuse a model that is not in the store instead of pulling it first')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -98,7 +99,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;show' {
-            [CompletionResult]::new('--ctx-size', '--ctx-size', [CompletionResultType]::ParameterName, 'Context length for the KV-cache size estimate [default: the model''s]')
+            [CompletionResult]::new('--ctx-size', '--ctx-size', [CompletionResultType]::ParameterName, 'Context length for the KV-cache size estimate, at most the model''s [default: what `run` allocates, the model''s context up to 4096]')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--verify', '--verify', [CompletionResultType]::ParameterName, 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of text')

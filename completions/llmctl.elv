@@ -60,6 +60,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --json 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics'
             cand -v 'Print load, speed, cache and memory statistics on stderr'
             cand --verbose 'Print load, speed, cache and memory statistics on stderr'
+            cand --no-pull 'Refuse a model that is not in the store instead of pulling it first'
             cand -q 'Print no progress or status messages (errors and data still print)'
             cand --quiet 'Print no progress or status messages (errors and data still print)'
             cand -h 'Print help'
@@ -90,7 +91,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --version 'Print version'
         }
         &'llmctl;show'= {
-            cand --ctx-size 'Context length for the KV-cache size estimate [default: the model''s]'
+            cand --ctx-size 'Context length for the KV-cache size estimate, at most the model''s [default: what `run` allocates, the model''s context up to 4096]'
             cand --color 'When to use colour on stderr'
             cand --verify 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)'
             cand --json 'Print one JSON object instead of text'

@@ -61,6 +61,7 @@ never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l raw -d 'Send the prompt as it is, without the model\'s chat template'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l json -d 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s v -l verbose -d 'Print load, speed, cache and memory statistics on stderr'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l no-pull -d 'Refuse a model that is not in the store instead of pulling it first'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s V -l version -d 'Print version'
@@ -80,7 +81,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l names -d 'Print onl
 complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -s V -l version -d 'Print version'
-complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l ctx-size -d 'Context length for the KV-cache size estimate [default: the model\'s]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l ctx-size -d 'Context length for the KV-cache size estimate, at most the model\'s [default: what `run` allocates, the model\'s context up to 4096]' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
