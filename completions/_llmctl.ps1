@@ -75,6 +75,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;list' {
+            [CompletionResult]::new('--complete', '--complete', [CompletionResultType]::ParameterName, 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name''s format')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array instead of a table')
             [CompletionResult]::new('--names', '--names', [CompletionResultType]::ParameterName, 'Print only `name[:tag]`, one per line (used by shell completion)')
@@ -87,6 +88,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;ls' {
+            [CompletionResult]::new('--complete', '--complete', [CompletionResultType]::ParameterName, 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name''s format')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array instead of a table')
             [CompletionResult]::new('--names', '--names', [CompletionResultType]::ParameterName, 'Print only `name[:tag]`, one per line (used by shell completion)')
@@ -103,6 +105,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--verify', '--verify', [CompletionResultType]::ParameterName, 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of text')
+            [CompletionResult]::new('--template', '--template', [CompletionResultType]::ParameterName, 'Print only the model''s chat template, in full (nothing when it has none), as `ollama show --template`')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

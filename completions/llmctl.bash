@@ -274,12 +274,16 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__list)
-            opts="-q -h -V --json --names --quiet --color --help --version"
+            opts="-q -h -V --json --names --complete --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --complete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -382,7 +386,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__show)
-            opts="-q -h -V --ctx-size --verify --json --quiet --color --help --version"
+            opts="-q -h -V --ctx-size --verify --json --template --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,11 +428,12 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac
     done
+    _llmctl_sub="$sub"
     case "$sub" in
         run|show|bench) [[ $positional -eq 0 ]] ;;
         rm) return 0 ;;
@@ -437,7 +442,7 @@ _llmctl_wants_model() {
 }
 
 _llmctl_complete() {
-    local word
+    local word _llmctl_sub=""
     word="$(_llmctl_current_word)"
     if [[ "$word" == -* ]] || ! _llmctl_wants_model; then
         _llmctl "$@"
@@ -445,7 +450,11 @@ _llmctl_complete() {
     fi
     local IFS=$'
 '
-    COMPREPLY=( $(compgen -W "$(llmctl list --names 2>/dev/null)" -- "$word") )
+    if [[ "$_llmctl_sub" == rm ]]; then
+        COMPREPLY=( $(compgen -W "$(llmctl list --names 2>/dev/null)" -- "$word") )
+    else
+        COMPREPLY=( $(llmctl list --complete "$word" 2>/dev/null) )
+    fi
     if [[ "$word" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
         local prefix="${word%"${word##*:}"}" i
         for i in "${!COMPREPLY[@]}"; do

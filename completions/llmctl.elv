@@ -69,6 +69,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --version 'Print version'
         }
         &'llmctl;list'= {
+            cand --complete 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name''s format'
             cand --color 'When to use colour on stderr'
             cand --json 'Print a JSON array instead of a table'
             cand --names 'Print only `name[:tag]`, one per line (used by shell completion)'
@@ -80,6 +81,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --version 'Print version'
         }
         &'llmctl;ls'= {
+            cand --complete 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name''s format'
             cand --color 'When to use colour on stderr'
             cand --json 'Print a JSON array instead of a table'
             cand --names 'Print only `name[:tag]`, one per line (used by shell completion)'
@@ -95,6 +97,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --color 'When to use colour on stderr'
             cand --verify 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)'
             cand --json 'Print one JSON object instead of text'
+            cand --template 'Print only the model''s chat template, in full (nothing when it has none), as `ollama show --template`'
             cand -q 'Print no progress or status messages (errors and data still print)'
             cand --quiet 'Print no progress or status messages (errors and data still print)'
             cand -h 'Print help'

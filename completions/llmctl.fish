@@ -65,6 +65,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l no-pull -d 'Refuse
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l complete -d 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name\'s format' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -73,6 +74,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand list" -l names -d 'Print o
 complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand list" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l complete -d 'Shell completion of a MODEL word: the stored names starting with it, and after `name:` every tag valid for that name\'s format' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand ls" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -87,6 +89,7 @@ always\t''
 never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l verify -d 'Re-read every file and check its size and sha256 against the manifest (exit 1 when one is missing or damaged)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l json -d 'Print one JSON object instead of text'
+complete -c llmctl -n "__fish_llmctl_using_subcommand show" -l template -d 'Print only the model\'s chat template, in full (nothing when it has none), as `ollama show --template`'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand show" -s V -l version -d 'Print version'
@@ -123,5 +126,6 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_
 complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
-# Stored model names for MODEL arguments (`llmctl list --names`).
-complete -c llmctl -n "__fish_seen_subcommand_from run show bench rm" -f -a "(llmctl list --names 2>/dev/null)"
+# MODEL of `run`, `show`, `bench`: stored names and the tags valid after `name:`; `rm`: what is stored.
+complete -c llmctl -n "__fish_seen_subcommand_from run show bench" -f -a "(llmctl list --complete (commandline -ct) 2>/dev/null)"
+complete -c llmctl -n "__fish_seen_subcommand_from rm" -f -a "(llmctl list --names 2>/dev/null)"

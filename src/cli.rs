@@ -133,6 +133,11 @@ pub struct ListArgs {
     /// Print only `name[:tag]`, one per line (used by shell completion)
     #[arg(long)]
     pub names: bool,
+
+    /// Shell completion of a MODEL word: the stored names starting with it, and after
+    /// `name:` every tag valid for that name's format
+    #[arg(long, hide = true, value_name = "WORD", conflicts_with_all = ["json", "names"])]
+    pub complete: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +158,10 @@ pub struct ShowArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+
+    /// Print only the model's chat template, in full (nothing when it has none), as `ollama show --template`
+    #[arg(long, conflicts_with_all = ["json", "verify"])]
+    pub template: bool,
 }
 
 #[derive(Debug, Args)]

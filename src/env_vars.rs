@@ -1,29 +1,70 @@
-//! Every environment variable llmctl reads, in one place.
+//! Every environment variable llmctl reads, in one place: each is a
+//! documented constant, and [`ALL`] lists them with those same docs (the man
+//! page's ENVIRONMENT section is rendered from it, so it cannot drift).
 
-/// Root of the local store (default: the platform data directory + `llmctl`).
-pub const LLMCTL_HOME: &str = "LLMCTL_HOME";
-/// Hub base URL (default `https://huggingface.co`); read by hf-hub's convention too.
-pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
-/// Hub access token, sent as a bearer token and never printed or stored.
-pub const HF_TOKEN: &str = "HF_TOKEN";
-/// Hugging Face home; its `token` file is used when `HF_TOKEN` is unset.
-pub const HF_HOME: &str = "HF_HOME";
-/// When `1` (or `true`/`yes`/`on`), `pull` makes no network request (as the Hugging Face tools).
-pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
-/// Disables colour when set to anything non-empty (<https://no-color.org>).
-pub const NO_COLOR: &str = "NO_COLOR";
-/// Forces colour on stderr even when it is not a terminal.
-pub const FORCE_COLOR: &str = "FORCE_COLOR";
+/// An environment variable and what it does, from its doc comment.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
 
-/// Milliseconds to connect, or without a received byte, before a request counts as stalled (default 60,000).
-pub const LLMCTL_STALL_TIMEOUT_MS: &str = "LLMCTL_STALL_TIMEOUT_MS";
-/// First delay before retrying a failed request, in milliseconds, doubled per retry (default 500).
-pub const LLMCTL_RETRY_DELAY_MS: &str = "LLMCTL_RETRY_DELAY_MS";
+/// Declares each variable as a constant named after it and lists it in `ALL`,
+/// both from one doc comment.
+macro_rules! env_vars {
+    ($($(#[doc = $doc:literal])+ $name:ident;)+) => {
+        $($(#[doc = $doc])+ pub const $name: &str = stringify!($name);)+
+        /// Every variable above, in declaration order, with its doc comment.
+        pub const ALL: &[EnvVar] = &[$(EnvVar { name: stringify!($name), doc: concat!($($doc, "\n"),+) }),+];
+    };
+}
 
-/// When `1`, error messages carry the backtraces libraries capture (candle's do when
-/// `RUST_BACKTRACE` is set); otherwise llmctl turns library backtraces off.
-pub const LLMCTL_BACKTRACE: &str = "LLMCTL_BACKTRACE";
-/// Read by Rust's standard library: whether library code captures backtraces.
-pub const RUST_LIB_BACKTRACE: &str = "RUST_LIB_BACKTRACE";
+env_vars! {
+    /// Root of the local store (default: the platform data directory + `llmctl`,
+    /// e.g. `~/.local/share/llmctl`).
+    LLMCTL_HOME;
+    /// Hub base URL (default `https://huggingface.co`); read by hf-hub's convention too.
+    HF_ENDPOINT;
+    /// Hub access token for private and gated repositories, sent as a bearer token and
+    /// never printed or stored.
+    HF_TOKEN;
+    /// Hugging Face home (default `~/.cache/huggingface`); its `token` file (written by
+    /// `huggingface-cli login`) is used when `HF_TOKEN` is unset.
+    HF_HOME;
+    /// When `1` (or `true`/`yes`/`on`), `pull` makes no network request and says so
+    /// (as the Hugging Face tools); stored models and local imports work as usual.
+    HF_HUB_OFFLINE;
+    /// Disables colour on stderr when set to anything non-empty (no-color.org);
+    /// `--color` overrides it.
+    NO_COLOR;
+    /// Forces colour on stderr even when it is not a terminal; `--color` overrides it.
+    FORCE_COLOR;
+    /// Milliseconds to connect, or without a received byte, before a hub request counts
+    /// as stalled (default 60000); it is retried, and a partial file is kept.
+    LLMCTL_STALL_TIMEOUT_MS;
+    /// First delay before retrying a failed hub request, in milliseconds, doubled per
+    /// retry (default 500; 4 tries in all).
+    LLMCTL_RETRY_DELAY_MS;
+    /// When `1`, error messages carry the backtraces libraries capture (candle's do when
+    /// `RUST_BACKTRACE` is set); otherwise llmctl turns library backtraces off.
+    LLMCTL_BACKTRACE;
+    /// Read by Rust's standard library: whether library code captures backtraces.
+    /// llmctl sets it to `0` unless `LLMCTL_BACKTRACE` is `1`.
+    RUST_LIB_BACKTRACE;
+}
 
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_variable_is_listed_once_with_its_doc() {
+        let names: Vec<&str> = super::ALL.iter().map(|v| v.name).collect();
+        assert!(names.contains(&super::LLMCTL_HOME) && names.contains(&super::HF_TOKEN));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert!(super::ALL.iter().all(|v| v.doc.trim().len() > 10));
+    }
+}

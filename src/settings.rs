@@ -169,6 +169,8 @@ pub struct RunSettings {
 pub struct ListSettings {
     pub output: OutputFormat,
     pub names: bool,
+    /// `--complete WORD`: the completions of a MODEL word, for shell scripts.
+    pub complete: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,8 @@ pub struct ShowSettings {
     pub ctx_size: Option<u64>,
     pub verify: bool,
     pub output: OutputFormat,
+    /// `--template`: print the chat template alone.
+    pub template: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,9 +228,11 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
             output: OutputFormat::from_json_flag(args.json),
         }),
         Command::Run(args) => CommandSettings::Run(run_settings(args, env)?),
-        Command::List(args) => {
-            CommandSettings::List(ListSettings { output: OutputFormat::from_json_flag(args.json), names: args.names })
-        }
+        Command::List(args) => CommandSettings::List(ListSettings {
+            output: OutputFormat::from_json_flag(args.json),
+            names: args.names,
+            complete: args.complete,
+        }),
         Command::Show(args) => CommandSettings::Show(ShowSettings {
             model: args.model.parse()?,
             ctx_size: args
@@ -235,6 +241,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
                 .transpose()?,
             verify: args.verify,
             output: OutputFormat::from_json_flag(args.json),
+            template: args.template,
         }),
         Command::Bench(args) => CommandSettings::Bench(bench_settings(args)?),
         Command::Rm(args) => {

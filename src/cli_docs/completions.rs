@@ -1,12 +1,12 @@
-//! Shell completion scripts: clap_complete's static scripts, plus model
-//! name completion (from `llmctl list --names`) for MODEL arguments.
+//! Shell completion scripts: clap_complete's static scripts, plus MODEL
+//! completion: `run`, `show` and `bench` ask `llmctl list --complete WORD`
+//! (stored names, and after `name:` every tag valid for that name's format);
+//! `rm` offers what is stored (`llmctl list --names`). Errors are silenced, so
+//! an empty or missing store completes to nothing.
 
 use clap_complete::Shell as ClapShell;
 
 use crate::cli::Shell;
-
-/// Subcommands whose MODEL arguments complete to stored models.
-const MODEL_COMMANDS: &str = "run show bench rm";
 
 pub fn script(shell: Shell) -> String {
     let mut command = crate::cli::command();
@@ -16,7 +16,7 @@ pub fn script(shell: Shell) -> String {
     match shell {
         Shell::Bash => format!("{generated}{}", BASH_MODELS.replace("VALUE_FLAGS", &value_flags(&command).join("|"))),
         Shell::Zsh => zsh_with_models(&generated),
-        Shell::Fish => format!("{generated}{}", FISH_MODELS.replace("MODEL_COMMANDS", MODEL_COMMANDS)),
+        Shell::Fish => format!("{generated}{FISH_MODELS}"),
         // These shells do not split words at `:`; they complete MODEL as free text.
         Shell::Powershell | Shell::Elvish => generated,
     }
@@ -58,6 +58,7 @@ _llmctl_wants_model() {
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac
     done
+    _llmctl_sub="$sub"
     case "$sub" in
         run|show|bench) [[ $positional -eq 0 ]] ;;
         rm) return 0 ;;
@@ -66,7 +67,7 @@ _llmctl_wants_model() {
 }
 
 _llmctl_complete() {
-    local word
+    local word _llmctl_sub=""
     word="$(_llmctl_current_word)"
     if [[ "$word" == -* ]] || ! _llmctl_wants_model; then
         _llmctl "$@"
@@ -74,7 +75,11 @@ _llmctl_complete() {
     fi
     local IFS=$'
 '
-    COMPREPLY=( $(compgen -W "$(llmctl list --names 2>/dev/null)" -- "$word") )
+    if [[ "$_llmctl_sub" == rm ]]; then
+        COMPREPLY=( $(compgen -W "$(llmctl list --names 2>/dev/null)" -- "$word") )
+    else
+        COMPREPLY=( $(llmctl list --complete "$word" 2>/dev/null) )
+    fi
     if [[ "$word" == *:* && "$COMP_WORDBREAKS" == *:* ]]; then
         local prefix="${word%"${word##*:}"}" i
         for i in "${!COMPREPLY[@]}"; do
@@ -87,22 +92,31 @@ complete -F _llmctl_complete -o bashdefault -o default llmctl
 "#;
 
 const ZSH_MODELS: &str = r#"
-# Stored model names for MODEL arguments (`llmctl list --names`).
+# MODEL of `run`, `show`, `bench`: stored names and the tags valid after `name:`.
 (( $+functions[_llmctl_models] )) ||
 _llmctl_models() {
     local -a models
+    models=(${(f)"$(llmctl list --complete "$PREFIX" 2>/dev/null)"})
+    compadd -- "${models[@]}"
+}
+# MODELs of `rm`: what is stored.
+(( $+functions[_llmctl_stored_models] )) ||
+_llmctl_stored_models() {
+    local -a models
     models=(${(f)"$(llmctl list --names 2>/dev/null)"})
-    compadd -a models
+    compadd -- "${models[@]}"
 }
 "#;
 
 fn zsh_with_models(generated: &str) -> String {
     let mut out = String::new();
     for (i, line) in generated.lines().enumerate() {
-        let is_model = line.starts_with("':model -- The model") || line.starts_with("'*::models -- ");
-        match is_model {
-            true => out.push_str(&line.replace(":_default' \\", ":_llmctl_models' \\")),
-            false => out.push_str(line),
+        if line.starts_with("':model -- The model") {
+            out.push_str(&line.replace(":_default' \\", ":_llmctl_models' \\"));
+        } else if line.starts_with("'*::models -- ") {
+            out.push_str(&line.replace(":_default' \\", ":_llmctl_stored_models' \\"));
+        } else {
+            out.push_str(line);
         }
         out.push('\n');
         if i == 0 {
@@ -113,8 +127,9 @@ fn zsh_with_models(generated: &str) -> String {
 }
 
 const FISH_MODELS: &str = r#"
-# Stored model names for MODEL arguments (`llmctl list --names`).
-complete -c llmctl -n "__fish_seen_subcommand_from MODEL_COMMANDS" -f -a "(llmctl list --names 2>/dev/null)"
+# MODEL of `run`, `show`, `bench`: stored names and the tags valid after `name:`; `rm`: what is stored.
+complete -c llmctl -n "__fish_seen_subcommand_from run show bench" -f -a "(llmctl list --complete (commandline -ct) 2>/dev/null)"
+complete -c llmctl -n "__fish_seen_subcommand_from rm" -f -a "(llmctl list --names 2>/dev/null)"
 "#;
 
 fn clap_shell(shell: Shell) -> ClapShell {

@@ -1,16 +1,20 @@
 //! `llmctl show`: a stored model as a reference resolves it, with the
-//! KV-cache size of the unquantized and the chosen cache.
+//! KV-cache size of the unquantized and the chosen cache, and what the model
+//! carries as Ollama's `show` says it: chat template, generation defaults,
+//! license, and a GGUF file's metadata.
 
 use crate::engine::{self, ContextLimits};
 use crate::exit::ExitStatus;
+use crate::formats::gguf;
 use crate::kv_size::{CacheLayout, cache_size};
 use crate::printer::Printer;
-use crate::quant::{self, Resolved};
+use crate::quant::{self, Format, Resolved};
 use crate::settings::{GlobalSettings, OutputFormat, ShowSettings};
 use crate::store::manifest::Manifest;
+use crate::store::model_files::ModelFiles;
 use crate::store::{BlobState, StoreError};
 use crate::ui::table;
-use crate::ui::views::{DamagedManifest, KvCacheView, ShowView, VerifiedFile};
+use crate::ui::views::{DamagedManifest, GenerationView, KvCacheView, LicenseView, ShowView, VerifiedFile};
 
 pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
@@ -20,6 +24,10 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let limits = engine::context_limits(&store.model_files(&manifest))?;
     let context = limits.choose(settings.ctx_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))?;
     let mut view = view(&manifest, resolved, settings, limits, context as u64);
+    carried(&store.model_files(&manifest), &mut view)?;
+    if settings.template {
+        return print_template(&view, printer);
+    }
     let mut damaged = Vec::new();
     if settings.verify {
         view.verified =
@@ -33,7 +41,8 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     } else {
         table::show(&view)
     };
-    printer.data(&text)?;
+    // The template and license are the model's text: sanitized on a terminal.
+    printer.generated(&text)?;
     let bad: Vec<String> =
         view.verified.iter().flatten().filter(|f| f.state != BlobState::Intact).map(|f| f.name.clone()).collect();
     if !bad.is_empty() {
@@ -79,5 +88,52 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings, limits: Conte
         pulled_at: m.pulled_at.clone(),
         verified: None,
         damaged_manifests: Vec::new(),
+        chat_template: None,
+        generation: None,
+        license: None,
+        gguf: None,
     }
+}
+
+/// `--template`: the template alone, as `ollama show --template` prints it.
+fn print_template(view: &ShowView, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    match &view.chat_template {
+        Some(t) if t.ends_with('\n') => printer.generated(t)?,
+        Some(t) => printer.generated(&format!("{t}\n"))?,
+        None => printer.status(&format!("`{}` has no chat template", view.name)),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// What the model's own files say: template, generation defaults, license, GGUF metadata.
+fn carried(files: &ModelFiles<'_>, view: &mut ShowView) -> anyhow::Result<()> {
+    if files.manifest().format == Format::Gguf {
+        let name = files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.as_str());
+        let path = files.required(name.unwrap_or_default())?;
+        let header =
+            gguf::read_header_from_path(&path).map_err(|e| crate::engine::EngineError::GgufHeader(path.clone(), e))?;
+        view.chat_template = header.get("tokenizer.chat_template").and_then(gguf::GgufValue::as_str).map(Into::into);
+        let summary = gguf::facts::summary(&header);
+        view.license = summary.license.clone().map(|text| LicenseView { source: "general.license".into(), text });
+        view.gguf = Some(summary);
+        return Ok(());
+    }
+    let jinja = files.read("chat_template.jinja")?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    view.chat_template =
+        crate::engine::text::stored_chat_template(files.read("tokenizer_config.json")?.as_deref(), jinja)?;
+    view.generation = crate::engine::stored_generation_defaults(files)?.map(|d| GenerationView {
+        eos_token_ids: d.eos_ids(),
+        temperature: d.temperature,
+        top_p: d.top_p,
+        top_k: d.top_k,
+        do_sample: d.do_sample,
+    });
+    for name in crate::pull::select::LICENSES {
+        if let Some(bytes) = files.read(name)? {
+            view.license =
+                Some(LicenseView { source: name.into(), text: String::from_utf8_lossy(&bytes).into_owned() });
+            break;
+        }
+    }
+    Ok(())
 }

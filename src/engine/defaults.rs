@@ -16,14 +16,20 @@ pub struct GenerationDefaults {
     eos_token_id: Option<serde_json::Value>,
 }
 
-pub(super) fn generation_defaults(files: &ModelFiles<'_>) -> Result<GenerationDefaults, EngineError> {
-    let Some(bytes) = files.read("generation_config.json")? else { return Ok(GenerationDefaults::default()) };
+/// The defaults of `generation_config.json`; `None` when the model has none.
+pub fn stored_generation_defaults(files: &ModelFiles<'_>) -> Result<Option<GenerationDefaults>, EngineError> {
+    let Some(bytes) = files.read("generation_config.json")? else { return Ok(None) };
     // A malformed optional file only loses its defaults.
-    Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default()))
+}
+
+pub(super) fn generation_defaults(files: &ModelFiles<'_>) -> Result<GenerationDefaults, EngineError> {
+    Ok(stored_generation_defaults(files)?.unwrap_or_default())
 }
 
 impl GenerationDefaults {
-    pub(super) fn eos_ids(&self) -> Vec<u32> {
+    /// `eos_token_id` as a list (it may be one number or an array).
+    pub fn eos_ids(&self) -> Vec<u32> {
         match &self.eos_token_id {
             Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|n| n as u32).collect(),

@@ -22,7 +22,7 @@ pub mod sampling;
 pub mod text;
 
 pub use check::{TensorProblem, WeightCheckError, check_gguf, check_safetensors};
-pub use defaults::GenerationDefaults;
+pub use defaults::{GenerationDefaults, stored_generation_defaults};
 pub use error::EngineError;
 pub use load::{
     ContextLimits, DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver,

@@ -159,6 +159,20 @@ impl TextCodec {
     }
 }
 
+/// The chat template a Hugging Face layout carries, as [`TextCodec::load`]
+/// picks it: `chat_template.jinja`, else `tokenizer_config.json`'s (the
+/// `default` one of a named list).
+pub fn stored_chat_template(
+    tokenizer_config: Option<&[u8]>,
+    chat_template_jinja: Option<String>,
+) -> Result<Option<String>, TextError> {
+    let config: TokenizerConfig = match tokenizer_config {
+        Some(bytes) => serde_json::from_slice(bytes).map_err(TextError::Config)?,
+        None => TokenizerConfig::default(),
+    };
+    Ok(chat_template_jinja.or_else(|| config.chat_template.and_then(default_template)))
+}
+
 fn default_template(field: TemplateField) -> Option<String> {
     match field {
         TemplateField::One(source) => Some(source),

@@ -13,6 +13,10 @@ const SENTENCEPIECE: &str = "tokenizer.model";
 /// Small files taken when present; the engine reads them for defaults and chat.
 const OPTIONAL: [&str; 4] =
     ["tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"];
+/// License files taken when present and small (`show` prints them); a
+/// larger one on the hub is left there (local files, of unknown size here, are the user's own).
+pub const LICENSES: [&str; 3] = ["LICENSE", "LICENSE.md", "LICENSE.txt"];
+const LICENSE_MAX_BYTES: u64 = 64 * 1024;
 const DEFAULT_GGUF: GgufType = GgufType::Q4_K_M;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,7 @@ fn select_safetensors(name: &str, top: &[&RemoteFile]) -> Result<Selection, Sele
     let wanted = |f: &&&RemoteFile| {
         [CONFIG, TOKENIZER, crate::formats::safetensors::INDEX_FILE].contains(&f.name.as_str())
             || OPTIONAL.contains(&f.name.as_str())
+            || (LICENSES.contains(&f.name.as_str()) && f.size.is_none_or(|n| n <= LICENSE_MAX_BYTES))
             || f.name.ends_with(".safetensors")
     };
     let mut files: Vec<RemoteFile> = top.iter().filter(wanted).map(|f| (*f).clone()).collect();
@@ -184,9 +189,13 @@ mod tests {
             "README.md",
             "onnx/model.safetensors",
             "generation_config.json",
+            "LICENSE",
         ]);
         let sel = select(&"o/m:kv_fp8".parse().unwrap(), &repo).unwrap();
-        assert_eq!(names(&sel), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]);
+        assert_eq!(
+            names(&sel),
+            ["LICENSE", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]
+        );
         let err = select(&"o/m:Q4_1".parse().unwrap(), &repo).unwrap_err();
         assert!(matches!(err, SelectError::Quant(QuantError::WeightTagOnSafetensors { .. })));
         let no_tok = files(&["config.json", "model.safetensors"]);

@@ -133,6 +133,22 @@ pub enum BlobState {
     Unreadable(String),
 }
 
+/// What lives under the store's root, for people (the man page's FILES
+/// section); the paths are those the methods below and `pins`, `staging`
+/// and `pull` build.
+pub const LAYOUT: &[(&str, &str)] = &[
+    ("blobs/sha256-<hex>", "file contents, stored once whatever the tags"),
+    (
+        "manifests/<org>/<name>/<tag>.json",
+        "one `name[:tag]` (`_` for no org or no tag): source, format, shape, quantization, files and their sha256",
+    ),
+    ("downloads/<org>--<name>.sha256-<hex>.part", "partial downloads, resumed by the next `pull`"),
+    ("staging/<area>/", "files being imported, held by a lock on `staging/<area>.lock` while the command lives"),
+    ("pins/<id>.pin", "blobs a running pull reuses, which garbage collection keeps"),
+    ("locks/pull-<org>--<name>.lock", "makes two pulls of one repository take turns"),
+    ("lock", "held exclusively by every writer"),
+];
+
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,

@@ -162,11 +162,68 @@ pub fn show(v: &ShowView) -> String {
     };
     let files: Vec<(&str, String)> =
         v.files.iter().map(|f| (f.name.as_str(), format!("{}{}", format::bytes(f.size), state(&f.name)))).collect();
-    let mut text = format!("Model\n{model}\nKV cache\n{cache}\nFiles\n{}", key_values(&files));
+    let mut text = format!("Model\n{model}\nKV cache\n{cache}\n");
+    if let Some(g) = &v.gguf {
+        text.push_str(&format!("GGUF metadata\n{}\n", gguf(g)));
+    }
+    if let Some(g) = &v.generation {
+        text.push_str(&format!("Generation defaults\n{}\n", generation(g)));
+    }
+    let name = v.name.as_str();
+    let template =
+        v.chat_template.as_deref().map(|t| excerpt(t, TEMPLATE_LINES, &format!("llmctl show {name} --template")));
+    text.push_str(&format!("Chat template\n{}\n", template.unwrap_or_else(|| "  none\n".into())));
+    let license = v.license.as_ref().map(|l| {
+        let body = excerpt(&l.text, LICENSE_LINES, &format!("llmctl show {name} --json"));
+        if l.text.lines().count() <= 1 { format!("  {}\n", l.text.trim()) } else { format!("  ({})\n{body}", l.source) }
+    });
+    text.push_str(&format!("License\n{}\n", license.unwrap_or_else(|| "  none found\n".into())));
+    text.push_str(&format!("Files\n{}", key_values(&files)));
     if !v.damaged_manifests.is_empty() {
         let rows: Vec<(&str, String)> =
             v.damaged_manifests.iter().map(|d| (d.name.as_str(), format!("DAMAGED ({})", d.reason))).collect();
         text.push_str(&format!("Manifests\n{}", key_values(&rows)));
     }
     text
+}
+
+/// Lines of a chat template or license the text output shows before cutting.
+const TEMPLATE_LINES: usize = 12;
+const LICENSE_LINES: usize = 4;
+
+/// The first `max` lines of `text`, indented, and a note naming `full` (the
+/// command that prints it all) when some were cut.
+fn excerpt(text: &str, max: usize, full: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: String =
+        lines.iter().take(max).map(|l| if l.is_empty() { "\n".into() } else { format!("    {l}\n") }).collect();
+    if lines.len() > max {
+        out.push_str(&format!("  ({} more lines: `{full}` prints them)\n", lines.len() - max));
+    }
+    out
+}
+
+fn generation(g: &super::views::GenerationView) -> String {
+    let or_unset = |v: Option<String>| v.unwrap_or_else(|| "unset".into());
+    let eos = g.eos_token_ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    key_values(&[
+        ("temperature", or_unset(g.temperature.map(|t| t.to_string()))),
+        ("top_p", or_unset(g.top_p.map(|p| p.to_string()))),
+        ("top_k", or_unset(g.top_k.map(|k| k.to_string()))),
+        ("do_sample", or_unset(g.do_sample.map(|d| d.to_string()))),
+        ("eos token ids", if eos.is_empty() { "none".into() } else { eos }),
+    ])
+}
+
+fn gguf(g: &crate::formats::gguf::facts::GgufSummary) -> String {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    key_values(&[
+        ("general.name", or_none(&g.name)),
+        ("architecture", or_none(&g.architecture)),
+        ("file type", or_none(&g.file_type)),
+        ("context length", g.context_length.map_or("none".into(), |n| n.to_string())),
+        ("tokenizer", format!("{} (pre: {})", or_none(&g.tokenizer_model), or_none(&g.tokenizer_pre))),
+        ("vocab size", g.vocab_size.to_string()),
+        ("chat template", if g.has_chat_template { "yes".into() } else { "no".into() }),
+    ])
 }

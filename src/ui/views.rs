@@ -74,12 +74,37 @@ pub struct ShowView {
     pub size: u64,
     pub files: Vec<FileEntry>,
     pub pulled_at: String,
+    /// The chat template the model carries (`null`: none).
+    pub chat_template: Option<String>,
+    /// The sampling defaults of `generation_config.json` (`null`: no such file).
+    pub generation: Option<GenerationView>,
+    /// The license the model carries (`null`: none found).
+    pub license: Option<LicenseView>,
+    /// A GGUF file's metadata (`null` for safetensors models).
+    pub gguf: Option<crate::formats::gguf::facts::GgufSummary>,
     /// With `--verify`: the model's other manifests (tags) that cannot be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged_manifests: Vec<DamagedManifest>,
     /// With `--verify`: what re-reading each file found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Vec<VerifiedFile>>,
+}
+
+/// `generation_config.json`'s sampling defaults, as `run` reads them.
+#[derive(Debug, Serialize)]
+pub struct GenerationView {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub do_sample: Option<bool>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+/// A license: where it was found (`general.license` or a file name) and its text.
+#[derive(Debug, Serialize)]
+pub struct LicenseView {
+    pub source: String,
+    pub text: String,
 }
 
 /// A manifest `show --verify` found unreadable.

@@ -437,27 +437,57 @@ fn quiet_hides_status_but_not_errors_or_data() {
     assert_eq!(ctx.run(&["-q", "show", "nope"]).code, 2);
 }
 
-#[test]
-fn bash_completion_completes_models_and_tags_across_the_colon() {
+/// A store for completion tests: `org/tiny` (safetensors, also as
+/// `:kv_int8`) and the SmolLM2 GGUF as `org/gguf` (type `Q4_1`); the script
+/// for `shell` written beside it; and the PATH that finds this llmctl.
+fn completion_ctx(shell: &str) -> (TestContext, std::path::PathBuf, String) {
     let ctx = TestContext::new();
     let dir = ctx.root.path().join("tiny");
     models::write_dir(&dir, &models::tiny_llama_repo(7));
     ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny:kv_int8"]).success();
-    let script = ctx.run(&["completions", "bash"]).success().stdout.clone();
-    let script_path = ctx.root.path().join("llmctl.bash");
+    ctx.run(&["pull", models::smollm2_gguf().to_str().unwrap(), "--name", "org/gguf"]).success();
+    let script = ctx.run(&["completions", shell]).success().stdout.clone();
+    let script_path = ctx.root.path().join(format!("llmctl.{shell}"));
     std::fs::write(&script_path, script).unwrap();
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_llmctl")).parent().unwrap();
-    // Each line: the command line typed so far, then what bash would offer.
-    let cases = [
-        ("llmctl run org/t", "org/tiny org/tiny:kv_int8"),
-        ("llmctl run org/tiny:", "kv_int8"),
-        ("llmctl show --json org/tiny:kv", "kv_int8"),
-        ("llmctl rm org/tiny org/tiny:k", "kv_int8"),
-        ("llmctl run org/tiny hello", ""),
-        ("llmctl run --max-tokens 8 org/tiny:", "kv_int8"),
-        ("llmctl bench --ctx 512 org/tiny:kv", "kv_int8"),
-        ("llmctl sh", "show"),
-    ];
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    (ctx, script_path, path)
+}
+
+/// Each line: the command line typed so far, then what the shell offers
+/// (bash shows only what follows the last `:`).
+const MODEL_COMPLETIONS: [(&str, &str); 7] = [
+    ("llmctl run org/t", "org/tiny org/tiny:kv_int8"),
+    // Issue #18: every tag valid for the model's format, stored or not.
+    ("llmctl run org/tiny:", "org/tiny:kv_fp8 org/tiny:kv_int8"),
+    ("llmctl show --json org/tiny:kv_f", "org/tiny:kv_fp8"),
+    ("llmctl run org/gguf:", "org/gguf:Q4_1"),
+    // A name the store does not know may be a safetensors model on the hub.
+    ("llmctl run hub/new:kv", "hub/new:kv_fp8 hub/new:kv_int8"),
+    ("llmctl bench --ctx 512 org/tiny:kv", "org/tiny:kv_fp8 org/tiny:kv_int8"),
+    // `rm` offers only what is stored.
+    ("llmctl rm org/tiny org/tiny:k", "org/tiny:kv_int8"),
+];
+
+fn shell_output(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn bash_completion_completes_models_and_tags_across_the_colon() {
+    let (ctx, script_path, path) = completion_ctx("bash");
+    let after_colon = |s: &str| s.split(' ').map(|w| w.rsplit(':').next().unwrap().to_string()).collect::<Vec<_>>();
+    let mut cases: Vec<(&str, String)> =
+        MODEL_COMPLETIONS.iter().map(|(line, want)| (*line, after_colon(want).join(" "))).collect();
+    // Words without a colon are offered whole.
+    cases[0].1 = "org/tiny org/tiny:kv_int8".into();
+    cases.extend([
+        ("llmctl run org/tiny hello", String::new()),
+        ("llmctl run --max-tokens 8 org/tiny:kv_i", "kv_int8".into()),
+        ("llmctl sh", "show".into()),
+    ]);
     for (line, expected) in cases {
         let probe = format!(
             "source '{}'\nCOMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}\n\
@@ -466,17 +496,68 @@ fn bash_completion_completes_models_and_tags_across_the_colon() {
              _llmctl_complete llmctl \"$cur\" ''\necho \"${{COMPREPLY[*]}}\"",
             script_path.display()
         );
-        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(&probe)
-            .env("PATH", path)
-            .env("LLMCTL_HOME", ctx.store())
-            .output()
-            .unwrap();
-        let offered = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
-        assert_eq!(offered, expected, "{line}: {}", String::from_utf8_lossy(&out.stderr));
+        let offered = shell_output(
+            std::process::Command::new("bash").arg("-c").arg(&probe).env("PATH", &path).env("LLMCTL_HOME", ctx.store()),
+        );
+        assert_eq!(offered, expected, "{line}");
     }
+}
+
+/// fish and zsh are not on every machine (`.ci/run` installs them); without
+/// one its test checks nothing (the drift test still covers the script).
+fn have(shell: &str) -> bool {
+    std::process::Command::new(shell).arg("-c").arg("exit 0").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn fish_completion_offers_the_tags_valid_for_each_model() {
+    if !have("fish") {
+        return;
+    }
+    let (ctx, script_path, path) = completion_ctx("fish");
+    for (line, expected) in MODEL_COMPLETIONS {
+        let probe = format!("source '{}'; complete -C '{line}'", script_path.display());
+        let offered = shell_output(
+            std::process::Command::new("fish").arg("-c").arg(&probe).env("PATH", &path).env("LLMCTL_HOME", ctx.store()),
+        );
+        let words: Vec<&str> = offered.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(words.join(" "), expected, "{line}");
+    }
+}
+
+/// zsh's completion system needs a terminal to run `_arguments`; this drives
+/// the model functions the script wires into it, with `compadd` stubbed.
+#[test]
+fn zsh_completion_offers_the_tags_valid_for_each_model() {
+    if !have("zsh") {
+        return;
+    }
+    let (ctx, script_path, path) = completion_ctx("zsh");
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    assert!(script.contains(":_llmctl_models' \\"), "{script}");
+    assert!(script.contains(":_llmctl_stored_models' \\"), "{script}");
+    for (line, expected) in MODEL_COMPLETIONS {
+        let word = line.rsplit(' ').next().unwrap();
+        let function = if line.starts_with("llmctl rm") { "_llmctl_stored_models" } else { "_llmctl_models" };
+        let probe = format!(
+            "compdef() {{ :; }}; source '{}'\ncompadd() {{ [[ $1 == -- ]] && shift; print -r -- \"$*\"; }}\n\
+             PREFIX='{word}'; {function}",
+            script_path.display()
+        );
+        let offered = shell_output(
+            std::process::Command::new("zsh").arg("-c").arg(&probe).env("PATH", &path).env("LLMCTL_HOME", ctx.store()),
+        );
+        // zsh filters by the prefix itself; `rm`'s list is everything stored.
+        let matching: Vec<&str> = offered.split(' ').filter(|c| c.starts_with(word)).collect();
+        assert_eq!(matching.join(" "), expected, "{line}");
+    }
+}
+
+#[test]
+fn model_completion_of_an_empty_store_is_empty_and_quiet() {
+    let ctx = TestContext::new();
+    ctx.run(&["list", "--complete", "org/x:"]).assert(0, "org/x:kv_fp8\norg/x:kv_int8\n", "");
+    ctx.run(&["list", "--complete", "org/x"]).assert(0, "", "");
 }
 
 #[test]
@@ -1152,4 +1233,74 @@ fn show_says_the_context_run_allocates_and_refuses_more_than_the_model_has() {
         too_big.replace("18446744073709551615", "5000")
     );
     ctx.run(&["show", "smollm2-gguf", "--ctx-size", "100"]).success();
+}
+
+/// Issue #18: `show` says what Ollama's does: chat template, generation
+/// defaults and license of a safetensors model.
+#[test]
+fn show_prints_the_template_generation_defaults_and_license() {
+    let ctx = TestContext::new();
+    let mut files = models::tiny_llama_repo(7);
+    let template = (1..=15).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+    models::edit_json(&mut files, "tokenizer_config.json", |c| c["chat_template"] = template.clone().into());
+    models::edit_json(&mut files, "generation_config.json", |g| {
+        *g = serde_json::json!({"eos_token_id": [2, 1], "temperature": 0.7, "top_p": 0.9, "do_sample": true})
+    });
+    files.push(("LICENSE".into(), b"MIT License\n\nCopyright (c) tests\n".to_vec()));
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &files);
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]).success();
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    assert_eq!(show["chat_template"], template.as_str());
+    assert_eq!(
+        show["generation"],
+        serde_json::json!({"temperature": 0.7, "top_p": 0.9, "top_k": null, "do_sample": true, "eos_token_ids": [2, 1]})
+    );
+    assert_eq!(show["license"]["source"], "LICENSE");
+    assert_eq!(show["gguf"], serde_json::Value::Null);
+    let text = ctx.run(&["show", "org/tiny"]).success().stdout.clone();
+    let expected = [
+        "Generation defaults\n  temperature    0.7\n  top_p          0.9\n  top_k          unset\n  do_sample      true\n  eos token ids  2, 1\n",
+        "Chat template\n    line 1\n",
+        "    line 12\n  (3 more lines: `llmctl show org/tiny --template` prints them)\n",
+        "License\n  (LICENSE)\n    MIT License\n\n    Copyright (c) tests\n",
+    ];
+    for part in expected {
+        assert!(text.contains(part), "{part:?} missing:\n{text}");
+    }
+    ctx.run(&["show", "org/tiny", "--template"]).assert(0, &format!("{template}\n"), "");
+}
+
+#[test]
+fn show_of_a_model_without_template_says_none() {
+    let ctx = ctx_with_tiny_safetensors();
+    let show = ctx.run(&["show", "org/tiny", "--json"]).json();
+    assert_eq!(show["chat_template"], serde_json::Value::Null);
+    assert_eq!(show["license"], serde_json::Value::Null);
+    assert_eq!(show["generation"]["eos_token_ids"], serde_json::json!([2]));
+    let text = ctx.run(&["show", "org/tiny"]).success().stdout.clone();
+    assert!(text.contains("Chat template\n  none\n"), "{text}");
+    assert!(text.contains("License\n  none found\n"), "{text}");
+    ctx.run(&["show", "org/tiny", "--template"]).assert(0, "", "`org/tiny` has no chat template\n");
+}
+
+#[test]
+fn show_of_a_gguf_summarizes_its_metadata() {
+    let ctx = ctx_with_smollm2_gguf();
+    let show = ctx.run(&["show", "smollm2-gguf", "--json"]).json();
+    let gguf = &show["gguf"];
+    assert_eq!(gguf["architecture"], "llama");
+    assert_eq!(gguf["file_type"], "Q4_1");
+    assert_eq!(gguf["context_length"], 8192);
+    assert_eq!((gguf["tokenizer_model"].as_str(), gguf["tokenizer_pre"].as_str()), (Some("gpt2"), Some("smollm")));
+    assert_eq!(gguf["vocab_size"], 49_152);
+    assert_eq!(gguf["has_chat_template"], true);
+    assert!(show["chat_template"].as_str().unwrap().contains("<|im_start|>"), "{show}");
+    assert_eq!(show["generation"], serde_json::Value::Null);
+    let text = ctx.run(&["show", "smollm2-gguf"]).success().stdout.clone();
+    assert!(text.contains("GGUF metadata\n"), "{text}");
+    assert!(text.contains("  tokenizer       gpt2 (pre: smollm)\n"), "{text}");
+    assert!(text.contains("  chat template   yes\n"), "{text}");
+    let template = ctx.run(&["show", "smollm2-gguf", "--template"]).success().stdout.clone();
+    assert_eq!(template.trim_end(), show["chat_template"].as_str().unwrap().trim_end());
 }

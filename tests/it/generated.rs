@@ -33,3 +33,48 @@ fn no_stray_generated_files() {
         }
     }
 }
+
+/// Issue #18: the pages people read have the usual sections, no Markdown
+/// backticks, and SEE ALSO only pages that are shipped.
+#[test]
+fn man_pages_have_their_sections_and_refer_only_to_shipped_pages() {
+    let pages = llmctl::cli_docs::man::files();
+    let shipped: Vec<String> =
+        pages.iter().map(|(p, _)| p.trim_start_matches("man/").trim_end_matches(".1").to_string()).collect();
+    for (path, bytes) in &pages {
+        let page = String::from_utf8(bytes.clone()).unwrap();
+        assert!(!page.contains('`'), "{path} has a backtick:\n{page}");
+        let mut sections = vec!["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "\"EXIT STATUS\"", "\"SEE ALSO\""];
+        if path == "man/llmctl.1" {
+            sections.extend(["\"ENVIRONMENT\"", "\"FILES\"", "\"EXAMPLES\""]);
+        }
+        for section in sections {
+            assert!(page.contains(&format!("\n.SH {section}\n")), "{path} lacks {section}");
+        }
+        // Every `page(1)` reference anywhere names a shipped page.
+        for (i, _) in page.match_indices("(1)") {
+            let name: String = page[..i]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '\\')
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect();
+            let name = name.replace("\\-", "-");
+            assert!(shipped.contains(&name), "{path} refers to {name}(1), which is not in man/");
+        }
+    }
+    let root = String::from_utf8(pages[0].1.clone()).unwrap();
+    for var in llmctl::env_vars::ALL {
+        assert!(root.contains(&format!("\\fB{}\\fR", var.name)), "ENVIRONMENT lacks {}", var.name);
+    }
+    for needle in ["\\fB130\\fR", "blobs/sha256", "\\fB\\-\\-ctx\\-size\\fR \\fI<N>\\fR"] {
+        assert!(
+            root.contains(needle)
+                || String::from_utf8_lossy(&pages.iter().find(|p| p.0 == "man/llmctl-run.1").unwrap().1)
+                    .contains(needle),
+            "{needle} missing"
+        );
+    }
+}

@@ -52,3 +52,36 @@ fn weight_type(header: &GgufHeader) -> Result<GgufType, GgufFactsError> {
         .and_then(GgufType::from_ggml_type_name)
         .ok_or(GgufFactsError::UnknownType)
 }
+
+/// What `llmctl show` tells of a GGUF file's metadata, as read from its header.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GgufSummary {
+    pub architecture: Option<String>,
+    /// `general.name`, the model's name as its converter wrote it.
+    pub name: Option<String>,
+    /// `general.file_type` as its GGUF type (else the type holding most weights).
+    pub file_type: Option<String>,
+    pub context_length: Option<u64>,
+    /// `tokenizer.ggml.model` and `tokenizer.ggml.pre`.
+    pub tokenizer_model: Option<String>,
+    pub tokenizer_pre: Option<String>,
+    pub vocab_size: u64,
+    pub has_chat_template: bool,
+    /// `general.license`.
+    pub license: Option<String>,
+}
+
+pub fn summary(header: &GgufHeader) -> GgufSummary {
+    let text = |key: &str| header.get(key).and_then(super::GgufValue::as_str).map(str::to_string);
+    GgufSummary {
+        architecture: header.architecture().map(str::to_string),
+        name: text("general.name"),
+        file_type: weight_type(header).ok().map(|t| t.as_str().to_string()),
+        context_length: header.arch_u64("context_length"),
+        tokenizer_model: text("tokenizer.ggml.model"),
+        tokenizer_pre: text("tokenizer.ggml.pre"),
+        vocab_size: header.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map_or(0, |a| a.len() as u64),
+        has_chat_template: header.get("tokenizer.chat_template").is_some(),
+        license: text("general.license"),
+    }
+}
