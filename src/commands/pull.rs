@@ -17,7 +17,7 @@ pub fn execute(global: &GlobalSettings, settings: &PullSettings, printer: &Print
     let outcome = pull(&store, &global.hub, &settings.source, &progress)?;
     let stored: Vec<ListEntry> = outcome.manifests.iter().map(ListEntry::from_manifest).collect();
     for entry in &stored {
-        let quant = entry.quantization.as_deref().unwrap_or("unquantized");
+        let quant = format::quantization(entry.quantization.as_deref());
         printer.status(&format!("stored {} ({}, {quant}, {})", entry.name, entry.format, format::bytes(entry.size)));
     }
     if settings.output == OutputFormat::Json {
