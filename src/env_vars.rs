@@ -15,6 +15,10 @@ pub const NO_COLOR: &str = "NO_COLOR";
 /// Forces colour on stderr even when it is not a terminal.
 pub const FORCE_COLOR: &str = "FORCE_COLOR";
 
+/// The terminal's width in columns, as shells export it; progress lines fit it
+/// (default: the width stderr reports, else 80).
+pub const COLUMNS: &str = "COLUMNS";
+
 /// Milliseconds to connect, or without a received byte, before a request counts as stalled (default 60,000).
 pub const LLMCTL_STALL_TIMEOUT_MS: &str = "LLMCTL_STALL_TIMEOUT_MS";
 /// First delay before retrying a failed request, in milliseconds, doubled per retry (default 500).

@@ -3,6 +3,7 @@
 
 pub mod format;
 pub mod progress;
+pub mod progress_line;
 pub mod stream;
 pub mod table;
 pub mod views;
