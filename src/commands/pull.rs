@@ -14,7 +14,9 @@ pub fn execute(global: &GlobalSettings, settings: &PullSettings, printer: &Print
         printer.status(&format!("importing {} as {reference}", path.display()));
     }
     let progress = PullProgress::new(*printer);
-    let outcome = pull(&store, &global.hub, &settings.source, &progress)?;
+    let outcome = pull(&store, &global.hub, &settings.source, &progress);
+    drop(progress);
+    let outcome = outcome?;
     let stored: Vec<ListEntry> = outcome.manifests.iter().map(ListEntry::from_manifest).collect();
     for entry in &stored {
         let quant = format::quantization(entry.quantization.as_deref());

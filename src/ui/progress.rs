@@ -33,6 +33,14 @@ impl PullProgress {
     }
 }
 
+/// Finished bars are cleared when the pull is over (as uv does), so the
+/// lines after them (`stored …`, an error) start on a line of their own.
+impl Drop for PullProgress {
+    fn drop(&mut self) {
+        let _ = self.bars.clear();
+    }
+}
+
 /// The whole line is one key that `progress_line` lays out, so that it fits
 /// `width` and speaks the units of `format::bytes`. `base` is the position
 /// the transfer (re)started from, so the rate counts only received bytes.
