@@ -84,19 +84,21 @@ pub struct RunArgs {
     pub raw: bool,
 
     /// Stop after this many generated tokens
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = 256, allow_negative_numbers = true)]
     pub max_tokens: usize,
 
     /// Sampling temperature; 0 is greedy [default: the model's generation config, else 0]
-    #[arg(long, value_name = "T")]
+    // Negative values parse, so that llmctl's range check says what is allowed
+    // (clap would suggest `-- -1`, which is not what the user meant).
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub temperature: Option<f64>,
 
     /// Sample only among the K most likely tokens [default: the model's]
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub top_k: Option<usize>,
 
     /// Sample only among the most likely tokens whose probabilities sum to P [default: the model's]
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub top_p: Option<f64>,
 
     /// Seed for sampling: the same seed gives the same output

@@ -51,6 +51,9 @@ env_vars! {
     /// Read by Rust's standard library: whether library code captures backtraces.
     /// llmctl sets it to `0` unless `LLMCTL_BACKTRACE` is `1`.
     RUST_LIB_BACKTRACE;
+    /// The terminal's width in columns, as shells export it; progress lines fit it
+    /// (default: the width stderr reports, else 80).
+    COLUMNS;
 }
 
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

@@ -55,7 +55,8 @@ pub fn main() -> ExitCode {
         Ok(resolved) => resolved,
         Err(error) => return diagnostics::report(&error.into(), &plain).into(),
     };
-    let printer = Printer::new(global.quiet, global.color, global.progress, env.stdout_is_terminal);
+    let printer =
+        Printer::new(global.quiet, global.color, global.progress, env.stdout_is_terminal).with_columns(global.columns);
     match dispatch(&global, &command, &printer) {
         Ok(status) => status.into(),
         Err(error) => diagnostics::report(&error, &printer).into(),

@@ -14,6 +14,8 @@ pub struct Printer {
     color: bool,
     progress: bool,
     stdout_is_terminal: bool,
+    /// The terminal's width: `COLUMNS`, else what stderr reports.
+    columns: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +41,17 @@ impl Style {
 
 impl Printer {
     pub fn new(quiet: bool, color: bool, progress: bool, stdout_is_terminal: bool) -> Printer {
-        Printer { quiet, color, progress, stdout_is_terminal }
+        Printer { quiet, color, progress, stdout_is_terminal, columns: None }
+    }
+
+    /// The same printer, drawing progress for a terminal `columns` wide.
+    pub fn with_columns(self, columns: Option<usize>) -> Printer {
+        Printer { columns, ..self }
+    }
+
+    /// How wide progress lines may be (settings resolved it), else 80.
+    pub fn progress_width(&self) -> usize {
+        self.columns.unwrap_or(crate::ui::progress_line::DEFAULT_WIDTH)
     }
 
     /// Model-generated text: on a terminal, control sequences are removed so

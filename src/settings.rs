@@ -21,6 +21,8 @@ pub struct Env {
     pub stdout_is_terminal: bool,
     pub stderr_is_terminal: bool,
     pub stdin_is_terminal: bool,
+    /// stderr's terminal width in columns, when it is a terminal that says.
+    pub stderr_columns: Option<usize>,
 }
 
 impl Env {
@@ -30,12 +32,35 @@ impl Env {
             stdout_is_terminal: std::io::stdout().is_terminal(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
             stdin_is_terminal: std::io::stdin().is_terminal(),
+            stderr_columns: stderr_columns(),
         }
+    }
+
+    /// The width progress lines fit: `COLUMNS` (as shells export it, and
+    /// as tests set it), else stderr's terminal width.
+    pub fn columns(&self) -> Option<usize> {
+        let given = self.var(COLUMNS).and_then(|c| c.trim().parse().ok()).filter(|c| *c > 0);
+        given.or(self.stderr_columns)
     }
 
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
+}
+
+/// The terminal width of stderr (`TIOCGWINSZ`); `None` off a terminal or
+/// when it reports zero columns (a pseudo-terminal nobody sized).
+#[cfg(unix)]
+fn stderr_columns() -> Option<usize> {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which is valid for it.
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+#[cfg(not(unix))]
+fn stderr_columns() -> Option<usize> {
+    None
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +151,8 @@ pub struct GlobalSettings {
     pub quiet: bool,
     pub color: bool,
     pub progress: bool,
+    /// The terminal's width for progress lines (`Env::columns`).
+    pub columns: Option<usize>,
     pub hub: HubConfig,
 }
 
@@ -219,6 +246,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         quiet: cli.quiet,
         color: use_color(cli.color, env),
         progress: !cli.quiet && env.stderr_is_terminal,
+        columns: env.columns(),
         hub: hub_config(env),
         store_root,
     };
@@ -407,11 +435,7 @@ fn derived_name(path: &Path) -> Result<ModelName, SettingsError> {
     let fail = || SettingsError::NoDerivedName(path.to_path_buf());
     let absolute = std::path::absolute(path).map_err(|_| fail())?;
     let last = absolute.file_name().and_then(|n| n.to_str()).ok_or_else(fail)?;
-    let stem = last.strip_suffix(".gguf").unwrap_or(last);
-    let stem = match crate::pull::select::gguf_type_in_name(last) {
-        Some(t) => stem.trim_end_matches(t.as_str()).trim_end_matches(['.', '-']),
-        None => stem,
-    };
+    let (stem, _) = crate::pull::select::split_gguf_name(last);
     let cleaned: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
     cleaned.trim_start_matches(['.', '_', '-']).parse().map_err(|_| fail())
@@ -425,6 +449,11 @@ mod tests {
     fn derives_names_from_paths() {
         let name = |p: &str| derived_name(Path::new(p)).map(|n| n.to_string()).ok();
         assert_eq!(name("/m/SmolLM2-135M-Instruct.Q4_1.gguf").as_deref(), Some("SmolLM2-135M-Instruct"));
+        // The hub's other common styles drop their GGUF type the same way (#18).
+        assert_eq!(name("/m/smollm2-135m-instruct-q4_1.gguf").as_deref(), Some("smollm2-135m-instruct"));
+        assert_eq!(name("/m/Model-Q4_K_M.gguf").as_deref(), Some("Model"));
+        assert_eq!(name("/m/model_q8_0.GGUF").as_deref(), Some("model"));
+        assert_eq!(name("/m/plain.gguf").as_deref(), Some("plain"));
         assert_eq!(name("/m/my model").as_deref(), Some("my-model"));
         assert_eq!(name("/m/tiny-llama").as_deref(), Some("tiny-llama"));
     }

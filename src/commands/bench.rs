@@ -38,7 +38,8 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
         None => default_contexts(settings.device, max),
     };
     if !dropped.is_empty() {
-        printer.warning(&format!("skipping contexts {dropped:?}: beyond the model's limit of {max} tokens"));
+        let dropped: Vec<String> = dropped.iter().map(usize::to_string).collect();
+        printer.warning(&format!("skipping contexts {}: beyond the model's limit of {max} tokens", dropped.join(", ")));
     }
     let largest = contexts.iter().copied().max().unwrap_or(max);
     let text = match &settings.text {

@@ -36,6 +36,12 @@ pub fn execute(global: &GlobalSettings, settings: &ListSettings, printer: &Print
         table::models(&entries, SystemTime::now())
     };
     printer.data(&text)?;
+    if entries.is_empty() {
+        // stdout keeps its shape (header, `[]`, nothing) for scripts; people read this.
+        printer.status(
+            "no models in the store yet; pull one with `llmctl pull org/name` or import files with `llmctl pull ./DIR`",
+        );
+    }
     Ok(ExitStatus::Success)
 }
 

@@ -31,9 +31,13 @@ pub fn pull_with_progress(
     source: &PullSource,
     printer: &Printer,
 ) -> anyhow::Result<PullOutcome> {
-    let outcome = pull(store, &global.hub, source, &PullProgress::new(*printer))?;
+    let progress = PullProgress::new(*printer);
+    let outcome = pull(store, &global.hub, source, &progress);
+    // Finished bars are cleared before the summary or an error takes their line.
+    drop(progress);
+    let outcome = outcome?;
     for entry in outcome.manifests.iter().map(ListEntry::from_manifest) {
-        let quant = entry.quantization.as_deref().unwrap_or("unquantized");
+        let quant = format::quantization(entry.quantization.as_deref());
         printer.status(&format!("stored {} ({}, {quant}, {})", entry.name, entry.format, format::bytes(entry.size)));
     }
     Ok(outcome)

@@ -87,7 +87,10 @@ fn check_segment(segment: &str) -> Result<(), String> {
         return Err(format!("`{}` must start with a letter or digit", segment.escape_debug()));
     }
     if let Some(bad) = segment.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-        return Err(format!("`{}` is not allowed in a name", bad.escape_debug()));
+        return Err(format!(
+            "`{}` is not allowed in a name: use ASCII letters, digits, `.`, `_` and `-`",
+            bad.escape_debug()
+        ));
     }
     if segment.contains("..") {
         return Err("`..` is not allowed in a name".into());

@@ -37,7 +37,7 @@ pub(super) fn import(
         store.staging_area(&lock)?
     };
     let sources = selection.files.iter().map(|f| local.source_of(&f.name)).collect::<Result<Vec<_>, _>>()?;
-    let staged = stage::from_local(&sources, area.path())?;
+    let staged = stage::from_local(&sources, area.path(), reporter)?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let source = Source::Local { path: absolute.display().to_string() };
     commit(store, reference, &selection, staged, source, reporter)

@@ -143,11 +143,29 @@ fn available_tags(typed: &[(&RemoteFile, Option<GgufType>)]) -> Vec<String> {
 /// The GGUF type a file name carries as one of its `.`/`-`-separated parts
 /// (`SmolLM2-135M-Instruct.Q4_1.gguf`, `model-q4_k_m.gguf`), case-insensitively.
 pub fn gguf_type_in_name(file_name: &str) -> Option<GgufType> {
-    let stem = file_name.strip_suffix(".gguf")?;
-    stem.split(['.', '-']).rev().find_map(|part| match part.parse::<Quant>() {
-        Ok(Quant::Gguf(t)) => Some(t),
-        _ => None,
-    })
+    split_gguf_name(file_name).1
+}
+
+/// A `.gguf` file name's model part and the GGUF type that ends it, if one
+/// does: the type is the last part after a `.`, `-` or `_`, in any case
+/// (`SmolLM2-135M-Instruct.Q4_1.gguf`, `smollm2-135m-instruct-q4_1.gguf`,
+/// `Model-Q4_K_M.gguf`, `model_q8_0.gguf`). Types hold `_` themselves
+/// (`Q4_K_M`), so every `_` is tried as a separator, the longest type first.
+/// Without a type (or without `.gguf`) the stem comes back whole.
+pub fn split_gguf_name(file_name: &str) -> (&str, Option<GgufType>) {
+    let Some(stem) = strip_suffix_ignore_case(file_name, ".gguf") else { return (file_name, None) };
+    let cuts = stem.char_indices().filter(|(_, c)| matches!(c, '.' | '-' | '_')).map(|(i, _)| i);
+    for cut in cuts {
+        if let Ok(Quant::Gguf(t)) = stem[cut + 1..].parse::<Quant>() {
+            return (&stem[..cut], Some(t));
+        }
+    }
+    (stem, None)
+}
+
+fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = text.len().checked_sub(suffix.len())?;
+    (text.is_char_boundary(at) && text[at..].eq_ignore_ascii_case(suffix)).then(|| &text[..at])
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::PullReporter;
 use super::retry::with_retries;
 use crate::exit::{Diagnostic, ExitStatus};
-use crate::hub::{CommitId, DownloadReporter, Hub, RemoteFile, Resilience, Retry};
+use crate::hub::{CommitId, DownloadProgress, DownloadReporter, Hub, RemoteFile, Resilience, Retry};
 use crate::store::blobs::{Digest, copy_hashing, git_blob_id, hash_file};
 use crate::store::pins::Pinned;
 use crate::store::reference::ModelName;
@@ -169,22 +169,50 @@ fn verify(staged: &StagedFile, promised: &RemoteFile) -> Result<(), StageError> 
 }
 
 /// Copies local files (name, path) into `staging`, hashing them on the
-/// way; stops at an interrupt (`crate::interrupt`), leaving the staging
-/// area for its owner to remove.
-pub fn from_local(sources: &[(String, PathBuf)], staging: &Path) -> Result<Vec<StagedFile>, StageError> {
-    sources.iter().map(|(name, path)| copy_one(path, name, staging)).collect()
+/// way and reporting progress as downloads do; stops at an interrupt
+/// (`crate::interrupt`), leaving the staging area for its owner to remove.
+pub fn from_local(
+    sources: &[(String, PathBuf)],
+    staging: &Path,
+    reporter: &dyn DownloadReporter,
+) -> Result<Vec<StagedFile>, StageError> {
+    sources.iter().map(|(name, path)| copy_one(path, name, staging, reporter)).collect()
 }
 
-fn copy_one(source: &Path, name: &str, staging: &Path) -> Result<StagedFile, StageError> {
+fn copy_one(
+    source: &Path,
+    name: &str,
+    staging: &Path,
+    reporter: &dyn DownloadReporter,
+) -> Result<StagedFile, StageError> {
     let target = staging.join(crate::store::atomic::unique_name("import"));
-    let mut from = Interruptible(File::open(source).map_err(io_err("read", source))?);
+    let file = File::open(source).map_err(io_err("read", source))?;
+    let size = file.metadata().map_err(io_err("read", source))?.len();
+    let mut progress = reporter.start(name, Some(size));
+    progress.restart(size, 0);
+    let mut from = Reporting { inner: Interruptible(file), progress: progress.as_mut() };
     let mut to = File::create(&target).map_err(io_err("write", &target))?;
     let copied = copy_hashing(&mut from, &mut to);
+    progress.finish();
     if crate::interrupt::requested() {
         return Err(StageError::Interrupted);
     }
     let (sha256, size) = copied.map_err(io_err("copy", source))?;
     Ok(StagedFile { name: name.into(), size, sha256, path: target, in_store: false })
+}
+
+/// A reader that tells `progress` of the bytes it reads.
+struct Reporting<'a, R> {
+    inner: R,
+    progress: &'a mut dyn DownloadProgress,
+}
+
+impl<R: std::io::Read> std::io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
 }
 
 /// A reader that fails once an interrupt has been requested.

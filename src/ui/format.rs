@@ -14,6 +14,21 @@ pub fn bytes(n: u64) -> String {
     if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// `1 file`, `2 files`: a count with its noun, singular for one.
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// The one word text output (`list`, `show`, `pull`) uses for a model
+/// without quantization. `none` is the spelling users already type for it
+/// (`bench --kv none`); JSON keeps `null`, the scripting convention for "no value".
+pub const UNQUANTIZED: &str = "none";
+
+/// A model's quantization for people: its tag, or [`UNQUANTIZED`].
+pub fn quantization(quant: Option<&str>) -> &str {
+    quant.unwrap_or(UNQUANTIZED)
+}
+
 /// `134.5M`, `8.0B`: parameter counts as model cards write them.
 pub fn count(n: u64) -> String {
     match n {
@@ -47,6 +62,10 @@ mod tests {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(98_362_432), "98.4 MB");
         assert_eq!(count(134_515_008), "134.5M");
+        assert_eq!(
+            (counted(1, "file"), counted(0, "file"), counted(3, "token")),
+            ("1 file".into(), "0 files".into(), "3 tokens".into())
+        );
         let now = SystemTime::now();
         assert_eq!(age(now - Duration::from_secs(7200), now), "2 hours ago");
         assert_eq!(age(now - Duration::from_secs(61), now), "1 minute ago");

@@ -5,6 +5,7 @@
 pub mod format;
 pub mod line_editor;
 pub mod progress;
+pub mod progress_line;
 pub mod stream;
 pub mod table;
 pub mod views;

@@ -1,10 +1,14 @@
 //! indicatif progress bars for downloads, drawn on stderr only when it is a
 //! terminal and `--quiet` is off (the printer decides the draw target).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
+use super::format;
+use super::progress_line::{self, Transfer};
 use crate::hub::{DownloadProgress, DownloadReporter};
 use crate::printer::Printer;
 use crate::pull::{PullEvent, PullReporter};
@@ -29,18 +33,36 @@ impl PullProgress {
     }
 }
 
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg:30!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta}")
-        .expect("the template is valid")
+/// Finished bars are cleared when the pull is over (as uv does), so the
+/// lines after them (`stored …`, an error) start on a line of their own.
+impl Drop for PullProgress {
+    fn drop(&mut self) {
+        let _ = self.bars.clear();
+    }
+}
+
+/// The whole line is one key that `progress_line` lays out, so that it fits
+/// `width` and speaks the units of `format::bytes`. `base` is the position
+/// the transfer (re)started from, so the rate counts only received bytes.
+fn bar_style(width: usize, name: String, base: Arc<AtomicU64>) -> ProgressStyle {
+    ProgressStyle::with_template("{line}").expect("the template is valid").with_key(
+        "line",
+        move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let (done, base) = (state.pos(), base.load(Ordering::Relaxed));
+            let rate = progress_line::wire_rate(done, base, state.elapsed());
+            let transfer = Transfer { done, total: state.len().unwrap_or(0), rate };
+            let _ = w.write_str(&progress_line::fit_line(width, &name, transfer));
+        },
+    )
 }
 
 impl DownloadReporter for PullProgress {
     fn start(&self, file: &str, total: Option<u64>) -> Box<dyn DownloadProgress> {
         let bar = self.bars.add(ProgressBar::new(total.unwrap_or(0)));
-        bar.set_style(bar_style());
-        bar.set_message(file.to_string());
+        let base = Arc::new(AtomicU64::new(0));
+        bar.set_style(bar_style(self.printer.progress_width(), file.to_string(), base.clone()));
         bar.enable_steady_tick(Duration::from_millis(200));
-        Box::new(FileBar(bar))
+        Box::new(FileBar { bar, base })
     }
 }
 
@@ -48,7 +70,8 @@ impl PullReporter for PullProgress {
     fn event(&self, event: PullEvent<'_>) {
         match event {
             PullEvent::Resolved { repo, commit, files } => {
-                self.status(&format!("pulling {repo} at {} ({files} files)", &commit[..commit.len().min(12)]));
+                let files = format::counted(files as u64, "file");
+                self.status(&format!("pulling {repo} at {} ({files})", &commit[..commit.len().min(12)]));
             }
             PullEvent::AlreadyStored { file } => self.status(&format!("{file}: already in the store")),
             PullEvent::WaitingForLock => self.status("waiting for another llmctl to release the store lock..."),
@@ -62,21 +85,26 @@ impl PullReporter for PullProgress {
     }
 }
 
-struct FileBar(ProgressBar);
+struct FileBar {
+    bar: ProgressBar,
+    /// Bytes on disk when the transfer last (re)started.
+    base: Arc<AtomicU64>,
+}
 
 impl DownloadProgress for FileBar {
     fn restart(&mut self, total: u64, done: u64) {
-        self.0.set_length(total);
-        self.0.set_position(done);
-        self.0.reset_eta();
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        self.base.store(done, Ordering::Relaxed);
+        self.bar.reset_elapsed();
     }
 
     fn advance(&mut self, bytes: u64) {
-        self.0.inc(bytes);
+        self.bar.inc(bytes);
     }
 
     fn finish(&mut self) {
-        self.0.finish();
+        self.bar.finish();
     }
 }
 
@@ -97,7 +125,7 @@ impl BenchProgress {
     }
 
     pub fn quality_started(&mut self, tokens: usize) {
-        self.bar.set_message(format!("quality, {tokens} tokens"));
+        self.bar.set_message(format!("quality, {}", format::counted(tokens as u64, "token")));
     }
 
     pub fn quality_finished(&mut self) {
@@ -111,7 +139,7 @@ impl BenchProgress {
 
 impl crate::bench::BenchObserver for BenchProgress {
     fn case_started(&mut self, scheme: &str, context: usize) {
-        self.bar.set_message(format!("{scheme} at {context} tokens"));
+        self.bar.set_message(format!("{scheme} at {}", format::counted(context as u64, "token")));
     }
 
     fn case_finished(&mut self) {

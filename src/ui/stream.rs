@@ -108,13 +108,13 @@ impl DoneView {
     pub fn text(&self) -> String {
         let mb = |b: Option<u64>| b.map_or("unknown".into(), super::format::bytes);
         format!(
-            "model: {} on {}\nload: {:.2} s\nprompt: {} tokens{} in {:.2} s ({:.1} tokens/s)\n\
-             generated: {} tokens in {:.2} s ({:.1} tokens/s), stopped by {:?}\n\
+            "model: {} on {}\nload: {:.2} s\nprompt: {}{} in {:.2} s ({:.1} tokens/s)\n\
+             generated: {} in {:.2} s ({:.1} tokens/s), stopped by {}\n\
              kv cache: {} for {} tokens, {}\nhost memory: {} now, {} peak{}",
             self.model,
             self.device,
             self.load_seconds,
-            self.prompt_tokens,
+            super::format::counted(self.prompt_tokens as u64, "token"),
             if self.cached_prompt_tokens > 0 {
                 format!(" ({} from the cache)", self.cached_prompt_tokens)
             } else {
@@ -122,24 +122,43 @@ impl DoneView {
             },
             self.prefill_seconds,
             self.prefill_tokens_per_second,
-            self.generated_tokens,
+            super::format::counted(self.generated_tokens as u64, "token"),
             self.decode_seconds,
             self.decode_tokens_per_second,
-            self.stop_reason,
+            stop_text(self.stop_reason),
             self.kv_cache.scheme,
             self.kv_cache.context_length,
             super::format::bytes(self.kv_cache.allocated_bytes),
             mb(self.memory.host.rss_bytes),
             mb(self.memory.host.peak_rss_bytes),
             self.memory.gpu.as_ref().map_or(String::new(), |g| format!(
-                "\nVRAM ({}, {:?}): {} before load, {} after weights, {} after cache, {} peak",
+                "\nVRAM ({}, {}): {} before load, {} after weights, {} after cache, {} peak",
                 g.gpu.as_deref().unwrap_or("unknown GPU"),
-                g.reading,
+                reading_text(g.reading),
                 mb(g.before_load),
                 mb(g.after_weights),
                 mb(g.after_cache),
                 mb(g.peak)
             )),
         )
+    }
+}
+
+/// Why generation stopped, in the words of the flags and terms users know.
+fn stop_text(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::Eos => "the model's end-of-text token",
+        StopReason::MaxTokens => "`--max-tokens`",
+        StopReason::ContextFull => "a full context (`--ctx-size`)",
+        StopReason::Interrupted => "Ctrl-C",
+    }
+}
+
+/// How the VRAM figures were read.
+fn reading_text(reading: Option<crate::gpu::ReadingKind>) -> &'static str {
+    match reading {
+        Some(crate::gpu::ReadingKind::Process) => "this process",
+        Some(crate::gpu::ReadingKind::DeviceDelta) => "device use since start",
+        None => "not read",
     }
 }

@@ -16,7 +16,7 @@ pub fn models(entries: &[ListEntry], now: SystemTime) -> String {
         let modified = humantime::parse_rfc3339(&e.modified).map(|t| format::age(t, now)).unwrap_or_default();
         let (quantization, size) = match e.damaged {
             Some(_) => ("-".into(), "-".into()),
-            None => (e.quantization.clone().unwrap_or_else(|| "none".into()), format::bytes(e.size)),
+            None => (format::quantization(e.quantization.as_deref()).to_string(), format::bytes(e.size)),
         };
         table.add_row([e.name.clone(), e.id.clone(), e.format.clone(), quantization, size, modified]);
     }
@@ -149,7 +149,7 @@ pub fn show(v: &ShowView) -> String {
         ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),
         ("head dim", v.head_dim.to_string()),
         ("weight dtype", v.weight_dtype.clone()),
-        ("quantization", v.quantization.clone().unwrap_or_else(|| "none".into())),
+        ("quantization", format::quantization(v.quantization.as_deref()).to_string()),
         ("source", source),
     ]);
     let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);

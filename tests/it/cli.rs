@@ -42,12 +42,103 @@ fn usage_errors_exit_2() {
     assert!(out.stderr.contains("required arguments were not provided"), "{}", out.stderr);
 }
 
+/// #18: stdout keeps its shape for scripts; stderr tells people what to do.
 #[test]
-fn empty_store_lists_nothing() {
+fn empty_store_lists_nothing_and_says_how_to_pull() {
     let ctx = TestContext::new();
-    ctx.run(&["list"]).assert(0, " NAME  ID  FORMAT  QUANTIZATION  SIZE  MODIFIED\n", "");
-    ctx.run(&["list", "--json"]).assert(0, "[]\n", "");
-    ctx.run(&["list", "--names"]).assert(0, "", "");
+    let note =
+        "no models in the store yet; pull one with `llmctl pull org/name` or import files with `llmctl pull ./DIR`\n";
+    ctx.run(&["list"]).assert(0, " NAME  ID  FORMAT  QUANTIZATION  SIZE  MODIFIED\n", note);
+    ctx.run(&["list", "--json"]).assert(0, "[]\n", note);
+    ctx.run(&["list", "--names"]).assert(0, "", note);
+    ctx.run(&["list", "--quiet"]).assert(0, " NAME  ID  FORMAT  QUANTIZATION  SIZE  MODIFIED\n", "");
+}
+
+/// #18: negative numbers reach llmctl's own range checks, not clap's `-- -1` tip.
+#[test]
+fn negative_sampling_values_get_the_range_message() {
+    let ctx = ctx_with_tiny_safetensors();
+    ctx.run(&["run", "org/tiny", "--temperature", "-1", "x"]).assert(
+        2,
+        "",
+        "error: `--temperature` must be a number of 0 or more, not -1\n",
+    );
+    ctx.run(&["run", "org/tiny", "--top-p", "-0.5", "x"]).assert(
+        2,
+        "",
+        "error: `--top-p` must be in 0 < P <= 1, not -0.5\n",
+    );
+    let out = ctx.run(&["run", "org/tiny", "--max-tokens", "-1", "x"]);
+    assert_eq!(out.code, 2);
+    assert!(!out.stderr.contains("-- -1"), "{}", out.stderr);
+}
+
+/// #18: a name outside the allowed characters says which ones are allowed.
+#[test]
+fn non_ascii_names_are_refused_naming_the_allowed_characters() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/modèle"]).assert(
+        2,
+        "",
+        "error: invalid model reference `org/modèle`: `è` is not allowed in a name: use ASCII letters, digits, `.`, `_` and `-`\n\
+         hint: write `org/name` or `org/name:TAG`, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct:kv_int8`\n",
+    );
+}
+
+/// #18: the hub's naming styles of GGUF files (`.`, `-`, `_` before the
+/// type, any case) all give the model name without the type, and the type
+/// as the model's quantization.
+#[test]
+fn local_gguf_names_drop_the_gguf_type_in_any_naming_style() {
+    let ctx = TestContext::new();
+    let source = models::smollm2_gguf();
+    for (file, name) in [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
+        ("smollm2-135m-instruct-q4_1.gguf", "smollm2-135m-instruct"),
+        ("Model-Q4_1.gguf", "Model"),
+        ("model_q4_1.gguf", "model"),
+    ] {
+        let dir = ctx.root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file);
+        std::fs::hard_link(&source, &path).or_else(|_| std::fs::copy(&source, &path).map(drop)).unwrap();
+        let out = ctx.run(&["pull", path.to_str().unwrap()]);
+        out.success();
+        assert!(out.stderr.starts_with(&format!("importing [ROOT]/{name}/{file} as {name}\n")), "{}", out.stderr);
+        assert!(out.stderr.ends_with(&format!("stored {name} (gguf, Q4_1, 98.4 MB)\n")), "{}", out.stderr);
+        assert_eq!(ctx.run(&["show", &format!("{name}:q4_1"), "--json"]).json()["quantization"], "Q4_1");
+    }
+}
+
+/// #18: one word for "unquantized" in text output, and `null` in JSON.
+#[test]
+fn unquantized_models_say_none_everywhere() {
+    let ctx = TestContext::new();
+    let dir = ctx.root.path().join("tiny");
+    models::write_dir(&dir, &models::tiny_llama_repo(7));
+    let out = ctx.run(&["pull", dir.to_str().unwrap(), "--name", "org/tiny"]);
+    assert!(out.stderr.contains("stored org/tiny (safetensors, none, "), "{}", out.stderr);
+    let list = ctx.run(&["list"]).stdout;
+    assert!(list.lines().nth(1).unwrap().contains(" none "), "{list}");
+    assert!(ctx.run(&["show", "org/tiny"]).stdout.contains("  quantization     none\n"));
+    assert_eq!(ctx.run(&["show", "org/tiny", "--json"]).json()["quantization"], serde_json::Value::Null);
+}
+
+/// #18: `--verbose` says why generation stopped in words, not Rust names.
+#[test]
+fn verbose_stop_reasons_are_words_not_identifiers() {
+    let ctx = ctx_with_tiny_safetensors();
+    let out = ctx.run(&["run", "org/tiny", "--raw", "--verbose", "--max-tokens", "1", "w3 w4"]);
+    out.success();
+    let stopped = out.stderr.lines().find(|l| l.starts_with("generated: ")).unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(stopped.starts_with("generated: 1 token in "), "{stopped}");
+    let words = ["stopped by `--max-tokens`", "stopped by the model's end-of-text token"];
+    assert!(words.iter().any(|w| stopped.ends_with(w)), "{stopped}");
+    for identifier in ["MaxTokens", "Eos", "ContextFull", "Some(", "1 tokens"] {
+        assert!(!out.stderr.contains(identifier), "{identifier} in {}", out.stderr);
+    }
 }
 
 #[test]
@@ -341,7 +432,7 @@ fn rm_removes_a_tag_and_frees_only_unshared_blobs() {
     assert_eq!(ctx.blob_count(), 5);
     ctx.run(&["rm", "org/tiny"]).success();
     assert_eq!(ctx.blob_count(), 0);
-    ctx.run(&["list", "--json"]).assert(0, "[]\n", "");
+    ctx.run(&["list", "--json", "--quiet"]).assert(0, "[]\n", "");
     assert_eq!(ctx.store_files(), ["lock"]);
 }
 
@@ -1303,4 +1394,59 @@ fn show_of_a_gguf_summarizes_its_metadata() {
     assert!(text.contains("  chat template   yes\n"), "{text}");
     let template = ctx.run(&["show", "smollm2-gguf", "--template"]).success().stdout.clone();
     assert_eq!(template.trim_end(), show["chat_template"].as_str().unwrap().trim_end());
+}
+
+/// #18: importing draws progress on a terminal, and on one 80 columns wide
+/// (`COLUMNS`) no progress line is wider, however long the file name. The
+/// terminal is util-linux `script`'s pseudo-terminal.
+#[test]
+fn import_progress_fits_an_80_column_terminal() {
+    // `TERM` set: indicatif draws nothing on a terminal it takes for dumb.
+    let ctx = TestContext::new().env("COLUMNS", "80").env("TERM", "xterm");
+    let dir = ctx.root.path().join("gguf");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("SmolLM2-135M-Instruct-with-a-rather-long-name-for-a-progress-line.Q4_1.gguf");
+    let source = models::smollm2_gguf();
+    std::fs::hard_link(&source, &path).or_else(|_| std::fs::copy(&source, &path).map(drop)).unwrap();
+    let llmctl = ctx.command(&[]);
+    let command = format!("{} pull {} --name smol", llmctl.get_program().to_str().unwrap(), path.display());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qfec", &command, "/dev/null"]).env_clear();
+    for (key, value) in llmctl.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    let out =
+        script.stdin(std::process::Stdio::null()).output().expect("util-linux `script` runs llmctl on a terminal");
+    let text = strip_ansi(&String::from_utf8_lossy(&out.stdout));
+    assert!(text.contains("/98.4 MB"), "no progress drew:\n{text}");
+    let own_line = text.split(['\r', '\n']).any(|l| l == "stored smol (gguf, Q4_1, 98.4 MB)");
+    assert!(own_line, "the bars are cleared before the summary:\n{text}");
+    assert!(text.contains("SmolLM2-135M-I…"), "the name is shortened in the middle:\n{text}");
+    // Status lines (`importing PATH as NAME`) hold whole paths; bars must fit.
+    for line in text.split(['\r', '\n']).filter(|l| l.contains("/98.4 MB")) {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+}
+
+/// Drops CSI escape sequences (`ESC [ … letter`), as a terminal would not show them.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }

@@ -85,7 +85,14 @@ fn a_kv_tag_pull_records_the_tag_on_the_same_blobs_without_downloading_weights_a
 fn pulls_a_gguf_repository_by_tag_and_by_default() {
     let hub = hub_with_smollm2_gguf();
     let ctx = TestContext::with_hub(&hub);
-    ctx.run(&["pull", "org/smol-GGUF"]).success();
+    let out = ctx.run(&["pull", "org/smol-GGUF"]);
+    out.success();
+    // #18: one file is "1 file".
+    assert!(
+        out.stderr.starts_with("pulling org/smol-GGUF at ") && out.stderr.contains(" (1 file)\n"),
+        "{}",
+        out.stderr
+    );
     let show = ctx.run(&["show", "org/smol-GGUF", "--json"]).json();
     assert_eq!((show["format"].as_str(), show["quantization"].as_str()), (Some("gguf"), Some("Q4_1")));
     assert_eq!((show["architecture"].as_str(), show["size"].as_u64()), (Some("llama"), Some(SMOLLM2_GGUF_SIZE)));

@@ -192,8 +192,14 @@ pub fn import_model(dir: &Path, name: &str) -> ImportedModel {
     struct Silent;
     impl llmctl::hub::DownloadReporter for Silent {
         fn start(&self, _: &str, _: Option<u64>) -> Box<dyn llmctl::hub::DownloadProgress> {
-            unreachable!("local imports download nothing")
+            Box::new(Silent)
         }
+    }
+    // Local imports report their copying as downloads do.
+    impl llmctl::hub::DownloadProgress for Silent {
+        fn restart(&mut self, _: u64, _: u64) {}
+        fn advance(&mut self, _: u64) {}
+        fn finish(&mut self) {}
     }
     impl PullReporter for Silent {
         fn event(&self, _: PullEvent<'_>) {}
