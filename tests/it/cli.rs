@@ -136,7 +136,7 @@ fn verbose_stop_reasons_are_words_not_identifiers() {
     assert!(stopped.starts_with("generated: 1 token in "), "{stopped}");
     let words = ["stopped by `--max-tokens`", "stopped by the model's end-of-text token"];
     assert!(words.iter().any(|w| stopped.ends_with(w)), "{stopped}");
-    for identifier in ["MaxTokens", "Eos", "ContextFull", "Some(", "1 tokens"] {
+    for identifier in ["MaxTokens", "Eos", "ContextFull", "Some(", " 1 tokens "] {
         assert!(!out.stderr.contains(identifier), "{identifier} in {}", out.stderr);
     }
 }
