@@ -21,10 +21,11 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let manifest = store.find(&settings.model)?;
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
-    let limits = engine::context_limits(&store.model_files(&manifest))?;
+    let files = store.model_files(&manifest);
+    let limits = engine::context_limits(&files)?;
     let context = limits.choose(settings.ctx_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))?;
     let mut view = view(&manifest, resolved, settings, limits, context as u64);
-    carried(&store.model_files(&manifest), &mut view)?;
+    carried(&files, &mut view)?;
     if settings.template {
         return print_template(&view, printer);
     }
@@ -108,10 +109,7 @@ fn print_template(view: &ShowView, printer: &Printer) -> anyhow::Result<ExitStat
 /// What the model's own files say: template, generation defaults, license, GGUF metadata.
 fn carried(files: &ModelFiles<'_>, view: &mut ShowView) -> anyhow::Result<()> {
     if files.manifest().format == Format::Gguf {
-        let name = files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.as_str());
-        let path = files.required(name.unwrap_or_default())?;
-        let header =
-            gguf::read_header_from_path(&path).map_err(|e| crate::engine::EngineError::GgufHeader(path.clone(), e))?;
+        let (_, header) = engine::gguf_header(files)?;
         view.chat_template = header.get("tokenizer.chat_template").and_then(gguf::GgufValue::as_str).map(Into::into);
         let summary = gguf::facts::summary(&header);
         view.license = summary.license.clone().map(|text| LicenseView { source: "general.license".into(), text });

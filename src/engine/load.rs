@@ -15,6 +15,7 @@ use super::gguf_model;
 use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
+use crate::formats::gguf::GgufHeader;
 use crate::formats::{ModelFacts, WeightDtype};
 use crate::kv_size::{CacheLayout, DenseDtype};
 use crate::quant::{Format, KvScheme};
@@ -161,11 +162,7 @@ fn load_gguf(
     started: Instant,
     observer: &mut dyn LoadObserver,
 ) -> Result<Loaded, EngineError> {
-    let file =
-        files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
-    let path = files.required(&file)?;
-    let header =
-        crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+    let (path, header) = gguf_header(files)?;
     let text = gguf_model::text_codec(&header)?;
     let max = gguf_model::max_context(&header, files.manifest().facts.context_length as usize);
     let context = context_length(request.ctx_size, max)?;
@@ -221,11 +218,17 @@ pub fn context_limits(files: &ModelFiles<'_>) -> Result<ContextLimits, EngineErr
     if manifest.format != Format::Gguf {
         return Ok(ContextLimits::up_to(max));
     }
-    let file = manifest.files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.clone()).unwrap_or_default();
-    let path = files.required(&file)?;
+    let (_, header) = gguf_header(files)?;
+    Ok(ContextLimits::up_to(gguf_model::max_context(&header, max)))
+}
+
+/// A stored GGUF model's file and its parsed header (metadata and tensor table).
+pub fn gguf_header(files: &ModelFiles<'_>) -> Result<(std::path::PathBuf, GgufHeader), EngineError> {
+    let file = files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.as_str());
+    let path = files.required(file.unwrap_or_default())?;
     let header =
         crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
-    Ok(ContextLimits::up_to(gguf_model::max_context(&header, max)))
+    Ok((path, header))
 }
 
 /// f32 on the CPU (fast and exact there); the weights' half type on a GPU.
