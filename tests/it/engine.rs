@@ -485,3 +485,28 @@ fn interactive_chat_keeps_the_conversation_and_its_cache() {
         .collect();
     assert!(replies[0].contains("Paris") && replies[1].contains("Berlin"), "{replies:?}");
 }
+
+/// Issue #13: a prompt of no tokens (for a library caller, or a tokenizer
+/// that drops everything) is refused by the engine with a usage error, on
+/// both formats, instead of panicking (GGUF) or failing inside candle.
+#[test]
+fn generating_from_no_tokens_is_a_usage_error_on_both_formats() {
+    use llmctl::engine::generate::GenerateError;
+    use llmctl::exit::{Diagnostic, ExitStatus};
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::models::write_dir(dir.path(), &crate::support::models::tiny_llama_repo(7));
+    let tiny = crate::support::import_model(dir.path(), "org/tiny");
+    let gguf = crate::support::import_model(&crate::support::models::smollm2_gguf(), "smollm2-gguf");
+    for model in [&tiny, &gguf] {
+        let request = LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(64), kv: None };
+        let files = model.store.model_files(&model.manifest);
+        let mut loaded = engine::load(&files, &request, &mut engine::NoObserver).unwrap();
+        let options = GenerateOptions { max_tokens: 4, sampling: SamplingParams::greedy() };
+        let err =
+            generate(loaded.decoder.as_mut(), &loaded.text, &[], 0, &options, &mut Collect(Vec::new())).unwrap_err();
+        assert!(matches!(err, GenerateError::NoTokens), "{err}");
+        assert_eq!(err.to_string(), "the prompt encodes to no tokens");
+        assert_eq!(err.hint().as_deref(), Some("give a prompt with some text in it"));
+        assert_eq!(err.exit_status(), ExitStatus::Usage);
+    }
+}

@@ -182,3 +182,35 @@ fn limit_resources() -> io::Result<()> {
 fn limit_resources() -> io::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renderer_that_cannot_start_is_an_error_naming_it() {
+        let messages = [Message { role: "user".into(), content: "hi".into() }];
+        let err = render(Path::new("/nonexistent/llmctl"), "{{ 1 }}", &messages, "", "").unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "llmctl's template renderer (a child process) failed: cannot start `/nonexistent/llmctl`: "
+            ),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_child_that_dies_otherwise_is_reported_with_what_it_said() {
+        // A shell script stands in for the child: it ignores the request, says why it stopped, exits 1.
+        let script = std::env::temp_dir().join(format!("llmctl-fake-renderer-{}", std::process::id()));
+        std::fs::write(&script, "#!/bin/sh\necho 'the request is not valid: x' >&2\nexit 1\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let err = render(&script, "{{ 1 }}", &[], "", "").unwrap_err();
+        let _ = std::fs::remove_file(&script);
+        assert_eq!(
+            err.to_string(),
+            "llmctl's template renderer (a child process) failed: exit status: 1: the request is not valid: x"
+        );
+    }
+}
