@@ -42,10 +42,11 @@ pub enum CacheLayout {
 
 impl CacheLayout {
     /// The unquantized layout a model runs with: its weight dtype for
-    /// safetensors (bf16 and f16 stay 2 bytes), f32 for GGUF (dequantized
-    /// activations are f32 there).
+    /// safetensors (bf16 and f16 stay 2 bytes), f16 for GGUF (llama.cpp's
+    /// default cache type, on every device).
     pub fn dense_for(facts: &ModelFacts, format: Format) -> CacheLayout {
         match (format, &facts.weight_dtype) {
+            (Format::Gguf, _) => CacheLayout::Dense(DenseDtype::F16),
             (Format::Safetensors, WeightDtype::Bf16) => CacheLayout::Dense(DenseDtype::Bf16),
             (Format::Safetensors, WeightDtype::F16) => CacheLayout::Dense(DenseDtype::F16),
             _ => CacheLayout::Dense(DenseDtype::F32),

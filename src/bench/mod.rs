@@ -122,7 +122,7 @@ pub fn speed(
     let mut results = Vec::new();
     for &scheme in &plan.schemes {
         for &context in &plan.contexts {
-            let name = cache_layout(&weights.facts, scheme).name();
+            let name = cache_layout(&weights.facts, weights.format, scheme).name();
             observer.case_started(name, context);
             results.push(case(weights, scheme, context, plan.generate, meter)?);
             observer.case_finished();
@@ -183,7 +183,7 @@ fn case(
     device.synchronize()?;
     let decode = started.elapsed().as_secs_f64();
     let peak = meter.finish_peak();
-    let layout = cache_layout(&weights.facts, scheme);
+    let layout = cache_layout(&weights.facts, weights.format, scheme);
     let per_token = layout.bytes_per_token(&weights.facts);
     let kv_bytes = cache.allocated_bytes();
     // Working memory beyond weights and cache: what the peak held over the

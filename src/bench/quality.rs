@@ -79,7 +79,7 @@ pub fn quality(
         .map(|(&scheme, s)| {
             let mean_nll = s.nll / scored as f64;
             QualityResult {
-                kv: cache_layout(&weights.facts, scheme).name().to_string(),
+                kv: cache_layout(&weights.facts, weights.format, scheme).name().to_string(),
                 tokens: scored,
                 mean_nll,
                 perplexity: mean_nll.exp(),

@@ -10,7 +10,7 @@ use crate::engine::{self, EngineError, LoadObserver, LoadStage};
 use crate::exit::{Diagnostic, ExitStatus};
 use crate::gpu::VramProbe;
 use crate::printer::Printer;
-use crate::quant::{self, Format, KvScheme, Resolved};
+use crate::quant::{self, Format, KvScheme, QuantError, Resolved};
 use crate::settings::{BenchSettings, GlobalSettings, OutputFormat};
 use crate::ui::progress::BenchProgress;
 use crate::ui::table;
@@ -28,10 +28,11 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
     let manifest = store.find(&settings.model)?;
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
-    if manifest.format == Format::Gguf {
-        return Err(EngineError::NotSafetensors { name: settings.model.to_string() }.into());
+    // A GGUF model runs with its dense cache only (the quantization rules).
+    if let (Format::Gguf, Some(&Some(quant))) = (manifest.format, settings.schemes.iter().find(|s| s.is_some())) {
+        return Err(QuantError::KvOnGguf { quant, model: settings.model.to_string() }.into());
     }
-    let schemes = schemes(settings, resolved);
+    let schemes = if manifest.format == Format::Gguf { vec![None] } else { schemes(settings, resolved) };
     let max = manifest.facts.context_length as usize;
     let (contexts, dropped) = match &settings.contexts {
         Some(given) => (given.clone(), Vec::new()),

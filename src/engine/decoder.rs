@@ -1,6 +1,6 @@
-//! What the generation loop drives: a model together with its cache.
-//! Safetensors models keep weights and cache apart (`CachedModel`); candle's
-//! GGUF models hold their cache inside (`gguf_model::GgufModel`).
+//! What the generation loop drives: a model together with its cache, kept
+//! apart (`CachedModel`) or owned for one run (`OwnedModel`), for both
+//! formats.
 
 use candle_core::{Device, Tensor};
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::device::DeviceError;
 use super::text::TextError;
-use super::{config, gguf_model};
+use super::{config, gguf_weights};
 use crate::exit::{Diagnostic, ExitStatus};
 use crate::store::model_files::ModelFileError;
 
@@ -24,12 +24,12 @@ pub enum EngineError {
     GgufHeader(PathBuf, #[source] crate::formats::gguf::GgufError),
     #[error(transparent)]
     GgufTokenizer(crate::formats::gguf::tokenizer::GgufTokenizerError),
-    #[error("unsupported GGUF architecture `{arch}`: llmctl runs GGUF models of {}", gguf_model::SUPPORTED)]
-    GgufArchitecture { arch: String },
+    #[error(transparent)]
+    GgufModel(gguf_weights::GgufModelError),
+    #[error("the GGUF file's tensors do not fit its metadata")]
+    GgufTensors(#[source] candle_core::Error),
     #[error("loading the weights failed")]
     Weights(#[source] candle_core::Error),
-    #[error("`{name}` is a GGUF model; this needs a safetensors model")]
-    NotSafetensors { name: String },
     #[error("allocating the KV cache failed")]
     Cache(#[source] candle_core::Error),
 }
@@ -45,22 +45,21 @@ impl Diagnostic for EngineError {
             EngineError::Text(TextError::Tokenizer(_) | TextError::Config(_)) => Some(
                 "the model's tokenizer files cannot be read: pull it again, and if the repository's own files are broken, tell its authors".into(),
             ),
-            EngineError::Config(config::ConfigError::Unsupported(_)) | EngineError::GgufArchitecture { .. } => {
+            EngineError::Config(config::ConfigError::Unsupported(_))
+            | EngineError::GgufModel(gguf_weights::GgufModelError::Architecture(_)) => {
                 Some("pull a model of a supported family".into())
             }
-            EngineError::GgufTokenizer(_) => Some("pull the model's safetensors repository instead".into()),
-            EngineError::NotSafetensors { .. } => {
-                Some("KV-cache schemes apply to safetensors models: pull the model's safetensors repository".into())
+            EngineError::GgufModel(_) | EngineError::GgufTensors(_) => {
+                Some("convert the model again with a current llama.cpp, or pull another GGUF file of it".into())
             }
+            EngineError::GgufTokenizer(_) => Some("pull the model's safetensors repository instead".into()),
             _ => None,
         }
     }
 
     fn exit_status(&self) -> ExitStatus {
         match self {
-            EngineError::ContextTooLarge { .. } | EngineError::Device(_) | EngineError::NotSafetensors { .. } => {
-                ExitStatus::Usage
-            }
+            EngineError::ContextTooLarge { .. } | EngineError::Device(_) => ExitStatus::Usage,
             _ => ExitStatus::Failure,
         }
     }

@@ -12,6 +12,7 @@ use super::decoder::{Decoder, OwnedModel};
 use super::defaults::{GenerationDefaults, generation_defaults};
 use super::device::{self, DeviceRequest};
 use super::gguf_model;
+use super::gguf_weights::{self, GgufWeights, Mode};
 use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
@@ -67,9 +68,6 @@ pub fn load(
     observer: &mut dyn LoadObserver,
 ) -> Result<Loaded, EngineError> {
     let started = Instant::now();
-    if files.manifest().format == Format::Gguf {
-        return load_gguf(files, request, started, observer);
-    }
     let weights = load_weights(files, request.device, request.ctx_size, observer)?;
     let cache = new_cache(&weights, request.kv, weights.context)?;
     observer.stage(LoadStage::CacheAllocated, &weights.device);
@@ -77,14 +75,15 @@ pub fn load(
     Ok(Loaded { decoder: Box::new(OwnedModel { model, cache }), text, device, defaults, load_time: started.elapsed() })
 }
 
-/// A safetensors model's weights on a device, with its text codec; caches
-/// are made for it separately (`new_cache`), so one load can serve several.
+/// A model's weights on a device, with its text codec; caches are made for
+/// it separately (`new_cache`), so one load can serve several.
 pub struct LoadedWeights {
     pub model: Model,
     pub text: TextCodec,
     pub device: String,
     pub defaults: GenerationDefaults,
     pub facts: ModelFacts,
+    pub format: Format,
     /// The context length RoPE tables cover: `--ctx-size`, else the default.
     pub context: usize,
     /// The model's own context limit.
@@ -100,7 +99,7 @@ pub fn load_weights(
 ) -> Result<LoadedWeights, EngineError> {
     let manifest = files.manifest();
     if manifest.format == Format::Gguf {
-        return Err(EngineError::NotSafetensors { name: files.name() });
+        return load_gguf_weights(files, device, ctx_size, observer);
     }
     let config = ModelConfig::parse(&files.read_required("config.json")?)?;
     let tokenizer_json = files.required("tokenizer.json")?;
@@ -122,7 +121,7 @@ pub fn load_weights(
     // SAFETY: blobs are immutable once stored (replaced only by rename).
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
-    let model = Model::load(vb, config, context).map_err(EngineError::Weights)?;
+    let model = Model::load(&vb, config, context).map_err(EngineError::Weights)?;
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
     Ok(LoadedWeights {
@@ -131,23 +130,24 @@ pub fn load_weights(
         device: device_name,
         defaults,
         facts: manifest.facts.clone(),
+        format: manifest.format,
         context,
         max_context,
     })
 }
 
 /// The layout a scheme (or `None`, unquantized) gives this model's cache.
-pub fn cache_layout(facts: &ModelFacts, kv: Option<KvScheme>) -> CacheLayout {
+pub fn cache_layout(facts: &ModelFacts, format: Format, kv: Option<KvScheme>) -> CacheLayout {
     match kv {
         Some(scheme) => CacheLayout::Quantized(scheme),
-        None => CacheLayout::dense_for(facts, Format::Safetensors),
+        None => CacheLayout::dense_for(facts, format),
     }
 }
 
 /// Allocates a cache of `capacity` tokens (at most `weights.context`) for the model.
 pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize) -> Result<KvCache, EngineError> {
     let config = weights.model.config();
-    let layout = cache_layout(&weights.facts, kv);
+    let layout = cache_layout(&weights.facts, weights.format, kv);
     let shape = CacheShape { layers: config.layers, kv_heads: config.kv_heads, head_dim: config.head_dim, capacity };
     let device = weights.model.device();
     let cache = KvCache::new(layout, shape, dense_dtype(layout), device).map_err(EngineError::Cache)?;
@@ -155,29 +155,39 @@ pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize)
     Ok(cache)
 }
 
-/// GGUF: tokenizer and template from the file's metadata, weights through candle.
-fn load_gguf(
+/// GGUF: tokenizer and template from the file's metadata; the tensors
+/// checked against it before any is read, then loaded for the decoder.
+fn load_gguf_weights(
     files: &ModelFiles<'_>,
-    request: &LoadRequest,
-    started: Instant,
+    device: DeviceRequest,
+    ctx_size: Option<usize>,
     observer: &mut dyn LoadObserver,
-) -> Result<Loaded, EngineError> {
+) -> Result<LoadedWeights, EngineError> {
+    let manifest = files.manifest();
     let (path, header) = gguf_header(files)?;
     let text = gguf_model::text_codec(&header)?;
-    let max = gguf_model::max_context(&header, files.manifest().facts.context_length as usize);
-    let context = context_length(request.ctx_size, max)?;
-    let (device, device_name) = device::open(request.device)?;
+    let config = gguf_weights::config(&header).map_err(EngineError::GgufModel)?;
+    let max_context = config.max_context;
+    let context = context_length(ctx_size, max_context)?;
+    let (device, device_name) = device::open(device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
-    let layout = CacheLayout::dense_for(&files.manifest().facts, Format::Gguf);
-    let decoder =
-        gguf_model::GgufModel::load(&path, &header, context, layout.bytes_per_token(&files.manifest().facts), &device)?;
+    let dtype = compute_dtype(&device, &manifest.facts.weight_dtype);
+    let (paths, headers) = (vec![path], vec![header]);
+    let open = |mode| GgufWeights::open(&paths, headers.clone(), &config, dtype, &device, mode);
+    let checked = open(Mode::HeadersOnly).and_then(|w| Model::load(&w, config.clone(), 1).map(drop));
+    checked.map_err(EngineError::GgufTensors)?;
+    let model = open(Mode::Load).and_then(|w| Model::load(&w, config, context)).map_err(EngineError::Weights)?;
+    device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
-    Ok(Loaded {
-        decoder: Box::new(decoder),
+    Ok(LoadedWeights {
+        model,
         text,
         device: device_name,
         defaults: GenerationDefaults::default(),
-        load_time: started.elapsed(),
+        facts: manifest.facts.clone(),
+        format: manifest.format,
+        context,
+        max_context,
     })
 }
 
@@ -192,7 +202,7 @@ pub struct ContextLimits {
     /// Without `--ctx-size`: the model's context, at most [`DEFAULT_CONTEXT`]
     /// (a cache for a model's full 128k would take gigabytes nobody asked for).
     pub default: usize,
-    /// What the model (and, for GGUF, its implementation) can attend to.
+    /// What the model can attend to.
     pub max: usize,
 }
 
@@ -211,15 +221,9 @@ impl ContextLimits {
     }
 }
 
-/// The limits `run` applies to a stored model (a GGUF's are its implementation's).
+/// The limits `run` applies to a stored model: the context it declares.
 pub fn context_limits(files: &ModelFiles<'_>) -> Result<ContextLimits, EngineError> {
-    let manifest = files.manifest();
-    let max = manifest.facts.context_length as usize;
-    if manifest.format != Format::Gguf {
-        return Ok(ContextLimits::up_to(max));
-    }
-    let (_, header) = gguf_header(files)?;
-    Ok(ContextLimits::up_to(gguf_model::max_context(&header, max)))
+    Ok(ContextLimits::up_to(files.manifest().facts.context_length as usize))
 }
 
 /// A stored GGUF model's file and its parsed header (metadata and tensor table).
@@ -231,11 +235,12 @@ pub fn gguf_header(files: &ModelFiles<'_>) -> Result<(std::path::PathBuf, GgufHe
     Ok((path, header))
 }
 
-/// f32 on the CPU (fast and exact there); the weights' half type on a GPU.
+/// f32 on the CPU (fast and exact there); the weights' half type on a GPU,
+/// f16 for GGUF (the type of its cache, as llama.cpp's).
 fn compute_dtype(device: &candle_core::Device, weight_dtype: &WeightDtype) -> DType {
     match (device.is_cpu(), weight_dtype) {
         (true, _) => DType::F32,
-        (false, WeightDtype::F16) => DType::F16,
+        (false, WeightDtype::F16 | WeightDtype::Gguf(_)) => DType::F16,
         (false, _) => DType::BF16,
     }
 }

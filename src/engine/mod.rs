@@ -13,6 +13,7 @@ pub mod device;
 mod error;
 pub mod generate;
 pub mod gguf_model;
+pub mod gguf_weights;
 pub mod kv_cache;
 pub mod linear;
 mod load;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod rope;
 pub mod sampling;
 pub mod text;
+pub mod weights;
 
 pub use check::{TensorProblem, WeightCheckError, check_gguf, check_safetensors};
 pub use defaults::{GenerationDefaults, stored_generation_defaults};

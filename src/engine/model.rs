@@ -1,14 +1,16 @@
-//! The decoder (Llama, Mistral, Qwen2, Qwen3): immutable weights, memory-mapped
-//! from safetensors; the KV cache is passed in, never owned.
+//! The decoder (Llama, Mistral, Qwen2, Qwen3): immutable weights, from
+//! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
+//! quantized), see `weights`; the KV cache is passed in, never owned.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend};
 use super::config::{Family, ModelConfig};
 use super::kv_cache::{KvCache, rotate};
 use super::linear::Projection;
 use super::rope::Rope;
+use super::weights::Weights;
 
 /// Bytes of attention scores one prefill chunk may hold (f32), so long
 /// prompts never materialize a full T×T matrix per head.
@@ -53,21 +55,22 @@ pub enum Logits {
     All,
 }
 
-fn linear(vb: &VarBuilder, name: &str, din: usize, dout: usize, bias: bool) -> Result<Projection> {
-    candle_nn::linear_b(din, dout, bias, vb.pp(name)).map(Projection::new)
+fn rms_norm(w: &dyn Weights, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+    Ok(RmsNorm::new(w.tensor(&format!("{name}.weight"), size.into())?, eps))
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Attention> {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Attention> {
         let (h, d, q_out, kv_out) =
             (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
         let qk_norm = cfg.family == Family::Qwen3;
-        let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, vb.pp(name));
+        let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg.rms_norm_eps);
+        let proj = |name: &str, din, dout, bias| w.projection(&format!("{p}.{name}"), din, dout, bias);
         Ok(Attention {
-            q: linear(&vb, "q_proj", h, q_out, cfg.qkv_bias)?,
-            k: linear(&vb, "k_proj", h, kv_out, cfg.qkv_bias)?,
-            v: linear(&vb, "v_proj", h, kv_out, cfg.qkv_bias)?,
-            o: linear(&vb, "o_proj", q_out, h, false)?,
+            q: proj("q_proj", h, q_out, cfg.qkv_bias)?,
+            k: proj("k_proj", h, kv_out, cfg.qkv_bias)?,
+            v: proj("v_proj", h, kv_out, cfg.qkv_bias)?,
+            o: proj("o_proj", q_out, h, false)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
         })
@@ -113,12 +116,12 @@ fn per_head(x: &Tensor, proj: &Projection, norm: Option<&RmsNorm>, heads: usize,
 }
 
 impl Mlp {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Mlp> {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
-            gate: linear(&vb, "gate_proj", h, i, false)?,
-            up: linear(&vb, "up_proj", h, i, false)?,
-            down: linear(&vb, "down_proj", i, h, false)?,
+            gate: w.projection(&format!("{p}.gate_proj"), h, i, false)?,
+            up: w.projection(&format!("{p}.up_proj"), h, i, false)?,
+            down: w.projection(&format!("{p}.down_proj"), i, h, false)?,
         })
     }
 
@@ -128,31 +131,33 @@ impl Mlp {
 }
 
 impl Block {
-    fn load(vb: VarBuilder, cfg: &ModelConfig) -> Result<Block> {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Block> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(Block {
-            input_norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
-            attention: Attention::load(vb.pp("self_attn"), cfg)?,
-            post_norm: candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-            mlp: Mlp::load(vb.pp("mlp"), cfg)?,
+            input_norm: rms_norm(w, &format!("{p}.input_layernorm"), h, eps)?,
+            attention: Attention::load(w, &format!("{p}.self_attn"), cfg)?,
+            post_norm: rms_norm(w, &format!("{p}.post_attention_layernorm"), h, eps)?,
+            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg)?,
         })
     }
 }
 
 impl Model {
-    /// Builds the model from `vb` (weights in `dtype` on its device); RoPE
-    /// tables cover `positions`.
-    pub fn load(vb: VarBuilder, cfg: ModelConfig, positions: usize) -> Result<Model> {
-        let (dtype, device) = (vb.dtype(), vb.device().clone());
-        let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("model.embed_tokens"))?;
+    /// Builds the model from `w` (dense tensors in its dtype on its
+    /// device); RoPE tables cover `positions`.
+    pub fn load(w: &dyn Weights, cfg: ModelConfig, positions: usize) -> Result<Model> {
+        let (dtype, device) = (w.dtype(), w.device().clone());
+        let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
+        let embed = Embedding::new(w.tensor("model.embed_tokens.weight", (vocab, hidden).into())?, hidden);
         let blocks =
-            (0..cfg.layers).map(|i| Block::load(vb.pp(format!("model.layers.{i}")), &cfg)).collect::<Result<_>>()?;
-        let norm = candle_nn::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("model.norm"))?;
-        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-            Projection::new(Linear::new(embed.embeddings().clone(), None))
+            (0..cfg.layers).map(|i| Block::load(w, &format!("model.layers.{i}"), &cfg)).collect::<Result<_>>()?;
+        let norm = rms_norm(w, "model.norm", hidden, cfg.rms_norm_eps)?;
+        let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
+            w.tied_head("model.embed_tokens", embed.embeddings())?
         } else {
-            linear(&vb, "lm_head", cfg.hidden_size, cfg.vocab_size, false)?
+            w.projection("lm_head", hidden, vocab, false)?
         };
-        let rope = Rope::new(&cfg, positions, dtype, &device)?;
+        let rope = Rope::new(&cfg, w.rope_factors()?.as_deref(), positions, dtype, &device)?;
         Ok(Model { cfg, embed, blocks, norm, lm_head, rope, dtype })
     }
 

@@ -12,9 +12,22 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Tables for positions `0..positions`, in `dtype`.
-    pub fn new(cfg: &ModelConfig, positions: usize, dtype: DType, device: &Device) -> Result<Rope> {
-        let inv_freq = inverse_frequencies(cfg);
+    /// Tables for positions `0..positions`, in `dtype`; `factors` divide
+    /// the frequencies one by one (a GGUF file's `rope_freqs`).
+    pub fn new(
+        cfg: &ModelConfig,
+        factors: Option<&[f32]>,
+        positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Rope> {
+        let mut inv_freq = inverse_frequencies(cfg);
+        if let Some(factors) = factors {
+            if factors.len() != inv_freq.len() {
+                candle_core::bail!("`rope_freqs` has {} factors for {} frequencies", factors.len(), inv_freq.len());
+            }
+            inv_freq.iter_mut().zip(factors).for_each(|(f, d)| *f /= d);
+        }
         let half = inv_freq.len();
         let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
         let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;

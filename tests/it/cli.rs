@@ -839,13 +839,20 @@ fn bench_errors_exit_2_and_say_what_fits() {
 }
 
 #[test]
-fn bench_of_a_gguf_model_says_kv_schemes_need_safetensors() {
+fn bench_of_a_gguf_model_measures_its_f16_cache_and_refuses_kv_schemes() {
     let ctx = ctx_with_smollm2_gguf();
-    ctx.run(&["bench", "smollm2-gguf", "--device", "cpu"]).assert(
+    let out = ctx.run(&["bench", "smollm2-gguf", "--device", "cpu", "--ctx", "64", "--gen", "4", "--json"]);
+    let v = out.success().json();
+    let speed = v["speed"].as_array().unwrap();
+    assert_eq!(speed.len(), 1, "{v}");
+    // 30 layers × (K, V) × 3 KV heads × 64 × 2 bytes.
+    assert_eq!((speed[0]["kv"].as_str(), speed[0]["kv_bytes_per_token"].as_u64()), (Some("f16"), Some(23_040)), "{v}");
+    ctx.run(&["bench", "smollm2-gguf", "--device", "cpu", "--kv", "none,kv_int8"]).assert(
         2,
         "",
-        "error: `smollm2-gguf` is a GGUF model; this needs a safetensors model\n\
-         hint: KV-cache schemes apply to safetensors models: pull the model's safetensors repository\n",
+        "error: `kv_int8` is a KV-cache scheme for safetensors models, but `smollm2-gguf` is a GGUF model: \
+         GGUF models take a weight type such as `Q4_K_M`, `Q8_0` or `F16` as their tag\n\
+         hint: run `smollm2-gguf` with its GGUF weight type, or pull the safetensors repository to quantize the KV cache\n",
     );
 }
 

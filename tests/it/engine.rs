@@ -57,7 +57,7 @@ fn fixture() -> &'static Fixture {
             candle_nn::VarBuilder::from_mmaped_safetensors(&[&files["model.safetensors"]], DType::F32, &Device::Cpu)
         }
         .unwrap();
-        let model = Model::load(vb, config, 2048).unwrap();
+        let model = Model::load(&vb, config, 2048).unwrap();
         let loaded = engine::load(
             &store.model_files(manifest),
             &LoadRequest { device: DeviceRequest::Cpu, ctx_size: Some(8), kv: None },
@@ -319,11 +319,15 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
     }
     let out = ctx.run(&["run", "smol", "--raw", "--max-tokens", "3", "The capital of France is"]);
     assert_eq!(out.success().stdout, " Paris.\n\n");
-    assert!(
-        out.stderr.starts_with("running smol on cpu (KV cache: f32, grows as needed for 4096 tokens)\n"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.starts_with("running smol on cpu (KV cache: f16, 94.4 MB for 4096 tokens)\n"), "{}", out.stderr);
+    // The file's own context (8192), beyond the 4096 candle's GGUF Llama precomputed.
+    let full =
+        ctx.run(&["run", "smol", "--raw", "--max-tokens", "3", "--ctx-size", "8192", "The capital of France is"]);
+    assert_eq!(full.success().stdout, " Paris.\n\n");
+    assert!(full.stderr.contains("(KV cache: f16, 188.7 MB for 8192 tokens)"), "{}", full.stderr);
+    let over = ctx.run(&["run", "smol", "--raw", "--ctx-size", "8193", "Hi"]);
+    assert_eq!(over.code, 2, "{}", over.stderr);
+    assert!(over.stderr.contains("`--ctx-size 8193` is beyond the model's context length of 8192"), "{}", over.stderr);
 }
 
 /// f32 vs f32 on random weights with logits of magnitude ~1–5.
@@ -346,7 +350,7 @@ fn every_family_matches_transformers_logits() {
         // SAFETY: the committed file is not modified while mapped.
         let vb =
             unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.unwrap();
-        let model = Model::load(vb, config, 64).unwrap();
+        let model = Model::load(&vb, config, 64).unwrap();
         let want: Vec<Vec<f32>> = family["logits"]
             .as_array()
             .unwrap()

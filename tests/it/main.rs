@@ -13,6 +13,7 @@ mod engine;
 mod faults;
 mod fuzz;
 mod generated;
+mod gguf_families;
 mod hostile_models;
 mod hub;
 mod imports;

@@ -44,14 +44,13 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     let mut vram = VramObserver { probe: VramProbe::open(None) };
     let loaded = engine::load(&store.model_files(&manifest), &request, &mut vram)?;
     let cache = loaded.decoder.cache_info();
-    let size = if manifest.format == crate::quant::Format::Gguf {
-        "grows as needed".to_string()
-    } else {
-        format::bytes(cache.allocated_bytes)
-    };
     printer.status(&format!(
-        "running {} on {} (KV cache: {}, {size} for {} tokens)",
-        settings.model, loaded.device, cache.scheme, cache.capacity
+        "running {} on {} (KV cache: {}, {} for {} tokens)",
+        settings.model,
+        loaded.device,
+        cache.scheme,
+        format::bytes(cache.allocated_bytes),
+        cache.capacity
     ));
     let options = GenerateOptions { max_tokens: settings.max_tokens, sampling: sampling(settings, &loaded.defaults) };
     match &settings.prompt {

@@ -94,7 +94,9 @@ pub fn check_safetensors(
     let problem = Mutex::new(None);
     let backend = HeaderBackend { tensors, problem: &problem };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
-    if let Err(e) = Model::load(vb, config, CHECK_POSITIONS) {
+    let loaded = Model::load(&vb, config, CHECK_POSITIONS).map(drop);
+    drop(vb);
+    if let Err(e) = loaded {
         let recorded = problem.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
         return Err(recorded.map_or(WeightCheckError::Load(e), WeightCheckError::Tensor));
     }
