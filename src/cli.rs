@@ -113,13 +113,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
     pub device: String,
 
-    /// Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics
+    /// Print JSON Lines on stdout: a `prompt` event (the rendered prompt and its token ids), one `token` event per token, then a `done` event with statistics
     #[arg(long)]
     pub json: bool,
 
     /// Print load, speed, cache and memory statistics on stderr
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Print the prompt as the model is given it on stderr: the rendered text, then each token id and its text
+    #[arg(long)]
+    pub verbose_prompt: bool,
 
     /// Refuse a model that is not in the store instead of pulling it first
     #[arg(long)]

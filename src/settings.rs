@@ -186,6 +186,8 @@ pub struct RunSettings {
     pub device: DeviceRequest,
     pub output: OutputFormat,
     pub verbose: bool,
+    /// `--verbose-prompt`: the rendered prompt and its tokens on stderr.
+    pub verbose_prompt: bool,
     /// Pull a model that is not in the store before running it (`--no-pull` refuses instead).
     pub pull_missing: bool,
     /// Where the interactive chat keeps its input history (`None`: no history).
@@ -312,6 +314,7 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         device: args.device.parse().map_err(SettingsError::Device)?,
         output: OutputFormat::from_json_flag(args.json),
         verbose: args.verbose,
+        verbose_prompt: args.verbose_prompt,
         pull_missing: !args.no_pull,
         history: chat_history_file(),
     })

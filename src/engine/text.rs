@@ -153,6 +153,11 @@ impl TextCodec {
         Ok((text, ids))
     }
 
+    /// One token's text as the model reads it (`<|im_start|>`, ` Paris`).
+    pub fn piece(&self, id: u32) -> String {
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+
     fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, TextError> {
         let encoding = self.tokenizer.encode(text, special).map_err(|e| TextError::Encode(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())

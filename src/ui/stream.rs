@@ -22,6 +22,7 @@ impl TokenSink for TextStream<'_> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event<'a> {
+    Prompt { text: &'a str, ids: &'a [u32] },
     Token { id: u32, text: &'a str },
     Done(&'a DoneView),
 }
@@ -36,6 +37,24 @@ impl TokenSink for JsonStream<'_> {
         let line = serde_json::to_string(&Event::Token { id, text }).map_err(std::io::Error::other)?;
         self.printer.data(&format!("{line}\n"))
     }
+}
+
+/// The `{"type":"prompt",…}` line that starts a run's JSON Lines: the text
+/// the model is given (the chat template's rendering, or the raw prompt)
+/// and its token ids.
+pub fn prompt_json_line(text: &str, ids: &[u32]) -> String {
+    let line = serde_json::to_string(&Event::Prompt { text, ids }).expect("strings and ids serialize");
+    format!("{line}\n")
+}
+
+/// `--verbose-prompt`, as llama.cpp prints it: the text, the count, then
+/// one `id -> 'piece'` line per token.
+pub fn prompt_text(text: &str, tokens: &[(u32, String)]) -> String {
+    let mut out = format!("prompt: {text:?}\nnumber of tokens in prompt = {}\n", tokens.len());
+    for (id, piece) in tokens {
+        out.push_str(&format!("{id:>8} -> {piece:?}\n"));
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]

@@ -177,7 +177,7 @@ fn turn(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     session.messages.push(Message { role: "user".into(), content: message });
-    let ids = encode(run, settings, &session.with_system())?;
+    let ids = encode(run, settings, &session.with_system(), printer)?;
     // While the reply runs, Ctrl-C only asks it to stop (`Sampled` polls the flag).
     let interrupts = InterruptGuard::install();
     let outcome = run_once(run, settings, &session.options, &ids, true, printer);

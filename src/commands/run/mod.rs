@@ -101,13 +101,24 @@ fn sampling(settings: &RunSettings, defaults: &GenerationDefaults) -> SamplingPa
     }
 }
 
-fn encode(loaded: &Run, settings: &RunSettings, messages: &[Message]) -> anyhow::Result<Vec<u32>> {
+/// The prompt's token ids; the text they encode and the ids are shown as
+/// `--json`'s `prompt` event and by `--verbose-prompt`.
+fn encode(loaded: &Run, settings: &RunSettings, messages: &[Message], printer: &Printer) -> anyhow::Result<Vec<u32>> {
     let codec = &loaded.loaded.text;
-    if settings.raw {
+    let (text, ids) = if settings.raw {
         let text = messages.last().map_or("", |m| m.content.as_str());
-        return Ok(codec.encode_raw(text)?);
+        (text.to_string(), codec.encode_raw(text)?)
+    } else {
+        codec.encode_chat(messages).map_err(engine::EngineError::Text)?
+    };
+    if settings.output == OutputFormat::Json {
+        printer.data(&crate::ui::stream::prompt_json_line(&text, &ids))?;
     }
-    Ok(codec.encode_chat(messages).map_err(engine::EngineError::Text)?.1)
+    if settings.verbose_prompt {
+        let pieces: Vec<(u32, String)> = ids.iter().map(|&id| (id, codec.piece(id))).collect();
+        printer.detail(crate::ui::stream::prompt_text(&text, &pieces).trim_end());
+    }
+    Ok(ids)
 }
 
 /// A loaded model, the VRAM probe watching it, and the tokens its cache holds.
@@ -167,7 +178,7 @@ fn one_shot(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let messages = [Message { role: "user".into(), content: prompt.to_string() }];
-    let ids = encode(loaded, settings, &messages)?;
+    let ids = encode(loaded, settings, &messages, printer)?;
     let stats = run_once(loaded, settings, options, &ids, false, printer)?.0;
     report(loaded, settings, &stats, printer)?;
     Ok(ExitStatus::Success)
