@@ -39,6 +39,8 @@ pub(super) fn import(
         store.staging_area(&lock)?
     };
     let sources = selection.files.iter().map(|f| local.source_of(&f.name)).collect::<Result<Vec<_>, _>>()?;
+    let bytes = sources.iter().map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len())).sum();
+    reporter.event(PullEvent::Transferring { files: sources.len(), bytes });
     let staged = stage::from_local(&sources, area.path(), reporter)?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let source = Source::Local { path: absolute.display().to_string() };
