@@ -173,7 +173,7 @@ struct Candidate<'a> {
     /// The file's name, or `{prefix}-*-of-{NNNNN}.gguf` for a split model.
     label: String,
     gguf_type: Option<GgufType>,
-    /// The first part's place in the model (`None` for a single file).
+    /// Its prefix and part count, as one part's name gives them (`None` for a single file).
     split: Option<SplitName<'a>>,
     /// By part number (from 1); a single file is part 1.
     parts: BTreeMap<u32, &'a RemoteFile>,

@@ -141,3 +141,21 @@ fn are_parts_in_order(names: &[&str]) -> bool {
         part.is_some_and(|p| p.index as usize == i + 1 && p.count as usize == names.len() && Some(p.prefix) == first)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_parts_must_be_one_models_in_order() {
+        assert!(are_parts_in_order(&["q/M-00001-of-00002.gguf", "q/M-00002-of-00002.gguf"]));
+        for bad in [
+            &["q/M-00002-of-00002.gguf", "q/M-00001-of-00002.gguf"][..],
+            &["q/M-00001-of-00003.gguf", "q/M-00002-of-00003.gguf"],
+            &["q/M-00001-of-00002.gguf", "q/N-00002-of-00002.gguf"],
+            &["a.gguf", "b.gguf"],
+        ] {
+            assert!(!are_parts_in_order(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! What `run` needs of a model's files, checked at import from headers
 //! alone (never weight data): for safetensors the engine's own
 //! `Model::load` over the headers, for GGUF the tensors candle's loaders
-//! read (from every part of a split model), against the metadata. A model that fails here would fail to load.
+//! read (from every part of a split model), against the metadata. A model
+//! that fails here would fail to load.
 
 mod gguf;
 mod headers;
