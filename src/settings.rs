@@ -457,6 +457,8 @@ mod tests {
         assert_eq!(name("/m/Model-Q4_K_M.gguf").as_deref(), Some("Model"));
         assert_eq!(name("/m/model_q8_0.GGUF").as_deref(), Some("model"));
         assert_eq!(name("/m/plain.gguf").as_deref(), Some("plain"));
+        // A part of a split model names the model (#16).
+        assert_eq!(name("/m/Model-Q8_0-00002-of-00003.gguf").as_deref(), Some("Model"));
         assert_eq!(name("/m/my model").as_deref(), Some("my-model"));
         assert_eq!(name("/m/tiny-llama").as_deref(), Some("tiny-llama"));
     }

@@ -3,7 +3,7 @@
 //! carries as Ollama's `show` says it: chat template, generation defaults,
 //! license, and a GGUF file's metadata.
 
-use crate::engine::{self, ContextLimits};
+use crate::engine::{self, ContextLimits, EngineError};
 use crate::exit::ExitStatus;
 use crate::formats::gguf;
 use crate::kv_size::{CacheLayout, cache_size};
@@ -109,9 +109,10 @@ fn print_template(view: &ShowView, printer: &Printer) -> anyhow::Result<ExitStat
 /// What the model's own files say: template, generation defaults, license, GGUF metadata.
 fn carried(files: &ModelFiles<'_>, view: &mut ShowView) -> anyhow::Result<()> {
     if files.manifest().format == Format::Gguf {
-        let (_, header) = engine::gguf_header(files)?;
+        let parts = gguf_parts(files)?;
+        let header = parts.metadata();
         view.chat_template = header.get("tokenizer.chat_template").and_then(gguf::GgufValue::as_str).map(Into::into);
-        let summary = gguf::facts::summary(&header);
+        let summary = gguf::facts::summary(&parts);
         view.license = summary.license.clone().map(|text| LicenseView { source: "general.license".into(), text });
         view.gguf = Some(summary);
         return Ok(());
@@ -134,4 +135,14 @@ fn carried(files: &ModelFiles<'_>, view: &mut ShowView) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The headers of a stored GGUF model's parts (one for a single file).
+fn gguf_parts(files: &ModelFiles<'_>) -> anyhow::Result<gguf::GgufParts> {
+    let headers = files
+        .gguf_parts()?
+        .into_iter()
+        .map(|path| gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(gguf::GgufParts::new(headers)?)
 }

@@ -1,6 +1,7 @@
 //! Imports from local disk: a Hugging Face-layout directory, a `.gguf`
-//! file, or a snapshot in a Hugging Face cache (whose files are symlinks
-//! into the cache's `blobs/`, followed only while they stay in that cache).
+//! file (with the other parts beside it, for a part of a split model), or
+//! a snapshot in a Hugging Face cache (whose files are symlinks into the
+//! cache's `blobs/`, followed only while they stay in that cache).
 //! Files are copied into a staging area this process holds, so an
 //! interrupted import leaves nothing behind (Ctrl-C cleans up on the way
 //! out; after `kill -9` the next writer sweeps the area).
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::select::{self, SelectError, Selection};
 use super::{PullError, PullEvent, PullOutcome, PullReporter, commit, hf_cache, stage};
+use crate::formats::gguf::split::{gguf_stem, split_name};
 use crate::hub::RemoteFile;
 use crate::interrupt::InterruptGuard;
 use crate::quant::{Format, Quant, QuantError};
@@ -37,6 +39,8 @@ pub(super) fn import(
         store.staging_area(&lock)?
     };
     let sources = selection.files.iter().map(|f| local.source_of(&f.name)).collect::<Result<Vec<_>, _>>()?;
+    let bytes = sources.iter().map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len())).sum();
+    reporter.event(PullEvent::Transferring { files: sources.len(), bytes });
     let staged = stage::from_local(&sources, area.path(), reporter)?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let source = Source::Local { path: absolute.display().to_string() };
@@ -78,9 +82,23 @@ fn local_selection(path: &Path, reference: &ModelRef) -> Result<(LocalDir, Selec
     if let Some(Quant::Kv(quant)) = reference.tag {
         return Err(SelectError::Quant(QuantError::KvOnGguf { quant, model: reference.name.to_string() }).into());
     }
-    let file = RemoteFile::local(name.to_string_lossy().into_owned());
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    Ok((LocalDir { dir: dir.to_path_buf(), links_within: None }, Selection { format: Format::Gguf, files: vec![file] }))
+    let files = gguf_parts_beside(dir, &name.to_string_lossy())?;
+    Ok((LocalDir { dir: dir.to_path_buf(), links_within: None }, Selection { format: Format::Gguf, files }))
+}
+
+/// The `.gguf` file `file_name` in `dir`; for a part of a split model
+/// (`Model-00002-of-00003.gguf`), every part of it there, in order.
+fn gguf_parts_beside(dir: &Path, file_name: &str) -> Result<Vec<RemoteFile>, SelectError> {
+    let Some(split) = gguf_stem(file_name).and_then(split_name) else {
+        return Ok(vec![RemoteFile::local(file_name.into())]);
+    };
+    // The user's own spelling of `.gguf`, and names made of their own file's name.
+    let extension = &file_name[file_name.len() - ".gguf".len()..];
+    let label = format!("{}-*-of-{:05}{extension}", split.prefix, split.count);
+    let present = |i| dir.join(split.part(i, extension)).is_file();
+    select::check_parts(&dir.display().to_string(), &label, split, extension, present)?;
+    Ok((1..=split.count).map(|i| RemoteFile::local(split.part(i, extension))).collect())
 }
 
 /// The regular files at the top of `dir`, symlinks to files included.

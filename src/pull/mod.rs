@@ -41,6 +41,13 @@ pub enum PullEvent<'a> {
     AlreadyStored {
         file: &'a str,
     },
+    /// The files about to be downloaded or copied (those already stored are
+    /// not counted) and their bytes, known before the first starts: the
+    /// progress of the whole.
+    Transferring {
+        files: usize,
+        bytes: u64,
+    },
     WaitingForLock,
     /// Another process is pulling the same repository.
     WaitingForPull {
@@ -156,6 +163,9 @@ fn pull_from_hub(
     };
     let commit_id = listing.commit.to_string();
     reporter.event(PullEvent::Resolved { repo, commit: &commit_id, files: selection.files.len() });
+    let to_fetch = selection.files.iter().filter(|f| !f.sha256.is_some_and(|d| pinned.contains(&d)));
+    let (files, bytes) = to_fetch.fold((0, 0), |(n, sum), f| (n + 1, sum + f.size.unwrap_or(0)));
+    reporter.event(PullEvent::Transferring { files, bytes });
     // A failed download keeps its partial file for the next pull to resume.
     let remote =
         stage::Remote { hub: &hub, repo: &reference.name, commit: &listing.commit, resilience: config.resilience };

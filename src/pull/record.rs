@@ -3,6 +3,7 @@
 //! `engine::check_safetensors`), for the manifests that record it.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::select::{CONFIG, TOKENIZER};
 use super::stage::StagedFile;
@@ -32,6 +33,12 @@ pub enum RecordError {
     Weights(Box<WeightCheckError>),
     #[error("`{file}` is not a usable GGUF file")]
     GgufWeights { file: String, source: Box<WeightCheckError> },
+    #[error("`{file}` is not a usable GGUF file")]
+    GgufLone { file: String, source: gguf::split::PartError },
+    #[error("`{file}` is not part {index} of {count} of a GGUF model")]
+    GgufPart { file: String, index: usize, count: usize, source: gguf::split::PartError },
+    #[error("the {count} parts `{first}` … `{last}` are not one GGUF model")]
+    GgufParts { first: String, last: String, count: usize, source: gguf::GgufPartsError },
 }
 
 impl Diagnostic for RecordError {
@@ -39,6 +46,13 @@ impl Diagnostic for RecordError {
         let base = "the files are not a usable model; nothing was stored";
         let specific = match self {
             RecordError::Weights(e) | RecordError::GgufWeights { source: e, .. } => e.hint(),
+            RecordError::GgufPart { .. } | RecordError::GgufParts { .. } => Some(
+                "the parts of a split GGUF come from one `gguf-split` run: get them again, all from one revision"
+                    .into(),
+            ),
+            RecordError::GgufLone { .. } => {
+                Some("pull or import every part of the model (`…-00001-of-000NN.gguf` and the rest)".into())
+            }
             _ => None,
         };
         Some(specific.map_or_else(|| base.to_string(), |s| format!("{base}; {s}")))
@@ -78,13 +92,37 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, ..config })
 }
 
-fn gguf_file_facts(files: &[StagedFile]) -> Result<(ModelFacts, GgufType), RecordError> {
-    let file = files.iter().find(|f| f.name.ends_with(".gguf")).expect("a GGUF selection holds one .gguf file");
-    let header = gguf::read_header_from_path(&file.path)
-        .map_err(|source| RecordError::Gguf { file: file.name.clone(), source })?;
-    let facts =
-        gguf_facts::facts(&header).map_err(|source| RecordError::GgufFacts { file: file.name.clone(), source })?;
-    engine::check_gguf(&file.path)
-        .map_err(|source| RecordError::GgufWeights { file: file.name.clone(), source: Box::new(source) })?;
+/// A GGUF selection's files are the model's parts, in order (one for a single file).
+fn gguf_file_facts(parts: &[StagedFile]) -> Result<(ModelFacts, GgufType), RecordError> {
+    let headers = parts
+        .iter()
+        .map(|f| {
+            gguf::read_header_from_path(&f.path).map_err(|source| RecordError::Gguf { file: f.name.clone(), source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = gguf::GgufParts::new(headers).map_err(|e| parts_error(parts, e))?;
+    // Named after the first part, which holds the metadata.
+    let first = parts[0].name.clone();
+    let facts = gguf_facts::facts(&model).map_err(|source| RecordError::GgufFacts { file: first.clone(), source })?;
+    let paths: Vec<&Path> = parts.iter().map(|f| f.path.as_path()).collect();
+    engine::check_gguf(&paths).map_err(|source| RecordError::GgufWeights { file: first, source: Box::new(source) })?;
     Ok(facts)
+}
+
+/// A part that is not where it says it is, by its name; else the parts as a whole.
+fn parts_error(parts: &[StagedFile], error: gguf::GgufPartsError) -> RecordError {
+    match error {
+        gguf::GgufPartsError::Part { count: 1, source, .. } => {
+            RecordError::GgufLone { file: parts[0].name.clone(), source }
+        }
+        gguf::GgufPartsError::Part { index, count, source } => {
+            RecordError::GgufPart { file: parts[index - 1].name.clone(), index, count, source }
+        }
+        source => RecordError::GgufParts {
+            first: parts.first().map(|f| f.name.clone()).unwrap_or_default(),
+            last: parts.last().map(|f| f.name.clone()).unwrap_or_default(),
+            count: parts.len(),
+            source,
+        },
+    }
 }

@@ -1,8 +1,13 @@
 //! Choosing which files of a repository (or local directory) make up the
-//! model a reference asks for: the safetensors set, or one GGUF file by tag.
+//! model a reference asks for: the safetensors set, or one GGUF model by
+//! tag (a file, or the parts of a split one, at the top or in a folder).
+
+use std::collections::BTreeMap;
 
 use crate::exit::{Diagnostic, ExitStatus};
+use crate::formats::gguf::split::{SplitName, gguf_stem, split_name};
 use crate::hub::RemoteFile;
+use crate::ids::is_plain_relative_path;
 use crate::quant::{Format, GgufType, Quant, QuantError};
 use crate::store::reference::ModelRef;
 
@@ -35,8 +40,23 @@ pub enum SelectError {
     TagNotInRepo { source_name: String, tag: GgufType, available: Vec<String> },
     #[error("`{source_name}` has several GGUF files and none is `{DEFAULT_GGUF}`: {}", list_or_none(available))]
     NoDefaultGguf { source_name: String, available: Vec<String> },
-    #[error("`{source_name}` has {count} GGUF files for `{tag}` (split files are not supported yet)")]
-    SplitGguf { source_name: String, tag: String, count: usize },
+    #[error("`{source_name}` has several GGUF models for `{tag}`: {}", models.join(", "))]
+    SeveralGgufs { source_name: String, tag: String, models: Vec<String> },
+    #[error(
+        "`{source_name}` has {} of the {count} parts of `{model}`; missing: {}",
+        *count as usize - missing_count,
+        missing_list(missing, *missing_count)
+    )]
+    MissingParts { source_name: String, model: String, count: u32, missing: Vec<String>, missing_count: usize },
+}
+
+/// `` `a`, `b` `` and how many more there are beyond those named.
+fn missing_list(named: &[String], count: usize) -> String {
+    let list = named.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    match count.saturating_sub(named.len()) {
+        0 => list,
+        more => format!("{list} and {more} more"),
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -60,6 +80,13 @@ impl Diagnostic for SelectError {
             SelectError::TagNotInRepo { available, .. } | SelectError::NoDefaultGguf { available, .. } => {
                 available.first().map(|t| format!("pick a tag, e.g. `MODEL:{t}`"))
             }
+            SelectError::SeveralGgufs { .. } => {
+                Some("download the one you want and import it with `llmctl pull ./FILE.gguf`".into())
+            }
+            SelectError::MissingParts { .. } => Some(
+                "a split GGUF needs all its parts side by side, named `…-NNNNN-of-NNNNN.gguf` as `gguf-split` writes them"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -72,20 +99,22 @@ pub struct Selection {
     pub files: Vec<RemoteFile>,
 }
 
-/// Picks the files `reference` means out of `files` (top-level entries only).
+/// Picks the files `reference` means out of `files`: safetensors from the
+/// top level only, GGUF models from the top or from folders.
 pub fn select(reference: &ModelRef, files: &[RemoteFile]) -> Result<Selection, SelectError> {
     let top: Vec<&RemoteFile> = files.iter().filter(|f| !f.name.contains('/')).collect();
+    let ggufs = gguf_candidates(files);
     let has_weights = top.iter().any(|f| f.name.ends_with(".safetensors"));
-    let has_gguf = top.iter().any(|f| f.name.ends_with(".gguf"));
+    let has_gguf = !ggufs.is_empty();
     let name = reference.name.to_string();
     match reference.tag {
         Some(Quant::Kv(quant)) if !has_weights && has_gguf => Err(QuantError::KvOnGguf { quant, model: name }.into()),
         Some(Quant::Gguf(quant)) if !has_gguf && has_weights => {
             Err(QuantError::WeightTagOnSafetensors { quant, model: name }.into())
         }
-        Some(Quant::Gguf(tag)) => select_gguf(&name, &top, Some(tag)),
+        Some(Quant::Gguf(tag)) => select_gguf(&name, &ggufs, Some(tag)),
         _ if has_weights => select_safetensors(&name, &top),
-        _ if has_gguf => select_gguf(&name, &top, None),
+        _ if has_gguf => select_gguf(&name, &ggufs, None),
         _ => Err(SelectError::NoModel { source_name: name }),
     }
 }
@@ -111,33 +140,125 @@ fn select_safetensors(name: &str, top: &[&RemoteFile]) -> Result<Selection, Sele
     Ok(Selection { format: Format::Safetensors, files })
 }
 
-fn select_gguf(name: &str, top: &[&RemoteFile], tag: Option<GgufType>) -> Result<Selection, SelectError> {
-    let typed: Vec<(&RemoteFile, Option<GgufType>)> =
-        top.iter().filter(|f| f.name.ends_with(".gguf")).map(|f| (*f, gguf_type_in_name(&f.name))).collect();
-    let available = available_tags(&typed);
-    let pick = |t: GgufType| typed.iter().filter(|(_, ft)| *ft == Some(t)).map(|(f, _)| *f).collect::<Vec<_>>();
+fn select_gguf(name: &str, ggufs: &[Candidate<'_>], tag: Option<GgufType>) -> Result<Selection, SelectError> {
+    let available = available_tags(ggufs);
+    let of_type = |t: GgufType| ggufs.iter().filter(|c| c.gguf_type == Some(t)).collect::<Vec<_>>();
     let chosen = match tag {
-        Some(t) => pick(t),
-        None if !pick(DEFAULT_GGUF).is_empty() => pick(DEFAULT_GGUF),
-        None if typed.len() == 1 => vec![typed[0].0],
+        Some(t) => of_type(t),
+        None if !of_type(DEFAULT_GGUF).is_empty() => of_type(DEFAULT_GGUF),
+        None if ggufs.len() == 1 => vec![&ggufs[0]],
         None => return Err(SelectError::NoDefaultGguf { source_name: name.into(), available }),
     };
     match chosen.as_slice() {
-        [one] => Ok(Selection { format: Format::Gguf, files: vec![(*one).clone()] }),
+        [one] => Ok(Selection { format: Format::Gguf, files: one.files(name)? }),
         [] => Err(SelectError::TagNotInRepo { source_name: name.into(), tag: tag.unwrap_or(DEFAULT_GGUF), available }),
-        many => Err(SelectError::SplitGguf {
+        many => Err(SelectError::SeveralGgufs {
             source_name: name.into(),
             tag: tag.unwrap_or(DEFAULT_GGUF).to_string(),
-            count: many.len(),
+            models: many.iter().map(|c| c.label.clone()).collect(),
         }),
     }
 }
 
-fn available_tags(typed: &[(&RemoteFile, Option<GgufType>)]) -> Vec<String> {
-    let mut tags: Vec<String> = typed.iter().filter_map(|(_, t)| t.map(|t| t.as_str().to_string())).collect();
+fn available_tags(ggufs: &[Candidate<'_>]) -> Vec<String> {
+    let mut tags: Vec<String> = ggufs.iter().filter_map(|c| c.gguf_type.map(|t| t.as_str().to_string())).collect();
     tags.sort();
     tags.dedup();
     tags
+}
+
+/// One GGUF model a listing offers: a single file, or the parts of a split
+/// one (`…-00001-of-00003.gguf` and the rest, in one folder).
+struct Candidate<'a> {
+    /// The file's name, or `{prefix}-*-of-{NNNNN}.gguf` for a split model.
+    label: String,
+    gguf_type: Option<GgufType>,
+    /// Its prefix and part count, as one part's name gives them (`None` for a single file).
+    split: Option<SplitName<'a>>,
+    /// By part number (from 1); a single file is part 1.
+    parts: BTreeMap<u32, &'a RemoteFile>,
+}
+
+impl Candidate<'_> {
+    /// The files in part order, or which parts the listing lacks.
+    fn files(&self, source_name: &str) -> Result<Vec<RemoteFile>, SelectError> {
+        if let Some(split) = self.split {
+            check_parts(source_name, &self.label, split, GGUF, |i| self.parts.contains_key(&i))?;
+        }
+        Ok(self.parts.values().map(|f| (*f).clone()).collect())
+    }
+}
+
+const GGUF: &str = ".gguf";
+
+/// The GGUF models among `files`, at the top or in folders: single files,
+/// and split parts grouped by their name before `-NNNNN-of-NNNNN`. Only
+/// plain relative paths count (no hidden files or folders).
+fn gguf_candidates(files: &[RemoteFile]) -> Vec<Candidate<'_>> {
+    let mut candidates = Vec::new();
+    let mut splits: BTreeMap<(&str, u32), Candidate<'_>> = BTreeMap::new();
+    let ggufs = files.iter().filter(|f| f.name.ends_with(GGUF) && is_plain_relative_path(&f.name));
+    for file in ggufs {
+        let stem = &file.name[..file.name.len() - GGUF.len()];
+        let gguf_type = gguf_type_of_path(&file.name);
+        let Some(part) = split_name(stem) else {
+            let parts = BTreeMap::from([(1, file)]);
+            candidates.push(Candidate { label: file.name.clone(), gguf_type, split: None, parts });
+            continue;
+        };
+        let label = format!("{}-*-of-{:05}{GGUF}", part.prefix, part.count);
+        let candidate = splits.entry((part.prefix, part.count)).or_insert_with(|| Candidate {
+            label,
+            gguf_type,
+            split: Some(part),
+            parts: BTreeMap::new(),
+        });
+        candidate.parts.insert(part.index, file);
+    }
+    candidates.extend(splits.into_values());
+    candidates
+}
+
+/// Fails unless `present` has every part of `split`'s model, naming those it lacks.
+pub(super) fn check_parts(
+    source_name: &str,
+    model: &str,
+    split: SplitName<'_>,
+    extension: &str,
+    present: impl Fn(u32) -> bool,
+) -> Result<(), SelectError> {
+    let missing: Vec<u32> = (1..=split.count).filter(|i| !present(*i)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named = missing.iter().take(MISSING_NAMED).map(|i| split.part(*i, extension)).collect();
+    Err(SelectError::MissingParts {
+        source_name: source_name.into(),
+        model: model.into(),
+        count: split.count,
+        missing: named,
+        missing_count: missing.len(),
+    })
+}
+
+/// Missing parts a message names before it says how many more there are.
+const MISSING_NAMED: usize = 5;
+
+/// The GGUF type of a file: the one its name carries, else the one its
+/// folder's name is or ends with (`Q4_K_M/model.gguf`, `Model-Q4_K_M/model.gguf`).
+fn gguf_type_of_path(path: &str) -> Option<GgufType> {
+    let (folder, file) = match path.rsplit_once('/') {
+        Some((folder, file)) => (Some(folder), file),
+        None => (None, path),
+    };
+    let folder = folder.map(|f| f.rsplit('/').next().unwrap_or(f));
+    gguf_type_in_name(file).or_else(|| {
+        let folder = folder?;
+        match folder.parse::<Quant>() {
+            Ok(Quant::Gguf(t)) => Some(t),
+            _ => type_suffix(folder).1,
+        }
+    })
 }
 
 /// The GGUF type a file name carries as one of its `.`/`-`-separated parts
@@ -151,9 +272,16 @@ pub fn gguf_type_in_name(file_name: &str) -> Option<GgufType> {
 /// (`SmolLM2-135M-Instruct.Q4_1.gguf`, `smollm2-135m-instruct-q4_1.gguf`,
 /// `Model-Q4_K_M.gguf`, `model_q8_0.gguf`). Types hold `_` themselves
 /// (`Q4_K_M`), so every `_` is tried as a separator, the longest type first.
+/// A split part's `-NNNNN-of-NNNNN` comes off first
+/// (`Model-Q8_0-00001-of-00003.gguf` is `Model` and `Q8_0`).
 /// Without a type (or without `.gguf`) the stem comes back whole.
 pub fn split_gguf_name(file_name: &str) -> (&str, Option<GgufType>) {
-    let Some(stem) = strip_suffix_ignore_case(file_name, ".gguf") else { return (file_name, None) };
+    let Some(stem) = gguf_stem(file_name) else { return (file_name, None) };
+    type_suffix(split_name(stem).map_or(stem, |part| part.prefix))
+}
+
+/// `stem` without the GGUF type that ends it after a `.`, `-` or `_`, and that type.
+fn type_suffix(stem: &str) -> (&str, Option<GgufType>) {
     let cuts = stem.char_indices().filter(|(_, c)| matches!(c, '.' | '-' | '_')).map(|(i, _)| i);
     for cut in cuts {
         if let Ok(Quant::Gguf(t)) = stem[cut + 1..].parse::<Quant>() {
@@ -161,11 +289,6 @@ pub fn split_gguf_name(file_name: &str) -> (&str, Option<GgufType>) {
         }
     }
     (stem, None)
-}
-
-fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
-    let at = text.len().checked_sub(suffix.len())?;
-    (text.is_char_boundary(at) && text[at..].eq_ignore_ascii_case(suffix)).then(|| &text[..at])
 }
 
 #[cfg(test)]
@@ -227,5 +350,67 @@ mod tests {
             err.to_string(),
             "`o/m` has only a SentencePiece `tokenizer.model`, and llmctl reads the tokenizer from `tokenizer.json`"
         );
+    }
+
+    /// A large model's repository as bartowski and unsloth lay them out (#16).
+    const SPLIT_REPO: [&str; 8] = [
+        "README.md",
+        "Big-Q4_K_M.gguf",
+        "Q8_0/Big-Q8_0-00002-of-00003.gguf",
+        "Q8_0/Big-Q8_0-00001-of-00003.gguf",
+        "Q8_0/Big-Q8_0-00003-of-00003.gguf",
+        "Q6_K/big.gguf",
+        "Big-IQ4_XS/Big-IQ4_XS-00001-of-00002.gguf",
+        ".cache/Big-F16.gguf",
+    ];
+
+    #[test]
+    fn split_parts_and_files_in_folders_are_one_model_each_in_part_order() {
+        let repo = files(&SPLIT_REPO);
+        let r = |s: &str| s.parse::<ModelRef>().unwrap();
+        assert_eq!(
+            names(&select(&r("o/big:Q8_0"), &repo).unwrap()),
+            [
+                "Q8_0/Big-Q8_0-00001-of-00003.gguf",
+                "Q8_0/Big-Q8_0-00002-of-00003.gguf",
+                "Q8_0/Big-Q8_0-00003-of-00003.gguf"
+            ]
+        );
+        // The folder names the type when the file name does not.
+        assert_eq!(names(&select(&r("o/big:Q6_K"), &repo).unwrap()), ["Q6_K/big.gguf"]);
+        // Single files resolve as before; hidden folders are not looked in.
+        assert_eq!(names(&select(&r("o/big"), &repo).unwrap()), ["Big-Q4_K_M.gguf"]);
+        let err = select(&r("o/big:F16"), &repo).unwrap_err();
+        assert_eq!(err.to_string(), "`o/big` has no GGUF file for `F16` (available: IQ4_XS, Q4_K_M, Q6_K, Q8_0)");
+    }
+
+    #[test]
+    fn a_split_model_missing_parts_or_a_tag_with_two_models_is_an_error() {
+        let repo = files(&SPLIT_REPO);
+        let err = select(&"o/big:IQ4_XS".parse().unwrap(), &repo).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`o/big` has 1 of the 2 parts of `Big-IQ4_XS/Big-IQ4_XS-*-of-00002.gguf`; missing: `Big-IQ4_XS/Big-IQ4_XS-00002-of-00002.gguf`"
+        );
+        let sparse = files(&["m-00001-of-00009.gguf", "m-00009-of-00009.gguf"]);
+        let err = select(&"o/m".parse().unwrap(), &sparse).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`o/m` has 2 of the 9 parts of `m-*-of-00009.gguf`; missing: `m-00002-of-00009.gguf`, `m-00003-of-00009.gguf`, \
+             `m-00004-of-00009.gguf`, `m-00005-of-00009.gguf`, `m-00006-of-00009.gguf` and 2 more"
+        );
+        let two = files(&["m-Q8_0.gguf", "Q8_0/m-Q8_0-00001-of-00001.gguf"]);
+        let err = select(&"o/m:Q8_0".parse().unwrap(), &two).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`o/m` has several GGUF models for `Q8_0`: m-Q8_0.gguf, Q8_0/m-Q8_0-*-of-00001.gguf"
+        );
+    }
+
+    #[test]
+    fn split_names_lose_their_part_numbers_before_the_type_is_read() {
+        assert_eq!(split_gguf_name("Model-Q8_0-00001-of-00003.gguf"), ("Model", Some(GgufType::Q8_0)));
+        assert_eq!(split_gguf_name("Model-00002-of-00003.gguf"), ("Model", None));
+        assert_eq!(split_gguf_name("SmolLM2-135M-Instruct.Q4_1.gguf"), ("SmolLM2-135M-Instruct", Some(GgufType::Q4_1)));
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::blobs::Digest;
 use super::reference::{ModelName, ModelRef};
 use crate::formats::ModelFacts;
-pub use crate::ids::is_plain_file_name;
+pub use crate::ids::{is_plain_file_name, is_plain_relative_path};
 use crate::quant::{Format, Quant};
 
 /// Bumped when a manifest field changes meaning; older readers refuse newer files.
@@ -48,7 +48,8 @@ pub enum Source {
     },
 }
 
-/// One file of the model: its name inside the model directory and its blob.
+/// One file of the model: its path inside the repository or directory it
+/// came from (a folder for GGUF parts, `Q8_0/…-00001-of-00002.gguf`), and its blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub name: String,
@@ -62,7 +63,7 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("manifest has schema version {0}, newer than this llmctl understands ({SCHEMA_VERSION})")]
     NewerSchema(u32),
-    #[error("manifest lists file `{}`, which is not a plain file name", .0.escape_debug())]
+    #[error("manifest lists file `{}`, which is not a plain relative path", .0.escape_debug())]
     BadFileName(String),
     #[error("manifest describes `{0}`, another model than its path names")]
     Misplaced(String),
@@ -109,7 +110,7 @@ impl Manifest {
             return Err(ManifestError::NewerSchema(version.schema_version));
         }
         let manifest: Manifest = serde_json::from_slice(bytes)?;
-        if let Some(bad) = manifest.files.iter().find(|f| !is_plain_file_name(&f.name)) {
+        if let Some(bad) = manifest.files.iter().find(|f| !is_plain_relative_path(&f.name)) {
             return Err(ManifestError::BadFileName(bad.name.clone()));
         }
         Ok(manifest)

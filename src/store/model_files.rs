@@ -1,13 +1,15 @@
 //! A stored model's files as whoever runs it reads them: each name resolved
 //! to its blob and size-checked (hashing gigabytes on every run is too
 //! slow; `show --verify` hashes), the weight shards checked against their
-//! index. The engine sees paths, never the store's layout.
+//! index, a split GGUF's parts checked to be all there in order. The engine
+//! sees paths, never the store's layout.
 
 use std::path::PathBuf;
 
 use super::Store;
 use super::manifest::Manifest;
 use crate::exit::Diagnostic;
+use crate::formats::gguf::split::{gguf_stem, split_name};
 use crate::formats::safetensors::{INDEX_FILE, index_shards};
 
 /// A stored model's file that cannot be had as it was stored.
@@ -23,6 +25,8 @@ pub enum ModelFileError {
     MissingShard { name: String, shard: String },
     #[error("cannot read `{file}`")]
     Read { file: String, source: std::io::Error },
+    #[error("`{name}` lists GGUF files that are not the parts of one model in order: {}", files.join(", "))]
+    NotOneGguf { name: String, files: Vec<String> },
 }
 
 impl Diagnostic for ModelFileError {
@@ -31,7 +35,8 @@ impl Diagnostic for ModelFileError {
             ModelFileError::MissingFile { name, .. }
             | ModelFileError::MissingBlob { name, .. }
             | ModelFileError::DamagedBlob { name, .. }
-            | ModelFileError::MissingShard { name, .. } => {
+            | ModelFileError::MissingShard { name, .. }
+            | ModelFileError::NotOneGguf { name, .. } => {
                 Some(format!("pull the model again: `llmctl rm {name}` then `llmctl pull {name}`"))
             }
             ModelFileError::Read { .. } => None,
@@ -107,5 +112,50 @@ impl<'a> ModelFiles<'a> {
             return Err(ModelFileError::MissingFile { name: self.name(), file: "*.safetensors".into() });
         }
         Ok(paths)
+    }
+
+    /// A GGUF model's files in part order, each checked as [`ModelFiles::path`]
+    /// checks: the one file, or every part of a split model (metadata in the
+    /// first, tensors in all; each part's tensor offsets are its own).
+    pub fn gguf_parts(&self) -> Result<Vec<PathBuf>, ModelFileError> {
+        let names: Vec<&str> =
+            self.manifest.files.iter().map(|f| f.name.as_str()).filter(|n| gguf_stem(n).is_some()).collect();
+        if names.is_empty() {
+            return Err(ModelFileError::MissingFile { name: self.name(), file: "*.gguf".into() });
+        }
+        if names.len() > 1 && !are_parts_in_order(&names) {
+            return Err(ModelFileError::NotOneGguf {
+                name: self.name(),
+                files: names.iter().map(|n| n.to_string()).collect(),
+            });
+        }
+        names.into_iter().map(|n| self.required(n)).collect()
+    }
+}
+
+/// Parts 1 to N of N of one split model, in that order.
+fn are_parts_in_order(names: &[&str]) -> bool {
+    let parts: Vec<_> = names.iter().map(|n| gguf_stem(n).and_then(split_name)).collect();
+    let first = parts[0].map(|p| p.prefix);
+    parts.iter().enumerate().all(|(i, part)| {
+        part.is_some_and(|p| p.index as usize == i + 1 && p.count as usize == names.len() && Some(p.prefix) == first)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_parts_must_be_one_models_in_order() {
+        assert!(are_parts_in_order(&["q/M-00001-of-00002.gguf", "q/M-00002-of-00002.gguf"]));
+        for bad in [
+            &["q/M-00002-of-00002.gguf", "q/M-00001-of-00002.gguf"][..],
+            &["q/M-00001-of-00003.gguf", "q/M-00002-of-00003.gguf"],
+            &["q/M-00001-of-00002.gguf", "q/N-00002-of-00002.gguf"],
+            &["a.gguf", "b.gguf"],
+        ] {
+            assert!(!are_parts_in_order(bad), "{bad:?}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! indicatif progress bars for downloads, drawn on stderr only when it is a
 //! terminal and `--quiet` is off (the printer decides the draw target).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
@@ -16,11 +17,29 @@ use crate::pull::{PullEvent, PullReporter};
 pub struct PullProgress {
     bars: MultiProgress,
     printer: Printer,
+    /// The bar of the whole pull, above the files' bars, when it moves several files.
+    whole: Mutex<Option<Arc<WholeBar>>>,
 }
 
 impl PullProgress {
     pub fn new(printer: Printer) -> PullProgress {
-        PullProgress { bars: MultiProgress::with_draw_target(printer.progress_target()), printer }
+        let bars = MultiProgress::with_draw_target(printer.progress_target());
+        PullProgress { bars, printer, whole: Mutex::new(None) }
+    }
+
+    fn whole(&self) -> Option<Arc<WholeBar>> {
+        self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// One bar for all `files` (the parts of a split model, a sharded safetensors model).
+    fn start_whole(&self, files: usize, bytes: u64) {
+        let bar = self.bars.insert(0, ProgressBar::new(bytes));
+        let base = Arc::new(AtomicU64::new(0));
+        let name = format!("all {}", format::counted(files as u64, "file"));
+        bar.set_style(bar_style(self.printer.progress_width(), name, base.clone()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let whole = WholeBar { bar, base, files, state: Mutex::default() };
+        *self.whole.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(whole));
     }
 
     /// Prints a status line without tearing the bars.
@@ -62,7 +81,7 @@ impl DownloadReporter for PullProgress {
         let base = Arc::new(AtomicU64::new(0));
         bar.set_style(bar_style(self.printer.progress_width(), file.to_string(), base.clone()));
         bar.enable_steady_tick(Duration::from_millis(200));
-        Box::new(FileBar { bar, base })
+        Box::new(FileBar { bar, base, whole: self.whole(), file: file.to_string() })
     }
 }
 
@@ -74,6 +93,8 @@ impl PullReporter for PullProgress {
                 self.status(&format!("pulling {repo} at {} ({files})", &commit[..commit.len().min(12)]));
             }
             PullEvent::AlreadyStored { file } => self.status(&format!("{file}: already in the store")),
+            PullEvent::Transferring { files, bytes } if files > 1 => self.start_whole(files, bytes),
+            PullEvent::Transferring { .. } => {}
             PullEvent::WaitingForLock => self.status("waiting for another llmctl to release the store lock..."),
             PullEvent::WaitingForPull { repo } => {
                 self.status(&format!("waiting for another llmctl that is pulling {repo}..."))
@@ -89,6 +110,8 @@ struct FileBar {
     bar: ProgressBar,
     /// Bytes on disk when the transfer last (re)started.
     base: Arc<AtomicU64>,
+    whole: Option<Arc<WholeBar>>,
+    file: String,
 }
 
 impl DownloadProgress for FileBar {
@@ -97,14 +120,73 @@ impl DownloadProgress for FileBar {
         self.bar.set_position(done);
         self.base.store(done, Ordering::Relaxed);
         self.bar.reset_elapsed();
+        if let Some(whole) = &self.whole {
+            whole.restart(&self.file, done);
+        }
     }
 
     fn advance(&mut self, bytes: u64) {
         self.bar.inc(bytes);
+        if let Some(whole) = &self.whole {
+            whole.advance(&self.file, bytes);
+        }
     }
 
     fn finish(&mut self) {
         self.bar.finish();
+        if let Some(whole) = &self.whole {
+            whole.finish(&self.file);
+        }
+    }
+}
+
+/// The whole pull's bar: its position is the sum of its files', and its
+/// `base` the part of that which came over no wire now (resumed bytes).
+/// Each retry of a file starts a new file bar, so files are known by name.
+struct WholeBar {
+    bar: ProgressBar,
+    base: Arc<AtomicU64>,
+    files: usize,
+    state: Mutex<WholeState>,
+}
+
+#[derive(Default)]
+struct WholeState {
+    positions: HashMap<String, u64>,
+    finished: HashSet<String>,
+}
+
+impl WholeBar {
+    fn state(&self) -> std::sync::MutexGuard<'_, WholeState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `file` (re)starts with `done` bytes on disk; fewer than before when
+    /// bytes that failed verification were deleted: wrapping arithmetic moves
+    /// the sums either way.
+    fn restart(&self, file: &str, done: u64) {
+        let before = self.state().positions.insert(file.to_string(), done).unwrap_or(0);
+        let moved = done.wrapping_sub(before);
+        self.bar.set_position(self.bar.position().wrapping_add(moved));
+        self.base.fetch_add(moved, Ordering::Relaxed);
+    }
+
+    fn advance(&self, file: &str, bytes: u64) {
+        let mut state = self.state();
+        match state.positions.get_mut(file) {
+            Some(position) => *position += bytes,
+            None => drop(state.positions.insert(file.to_string(), bytes)),
+        }
+        drop(state);
+        self.bar.inc(bytes);
+    }
+
+    fn finish(&self, file: &str) {
+        let mut state = self.state();
+        state.finished.insert(file.to_string());
+        if state.finished.len() == self.files {
+            self.bar.finish();
+        }
     }
 }
 

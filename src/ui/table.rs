@@ -225,5 +225,6 @@ fn gguf(g: &crate::formats::gguf::facts::GgufSummary) -> String {
         ("tokenizer", format!("{} (pre: {})", or_none(&g.tokenizer_model), or_none(&g.tokenizer_pre))),
         ("vocab size", g.vocab_size.to_string()),
         ("chat template", if g.has_chat_template { "yes".into() } else { "no".into() }),
+        ("parts", g.parts.to_string()),
     ])
 }

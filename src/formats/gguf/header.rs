@@ -40,7 +40,7 @@ impl GgufHeader {
 
     /// Elements over all tensors, saturating.
     pub fn parameter_count(&self) -> u64 {
-        self.tensors.iter().fold(0, |sum, t| sum.saturating_add(t.element_count()))
+        parameter_count(&self.tensors)
     }
 
     /// The type holding the most elements among tensors of two or more
@@ -48,12 +48,22 @@ impl GgufHeader {
     /// the lowest type id. Norms and biases are 1-D and usually `F32`, so they
     /// are left out.
     pub fn dominant_type(&self) -> Option<GgmlType> {
-        let mut totals: BTreeMap<GgmlType, u64> = BTreeMap::new();
-        for tensor in self.tensors.iter().filter(|t| t.dims.len() >= 2) {
-            let total = totals.entry(tensor.ggml_type).or_default();
-            *total = total.saturating_add(tensor.element_count());
-        }
-        // `max_by_key` keeps the last of equal maxima, hence the descending walk.
-        totals.into_iter().rev().max_by_key(|&(_, count)| count).map(|(ty, _)| ty)
+        dominant_type(&self.tensors)
     }
+}
+
+/// [`GgufHeader::parameter_count`] of any tensors (a split model's, say).
+pub(super) fn parameter_count<'a>(tensors: impl IntoIterator<Item = &'a TensorInfo>) -> u64 {
+    tensors.into_iter().fold(0, |sum, t| sum.saturating_add(t.element_count()))
+}
+
+/// [`GgufHeader::dominant_type`] of any tensors.
+pub(super) fn dominant_type<'a>(tensors: impl IntoIterator<Item = &'a TensorInfo>) -> Option<GgmlType> {
+    let mut totals: BTreeMap<GgmlType, u64> = BTreeMap::new();
+    for tensor in tensors.into_iter().filter(|t| t.dims.len() >= 2) {
+        let total = totals.entry(tensor.ggml_type).or_default();
+        *total = total.saturating_add(tensor.element_count());
+    }
+    // `max_by_key` keeps the last of equal maxima, hence the descending walk.
+    totals.into_iter().rev().max_by_key(|&(_, count)| count).map(|(ty, _)| ty)
 }

@@ -1,6 +1,6 @@
 //! Reading and validating the header of a GGUF file (llama.cpp's model format,
 //! versions 2 and 3): the metadata key/values and the tensor infos, never the
-//! tensor data.
+//! tensor data; and the parts of a model split over several files ([`split`]).
 //!
 //! The input is untrusted. Every count read from the file is checked against
 //! [`GgufLimits`] and against the bytes left in the file before anything is
@@ -27,6 +27,7 @@ mod ggml_type;
 mod header;
 mod limits;
 mod reader;
+pub mod split;
 mod tensor;
 #[cfg(test)]
 mod tests;
@@ -39,5 +40,6 @@ pub use header::GgufHeader;
 pub use limits::GgufLimits;
 use reader::*;
 pub use reader::{read_header, read_header_from_path};
+pub use split::{GgufParts, GgufPartsError};
 pub use tensor::TensorInfo;
 pub use value::GgufValue;
