@@ -164,15 +164,15 @@ fn load_gguf_weights(
     observer: &mut dyn LoadObserver,
 ) -> Result<LoadedWeights, EngineError> {
     let manifest = files.manifest();
-    let (path, header) = gguf_header(files)?;
-    let text = gguf_model::text_codec(&header)?;
-    let config = gguf_weights::config(&header).map_err(EngineError::GgufModel)?;
+    let (paths, headers): (Vec<_>, Vec<_>) = gguf_headers(files)?.into_iter().unzip();
+    // Metadata lives in the first part.
+    let text = gguf_model::text_codec(&headers[0])?;
+    let config = gguf_weights::config(&headers[0]).map_err(EngineError::GgufModel)?;
     let max_context = config.max_context;
     let context = context_length(ctx_size, max_context)?;
     let (device, device_name) = device::open(device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
     let dtype = compute_dtype(&device, &manifest.facts.weight_dtype);
-    let (paths, headers) = (vec![path], vec![header]);
     let open = |mode| GgufWeights::open(&paths, headers.clone(), &config, dtype, &device, mode);
     let checked = open(Mode::HeadersOnly).and_then(|w| Model::load(&w, config.clone(), 1).map(drop));
     checked.map_err(EngineError::GgufTensors)?;
@@ -226,13 +226,15 @@ pub fn context_limits(files: &ModelFiles<'_>) -> Result<ContextLimits, EngineErr
     Ok(ContextLimits::up_to(files.manifest().facts.context_length as usize))
 }
 
-/// A stored GGUF model's file and its parsed header (metadata and tensor table).
-pub fn gguf_header(files: &ModelFiles<'_>) -> Result<(std::path::PathBuf, GgufHeader), EngineError> {
-    let file = files.manifest().files.iter().find(|f| f.name.ends_with(".gguf")).map(|f| f.name.as_str());
-    let path = files.required(file.unwrap_or_default())?;
-    let header =
-        crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
-    Ok((path, header))
+/// A stored GGUF model's files in part order (one, or a split model's
+/// parts), each with its parsed header (metadata and tensor table).
+pub fn gguf_headers(files: &ModelFiles<'_>) -> Result<Vec<(std::path::PathBuf, GgufHeader)>, EngineError> {
+    let read = |path: std::path::PathBuf| {
+        let header =
+            crate::formats::gguf::read_header_from_path(&path).map_err(|e| EngineError::GgufHeader(path.clone(), e))?;
+        Ok((path, header))
+    };
+    files.gguf_parts()?.into_iter().map(read).collect()
 }
 
 /// f32 on the CPU (fast and exact there); the weights' half type on a GPU,

@@ -28,5 +28,5 @@ pub use defaults::{GenerationDefaults, stored_generation_defaults};
 pub use error::EngineError;
 pub use load::{
     ContextLimits, DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver,
-    cache_layout, context_limits, gguf_header, load, load_weights, new_cache,
+    cache_layout, context_limits, gguf_headers, load, load_weights, new_cache,
 };

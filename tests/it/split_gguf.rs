@@ -248,3 +248,37 @@ fn importing_parts_on_a_terminal_draws_the_progress_of_the_whole() {
         "{screen}"
     );
 }
+
+/// The decoder over a model's GGUF files, as `run` builds it.
+fn decoder_over(paths: &[std::path::PathBuf]) -> llmctl::engine::model::Model {
+    use llmctl::engine::gguf_weights::{self, GgufWeights, Mode};
+    let headers: Vec<_> = paths.iter().map(|p| llmctl::formats::gguf::read_header_from_path(p).unwrap()).collect();
+    let config = gguf_weights::config(&headers[0]).unwrap();
+    let (dtype, cpu) = (candle_core::DType::F32, candle_core::Device::Cpu);
+    let weights = GgufWeights::open(paths, headers, &config, dtype, &cpu, Mode::Load).unwrap();
+    llmctl::engine::model::Model::load(&weights, config, 16).unwrap()
+}
+
+#[test]
+fn a_split_model_computes_what_the_same_model_whole_computes() {
+    use llmctl::engine::kv_cache::{CacheShape, KvCache};
+    use llmctl::engine::model::Logits;
+    use llmctl::kv_size::{CacheLayout, DenseDtype};
+    let ctx = TestContext::new();
+    let (whole, split) = (ctx.root.path().join("whole"), ctx.root.path().join("split"));
+    write_parts(&whole, &models::tiny_gguf_parts(7, 1));
+    write_parts(&split, &models::tiny_gguf_parts(7, 3));
+    let logits = |dir: &Path| {
+        let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        let model = decoder_over(&paths);
+        let cfg = model.config();
+        let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity: 16 };
+        let layout = CacheLayout::Dense(DenseDtype::F32);
+        let mut cache = KvCache::new(layout, shape, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        model.forward(&[1, 2, 3, 4], &mut cache, Logits::All).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let (one, three) = (logits(&whole), logits(&split));
+    assert_eq!(one, three, "the parts' tensors must land where the whole file's are");
+    assert!(one.iter().flatten().any(|x| *x != 0.0));
+}
