@@ -340,7 +340,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__run)
-            opts="-v -q -h -V --raw --max-tokens --temperature --top-k --top-p --seed --ctx-size --device --json --verbose --no-pull --quiet --color --help --version"
+            opts="-v -q -h -V --raw --max-tokens --temperature --top-k --top-p --seed --ctx-size --device --json --verbose --verbose-prompt --no-pull --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -59,8 +59,9 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l color -d 'When to 
 always\t''
 never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l raw -d 'Send the prompt as it is, without the model\'s chat template'
-complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l json -d 'Print JSON Lines on stdout: one `token` event per token, then a `done` event with statistics'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l json -d 'Print JSON Lines on stdout: a `prompt` event (the rendered prompt and its token ids), one `token` event per token, then a `done` event with statistics'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s v -l verbose -d 'Print load, speed, cache and memory statistics on stderr'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l verbose-prompt -d 'Print the prompt as the model is given it on stderr: the rendered text, then each token id and its text'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l no-pull -d 'Refuse a model that is not in the store instead of pulling it first'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -s h -l help -d 'Print help'

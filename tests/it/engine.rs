@@ -330,6 +330,42 @@ fn gguf_runs_with_the_files_own_tokenizer_and_matches_the_reference_first_tokens
     assert!(over.stderr.contains("`--ctx-size 8193` is beyond the model's context length of 8192"), "{}", over.stderr);
 }
 
+/// What the model is given, through the CLI: `--json`'s first event and
+/// `--verbose-prompt` carry the reference's text and token ids, for both
+/// formats and for raw and chat prompts.
+#[test]
+fn the_prompt_event_and_verbose_prompt_show_the_references_tokens() {
+    let ctx = crate::support::TestContext::new();
+    let gguf = crate::support::models::smollm2_gguf();
+    ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "smol"]).success();
+    let dir = crate::support::smollm2::smollm2_dir("f32");
+    ctx.run(&["pull", dir.to_str().unwrap(), "--name", "smol-st"]).success();
+    for model in ["smol", "smol-st"] {
+        for prompt in prompts().iter().filter(|p| p["name"] != "long") {
+            let text = prompt["text"].as_str().unwrap();
+            let mut args = vec!["run", model, "--json", "--max-tokens", "1", "--device", "cpu", text];
+            if !prompt["chat"].as_bool().unwrap() {
+                args.push("--raw");
+            }
+            let out = ctx.run(&args);
+            let first: Value = serde_json::from_str(out.success().stdout.lines().next().unwrap()).unwrap();
+            assert_eq!(first["type"], "prompt", "{model}: {}", out.stdout);
+            assert_eq!(ids(&first["ids"]), ids(&prompt["prompt_ids"]), "{model} on `{}`", prompt["name"]);
+            let shown = if prompt["chat"].as_bool().unwrap() { &prompt["rendered"] } else { &prompt["text"] };
+            assert_eq!(&first["text"], shown, "{model} on `{}`", prompt["name"]);
+        }
+    }
+    let out = ctx.run(&["run", "smol", "--raw", "--max-tokens", "1", "--verbose-prompt", "The capital of France is"]);
+    assert!(
+        out.success().stderr.contains(
+            "prompt: \"The capital of France is\"\nnumber of tokens in prompt = 5\n     504 -> \"The\"\n    3575 -> \" capital\"\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, " Paris\n", "the prompt goes to stderr only");
+}
+
 /// f32 vs f32 on random weights with logits of magnitude ~1–5.
 const FAMILY_LOGIT_TOLERANCE: f32 = 1e-4;
 
