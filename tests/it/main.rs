@@ -16,3 +16,4 @@ mod generated;
 mod hostile_models;
 mod hub;
 mod imports;
+mod vocab;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hub;
+pub mod llama_cpp;
 pub mod models;
 pub mod pty;
 pub mod rng;
