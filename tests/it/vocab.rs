@@ -15,7 +15,9 @@ use llmctl::engine::gguf_model::text_codec;
 use llmctl::formats::gguf::tokenizer::{self, GgufTokenizerError};
 use llmctl::formats::gguf::{GgufHeader, read_header_from_path};
 
+use crate::support::TestContext;
 use crate::support::llama_cpp;
+use crate::support::tiny_gguf::{self, Arch};
 
 fn header(name: &str) -> GgufHeader {
     read_header_from_path(&llama_cpp::models_dir().join(format!("ggml-vocab-{name}.gguf"))).unwrap()
@@ -171,4 +173,30 @@ fn generation_stops_on_every_end_of_generation_token_llama_cpp_knows() {
     let stops = text_codec(&header("qwen2")).unwrap().stop_ids;
     // `</s>` (an ordinary token of Qwen2's, taken by its text as llama.cpp does), `<|endoftext|>` (EOS), `<|im_end|>`.
     assert_eq!(stops, [128247, 151643, 151645]);
+}
+
+/// #16: a model with Llama 3's and one with Qwen2's vocabulary (tiny random
+/// weights, `tests/support/tiny_gguf.rs`) import and run from the command
+/// line, their prompts tokenized as llama.cpp does.
+#[test]
+fn tiny_ggufs_around_real_vocabularies_pull_and_generate() {
+    // Llama 3 adds BOS (128000) to "Hello world" (9906, 1917); Qwen2 does not.
+    for (arch, prompt_tokens) in [(Arch::Llama, 3), (Arch::Qwen2, 2)] {
+        let ctx = TestContext::new();
+        let path = ctx.root.path().join(format!("tiny-{}-Q8_0.gguf", arch.name()));
+        tiny_gguf::write(&path, arch, &llama_cpp::models_dir(), 16);
+        ctx.run(&["pull", path.to_str().unwrap(), "--name", "tiny"]).success();
+        let out = ctx.run(&["run", "tiny", "--raw", "--json", "--max-tokens", "4", "Hello world"]);
+        out.success();
+        let events: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let (done, tokens) = events.split_last().unwrap();
+        assert_eq!(
+            (done["type"].as_str(), done["prompt_tokens"].as_u64()),
+            (Some("done"), Some(prompt_tokens)),
+            "{arch:?}"
+        );
+        let stop = done["stop_reason"].as_str().unwrap();
+        assert!(stop == "max_tokens" && tokens.len() == 4 || stop == "eos" && tokens.len() < 4, "{arch:?}: {stop}");
+        assert!(tokens.iter().all(|e| e["type"] == "token" && e["text"].is_string()), "{arch:?}: {}", out.stdout);
+    }
 }

@@ -9,6 +9,7 @@ pub mod models;
 pub mod pty;
 pub mod rng;
 pub mod smollm2;
+pub mod tiny_gguf;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
