@@ -16,12 +16,18 @@ use tokenizers::models::bpe::{BPE, Merges, Vocab as BpeVocab};
 use super::GgufTokenizerError;
 use super::vocab::Vocab;
 
+/// Tokens longer than this (bytes) are never the result of a merge. The
+/// vocabularies llama.cpp tests have none longer than 93 bytes (Gemma 4's 31
+/// `▁`); splitting a longer one costs time quadratic in its length, which a
+/// hostile file could make hang.
+const MAX_MERGED_TOKEN: usize = 1024;
+
 /// Every split of every token into two tokens, the best-scoring tokens'
 /// splits first; splits of one token by (left id, right id), as the
 /// converter orders them.
 pub(super) fn merges_by_score(vocab: &Vocab, ids: &BpeVocab) -> Merges {
     let mut ranked: Vec<(f32, u32, u32, usize, usize)> = Vec::new();
-    for (index, piece) in vocab.tokens.iter().enumerate() {
+    for (index, piece) in vocab.tokens.iter().enumerate().filter(|(_, piece)| piece.len() <= MAX_MERGED_TOKEN) {
         for (at, _) in piece.char_indices().skip(1) {
             if let (Some(&left), Some(&right)) = (ids.get(&piece[..at]), ids.get(&piece[at..])) {
                 ranked.push((vocab.scores[index], left, right, index, at));
