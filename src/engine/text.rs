@@ -75,12 +75,23 @@ pub struct TextFiles<'a> {
     pub eos_ids: Vec<u32>,
 }
 
+/// When a raw prompt gets the BOS token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddBos {
+    No,
+    /// Unless the ids already start with it: `tokenizer_config.json`'s
+    /// `add_bos_token`, whose tokenizer's post-processor may add one itself.
+    UnlessPresent,
+    /// Always, as llama.cpp does for a GGUF vocabulary, even before a BOS in the text.
+    Always,
+}
+
 pub struct TextCodec {
     pub tokenizer: Tokenizer,
     pub stop_ids: Vec<u32>,
     bos: Option<(String, u32)>,
     eos_text: String,
-    add_bos: bool,
+    add_bos: AddBos,
     template: Option<ChatTemplate>,
 }
 
@@ -90,7 +101,7 @@ pub struct TextParts {
     /// Special tokens as (text, id).
     pub bos: Option<(String, u32)>,
     pub eos: Option<(String, u32)>,
-    pub add_bos: bool,
+    pub add_bos: AddBos,
     pub chat_template: Option<String>,
     /// Further stop tokens (from model and generation configs).
     pub eos_ids: Vec<u32>,
@@ -109,7 +120,7 @@ impl TextCodec {
         };
         let (bos, eos) = (id_of(&config.bos_token), id_of(&config.eos_token));
         let chat_template = files.chat_template_jinja.or_else(|| config.chat_template.and_then(default_template));
-        let add_bos = config.add_bos_token.unwrap_or(false);
+        let add_bos = if config.add_bos_token == Some(true) { AddBos::UnlessPresent } else { AddBos::No };
         TextCodec::from_parts(TextParts { tokenizer, bos, eos, add_bos, chat_template, eos_ids: files.eos_ids })
     }
 
@@ -133,13 +144,18 @@ impl TextCodec {
     }
 
     /// A prompt sent verbatim: special tokens in the text are matched, the
-    /// tokenizer's post-processor runs, BOS only if the config asks for it.
+    /// tokenizer's post-processor runs, BOS as [`AddBos`] says.
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, TextError> {
         let mut ids = self.encode(text, true)?;
-        if let (true, Some((_, bos))) = (self.add_bos, &self.bos)
-            && ids.first() != Some(bos)
-        {
-            ids.insert(0, *bos);
+        if let Some((_, bos)) = &self.bos {
+            let add = match self.add_bos {
+                AddBos::No => false,
+                AddBos::UnlessPresent => ids.first() != Some(bos),
+                AddBos::Always => true,
+            };
+            if add {
+                ids.insert(0, *bos);
+            }
         }
         Ok(ids)
     }

@@ -18,3 +18,4 @@ mod hostile_models;
 mod hub;
 mod imports;
 mod split_gguf;
+mod vocab;

@@ -4,10 +4,12 @@
 #![allow(dead_code)]
 
 pub mod hub;
+pub mod llama_cpp;
 pub mod models;
 pub mod pty;
 pub mod rng;
 pub mod smollm2;
+pub mod tiny_gguf;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -179,7 +179,8 @@ pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) {
     }
 }
 
-fn cache_dir() -> PathBuf {
+/// Where fetched test models are cached: `LLMCTL_TEST_MODELS`, else `target/tmp/models`.
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("LLMCTL_TEST_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("models"))
