@@ -295,6 +295,9 @@ fn run_json_streams_token_events_then_done() {
     let out = ctx.run(&["run", "org/tiny:kv_int8", "--raw", "--json", "--max-tokens", "6", "w3 w4 w5"]);
     out.success();
     let events: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (prompt, events) = events.split_first().unwrap();
+    assert_eq!((prompt["type"].as_str(), prompt["text"].as_str()), (Some("prompt"), Some("w3 w4 w5")), "{prompt}");
+    assert_eq!(prompt["ids"].as_array().unwrap().len(), 3, "{prompt}");
     let (done, tokens) = events.split_last().unwrap();
     assert!(tokens.iter().all(|e| e["type"] == "token" && e["id"].is_u64() && e["text"].is_string()));
     assert_eq!(done["type"], "done");
@@ -1310,25 +1313,25 @@ fn a_well_behaved_chat_template_renders_through_the_renderer_child() {
     assert_eq!(done["prompt_tokens"], 7, "{done}");
 }
 
-/// Issue #18: one context length everywhere. `show` says what `run`
-/// allocates by default and the most it accepts (a GGUF Llama's is its
-/// implementation's 4096), and refuses a `--ctx-size` beyond it with `run`'s
-/// own message.
+/// Issues #18 and #16: one context length everywhere. `show` says what
+/// `run` allocates by default and the most it accepts (a GGUF's is what the
+/// file declares), and refuses a `--ctx-size` beyond it with `run`'s own
+/// message.
 #[test]
 fn show_says_the_context_run_allocates_and_refuses_more_than_the_model_has() {
     let ctx = ctx_with_smollm2_gguf();
     let out = ctx.run(&["show", "smollm2-gguf"]);
     let line = out.success().stdout.lines().find(|l| l.contains("context length")).unwrap().to_string();
-    assert_eq!(line.trim(), "context length   8192 (run allocates 4096 by default, `--ctx-size` up to 4096)");
+    assert_eq!(line.trim(), "context length   8192 (run allocates 4096 by default, `--ctx-size` up to 8192)");
     let json = ctx.run(&["show", "smollm2-gguf", "--json"]).json();
-    assert_eq!(json["context"], serde_json::json!({"default": 4096, "max": 4096}));
+    assert_eq!(json["context"], serde_json::json!({"default": 4096, "max": 8192}));
     assert_eq!(json["kv_cache"]["selected"]["context_length"], 4096);
-    let too_big = "error: `--ctx-size 18446744073709551615` is beyond the model's context length of 4096\n\
-                   hint: use `--ctx-size 4096` or less\n";
+    let too_big = "error: `--ctx-size 18446744073709551615` is beyond the model's context length of 8192\n\
+                   hint: use `--ctx-size 8192` or less\n";
     ctx.run(&["show", "smollm2-gguf", "--ctx-size", "18446744073709551615"]).assert(2, "", too_big);
     assert_eq!(
-        ctx.run(&["run", "smollm2-gguf", "--ctx-size", "5000", "hi"]).stderr,
-        too_big.replace("18446744073709551615", "5000")
+        ctx.run(&["run", "smollm2-gguf", "--ctx-size", "8193", "hi"]).stderr,
+        too_big.replace("18446744073709551615", "8193")
     );
     ctx.run(&["show", "smollm2-gguf", "--ctx-size", "100"]).success();
 }

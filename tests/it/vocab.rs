@@ -175,13 +175,17 @@ fn generation_stops_on_every_end_of_generation_token_llama_cpp_knows() {
     assert_eq!(stops, [128247, 151643, 151645]);
 }
 
+/// llama.cpp test inputs run through the CLI per tiny model (each run loads the model).
+const CLI_PAIRS: usize = 8;
+
 /// #16: a model with Llama 3's and one with Qwen2's vocabulary (tiny random
 /// weights, `tests/support/tiny_gguf.rs`) import and run from the command
 /// line, their prompts tokenized as llama.cpp does.
 #[test]
 fn tiny_ggufs_around_real_vocabularies_pull_and_generate() {
     // Llama 3 adds BOS (128000) to "Hello world" (9906, 1917); Qwen2 does not.
-    for (arch, prompt_tokens) in [(Arch::Llama, 3), (Arch::Qwen2, 2)] {
+    for (arch, prompt_ids) in [(Arch::Llama, vec![128000, 9906, 1917]), (Arch::Qwen2, vec![9707, 1879])] {
+        let prompt_tokens = prompt_ids.len() as u64;
         let ctx = TestContext::new();
         let path = ctx.root.path().join(format!("tiny-{}-Q8_0.gguf", arch.name()));
         tiny_gguf::write(&path, arch, &llama_cpp::models_dir(), 16);
@@ -189,12 +193,30 @@ fn tiny_ggufs_around_real_vocabularies_pull_and_generate() {
         let out = ctx.run(&["run", "tiny", "--raw", "--json", "--max-tokens", "4", "Hello world"]);
         out.success();
         let events: Vec<serde_json::Value> = out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // What the model is given, as scripts see it.
+        let (prompt, events) = events.split_first().unwrap();
+        assert_eq!(prompt["type"], "prompt", "{arch:?}: {}", out.stdout);
+        assert_eq!(prompt["ids"], serde_json::json!(prompt_ids), "{arch:?}");
         let (done, tokens) = events.split_last().unwrap();
         assert_eq!(
             (done["type"].as_str(), done["prompt_tokens"].as_u64()),
             (Some("done"), Some(prompt_tokens)),
             "{arch:?}"
         );
+        // llama.cpp's own test inputs through the CLI: the prompt event carries its ids.
+        let vocab = match arch {
+            Arch::Llama => "llama-bpe",
+            Arch::Qwen2 => "qwen2",
+        };
+        let pairs = llama_cpp::vocab_pairs(&llama_cpp::models_dir(), vocab).unwrap();
+        let usable = pairs.iter().filter(|(input, _)| !input.trim().is_empty() && !input.contains('<'));
+        for (input, want) in usable.take(CLI_PAIRS) {
+            let out = ctx.run(&["run", "tiny", "--raw", "--json", "--max-tokens", "1", "--", input]);
+            let first: serde_json::Value = serde_json::from_str(out.success().stdout.lines().next().unwrap()).unwrap();
+            let bos: &[u32] = if prompt_ids[0] == 128000 { &[128000] } else { &[] };
+            let expected: Vec<u32> = bos.iter().chain(want).copied().collect();
+            assert_eq!(first["ids"], serde_json::json!(expected), "{vocab} through the CLI on {input:?}");
+        }
         let stop = done["stop_reason"].as_str().unwrap();
         assert!(stop == "max_tokens" && tokens.len() == 4 || stop == "eos" && tokens.len() < 4, "{arch:?}: {stop}");
         assert!(tokens.iter().all(|e| e["type"] == "token" && e["text"].is_string()), "{arch:?}: {}", out.stdout);
