@@ -8,7 +8,7 @@ use candle_nn::{Embedding, RmsNorm};
 use super::attention::{KEY_BLOCK, attend};
 use super::config::{Family, ModelConfig};
 use super::kv_cache::{KvCache, rotate};
-use super::linear::Projection;
+use super::linear::{Projection, Projections};
 use super::rope::Rope;
 use super::weights::Weights;
 
@@ -17,17 +17,16 @@ use super::weights::Weights;
 const ATTENTION_BUDGET_BYTES: usize = 64 << 20;
 
 struct Attention {
-    q: Projection,
-    k: Projection,
-    v: Projection,
+    /// Q, K and V.
+    qkv: Projections,
     o: Projection,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
 }
 
 struct Mlp {
-    gate: Projection,
-    up: Projection,
+    /// Gate and up.
+    gate_up: Projections,
     down: Projection,
 }
 
@@ -65,12 +64,11 @@ impl Attention {
             (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
         let qk_norm = cfg.family == Family::Qwen3;
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg.rms_norm_eps);
-        let proj = |name: &str, din, dout, bias| w.projection(&format!("{p}.{name}"), din, dout, bias);
+        let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}"));
+        let names = names.each_ref().map(String::as_str);
         Ok(Attention {
-            q: proj("q_proj", h, q_out, cfg.qkv_bias)?,
-            k: proj("k_proj", h, kv_out, cfg.qkv_bias)?,
-            v: proj("v_proj", h, kv_out, cfg.qkv_bias)?,
-            o: proj("o_proj", q_out, h, false)?,
+            qkv: w.projections(&names, h, &[q_out, kv_out, kv_out], cfg.qkv_bias)?,
+            o: w.projection(&format!("{p}.o_proj"), q_out, h, false)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
         })
@@ -86,9 +84,11 @@ impl Attention {
         model: &Model,
     ) -> Result<Tensor> {
         let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
-        let q = model.rope.apply(&per_head(x, &self.q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
-        let k = model.rope.apply(&per_head(x, &self.k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
-        let v = self.v.forward(x)?.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
+        let [q, k, v]: [Tensor; 3] =
+            self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("Q, K, V".into()))?;
+        let q = model.rope.apply(&per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
+        let k = model.rope.apply(&per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
+        let v = v.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         cache.append(layer, &k.squeeze(0)?, &v)?;
         let q = q.squeeze(0)?;
         // One new position: fused kernels where the device has them (they
@@ -105,10 +105,10 @@ impl Attention {
     }
 }
 
-/// Projects `x` (T, hidden) into per-head (1, heads, T, D), normed per head when asked.
-fn per_head(x: &Tensor, proj: &Projection, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
-    let t = x.dim(0)?;
-    let mut y = proj.forward(x)?.reshape((t, heads, d))?;
+/// A projection's output (T, heads × D) as per-head (1, heads, T, D), normed per head when asked.
+fn per_head(y: &Tensor, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
+    let t = y.dim(0)?;
+    let mut y = y.reshape((t, heads, d))?;
     if let Some(norm) = norm {
         y = norm.forward(&y)?;
     }
@@ -118,15 +118,15 @@ fn per_head(x: &Tensor, proj: &Projection, norm: Option<&RmsNorm>, heads: usize,
 impl Mlp {
     fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let names = [format!("{p}.gate_proj"), format!("{p}.up_proj")];
         Ok(Mlp {
-            gate: w.projection(&format!("{p}.gate_proj"), h, i, false)?,
-            up: w.projection(&format!("{p}.up_proj"), h, i, false)?,
+            gate_up: w.projections(&names.each_ref().map(String::as_str), h, &[i, i], false)?,
             down: w.projection(&format!("{p}.down_proj"), i, h, false)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&Projection::gated(x, &self.gate, &self.up)?)
+        self.down.forward(&self.gate_up.gated(x)?)
     }
 }
 

@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use super::linear::Projection;
+use super::linear::{Projection, Projections};
 
 pub trait Weights {
     /// The dtype activations and dense tensors are computed in.
@@ -18,6 +18,12 @@ pub trait Weights {
     fn tensor(&self, name: &str, shape: Shape) -> Result<Tensor>;
     /// `{name}.weight` of shape (`dout`, `din`) and, with `bias`, `{name}.bias`.
     fn projection(&self, name: &str, din: usize, dout: usize, bias: bool) -> Result<Projection>;
+    /// Several projections of the same input (`{name}.weight` of shape
+    /// (`dout`, `din`) each): one each unless the source can stack them.
+    fn projections(&self, names: &[&str], din: usize, douts: &[usize], bias: bool) -> Result<Projections> {
+        let each = names.iter().zip(douts).map(|(name, &dout)| self.projection(name, din, dout, bias));
+        Ok(Projections::Each(each.collect::<Result<_>>()?))
+    }
     /// The output projection of a model whose head is its token embedding.
     fn tied_head(&self, embedding_name: &str, embeddings: &Tensor) -> Result<Projection> {
         let _ = embedding_name;

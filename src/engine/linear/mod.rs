@@ -64,3 +64,45 @@ impl Module for Projection {
         }
     }
 }
+
+/// Projections of one input: a single product over their stacked rows where
+/// the weights allow it (a GGUF's quantized Q/K/V, gate/up), else one each.
+pub enum Projections {
+    Each(Vec<Projection>),
+    /// The outputs are consecutive column ranges of these widths.
+    Stacked {
+        projection: Projection,
+        widths: Vec<usize>,
+    },
+}
+
+impl Projections {
+    /// Each projection's output, in order.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Projections::Each(each) => each.iter().map(|p| p.forward(x)).collect(),
+            Projections::Stacked { projection, widths } => {
+                let y = projection.forward(x)?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        start += w;
+                        y.narrow(1, start - w, w)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// silu(x · gateᵀ) * (x · upᵀ) of a (gate, up) pair.
+    pub fn gated(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Projections::Each(each) if each.len() == 2 => Projection::gated(x, &each[0], &each[1]),
+            _ => match self.forward(x)?.as_slice() {
+                [gate, up] => candle_nn::ops::silu(gate)? * up,
+                _ => candle_core::bail!("a gated projection needs a gate and an up projection"),
+            },
+        }
+    }
+}
