@@ -313,8 +313,22 @@ impl GgufWeights {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                 Projection::new(candle_nn::Linear::new(q.dequantize(&self.device)?.to_dtype(self.dtype)?, None))
             }
-            _ => Projection::quantized(QMatMul::from_arc(Arc::new(q))?, None),
+            _ => Projection::quantized(self.computable(q)?, None),
         })
+    }
+
+    /// The product over `q`'s blocks. candle's CPU kernels have no SIMD path
+    /// for Q4_1, Q5_0 and Q5_1 (a scalar loop 4–5× slower than its Q8_0 one),
+    /// so on the CPU those blocks are re-rounded to Q8_0 as they load: 8 bits
+    /// for their 4 or 5, an error far below their own rounding's.
+    fn computable(&self, q: QTensor) -> Result<QMatMul> {
+        let scalar_only = matches!(q.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+        let q = if scalar_only && self.device.is_cpu() {
+            QTensor::quantize(&q.dequantize(&self.device)?, GgmlDType::Q8_0)?
+        } else {
+            q
+        };
+        QMatMul::from_arc(Arc::new(q))
     }
 }
 
@@ -416,7 +430,7 @@ impl Weights for GgufWeights {
             bytes.extend_from_slice(&self.bytes(hf, *part, info)?);
         }
         let rows: usize = douts.iter().sum();
-        let weight = QMatMul::from_arc(Arc::new(qtensor_from_ggml(ty, &bytes, vec![rows, din], &self.device)?))?;
+        let weight = self.computable(qtensor_from_ggml(ty, &bytes, vec![rows, din], &self.device)?)?;
         let bias = if bias {
             let parts = names.iter().zip(douts).map(|(name, &dout)| self.bias(name, dout));
             Some(Tensor::cat(&parts.collect::<Result<Vec<_>>>()?, 0)?)
