@@ -4,7 +4,8 @@
 //! rows interleaved per head, Llama 3's scaling as a `rope_freqs` tensor),
 //! loaded from that file alone and run; its logits must be transformers'.
 
-use std::collections::HashMap;
+#![allow(clippy::print_stderr, reason = "the quantized products' distances are reported (seen with --nocapture)")]
+
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{self, Value as G};
@@ -233,4 +234,32 @@ fn quantized_products_match_dense_products_of_the_same_weights() {
         }
     }
     eprintln!("quantized vs dense products, max logit difference: {report:?}");
+}
+
+/// A GGUF whose tensor is of a type llmctl cannot compute with (IQ4_NL:
+/// as large as Q4_0, so only the type id in the header changes) is refused
+/// at import, naming the tensor and type, and nothing is stored.
+#[test]
+fn a_tensor_type_llmctl_cannot_compute_with_is_refused_at_import() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
+    let ctx = crate::support::TestContext::new();
+    let path = ctx.root.path().join("Tiny-IQ4_NL.gguf");
+    write_gguf(&root.join("llama3"), &path, GgmlDType::Q4_0, false);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let name = b"blk.0.ffn_down.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    // Then: dimension count (u32), the dimensions (u64 each), the type (u32).
+    let dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let ty = at + 4 + 8 * dims;
+    assert_eq!(u32::from_le_bytes(bytes[ty..ty + 4].try_into().unwrap()), 2, "Q4_0's id");
+    bytes[ty..ty + 4].copy_from_slice(&20u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let out = ctx.run(&["pull", path.to_str().unwrap(), "--name", "tiny"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tensor `blk.0.ffn_down.weight` is stored as `IQ4_NL`, which llmctl cannot compute with"),
+        "{}",
+        out.stderr
+    );
+    assert!(ctx.run(&["list", "--json"]).json().as_array().unwrap().is_empty(), "nothing stored");
 }

@@ -48,6 +48,11 @@ pub enum WeightCheckError {
     GgufMetadata(String),
     #[error("the GGUF file has no tensor `{tensor}`")]
     GgufMissingTensor { tensor: String },
+    #[error("the GGUF file's header cannot be read")]
+    GgufHeader(#[source] crate::formats::gguf::GgufError),
+    /// What llmctl's GGUF loader says of the headers (a tensor missing, misshapen, of a type it cannot compute with).
+    #[error("{0}")]
+    GgufLoader(String),
     #[error("tensor `{tensor}` is in more than one part of the GGUF model")]
     GgufDuplicateTensor { tensor: String },
     #[error("a GGUF model has at least one file")]
@@ -71,6 +76,7 @@ impl Diagnostic for WeightCheckError {
             | WeightCheckError::GgufMetadata(_)
             | WeightCheckError::GgufMissingTensor { .. }
             | WeightCheckError::GgufDuplicateTensor { .. }
+            | WeightCheckError::GgufLoader(_)
             | WeightCheckError::GgufShape { .. } => {
                 Some("convert the model again with a current llama.cpp, or pull another GGUF file of it".into())
             }
@@ -120,6 +126,7 @@ pub fn check_safetensors(
 /// Architectures llmctl does not run pass: they are stored for `show`, and
 /// `run` names them.
 pub fn check_gguf(parts: &[&Path]) -> Result<(), WeightCheckError> {
+    loader_accepts(parts)?;
     let mut whole: Option<Content> = None;
     for path in parts {
         let mut file = std::fs::File::open(path).map_err(WeightCheckError::Read)?;
@@ -131,6 +138,23 @@ pub fn check_gguf(parts: &[&Path]) -> Result<(), WeightCheckError> {
         }
     }
     gguf::check(&whole.ok_or(WeightCheckError::GgufNoFile)?)
+}
+
+/// The decoder built from the parts' headers alone, as `run` checks them
+/// before loading: every tensor of a type llmctl computes with.
+fn loader_accepts(parts: &[&Path]) -> Result<(), WeightCheckError> {
+    use super::gguf_weights::{self, GgufModelError, GgufWeights, Mode};
+    let read = |p: &&Path| crate::formats::gguf::read_header_from_path(p).map_err(WeightCheckError::GgufHeader);
+    let headers = parts.iter().map(read).collect::<Result<Vec<_>, _>>()?;
+    let config = match headers.first().map(gguf_weights::config) {
+        None | Some(Err(GgufModelError::Architecture(_))) => return Ok(()),
+        Some(config) => config.map_err(|e| WeightCheckError::GgufMetadata(e.to_string()))?,
+    };
+    let paths: Vec<_> = parts.iter().map(|p| p.to_path_buf()).collect();
+    let weights = GgufWeights::open(&paths, headers, &config, DType::F32, &Device::Cpu, Mode::HeadersOnly);
+    weights
+        .and_then(|w| Model::load(&w, config, CHECK_POSITIONS).map(drop))
+        .map_err(|e| WeightCheckError::GgufLoader(e.to_string()))
 }
 
 /// Adds a later part's tensors to the first part's header. The result is
