@@ -56,6 +56,9 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
     let mut observer = MeterObserver { meter: None, gpu: None };
     printer.status(&format!("loading {} ...", settings.model));
     let weights = engine::load_weights(&store.model_files(&manifest), settings.device, Some(positions), &mut observer)?;
+    for conversion in &weights.conversions {
+        printer.status(&format!("note: {conversion}"));
+    }
     let mut meter = observer.meter.take().unwrap_or_else(|| Box::new(HostMeter::new()));
     let contexts = if weights.model.device().is_cpu() && settings.contexts.is_none() {
         default_contexts(DeviceRequest::Cpu, max).0

@@ -204,6 +204,8 @@ pub struct GgufWeights {
     dtype: DType,
     device: Device,
     mode: Mode,
+    /// Types re-rounded to Q8_0 as they loaded (see `computable`).
+    rerounded: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 fn bad(message: String) -> candle_core::Error {
@@ -243,6 +245,7 @@ impl GgufWeights {
             dtype,
             device: device.clone(),
             mode,
+            rerounded: Default::default(),
         })
     }
 
@@ -324,6 +327,7 @@ impl GgufWeights {
     fn computable(&self, q: QTensor) -> Result<QMatMul> {
         let scalar_only = matches!(q.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
         let q = if scalar_only && self.device.is_cpu() {
+            self.rerounded.borrow_mut().insert(format!("{:?}", q.dtype()));
             QTensor::quantize(&q.dequantize(&self.device)?, GgmlDType::Q8_0)?
         } else {
             q
@@ -333,6 +337,18 @@ impl GgufWeights {
 }
 
 impl GgufWeights {
+    /// What was computed otherwise than stored, for the user to be told.
+    pub fn conversions(&self) -> Vec<String> {
+        let types: Vec<String> = self.rerounded.borrow().iter().cloned().collect();
+        if types.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} blocks are computed as Q8_0 on the CPU (candle has no fast kernel for them)",
+            types.join(", ")
+        )]
+    }
+
     /// `{name}.bias`, un-interleaved as its matrix's rows are.
     fn bias(&self, name: &str, dout: usize) -> Result<Tensor> {
         let bias = self.dense(&format!("{name}.bias"), &[dout])?;

@@ -59,6 +59,8 @@ pub struct Loaded {
     pub device: String,
     pub defaults: GenerationDefaults,
     pub load_time: Duration,
+    /// What the weights were computed as, where not as stored (said to the user).
+    pub conversions: Vec<String>,
 }
 
 /// Loads `manifest`'s model: checks first, then weights, then the cache.
@@ -71,8 +73,9 @@ pub fn load(
     let weights = load_weights(files, request.device, request.ctx_size, observer)?;
     let cache = new_cache(&weights, request.kv, weights.context)?;
     observer.stage(LoadStage::CacheAllocated, &weights.device);
-    let LoadedWeights { model, text, device, defaults, .. } = weights;
-    Ok(Loaded { decoder: Box::new(OwnedModel { model, cache }), text, device, defaults, load_time: started.elapsed() })
+    let LoadedWeights { model, text, device, defaults, conversions, .. } = weights;
+    let decoder = Box::new(OwnedModel { model, cache });
+    Ok(Loaded { decoder, text, device, defaults, load_time: started.elapsed(), conversions })
 }
 
 /// A model's weights on a device, with its text codec; caches are made for
@@ -88,6 +91,9 @@ pub struct LoadedWeights {
     pub context: usize,
     /// The model's own context limit.
     pub max_context: usize,
+    /// What the weights were computed as, where not as stored, e.g. "Q4_1
+    /// blocks are computed as Q8_0 on the CPU".
+    pub conversions: Vec<String>,
 }
 
 /// Checks files, config, context and device, then loads the weights.
@@ -133,6 +139,7 @@ pub fn load_weights(
         format: manifest.format,
         context,
         max_context,
+        conversions: Vec::new(),
     })
 }
 
@@ -176,7 +183,9 @@ fn load_gguf_weights(
     let open = |mode| GgufWeights::open(&paths, headers.clone(), &config, dtype, &device, mode);
     let checked = open(Mode::HeadersOnly).and_then(|w| Model::load(&w, config.clone(), 1).map(drop));
     checked.map_err(EngineError::GgufTensors)?;
-    let model = open(Mode::Load).and_then(|w| Model::load(&w, config, context)).map_err(EngineError::Weights)?;
+    let weights = open(Mode::Load).map_err(EngineError::Weights)?;
+    let model = Model::load(&weights, config, context).map_err(EngineError::Weights)?;
+    let conversions = weights.conversions();
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
     Ok(LoadedWeights {
@@ -188,6 +197,7 @@ fn load_gguf_weights(
         format: manifest.format,
         context,
         max_context,
+        conversions,
     })
 }
 

@@ -43,6 +43,9 @@ pub fn execute(global: &GlobalSettings, settings: &RunSettings, printer: &Printe
     let request = LoadRequest { device: settings.device, ctx_size: settings.ctx_size, kv };
     let mut vram = VramObserver { probe: VramProbe::open(None) };
     let loaded = engine::load(&store.model_files(&manifest), &request, &mut vram)?;
+    for conversion in &loaded.conversions {
+        printer.status(&format!("note: {conversion}"));
+    }
     let cache = loaded.decoder.cache_info();
     printer.status(&format!(
         "running {} on {} (KV cache: {}, {} for {} tokens)",
