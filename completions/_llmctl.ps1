@@ -53,6 +53,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             break
         }
         'llmctl;run' {
+            [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'A system prompt before the message, through the model''s chat template (in a chat, as `/set system`)')
             [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'Stop after this many generated tokens')
             [CompletionResult]::new('--temperature', '--temperature', [CompletionResultType]::ParameterName, 'Sampling temperature; 0 is greedy [default: the model''s generation config, else 0]')
             [CompletionResult]::new('--top-k', '--top-k', [CompletionResultType]::ParameterName, 'Sample only among the K most likely tokens [default: the model''s]')

@@ -340,12 +340,16 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__run)
-            opts="-v -q -h -V --raw --max-tokens --temperature --top-k --top-p --seed --ctx-size --device --json --verbose --verbose-prompt --no-pull --quiet --color --help --version"
+            opts="-v -q -h -V --raw --system --max-tokens --temperature --top-k --top-p --seed --ctx-size --device --json --verbose --verbose-prompt --no-pull --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --system)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-tokens)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -428,7 +432,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--complete|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --version 'Print version'
         }
         &'llmctl;run'= {
+            cand --system 'A system prompt before the message, through the model''s chat template (in a chat, as `/set system`)'
             cand --max-tokens 'Stop after this many generated tokens'
             cand --temperature 'Sampling temperature; 0 is greedy [default: the model''s generation config, else 0]'
             cand --top-k 'Sample only among the K most likely tokens [default: the model''s]'

@@ -48,6 +48,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l json -d 'Print wh
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l system -d 'A system prompt before the message, through the model\'s chat template (in a chat, as `/set system`)' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l max-tokens -d 'Stop after this many generated tokens' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l temperature -d 'Sampling temperature; 0 is greedy [default: the model\'s generation config, else 0]' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand run" -l top-k -d 'Sample only among the K most likely tokens [default: the model\'s]' -r

@@ -83,6 +83,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub raw: bool,
 
+    /// A system prompt before the message, through the model's chat template (in a chat, as `/set system`)
+    #[arg(long, value_name = "TEXT", conflicts_with = "raw")]
+    pub system: Option<String>,
+
     /// Stop after this many generated tokens
     #[arg(long, value_name = "N", default_value_t = 256, allow_negative_numbers = true)]
     pub max_tokens: usize,

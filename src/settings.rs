@@ -177,6 +177,8 @@ pub struct RunSettings {
     pub model: ModelRef,
     pub prompt: PromptSource,
     pub raw: bool,
+    /// `--system`: the system turn the chat template renders first.
+    pub system: Option<String>,
     pub max_tokens: usize,
     pub temperature: Option<f64>,
     pub top_k: Option<usize>,
@@ -305,6 +307,7 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         model: args.model.parse()?,
         prompt,
         raw: args.raw,
+        system: args.system,
         max_tokens: args.max_tokens,
         temperature: args.temperature,
         top_k: args.top_k,

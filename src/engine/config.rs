@@ -69,8 +69,10 @@ impl TokenIds {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RopeScaling {
-    #[serde(alias = "type")]
+    /// `rope_type`, else the older `type` (transformers 5 writes both).
     pub rope_type: Option<String>,
+    #[serde(rename = "type", default)]
+    pub legacy_type: Option<String>,
     /// Only in transformers 5's `rope_parameters`, which carries the base too.
     pub rope_theta: Option<f64>,
     pub factor: Option<f64>,
@@ -147,7 +149,10 @@ impl ModelConfig {
         if raw.mlp_bias {
             return Err(ConfigError::MlpBias);
         }
-        let rope_scaling = raw.rope_parameters.or(raw.rope_scaling);
+        let mut rope_scaling = raw.rope_parameters.or(raw.rope_scaling);
+        if let Some(scaling) = rope_scaling.as_mut() {
+            scaling.rope_type = scaling.rope_type.take().or(scaling.legacy_type.take());
+        }
         check_rope_scaling(rope_scaling.as_ref())?;
         let rope_theta = rope_scaling.as_ref().and_then(|r| r.rope_theta).unwrap_or(raw.rope_theta);
         Ok(ModelConfig {
@@ -209,6 +214,23 @@ mod tests {
         assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
         let mlp_bias = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"mlp_bias\":true");
         assert!(matches!(ModelConfig::parse(mlp_bias.as_bytes()), Err(ConfigError::MlpBias)));
+    }
+
+    #[test]
+    fn rope_scaling_may_carry_both_type_and_rope_type() {
+        // As transformers 5 writes a Llama 3.1 config: both keys, the same value.
+        let both = BASE.replace(
+            "\"vocab_size\":32",
+            "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"llama3\",\"rope_type\":\"llama3\",\"factor\":8.0}",
+        );
+        let cfg = ModelConfig::parse(both.as_bytes()).unwrap();
+        assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
+        let legacy = BASE
+            .replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}");
+        assert_eq!(
+            ModelConfig::parse(legacy.as_bytes()).unwrap().rope_scaling.unwrap().rope_type.as_deref(),
+            Some("linear")
+        );
     }
 
     #[test]

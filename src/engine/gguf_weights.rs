@@ -100,6 +100,7 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
         None | Some("none") => None,
         Some("linear") => Some(RopeScaling {
             rope_type: Some("linear".into()),
+            legacy_type: None,
             rope_theta: None,
             factor: float("rope.scaling.factor"),
             low_freq_factor: None,

@@ -367,6 +367,16 @@ fn the_prompt_event_and_verbose_prompt_show_the_references_tokens() {
         out.stderr
     );
     assert_eq!(out.stdout, " Paris\n", "the prompt goes to stderr only");
+    // `--system` puts a system turn before the message, in place of the template's default one.
+    let out = ctx.run(&["run", "smol-st", "--json", "--max-tokens", "1", "--system", "You answer in French.", "Hi"]);
+    let first: Value = serde_json::from_str(out.success().stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["text"],
+        "<|im_start|>system\nYou answer in French.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let raw = ctx.run(&["run", "smol-st", "--raw", "--system", "terse", "Hi"]);
+    assert_eq!(raw.code, 2, "{}", raw.stderr);
+    assert!(raw.stderr.contains("the argument '--raw' cannot be used with '--system <TEXT>'"), "{}", raw.stderr);
 }
 
 /// f32 vs f32 on random weights with logits of magnitude ~1–5.

@@ -119,7 +119,7 @@ pub fn chat_loop(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let mut editor = LineEditor::new(settings.history.clone())?;
-    let mut session = Session { system: None, messages: Vec::new(), options: options.clone() };
+    let mut session = Session { system: settings.system.clone(), messages: Vec::new(), options: options.clone() };
     let mut interrupted = false;
     loop {
         let line = match editor.read(">>> ")? {

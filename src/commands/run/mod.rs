@@ -180,7 +180,9 @@ fn one_shot(
     prompt: &str,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let messages = [Message { role: "user".into(), content: prompt.to_string() }];
+    let system = settings.system.iter().map(|s| Message { role: "system".into(), content: s.clone() });
+    let messages: Vec<Message> =
+        system.chain(std::iter::once(Message { role: "user".into(), content: prompt.to_string() })).collect();
     let ids = encode(loaded, settings, &messages, printer)?;
     let stats = run_once(loaded, settings, options, &ids, false, printer)?.0;
     report(loaded, settings, &stats, printer)?;
