@@ -22,6 +22,15 @@ pub enum Family {
 pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3";
 
 impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
     fn from_model_type(model_type: &str) -> Option<Family> {
         Some(match model_type {
             "llama" => Family::Llama,
@@ -49,6 +58,8 @@ pub enum ConfigError {
     OddHeadDim(usize),
     #[error("`config.json` sets `mlp_bias`, which llmctl does not implement")]
     MlpBias,
+    #[error("unsupported activation `{0}` (`hidden_act` in `config.json`): llmctl's {1} block computes `silu`")]
+    Activation(String, &'static str),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +113,7 @@ struct Raw {
     attention_bias: Option<bool>,
     #[serde(default)]
     mlp_bias: bool,
+    hidden_act: Option<String>,
     eos_token_id: Option<TokenIds>,
 }
 
@@ -148,6 +160,10 @@ impl ModelConfig {
         }
         if raw.mlp_bias {
             return Err(ConfigError::MlpBias);
+        }
+        // A block computed with another activation than the config's would run, wrongly.
+        if let Some(act) = raw.hidden_act.filter(|a| !matches!(a.as_str(), "silu" | "swish")) {
+            return Err(ConfigError::Activation(act, family.name()));
         }
         let mut rope_scaling = raw.rope_parameters.or(raw.rope_scaling);
         if let Some(scaling) = rope_scaling.as_mut() {
@@ -214,6 +230,18 @@ mod tests {
         assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
         let mlp_bias = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"mlp_bias\":true");
         assert!(matches!(ModelConfig::parse(mlp_bias.as_bytes()), Err(ConfigError::MlpBias)));
+    }
+
+    #[test]
+    fn an_activation_the_block_does_not_compute_is_named() {
+        let gelu = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"hidden_act\":\"gelu_pytorch_tanh\"");
+        let err = ModelConfig::parse(gelu.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported activation `gelu_pytorch_tanh` (`hidden_act` in `config.json`): llmctl's qwen2 block computes `silu`"
+        );
+        let silu = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"hidden_act\":\"silu\"");
+        ModelConfig::parse(silu.as_bytes()).unwrap();
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Diagnostic for EngineError {
             EngineError::Text(TextError::Tokenizer(_) | TextError::Config(_)) => Some(
                 "the model's tokenizer files cannot be read: pull it again, and if the repository's own files are broken, tell its authors".into(),
             ),
-            EngineError::Config(config::ConfigError::Unsupported(_))
+            EngineError::Config(config::ConfigError::Unsupported(_) | config::ConfigError::Activation(..))
             | EngineError::GgufModel(gguf_weights::GgufModelError::Architecture(_)) => {
                 Some("pull a model of a supported family".into())
             }
