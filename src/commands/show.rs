@@ -22,7 +22,7 @@ pub fn execute(global: &GlobalSettings, settings: &ShowSettings, printer: &Print
     let name = settings.model.name.as_str();
     let resolved = quant::resolve(settings.model.tag, manifest.format, manifest.quantization, name)?;
     let files = store.model_files(&manifest);
-    let limits = engine::context_limits(&files)?;
+    let limits = engine::context_limits(&manifest.facts);
     let context = limits.choose(settings.ctx_size.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))?;
     let mut view = view(&manifest, resolved, settings, limits, context as u64);
     carried(&files, &mut view)?;

@@ -218,7 +218,7 @@ impl GgufWeights {
     /// with `headers` read from each), its dense tensors in `dtype`.
     pub fn open(
         paths: &[PathBuf],
-        headers: Vec<GgufHeader>,
+        headers: &[GgufHeader],
         cfg: &ModelConfig,
         dtype: DType,
         device: &Device,
@@ -231,9 +231,9 @@ impl GgufWeights {
             if mode == Mode::Load {
                 parts.push(Part { map: map(path)?, data_offset: header.data_offset });
             }
-            for info in header.tensors {
-                let name = info.name.clone();
-                if let Some((first, _)) = tensors.insert(name.clone(), (index, info)) {
+            for info in &header.tensors {
+                if let Some((first, _)) = tensors.insert(info.name.clone(), (index, info.clone())) {
+                    let name = &info.name;
                     return Err(bad(format!("tensor `{name}` is in part {} and part {}", first + 1, index + 1)));
                 }
             }
@@ -274,7 +274,8 @@ impl GgufWeights {
         Ok((*part, info, ty))
     }
 
-    /// The tensor's bytes, Q/K rows back in Hugging Face order where llama.cpp interleaved them.
+    /// The tensor's bytes, Q/K rows (and their biases' values) back in
+    /// Hugging Face order where llama.cpp interleaved them.
     fn bytes(&self, hf: &str, part: usize, info: &TensorInfo) -> Result<std::borrow::Cow<'_, [u8]>> {
         let size = info.byte_size().map_err(|e| bad(e.to_string()))? as usize;
         let part = &self.parts[part];
@@ -288,7 +289,8 @@ impl GgufWeights {
             (true, Some(stem)) if stem.ends_with("self_attn.k_proj") => self.heads.2,
             _ => return Ok(bytes.into()),
         };
-        let rows = info.dims.get(1).copied().unwrap_or(1) as usize;
+        // The slowest dimension: a matrix's rows, a bias's values.
+        let rows = info.dims.last().copied().unwrap_or(1) as usize;
         Ok(uninterleave(bytes, rows, heads, self.heads.0).into())
     }
 
@@ -335,9 +337,7 @@ impl GgufWeights {
         };
         QMatMul::from_arc(Arc::new(q))
     }
-}
 
-impl GgufWeights {
     /// What was computed otherwise than stored, for the user to be told.
     pub fn conversions(&self) -> Vec<String> {
         let types: Vec<String> = self.rerounded.borrow().iter().cloned().collect();
@@ -350,20 +350,9 @@ impl GgufWeights {
         )]
     }
 
-    /// `{name}.bias`, un-interleaved as its matrix's rows are.
+    /// `{name}.bias` (un-interleaved by `bytes` as its matrix's rows are).
     fn bias(&self, name: &str, dout: usize) -> Result<Tensor> {
-        let bias = self.dense(&format!("{name}.bias"), &[dout])?;
-        if self.mode == Mode::HeadersOnly
-            || !(self.layout.interleaved_qk && (name.ends_with("q_proj") || name.ends_with("k_proj")))
-        {
-            return Ok(bias);
-        }
-        let heads = dout / self.heads.0.max(1);
-        let values = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let back = uninterleave(&bytes, dout, heads, self.heads.0);
-        let values: Vec<f32> = back.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Tensor::from_vec(values, dout, &self.device)?.to_dtype(self.dtype)
+        self.dense(&format!("{name}.bias"), &[dout])
     }
 }
 

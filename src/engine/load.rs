@@ -11,7 +11,7 @@ use super::config::ModelConfig;
 use super::decoder::{Decoder, OwnedModel};
 use super::defaults::{GenerationDefaults, generation_defaults};
 use super::device::{self, DeviceRequest};
-use super::gguf_model;
+use super::gguf_text;
 use super::gguf_weights::{self, GgufWeights, Mode};
 use super::kv_cache::{CacheShape, KvCache};
 use super::model::Model;
@@ -173,14 +173,14 @@ fn load_gguf_weights(
     let manifest = files.manifest();
     let (paths, headers): (Vec<_>, Vec<_>) = gguf_headers(files)?.into_iter().unzip();
     // Metadata lives in the first part.
-    let text = gguf_model::text_codec(&headers[0])?;
+    let text = gguf_text::text_codec(&headers[0])?;
     let config = gguf_weights::config(&headers[0]).map_err(EngineError::GgufModel)?;
     let max_context = config.max_context;
     let context = context_length(ctx_size, max_context)?;
     let (device, device_name) = device::open(device)?;
     observer.stage(LoadStage::DeviceReady, &device_name);
     let dtype = compute_dtype(&device, &manifest.facts.weight_dtype);
-    let open = |mode| GgufWeights::open(&paths, headers.clone(), &config, dtype, &device, mode);
+    let open = |mode| GgufWeights::open(&paths, &headers, &config, dtype, &device, mode);
     let checked = open(Mode::HeadersOnly).and_then(|w| Model::load(&w, config.clone(), 1).map(drop));
     checked.map_err(EngineError::GgufTensors)?;
     let weights = open(Mode::Load).map_err(EngineError::Weights)?;
@@ -232,8 +232,8 @@ impl ContextLimits {
 }
 
 /// The limits `run` applies to a stored model: the context it declares.
-pub fn context_limits(files: &ModelFiles<'_>) -> Result<ContextLimits, EngineError> {
-    Ok(ContextLimits::up_to(files.manifest().facts.context_length as usize))
+pub fn context_limits(facts: &ModelFacts) -> ContextLimits {
+    ContextLimits::up_to(facts.context_length as usize)
 }
 
 /// A stored GGUF model's files in part order (one, or a split model's

@@ -12,7 +12,7 @@ pub mod detokenize;
 pub mod device;
 mod error;
 pub mod generate;
-pub mod gguf_model;
+pub mod gguf_text;
 pub mod gguf_weights;
 pub mod kv_cache;
 pub mod linear;

@@ -89,9 +89,14 @@ fn llama3_rope_factors(rope: &Value, head_dim: usize) -> Vec<f32> {
 /// Writes `dir`'s tiny model as a GGUF file of `dtype` matrices, or with
 /// `dequantized` of those matrices' values stored as f32.
 fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool) {
+    write_gguf_as(dir, out, dtype, dequantized, None)
+}
+
+/// [`write_gguf`] under GGUF architecture `arch` (else the family's own).
+fn write_gguf_as(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool, arch: Option<&str>) {
     let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     let model_type = cfg["model_type"].as_str().unwrap();
-    let arch = if model_type == "mistral" { "llama" } else { model_type };
+    let arch = arch.unwrap_or(if model_type == "mistral" { "llama" } else { model_type });
     let n = |k: &str| cfg[k].as_u64().unwrap() as usize;
     let (hidden, heads, kv_heads) = (n("hidden_size"), n("num_attention_heads"), n("num_key_value_heads"));
     let head_dim = cfg["head_dim"].as_u64().map_or(hidden / heads, |d| d as usize);
@@ -148,7 +153,7 @@ fn load(path: &Path, positions: usize) -> Model {
     let header = llmctl::formats::gguf::read_header_from_path(path).unwrap();
     let config = gguf_weights::config(&header).unwrap();
     let paths = [path.to_path_buf()];
-    let weights = GgufWeights::open(&paths, vec![header], &config, DType::F32, &Device::Cpu, Mode::Load).unwrap();
+    let weights = GgufWeights::open(&paths, &[header], &config, DType::F32, &Device::Cpu, Mode::Load).unwrap();
     Model::load(&weights, config, positions).unwrap()
 }
 
@@ -194,6 +199,32 @@ fn every_family_as_gguf_matches_transformers_logits() {
         let worst = max_difference(&last, &want[want.len() - vocab..]);
         assert!(worst <= GGUF_LOGIT_TOLERANCE, "{name} as GGUF, token by token: last logits differ by {worst}");
     }
+}
+
+/// A `llama` GGUF with Q/K/V biases (Qwen2's block, which llama.cpp would
+/// write under its own name; here under `llama`, so the biases of Q and K
+/// are interleaved like their rows): it must give transformers' Qwen2
+/// logits, which needs the biases put back in Hugging Face order too.
+#[test]
+fn a_llama_gguf_with_biases_has_them_uninterleaved_with_their_rows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
+    let golden: Value = serde_json::from_slice(&std::fs::read(root.join("tiny_golden.json")).unwrap()).unwrap();
+    let tokens: Vec<u32> = golden["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let family = golden["families"].as_array().unwrap().iter().find(|f| f["family"] == "qwen2").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("qwen2-as-llama.gguf");
+    write_gguf_as(&root.join("qwen2"), &path, GgmlDType::F32, false, Some("llama"));
+    let model = load(&path, 64);
+    let want: Vec<f32> = family["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .collect();
+    let mut kv = cache(&model, tokens.len());
+    let got: Vec<f32> = model.forward(&tokens, &mut kv, Logits::All).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let worst = max_difference(&got, &want);
+    assert!(worst <= GGUF_LOGIT_TOLERANCE, "Qwen2 as a llama GGUF: max logit difference {worst}");
 }
 
 /// Q8_0 matrices go through candle's quantized products, which quantize

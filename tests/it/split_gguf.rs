@@ -255,7 +255,7 @@ fn decoder_over(paths: &[std::path::PathBuf]) -> llmctl::engine::model::Model {
     let headers: Vec<_> = paths.iter().map(|p| llmctl::formats::gguf::read_header_from_path(p).unwrap()).collect();
     let config = gguf_weights::config(&headers[0]).unwrap();
     let (dtype, cpu) = (candle_core::DType::F32, candle_core::Device::Cpu);
-    let weights = GgufWeights::open(paths, headers, &config, dtype, &cpu, Mode::Load).unwrap();
+    let weights = GgufWeights::open(paths, &headers, &config, dtype, &cpu, Mode::Load).unwrap();
     llmctl::engine::model::Model::load(&weights, config, 16).unwrap()
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use llmctl::engine::gguf_model::text_codec;
+use llmctl::engine::gguf_text::text_codec;
 use llmctl::formats::gguf::tokenizer::{self, GgufTokenizerError};
 use llmctl::formats::gguf::{GgufHeader, read_header_from_path};
 

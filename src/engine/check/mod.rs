@@ -151,7 +151,7 @@ fn loader_accepts(parts: &[&Path]) -> Result<(), WeightCheckError> {
         Some(config) => config.map_err(|e| WeightCheckError::GgufMetadata(e.to_string()))?,
     };
     let paths: Vec<_> = parts.iter().map(|p| p.to_path_buf()).collect();
-    let weights = GgufWeights::open(&paths, headers, &config, DType::F32, &Device::Cpu, Mode::HeadersOnly);
+    let weights = GgufWeights::open(&paths, &headers, &config, DType::F32, &Device::Cpu, Mode::HeadersOnly);
     weights
         .and_then(|w| Model::load(&w, config, CHECK_POSITIONS).map(drop))
         .map_err(|e| WeightCheckError::GgufLoader(e.to_string()))
