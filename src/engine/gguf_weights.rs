@@ -480,6 +480,64 @@ mod tests {
         assert_eq!(uninterleave(&gguf, 4, 1, 4), [0, 10, 1, 11, 2, 12, 3, 13]);
     }
 
+    /// A llama header: hidden 64, 4 heads, 2 KV heads, 2 blocks, ffn 128, 32 tokens.
+    fn llama(extra: &[(&str, GgufValue)], without: &[&str]) -> GgufHeader {
+        let mut metadata: Vec<(String, GgufValue)> = [
+            ("general.architecture", GgufValue::String("llama".into())),
+            ("llama.embedding_length", GgufValue::U32(64)),
+            ("llama.block_count", GgufValue::U32(2)),
+            ("llama.feed_forward_length", GgufValue::U32(128)),
+            ("llama.attention.head_count", GgufValue::U32(4)),
+            ("llama.attention.head_count_kv", GgufValue::U32(2)),
+            ("llama.context_length", GgufValue::U32(256)),
+            ("tokenizer.ggml.tokens", GgufValue::Array(vec![GgufValue::String("t".into()); 32])),
+        ]
+        .into_iter()
+        .filter(|(k, _)| !without.contains(k))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        GgufHeader { version: 3, metadata, tensors: Vec::new(), alignment: 32, data_offset: 0 }
+    }
+
+    fn config_error(header: &GgufHeader) -> String {
+        config(header).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn metadata_the_decoder_cannot_follow_is_named() {
+        let cfg = config(&llama(&[], &[])).unwrap();
+        assert_eq!((cfg.head_dim, cfg.kv_heads, cfg.max_context, cfg.vocab_size), (16, 2, 256, 32));
+        assert_eq!(
+            config_error(&llama(
+                &[("general.architecture", GgufValue::String("gemma3".into()))],
+                &["general.architecture"]
+            )),
+            "unsupported GGUF architecture `gemma3`: llmctl runs GGUF models of llama, qwen2, qwen3"
+        );
+        assert_eq!(config_error(&llama(&[], &["llama.block_count"])), "GGUF metadata has no `llama.block_count`");
+        assert_eq!(
+            config_error(&llama(
+                &[("llama.attention.head_count_kv", GgufValue::U32(3))],
+                &["llama.attention.head_count_kv"]
+            )),
+            "GGUF metadata is inconsistent: `llama.attention.head_count` 4 is not a multiple of `llama.attention.head_count_kv` 3"
+        );
+        assert_eq!(
+            config_error(&llama(&[("llama.attention.value_length", GgufValue::U32(8))], &[])),
+            "GGUF metadata is inconsistent: `llama.attention.value_length` 8 differs from the key length 16"
+        );
+        assert_eq!(
+            config_error(&llama(&[("llama.rope.dimension_count", GgufValue::U32(8))], &[])),
+            "GGUF metadata is inconsistent: `llama.rope.dimension_count` is 8, but the head dimension is 16; \
+             partial rotary embeddings are not implemented"
+        );
+        assert_eq!(
+            config_error(&llama(&[("llama.rope.scaling.type", GgufValue::String("yarn".into()))], &[])),
+            "unsupported GGUF rope scaling `yarn`: llmctl supports `none` and `linear`"
+        );
+    }
+
     #[test]
     fn hugging_face_names_map_to_llama_cpps() {
         assert_eq!(gguf_name("model.layers.3.self_attn.o_proj.weight").unwrap(), "blk.3.attn_output.weight");

@@ -89,11 +89,12 @@ fn llama3_rope_factors(rope: &Value, head_dim: usize) -> Vec<f32> {
 /// Writes `dir`'s tiny model as a GGUF file of `dtype` matrices, or with
 /// `dequantized` of those matrices' values stored as f32.
 fn write_gguf(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool) {
-    write_gguf_as(dir, out, dtype, dequantized, None)
+    write_gguf_as(dir, out, dtype, dequantized, None, &[])
 }
 
-/// [`write_gguf`] under GGUF architecture `arch` (else the family's own).
-fn write_gguf_as(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool, arch: Option<&str>) {
+/// [`write_gguf`] under GGUF architecture `arch` (else the family's own),
+/// with `extra` metadata keys (`{arch}.` prefixed) after the converter's.
+fn write_gguf_as(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool, arch: Option<&str>, extra: &[(&str, G)]) {
     let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     let model_type = cfg["model_type"].as_str().unwrap();
     let arch = arch.unwrap_or(if model_type == "mistral" { "llama" } else { model_type });
@@ -141,6 +142,7 @@ fn write_gguf_as(dir: &Path, out: &Path, dtype: GgmlDType, dequantized: bool, ar
         (key("attention.layer_norm_rms_epsilon"), G::F32(cfg["rms_norm_eps"].as_f64().unwrap() as f32)),
         (key("rope.freq_base"), G::F32(rope["rope_theta"].as_f64().unwrap() as f32)),
     ];
+    meta.extend(extra.iter().map(|(k, v)| (key(k), v.clone())));
     let tokens: Vec<G> = (0..n("vocab_size")).map(|i| G::String(format!("t{i}"))).collect();
     meta.push(("tokenizer.ggml.tokens".into(), G::Array(tokens)));
     let meta_refs: Vec<(&str, &G)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -213,7 +215,7 @@ fn a_llama_gguf_with_biases_has_them_uninterleaved_with_their_rows() {
     let family = golden["families"].as_array().unwrap().iter().find(|f| f["family"] == "qwen2").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("qwen2-as-llama.gguf");
-    write_gguf_as(&root.join("qwen2"), &path, GgmlDType::F32, false, Some("llama"));
+    write_gguf_as(&root.join("qwen2"), &path, GgmlDType::F32, false, Some("llama"), &[]);
     let model = load(&path, 64);
     let want: Vec<f32> = family["logits"]
         .as_array()
@@ -293,4 +295,29 @@ fn a_tensor_type_llmctl_cannot_compute_with_is_refused_at_import() {
         out.stderr
     );
     assert!(ctx.run(&["list", "--json"]).json().as_array().unwrap().is_empty(), "nothing stored");
+}
+
+/// Metadata the decoder cannot follow is refused at import with the
+/// loader's own message (YaRN scaling is not implemented).
+#[test]
+fn metadata_the_decoder_cannot_follow_is_refused_at_import() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
+    let ctx = crate::support::TestContext::new();
+    let path = ctx.root.path().join("Tiny-yarn.gguf");
+    write_gguf_as(
+        &root.join("qwen2"),
+        &path,
+        GgmlDType::F32,
+        false,
+        None,
+        &[("rope.scaling.type", G::String("yarn".into()))],
+    );
+    ctx.run(&["pull", path.to_str().unwrap(), "--name", "tiny"]).assert(
+        1,
+        "",
+        "importing [ROOT]/Tiny-yarn.gguf as tiny\nerror: cannot record the pulled model\n\
+         \x20 caused by: `Tiny-yarn.gguf` is not a usable GGUF file\n\
+         \x20 caused by: unsupported GGUF rope scaling `yarn`: llmctl supports `none` and `linear`\n\
+         hint: the files are not a usable model; nothing was stored; convert the model again with a current llama.cpp, or pull another GGUF file of it\n",
+    );
 }

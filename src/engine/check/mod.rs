@@ -48,6 +48,8 @@ pub enum WeightCheckError {
     GgufMetadata(String),
     #[error("the GGUF file has no tensor `{tensor}`")]
     GgufMissingTensor { tensor: String },
+    #[error(transparent)]
+    GgufModel(#[from] super::gguf_weights::GgufModelError),
     #[error("the GGUF file's header cannot be read")]
     GgufHeader(#[source] crate::formats::gguf::GgufError),
     /// What llmctl's GGUF loader says of the headers (a tensor missing, misshapen, of a type it cannot compute with).
@@ -77,6 +79,7 @@ impl Diagnostic for WeightCheckError {
             | WeightCheckError::GgufMissingTensor { .. }
             | WeightCheckError::GgufDuplicateTensor { .. }
             | WeightCheckError::GgufLoader(_)
+            | WeightCheckError::GgufModel(_)
             | WeightCheckError::GgufShape { .. } => {
                 Some("convert the model again with a current llama.cpp, or pull another GGUF file of it".into())
             }
@@ -148,7 +151,7 @@ fn loader_accepts(parts: &[&Path]) -> Result<(), WeightCheckError> {
     let headers = parts.iter().map(read).collect::<Result<Vec<_>, _>>()?;
     let config = match headers.first().map(gguf_weights::config) {
         None | Some(Err(GgufModelError::Architecture(_))) => return Ok(()),
-        Some(config) => config.map_err(|e| WeightCheckError::GgufMetadata(e.to_string()))?,
+        Some(config) => config?,
     };
     let paths: Vec<_> = parts.iter().map(|p| p.to_path_buf()).collect();
     let weights = GgufWeights::open(&paths, &headers, &config, DType::F32, &Device::Cpu, Mode::HeadersOnly);
