@@ -165,7 +165,7 @@ fn fused_decode_attention_matches_the_blockwise_path() {
                         .unwrap()
                 };
                 cache.append(0, &kv(2 * i as u64 + 1), &kv(2 * i as u64 + 2)).unwrap();
-                cache.commit(t);
+                cache.commit(t).unwrap();
             }
             let q = Tensor::from_vec(values(heads * d, 99), (heads, 1, d), &dev)
                 .unwrap()
@@ -269,7 +269,7 @@ fn quantize_both_ways<C: Codec>(scheme: KvScheme) {
     let mut cache = KvCache::new(CacheLayout::Quantized(scheme), shape, DType::F32, &dev).unwrap();
     let gpu = Tensor::from_vec(x, (kv_heads, t, d), &dev).unwrap();
     cache.append(0, &gpu, &gpu).unwrap();
-    cache.commit(t);
+    cache.commit(t).unwrap();
     let (k, _) = cache.read(0, 0, t, DType::F32).unwrap();
     let got = k.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let scales = want_scales.flatten_all().unwrap().to_vec1::<f32>().unwrap();

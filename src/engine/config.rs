@@ -11,15 +11,22 @@ use crate::formats::{ShapeError, check_range, hf_config};
 pub enum Family {
     /// Llama 2/3.x, SmolLM/SmolLM2, TinyLlama.
     Llama,
-    /// Same block as Llama; sliding-window attention is not applied (see README).
+    /// Llama block with sliding-window attention where `sliding_window` is set.
     Mistral,
     /// Llama block with biases on the Q, K and V projections.
     Qwen2,
     /// Llama block with RMS-normalized queries and keys per head.
     Qwen3,
+    /// Qwen3's attention with routed experts in place of (some) MLPs.
+    Qwen3Moe,
+    /// Llama block in which some layers have no rotary embedding.
+    SmolLm3,
+    /// Gemma 3's text model: local (windowed) and global layers with their own
+    /// RoPE, q/k norms, norms around attention and MLP, GeGLU, scaled embeddings.
+    Gemma3,
 }
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, gemma3 (and gemma3_text)";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -28,6 +35,9 @@ impl Family {
             Family::Mistral => "mistral",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Qwen3Moe => "qwen3_moe",
+            Family::SmolLm3 => "smollm3",
+            Family::Gemma3 => "gemma3",
         }
     }
 
@@ -37,10 +47,48 @@ impl Family {
             "mistral" => Family::Mistral,
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
+            "qwen3_moe" => Family::Qwen3Moe,
+            "smollm3" => Family::SmolLm3,
+            "gemma3_text" => Family::Gemma3,
             _ => return None,
         })
     }
+
+    /// The activation of the gated MLP the family's block is written for.
+    fn activation(self) -> Activation {
+        match self {
+            Family::Gemma3 => Activation::GeluTanh,
+            _ => Activation::Silu,
+        }
+    }
+
+    /// Whether `sliding_window` applies only when `use_sliding_window` is set (as transformers reads it).
+    fn window_needs_flag(self) -> bool {
+        matches!(self, Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe | Family::SmolLm3)
+    }
 }
+
+/// The activation of a gated MLP: `act(x · gateᵀ) * (x · upᵀ)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu` / `swish` (SwiGLU).
+    Silu,
+    /// `gelu_pytorch_tanh` (GeGLU with the tanh approximation).
+    GeluTanh,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Option<Activation> {
+        match name {
+            "silu" | "swish" => Some(Activation::Silu),
+            "gelu_pytorch_tanh" => Some(Activation::GeluTanh),
+            _ => None,
+        }
+    }
+}
+
+/// Multi-checkpoint containers: the text model inside an image-text checkpoint.
+const MULTIMODAL: &[(&str, &str)] = &[("gemma3", "gemma3_text")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,8 +106,20 @@ pub enum ConfigError {
     OddHeadDim(usize),
     #[error("`config.json` sets `mlp_bias`, which llmctl does not implement")]
     MlpBias,
-    #[error("unsupported activation `{0}` (`hidden_act` in `config.json`): llmctl's {1} block computes `silu`")]
-    Activation(String, &'static str),
+    #[error("unsupported activation `{0}` (`hidden_act` in `config.json`): llmctl's {1} block computes `{2}`")]
+    Activation(String, &'static str, &'static str),
+    #[error(
+        "unsupported layer type `{0}` in `layer_types`: llmctl runs `full_attention` and `sliding_attention` layers"
+    )]
+    LayerType(String),
+    #[error("`config.json` lists {found} `{field}` for {layers} layers")]
+    PerLayer { field: &'static str, found: usize, layers: usize },
+    #[error("`config.json` has sliding-window layers but no `sliding_window` size")]
+    NoWindow,
+    #[error("`config.json` sets `{0}`, which llmctl does not implement")]
+    Unimplemented(&'static str),
+    #[error("`config.json` routes each token to {top_k} of {experts} experts; top-k must be 1..=experts")]
+    Experts { experts: usize, top_k: usize },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,9 +152,46 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<f64>,
 }
 
+/// One rotary embedding: its base and frequency scaling.
+#[derive(Debug, Clone)]
+pub struct RopeSpec {
+    pub theta: f64,
+    pub scaling: Option<RopeScaling>,
+}
+
+/// What one layer computes beyond the shared block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSpec {
+    /// Keys this layer attends to (its own position included), or all.
+    pub window: Option<usize>,
+    /// Which of the config's rotary embeddings it applies (`ModelConfig::ropes`), or none.
+    pub rope: Option<usize>,
+    /// Routed experts in place of the dense MLP.
+    pub moe: bool,
+}
+
+/// Routed experts: a softmax router picks `top_k` of `experts` gated MLPs per token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoeSpec {
+    pub experts: usize,
+    pub top_k: usize,
+    pub intermediate_size: usize,
+    /// Whether the chosen experts' weights are renormalized to sum to one.
+    pub norm_top_k: bool,
+}
+
+/// Gemma's block: norms scale by `1 + w`, norms after attention and MLP as
+/// well as before, embeddings multiplied by √hidden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormStyle {
+    Llama,
+    Gemma,
+}
+
 #[derive(Debug, Deserialize)]
 struct Kind {
     model_type: Option<String>,
+    text_config: Option<serde_json::Value>,
 }
 
 /// What the engine reads beyond the shape that `formats::hf_config` checks.
@@ -103,27 +200,47 @@ struct Raw {
     intermediate_size: u64,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
-    rope_theta: f64,
+    rope_theta: Option<f64>,
     rope_scaling: Option<RopeScaling>,
-    /// transformers 5 writes `rope_parameters` in place of `rope_theta` and `rope_scaling`.
-    rope_parameters: Option<RopeScaling>,
-    #[serde(default)]
-    tie_word_embeddings: bool,
+    /// transformers 5 writes `rope_parameters` in place of `rope_theta` and
+    /// `rope_scaling`: one set, or one per layer type.
+    rope_parameters: Option<serde_json::Value>,
+    rope_local_base_freq: Option<f64>,
+    tie_word_embeddings: Option<bool>,
     attention_bias: Option<bool>,
     #[serde(default)]
     mlp_bias: bool,
     hidden_act: Option<String>,
+    /// Gemma's name for it.
+    hidden_activation: Option<String>,
     eos_token_id: Option<TokenIds>,
+    sliding_window: Option<u64>,
+    use_sliding_window: Option<bool>,
+    max_window_layers: Option<u64>,
+    layer_types: Option<Vec<String>>,
+    #[serde(alias = "_sliding_window_pattern")]
+    sliding_window_pattern: Option<u64>,
+    no_rope_layers: Option<Vec<u8>>,
+    no_rope_layer_interval: Option<u64>,
+    query_pre_attn_scalar: Option<f64>,
+    final_logit_softcapping: Option<f64>,
+    use_bidirectional_attention: Option<bool>,
+    /// transformers 5 writes `num_local_experts`.
+    #[serde(alias = "num_local_experts")]
+    num_experts: Option<u64>,
+    num_experts_per_tok: Option<u64>,
+    moe_intermediate_size: Option<u64>,
+    #[serde(default)]
+    norm_topk_prob: bool,
+    decoder_sparse_step: Option<u64>,
+    mlp_only_layers: Option<Vec<u64>>,
 }
 
 fn default_eps() -> f64 {
     1e-6
 }
 
-fn default_theta() -> f64 {
-    10_000.0
-}
+const DEFAULT_THETA: f64 = 10_000.0;
 
 /// The validated configuration a model is built from.
 #[derive(Debug, Clone)]
@@ -138,11 +255,45 @@ pub struct ModelConfig {
     pub max_context: usize,
     pub vocab_size: usize,
     pub rms_norm_eps: f64,
-    pub rope_theta: f64,
-    pub rope_scaling: Option<RopeScaling>,
     pub tie_word_embeddings: bool,
     pub qkv_bias: bool,
     pub eos_token_ids: Vec<u32>,
+    pub block: BlockSpec,
+}
+
+/// What the family's block computes, and per layer.
+#[derive(Debug, Clone)]
+pub struct BlockSpec {
+    pub qk_norm: bool,
+    pub activation: Activation,
+    pub norms: NormStyle,
+    /// Scores are divided by √ of this instead of √head_dim.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Logits become `cap · tanh(logits / cap)`.
+    pub final_logit_softcapping: Option<f64>,
+    pub moe: Option<MoeSpec>,
+    /// Every rotary embedding a layer uses; `ropes[0]` is the global one.
+    pub ropes: Vec<RopeSpec>,
+    pub layers: Vec<LayerSpec>,
+    /// The text model's weights sit under `language_model.` (an image-text checkpoint).
+    pub multimodal: bool,
+}
+
+impl BlockSpec {
+    /// A Llama block in every layer, with one rotary embedding.
+    pub fn llama(layers: usize, rope: RopeSpec, qk_norm: bool) -> BlockSpec {
+        BlockSpec {
+            qk_norm,
+            activation: Activation::Silu,
+            norms: NormStyle::Llama,
+            query_pre_attn_scalar: None,
+            final_logit_softcapping: None,
+            moe: None,
+            ropes: vec![rope],
+            layers: vec![LayerSpec { window: None, rope: Some(0), moe: false }; layers],
+            multimodal: false,
+        }
+    }
 }
 
 impl ModelConfig {
@@ -150,6 +301,18 @@ impl ModelConfig {
         // The family first: another family's config need not have a Llama's fields.
         let kind: Kind = serde_json::from_slice(json)?;
         let model_type = kind.model_type.unwrap_or_default();
+        let text;
+        let (json, model_type, multimodal) = match MULTIMODAL.iter().find(|(outer, _)| *outer == model_type) {
+            Some((_, inner)) => {
+                let config = kind
+                    .text_config
+                    .ok_or_else(|| ConfigError::Unsupported(format!("{model_type} without `text_config`")))?;
+                let inner_type = config.get("model_type").and_then(|t| t.as_str()).unwrap_or(inner).to_string();
+                text = serde_json::to_vec(&config)?;
+                (text.as_slice(), inner_type, true)
+            }
+            None => (json, model_type, false),
+        };
         let family = Family::from_model_type(&model_type).ok_or(ConfigError::Unsupported(model_type))?;
         let raw: Raw = serde_json::from_slice(json)?;
         // The shape is checked once, by the same code that records it at pull time.
@@ -161,32 +324,57 @@ impl ModelConfig {
         if raw.mlp_bias {
             return Err(ConfigError::MlpBias);
         }
+        if raw.use_bidirectional_attention == Some(true) {
+            return Err(ConfigError::Unimplemented("use_bidirectional_attention"));
+        }
         // A block computed with another activation than the config's would run, wrongly.
-        if let Some(act) = raw.hidden_act.filter(|a| !matches!(a.as_str(), "silu" | "swish")) {
-            return Err(ConfigError::Activation(act, family.name()));
+        let want = family.activation();
+        if let Some(act) = raw.hidden_activation.as_ref().or(raw.hidden_act.as_ref())
+            && Activation::parse(act) != Some(want)
+        {
+            let computes = if want == Activation::Silu { "silu" } else { "gelu_pytorch_tanh" };
+            return Err(ConfigError::Activation(act.clone(), family.name(), computes));
         }
-        let mut rope_scaling = raw.rope_parameters.or(raw.rope_scaling);
-        if let Some(scaling) = rope_scaling.as_mut() {
-            scaling.rope_type = scaling.rope_type.take().or(scaling.legacy_type.take());
-        }
-        check_rope_scaling(rope_scaling.as_ref())?;
-        let rope_theta = rope_scaling.as_ref().and_then(|r| r.rope_theta).unwrap_or(raw.rope_theta);
+        let layers = shape.layers as usize;
+        let (global, local) = ropes(&raw, family)?;
+        let layer_specs = layer_specs(&raw, family, layers, local.is_some())?;
+        let moe = moe_spec(&raw, family)?;
+        let layer_specs = layer_specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| LayerSpec { moe: moe.is_some() && is_sparse(&raw, i), ..spec })
+            .collect();
+        let mut rope_list = vec![global];
+        rope_list.extend(local);
+        let gemma = family == Family::Gemma3;
         Ok(ModelConfig {
             family,
             hidden_size: shape.hidden_size as usize,
             intermediate_size: check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize,
-            layers: shape.layers as usize,
+            layers,
             heads: shape.attention_heads as usize,
             kv_heads: shape.kv_heads as usize,
             head_dim,
             max_context: shape.context_length as usize,
             vocab_size: shape.vocab_size as usize,
             rms_norm_eps: raw.rms_norm_eps,
-            rope_theta,
-            rope_scaling,
-            tie_word_embeddings: raw.tie_word_embeddings,
+            // Gemma and SmolLM3 tie by default (their configs' defaults), the others do not.
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(matches!(family, Family::Gemma3 | Family::SmolLm3)),
             qkv_bias: raw.attention_bias.unwrap_or(family == Family::Qwen2),
             eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
+            block: BlockSpec {
+                qk_norm: matches!(family, Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3),
+                activation: want,
+                norms: if gemma { NormStyle::Gemma } else { NormStyle::Llama },
+                query_pre_attn_scalar: if gemma { Some(raw.query_pre_attn_scalar.unwrap_or(256.0)) } else { None },
+                // transformers caps in Gemma3ForCausalLM, not in the image-text model (real Gemma 3
+                // configs set no cap).
+                final_logit_softcapping: if gemma && !multimodal { raw.final_logit_softcapping } else { None },
+                moe,
+                ropes: rope_list,
+                layers: layer_specs,
+                multimodal,
+            },
         })
     }
 
@@ -194,6 +382,115 @@ impl ModelConfig {
     pub fn group_size(&self) -> usize {
         self.heads / self.kv_heads
     }
+}
+
+/// The global rotary embedding and, for families with local layers of their own base, the local one.
+fn ropes(raw: &Raw, family: Family) -> Result<(RopeSpec, Option<RopeSpec>), ConfigError> {
+    let scaling_of = |v: &serde_json::Value| normalized(serde_json::from_value(v.clone())?);
+    let spec = |s: Option<RopeScaling>, theta: Option<f64>| {
+        let theta = s.as_ref().and_then(|s| s.rope_theta).or(theta).unwrap_or(DEFAULT_THETA);
+        RopeSpec { theta, scaling: s.filter(|s| s.rope_type.as_deref().is_some_and(|t| t != "default")) }
+    };
+    let gemma = family == Family::Gemma3;
+    // Gemma 3's local layers: their own base (`rope_local_base_freq` before transformers 5), no scaling.
+    let local_default = || RopeSpec { theta: raw.rope_local_base_freq.unwrap_or(DEFAULT_THETA), scaling: None };
+    let params = raw.rope_parameters.as_ref();
+    if let Some(full) = params.and_then(|p| p.get("full_attention")) {
+        let global = spec(Some(scaling_of(full)?), raw.rope_theta);
+        let sliding = params.and_then(|p| p.get("sliding_attention"));
+        let local = sliding.map(|s| scaling_of(s).map(|s| spec(Some(s), raw.rope_local_base_freq))).transpose()?;
+        return Ok((global, gemma.then(|| local.unwrap_or_else(local_default))));
+    }
+    let scaling = match params {
+        Some(p) => Some(scaling_of(p)?),
+        None => raw.rope_scaling.clone().map(normalized).transpose()?,
+    };
+    let global = spec(scaling, raw.rope_theta.or(gemma.then_some(1_000_000.0)));
+    Ok((global, gemma.then(local_default)))
+}
+
+/// `rope_type` from either key, checked.
+fn normalized(mut s: RopeScaling) -> Result<RopeScaling, ConfigError> {
+    s.rope_type = s.rope_type.take().or(s.legacy_type.take());
+    check_rope_scaling(Some(&s))?;
+    Ok(s)
+}
+
+/// Each layer's window and rotary embedding, as transformers derives them from the config.
+fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Result<Vec<LayerSpec>, ConfigError> {
+    let window = match raw.sliding_window {
+        Some(w) if !family.window_needs_flag() || raw.use_sliding_window == Some(true) => {
+            Some(check_range("sliding_window", w, crate::formats::bounds::MAX_CONTEXT)? as usize)
+        }
+        _ => None,
+    };
+    let rope_on: Vec<bool> = match (&raw.no_rope_layers, family) {
+        (Some(list), Family::SmolLm3) => {
+            if list.len() != layers {
+                return Err(ConfigError::PerLayer { field: "no_rope_layers", found: list.len(), layers });
+            }
+            list.iter().map(|&r| r != 0).collect()
+        }
+        (None, Family::SmolLm3) => {
+            let every = raw.no_rope_layer_interval.unwrap_or(4).max(1) as usize;
+            (0..layers).map(|i| !(i + 1).is_multiple_of(every)).collect()
+        }
+        _ => vec![true; layers],
+    };
+    let sliding: Vec<bool> = match &raw.layer_types {
+        Some(types) => {
+            if types.len() != layers {
+                return Err(ConfigError::PerLayer { field: "layer_types", found: types.len(), layers });
+            }
+            types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "full_attention" => Ok(false),
+                    "sliding_attention" => Ok(true),
+                    other => Err(ConfigError::LayerType(other.into())),
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => (0..layers)
+            .map(|i| match family {
+                Family::Gemma3 => !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1)),
+                Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
+                Family::SmolLm3 => !rope_on[i],
+                Family::Mistral | Family::Qwen3Moe => true,
+                Family::Llama => false,
+            })
+            .collect(),
+    };
+    // Gemma 3's local layers are windowed whatever the flag; the others need a size to be.
+    if family == Family::Gemma3 && sliding.iter().any(|&s| s) && window.is_none() {
+        return Err(ConfigError::NoWindow);
+    }
+    Ok((0..layers)
+        .map(|i| LayerSpec {
+            window: if sliding[i] { window } else { None },
+            rope: rope_on[i].then_some(if sliding[i] && local_rope { 1 } else { 0 }),
+            moe: false,
+        })
+        .collect())
+}
+
+fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
+    if family != Family::Qwen3Moe {
+        return Ok(None);
+    }
+    let experts = check_range("num_experts", raw.num_experts.unwrap_or(0), 1 << 16)? as usize;
+    let top_k = raw.num_experts_per_tok.unwrap_or(0) as usize;
+    if top_k == 0 || top_k > experts {
+        return Err(ConfigError::Experts { experts, top_k });
+    }
+    let inter = check_range("moe_intermediate_size", raw.moe_intermediate_size.unwrap_or(0), MAX_HIDDEN * 8)?;
+    Ok(Some(MoeSpec { experts, top_k, intermediate_size: inter as usize, norm_top_k: raw.norm_topk_prob }))
+}
+
+/// Whether layer `i` of a mixture-of-experts model routes (transformers' `Qwen3MoeDecoderLayer` rule).
+fn is_sparse(raw: &Raw, i: usize) -> bool {
+    let step = raw.decoder_sparse_step.unwrap_or(1).max(1) as usize;
+    !raw.mlp_only_layers.as_ref().is_some_and(|l| l.contains(&(i as u64))) && (i + 1).is_multiple_of(step)
 }
 
 fn check_rope_scaling(scaling: Option<&RopeScaling>) -> Result<(), ConfigError> {
@@ -216,7 +513,7 @@ mod tests {
         let cfg = ModelConfig::parse(BASE.as_bytes()).unwrap();
         assert_eq!((cfg.family, cfg.qkv_bias, cfg.group_size(), cfg.head_dim), (Family::Qwen2, true, 2, 16));
         assert_eq!(cfg.eos_token_ids, [2, 3]);
-        assert_eq!(cfg.rope_theta, 10_000.0);
+        assert_eq!(cfg.block.ropes[0].theta, 10_000.0);
     }
 
     #[test]
@@ -226,8 +523,8 @@ mod tests {
             "\"vocab_size\":32,\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0}",
         );
         let cfg = ModelConfig::parse(json.as_bytes()).unwrap();
-        assert_eq!(cfg.rope_theta, 500_000.0);
-        assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
+        assert_eq!(cfg.block.ropes[0].theta, 500_000.0);
+        assert_eq!(cfg.block.ropes[0].scaling.as_ref().unwrap().rope_type.as_deref(), Some("llama3"));
         let mlp_bias = BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"mlp_bias\":true");
         assert!(matches!(ModelConfig::parse(mlp_bias.as_bytes()), Err(ConfigError::MlpBias)));
     }
@@ -252,11 +549,16 @@ mod tests {
             "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"llama3\",\"rope_type\":\"llama3\",\"factor\":8.0}",
         );
         let cfg = ModelConfig::parse(both.as_bytes()).unwrap();
-        assert_eq!(cfg.rope_scaling.unwrap().rope_type.as_deref(), Some("llama3"));
+        assert_eq!(cfg.block.ropes[0].scaling.as_ref().unwrap().rope_type.as_deref(), Some("llama3"));
         let legacy = BASE
             .replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}");
         assert_eq!(
-            ModelConfig::parse(legacy.as_bytes()).unwrap().rope_scaling.unwrap().rope_type.as_deref(),
+            ModelConfig::parse(legacy.as_bytes()).unwrap().block.ropes[0]
+                .scaling
+                .as_ref()
+                .unwrap()
+                .rope_type
+                .as_deref(),
             Some("linear")
         );
     }
@@ -265,7 +567,7 @@ mod tests {
     fn unsupported_architectures_and_scalings_are_named() {
         let gpt2 = BASE.replace("qwen2", "gpt2");
         let err = ModelConfig::parse(gpt2.as_bytes()).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported architecture `gpt2`: llmctl runs llama, mistral, qwen2, qwen3");
+        assert_eq!(err.to_string(), format!("unsupported architecture `gpt2`: llmctl runs {SUPPORTED}"));
         // Named even when the config lacks fields only a Llama-family config has.
         let falcon = br#"{"model_type":"falcon","hidden_size":64}"#;
         assert!(matches!(ModelConfig::parse(falcon), Err(ConfigError::Unsupported(t)) if t == "falcon"));

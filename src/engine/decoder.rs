@@ -53,8 +53,7 @@ impl Decoder for CachedModel<'_> {
     }
 
     fn truncate(&mut self, len: usize) -> bool {
-        self.cache.truncate(len);
-        true
+        self.cache.truncate(len)
     }
 
     fn device(&self) -> &Device {

@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_fro
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use memmap2::Mmap;
 
-use super::config::{Family, ModelConfig, RopeScaling};
+use super::config::{BlockSpec, Family, ModelConfig, RopeScaling, RopeSpec};
 use super::linear::{Projection, Projections};
 use super::weights::Weights;
 use crate::formats::gguf::{GgufHeader, GgufValue, TensorInfo};
@@ -96,6 +96,7 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
             .map(|&d| d as usize)
             .ok_or_else(|| GgufModelError::MissingKey(key("feed_forward_length")))?,
     };
+    let layers = int("block_count")?;
     let rope_scaling = match header.get(&key("rope.scaling.type")).and_then(GgufValue::as_str) {
         None | Some("none") => None,
         Some("linear") => Some(RopeScaling {
@@ -113,18 +114,21 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
         family,
         hidden_size: hidden,
         intermediate_size: intermediate,
-        layers: int("block_count")?,
+        layers,
         heads,
         kv_heads,
         head_dim,
         max_context: int("context_length")?,
         vocab_size: vocab.ok_or_else(|| GgufModelError::MissingKey("tokenizer.ggml.tokens".into()))?,
         rms_norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-        rope_theta: float("rope.freq_base").unwrap_or(10_000.0),
-        rope_scaling,
         tie_word_embeddings: tensor("output.weight").is_none(),
         qkv_bias: tensor("blk.0.attn_q.bias").is_some(),
         eos_token_ids: Vec::new(),
+        block: BlockSpec::llama(
+            layers,
+            RopeSpec { theta: float("rope.freq_base").unwrap_or(10_000.0), scaling: rope_scaling },
+            family == Family::Qwen3,
+        ),
     })
 }
 

@@ -13,7 +13,7 @@ use super::defaults::{GenerationDefaults, generation_defaults};
 use super::device::{self, DeviceRequest};
 use super::gguf_text;
 use super::gguf_weights::{self, GgufWeights, Mode};
-use super::kv_cache::{CacheShape, KvCache};
+use super::kv_cache::KvCache;
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
 use crate::formats::gguf::GgufHeader;
@@ -153,11 +153,9 @@ pub fn cache_layout(facts: &ModelFacts, format: Format, kv: Option<KvScheme>) ->
 
 /// Allocates a cache of `capacity` tokens (at most `weights.context`) for the model.
 pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize) -> Result<KvCache, EngineError> {
-    let config = weights.model.config();
     let layout = cache_layout(&weights.facts, weights.format, kv);
-    let shape = CacheShape { layers: config.layers, kv_heads: config.kv_heads, head_dim: config.head_dim, capacity };
     let device = weights.model.device();
-    let cache = KvCache::new(layout, shape, dense_dtype(layout), device).map_err(EngineError::Cache)?;
+    let cache = weights.model.new_cache(layout, capacity, dense_dtype(layout)).map_err(EngineError::Cache)?;
     device.synchronize().map_err(EngineError::Cache)?;
     Ok(cache)
 }

@@ -1,4 +1,5 @@
-//! The decoder (Llama, Mistral, Qwen2, Qwen3): immutable weights, from
+//! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Gemma 3's
+//! text model), one block with per-family parts: immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
@@ -6,11 +7,12 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend};
-use super::config::{Family, ModelConfig};
-use super::kv_cache::{KvCache, rotate};
+use super::config::{Activation, LayerSpec, ModelConfig, MoeSpec, NormStyle};
+use super::kv_cache::{CacheShape, KvCache, rotate};
 use super::linear::{Projection, Projections};
 use super::rope::Rope;
 use super::weights::Weights;
+use crate::kv_size::CacheLayout;
 
 /// Bytes of attention scores one prefill chunk may hold (f32), so long
 /// prompts never materialize a full T×T matrix per head.
@@ -22,28 +24,52 @@ struct Attention {
     o: Projection,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// Which of the model's rotary embeddings this layer applies, if any.
+    rope: Option<usize>,
+    /// Queries are multiplied by this so that the kernels' 1/√head_dim
+    /// scale becomes the family's (Gemma's `query_pre_attn_scalar`).
+    query_scale: Option<f64>,
 }
 
+/// A gated MLP: `down(act(x · gateᵀ) * (x · upᵀ))`.
 struct Mlp {
     /// Gate and up.
     gate_up: Projections,
     down: Projection,
+    activation: Activation,
+}
+
+/// Routed experts: a softmax router picks `top_k` MLPs per token.
+struct Experts {
+    router: Projection,
+    experts: Vec<Mlp>,
+    spec: MoeSpec,
+}
+
+enum FeedForward {
+    Dense(Mlp),
+    Routed(Experts),
 }
 
 struct Block {
     input_norm: RmsNorm,
     attention: Attention,
+    /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
     post_norm: RmsNorm,
-    mlp: Mlp,
+    /// Gemma only: the norms before and after the MLP.
+    feedforward_norms: Option<(RmsNorm, RmsNorm)>,
+    mlp: FeedForward,
 }
 
 pub struct Model {
     cfg: ModelConfig,
     embed: Embedding,
+    /// Gemma multiplies embeddings by √hidden (rounded to the compute dtype, as transformers does).
+    embed_scale: Option<Tensor>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Projection,
-    rope: Rope,
+    ropes: Vec<Rope>,
     dtype: DType,
 }
 
@@ -54,16 +80,22 @@ pub enum Logits {
     All,
 }
 
-fn rms_norm(w: &dyn Weights, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-    Ok(RmsNorm::new(w.tensor(&format!("{name}.weight"), size.into())?, eps))
+/// `{name}.weight` as an RMSNorm; Gemma's norms scale by `1 + w`.
+fn rms_norm(w: &dyn Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
+    let weight = w.tensor(&format!("{name}.weight"), size.into())?;
+    let weight = match cfg.block.norms {
+        NormStyle::Llama => weight,
+        NormStyle::Gemma => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
+    };
+    Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
 
 impl Attention {
-    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Attention> {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec) -> Result<Attention> {
         let (h, d, q_out, kv_out) =
             (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
-        let qk_norm = cfg.family == Family::Qwen3;
-        let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg.rms_norm_eps);
+        let qk_norm = cfg.block.qk_norm;
+        let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}"));
         let names = names.each_ref().map(String::as_str);
         Ok(Attention {
@@ -71,6 +103,8 @@ impl Attention {
             o: w.projection(&format!("{p}.o_proj"), q_out, h, false)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
+            rope: spec.rope,
+            query_scale: cfg.block.query_pre_attn_scalar.map(|s| (d as f64 / s).sqrt()),
         })
     }
 
@@ -86,8 +120,16 @@ impl Attention {
         let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
         let [q, k, v]: [Tensor; 3] =
             self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("Q, K, V".into()))?;
-        let q = model.rope.apply(&per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?, start)?;
-        let k = model.rope.apply(&per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?, start)?;
+        let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?;
+        let k = per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?;
+        let (q, k) = match self.rope.map(|i| &model.ropes[i]) {
+            Some(rope) => (rope.apply(&q, start)?, rope.apply(&k, start)?),
+            None => (q, k),
+        };
+        let q = match self.query_scale {
+            Some(scale) => (q * scale)?,
+            None => q,
+        };
         let v = v.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
         cache.append(layer, &k.squeeze(0)?, &v)?;
         let q = q.squeeze(0)?;
@@ -98,7 +140,9 @@ impl Attention {
             Some(y) => y,
             None => {
                 let q = rotate(&q, rotation)?;
-                rotate(&attend(&q, start, KEY_BLOCK, |from, to| cache.read(layer, from, to, model.dtype))?, rotation)?
+                let window = cache.window(layer);
+                let read = |from, to| cache.read(layer, from, to, model.dtype);
+                rotate(&attend(&q, start, window, KEY_BLOCK, read)?, rotation)?
             }
         };
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
@@ -116,29 +160,128 @@ fn per_head(y: &Tensor, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Resul
 }
 
 impl Mlp {
-    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Mlp> {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    fn load(w: &dyn Weights, p: &str, h: usize, i: usize, activation: Activation) -> Result<Mlp> {
         let names = [format!("{p}.gate_proj"), format!("{p}.up_proj")];
         Ok(Mlp {
             gate_up: w.projections(&names.each_ref().map(String::as_str), h, &[i, i], false)?,
             down: w.projection(&format!("{p}.down_proj"), i, h, false)?,
+            activation,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.gate_up.gated(x)?)
+        self.down.forward(&self.gate_up.gated(x, self.activation)?)
+    }
+}
+
+impl Experts {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
+        let (h, act) = (cfg.hidden_size, cfg.block.activation);
+        let experts = (0..spec.experts)
+            .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
+            .collect::<Result<_>>()?;
+        Ok(Experts { router: w.projection(&format!("{p}.gate"), h, spec.experts, false)?, experts, spec: spec.clone() })
+    }
+
+    /// Each token through its `top_k` experts, weighted by the router's
+    /// softmax (renormalized over the chosen ones where the family does);
+    /// an expert runs once over all the tokens routed to it, and experts no
+    /// token chose are not read.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let probs = candle_nn::ops::softmax_last_dim(&self.router.forward(x)?.to_dtype(DType::F32)?)?;
+        let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+        let mut routed: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); self.experts.len()];
+        for (token, row) in probs.iter().enumerate() {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            // Highest first; among equals the lower index, as torch.topk's CPU kernel.
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let chosen = &order[..self.spec.top_k];
+            let sum: f32 = chosen.iter().map(|&e| row[e]).sum();
+            for &e in chosen {
+                let weight = if self.spec.norm_top_k { row[e] / sum } else { row[e] };
+                routed[e].0.push(token as u32);
+                routed[e].1.push(weight);
+            }
+        }
+        let mut out = x.zeros_like()?;
+        for (expert, (tokens, weights)) in self.experts.iter().zip(routed) {
+            if tokens.is_empty() {
+                continue;
+            }
+            let n = tokens.len();
+            let index = Tensor::from_vec(tokens, n, x.device())?;
+            let weights = Tensor::from_vec(weights, (n, 1), x.device())?.to_dtype(x.dtype())?;
+            let y = expert.forward(&x.index_select(&index, 0)?)?.broadcast_mul(&weights)?;
+            out = out.index_add(&index, &y, 0)?;
+        }
+        Ok(out)
+    }
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(x),
+            FeedForward::Routed(experts) => experts.forward(x),
+        }
     }
 }
 
 impl Block {
-    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig) -> Result<Block> {
-        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec) -> Result<Block> {
+        let h = cfg.hidden_size;
+        let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), h, cfg);
+        let mlp = match cfg.block.moe.as_ref().filter(|_| spec.moe) {
+            Some(moe) => FeedForward::Routed(Experts::load(w, &format!("{p}.mlp"), cfg, moe)?),
+            None => {
+                FeedForward::Dense(Mlp::load(w, &format!("{p}.mlp"), h, cfg.intermediate_size, cfg.block.activation)?)
+            }
+        };
+        let feedforward_norms = match cfg.block.norms {
+            NormStyle::Llama => None,
+            NormStyle::Gemma => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
+        };
         Ok(Block {
-            input_norm: rms_norm(w, &format!("{p}.input_layernorm"), h, eps)?,
-            attention: Attention::load(w, &format!("{p}.self_attn"), cfg)?,
-            post_norm: rms_norm(w, &format!("{p}.post_attention_layernorm"), h, eps)?,
-            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg)?,
+            input_norm: norm("input_layernorm")?,
+            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec)?,
+            post_norm: norm("post_attention_layernorm")?,
+            feedforward_norms,
+            mlp,
         })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        cache: &mut KvCache,
+        rotation: Option<&Tensor>,
+        model: &Model,
+    ) -> Result<Tensor> {
+        let a = self.attention.forward(&self.input_norm.forward(x)?, layer, cache, rotation, model)?;
+        match &self.feedforward_norms {
+            None => {
+                let x = (x + a)?;
+                &x + self.mlp.forward(&self.post_norm.forward(&x)?)?
+            }
+            Some((pre, post)) => {
+                let x = (x + self.post_norm.forward(&a)?)?;
+                &x + post.forward(&self.mlp.forward(&pre.forward(&x)?)?)?
+            }
+        }
+    }
+}
+
+/// Where the text model's tensors are: `model.*` and `lm_head`, or inside an
+/// image-text checkpoint under either name transformers has written.
+fn text_prefix(w: &dyn Weights, cfg: &ModelConfig) -> (&'static str, &'static str) {
+    if !cfg.block.multimodal {
+        return ("model", "lm_head");
+    }
+    if w.contains("model.language_model.embed_tokens.weight") {
+        ("model.language_model", "lm_head")
+    } else {
+        ("language_model.model", "language_model.lm_head")
     }
 }
 
@@ -148,21 +291,52 @@ impl Model {
     pub fn load(w: &dyn Weights, cfg: ModelConfig, positions: usize) -> Result<Model> {
         let (dtype, device) = (w.dtype(), w.device().clone());
         let (vocab, hidden) = (cfg.vocab_size, cfg.hidden_size);
-        let embed = Embedding::new(w.tensor("model.embed_tokens.weight", (vocab, hidden).into())?, hidden);
-        let blocks =
-            (0..cfg.layers).map(|i| Block::load(w, &format!("model.layers.{i}"), &cfg)).collect::<Result<_>>()?;
-        let norm = rms_norm(w, "model.norm", hidden, cfg.rms_norm_eps)?;
-        let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
-            w.tied_head("model.embed_tokens", embed.embeddings())?
+        let (prefix, head) = text_prefix(w, &cfg);
+        let embed_name = format!("{prefix}.embed_tokens");
+        let embed = Embedding::new(w.tensor(&format!("{embed_name}.weight"), (vocab, hidden).into())?, hidden);
+        let blocks = cfg
+            .block
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Block::load(w, &format!("{prefix}.layers.{i}"), &cfg, spec))
+            .collect::<Result<_>>()?;
+        let norm = rms_norm(w, &format!("{prefix}.norm"), hidden, &cfg)?;
+        let lm_head = if cfg.tie_word_embeddings || !w.contains(&format!("{head}.weight")) {
+            w.tied_head(&embed_name, embed.embeddings())?
         } else {
-            w.projection("lm_head", hidden, vocab, false)?
+            w.projection(head, hidden, vocab, false)?
         };
-        let rope = Rope::new(&cfg, w.rope_factors()?.as_deref(), positions, dtype, &device)?;
-        Ok(Model { cfg, embed, blocks, norm, lm_head, rope, dtype })
+        // A GGUF file's `rope_freqs` belong to the (only) global embedding.
+        let factors = w.rope_factors()?;
+        let ropes = cfg
+            .block
+            .ropes
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let factors = if i == 0 { factors.as_deref() } else { None };
+                Rope::new(spec, cfg.head_dim, factors, positions, dtype, &device)
+            })
+            .collect::<Result<_>>()?;
+        let embed_scale = match cfg.block.norms {
+            NormStyle::Llama => None,
+            NormStyle::Gemma => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
+        };
+        Ok(Model { cfg, embed, embed_scale, blocks, norm, lm_head, ropes, dtype })
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// A cache of `capacity` positions for this model, in `layout` (dense
+    /// rows in `dtype`); sliding-window layers hold only their window.
+    pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
+        let cfg = &self.cfg;
+        let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
+        let windows: Vec<Option<usize>> = cfg.block.layers.iter().map(|l| l.window).collect();
+        KvCache::windowed(layout, shape, &windows, dtype, self.device())
     }
 
     pub fn dtype(&self) -> DType {
@@ -185,11 +359,19 @@ impl Model {
             let hidden = self.forward_chunk(&tokens[done..done + chunk], cache)?;
             if logits == Logits::All || is_last {
                 let rows = if logits == Logits::All { hidden } else { hidden.narrow(0, chunk - 1, 1)? };
-                outputs.push(self.lm_head.forward(&rows)?.to_dtype(DType::F32)?);
+                outputs.push(self.soft_capped(self.lm_head.forward(&rows)?.to_dtype(DType::F32)?)?);
             }
             done += chunk;
         }
         Tensor::cat(&outputs, 0)
+    }
+
+    /// `cap · tanh(logits / cap)` where the family caps its logits.
+    fn soft_capped(&self, logits: Tensor) -> Result<Tensor> {
+        match self.cfg.block.final_logit_softcapping {
+            Some(cap) => (logits / cap)?.tanh()? * cap,
+            None => Ok(logits),
+        }
     }
 
     /// The longest chunk whose f32 scores for one key block (heads × chunk ×
@@ -203,14 +385,15 @@ impl Model {
     fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
         let ids = Tensor::new(tokens, self.device())?;
         let mut x = self.embed.forward(&ids)?;
+        if let Some(scale) = &self.embed_scale {
+            x = x.broadcast_mul(scale)?;
+        }
         // Converted once per pass, not once per layer.
         let rotation = cache.rotation().map(|r| r.to_dtype(self.dtype)).transpose()?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            let a = block.attention.forward(&block.input_norm.forward(&x)?, layer, cache, rotation.as_ref(), self)?;
-            x = (x + a)?;
-            x = (&x + block.mlp.forward(&block.post_norm.forward(&x)?)?)?;
+            x = block.forward(&x, layer, cache, rotation.as_ref(), self)?;
         }
-        cache.commit(tokens.len());
+        cache.commit(tokens.len())?;
         self.norm.forward(&x)
     }
 }

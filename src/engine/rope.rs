@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{RopeScaling, RopeSpec};
 
 pub struct Rope {
     cos: Tensor,
@@ -15,13 +15,14 @@ impl Rope {
     /// Tables for positions `0..positions`, in `dtype`; `factors` divide
     /// the frequencies one by one (a GGUF file's `rope_freqs`).
     pub fn new(
-        cfg: &ModelConfig,
+        spec: &RopeSpec,
+        head_dim: usize,
         factors: Option<&[f32]>,
         positions: usize,
         dtype: DType,
         device: &Device,
     ) -> Result<Rope> {
-        let mut inv_freq = inverse_frequencies(cfg);
+        let mut inv_freq = inverse_frequencies(spec, head_dim);
         if let Some(factors) = factors {
             if factors.len() != inv_freq.len() {
                 candle_core::bail!("`rope_freqs` has {} factors for {} frequencies", factors.len(), inv_freq.len());
@@ -45,10 +46,9 @@ impl Rope {
 }
 
 /// Per-pair frequencies, computed in f64 and rounded once to f32.
-pub fn inverse_frequencies(cfg: &ModelConfig) -> Vec<f32> {
-    let dim = cfg.head_dim;
-    let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64)).collect();
-    let scaled = match cfg.rope_scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {
+pub fn inverse_frequencies(spec: &RopeSpec, dim: usize) -> Vec<f32> {
+    let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / spec.theta.powf(2.0 * i as f64 / dim as f64)).collect();
+    let scaled = match spec.scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {
         Some((Some("linear"), s)) => base.iter().map(|f| f / s.factor.unwrap_or(1.0)).collect(),
         Some((Some("llama3"), s)) => base.iter().map(|&f| llama3(f, s)).collect(),
         _ => base,
@@ -58,7 +58,7 @@ pub fn inverse_frequencies(cfg: &ModelConfig) -> Vec<f32> {
 
 /// Llama 3.1's scaling: long wavelengths are divided by `factor`, short ones
 /// kept, and the band between interpolated smoothly.
-fn llama3(freq: f64, s: &super::config::RopeScaling) -> f64 {
+fn llama3(freq: f64, s: &RopeScaling) -> f64 {
     let factor = s.factor.unwrap_or(8.0);
     let low = s.low_freq_factor.unwrap_or(1.0);
     let high = s.high_freq_factor.unwrap_or(4.0);
@@ -77,6 +77,7 @@ fn llama3(freq: f64, s: &super::config::RopeScaling) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::config::ModelConfig;
 
     fn config(scaling: &str) -> ModelConfig {
         let json = format!(
@@ -93,8 +94,8 @@ mod tests {
         let cfg = config(
             r#","rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
         );
-        let f = inverse_frequencies(&cfg);
-        let plain = inverse_frequencies(&config(""));
+        let f = inverse_frequencies(&cfg.block.ropes[0], cfg.head_dim);
+        let plain = inverse_frequencies(&config("").block.ropes[0], 128);
         assert_eq!(f[0], plain[0], "short wavelengths are kept");
         assert!((f[63] - plain[63] / 8.0).abs() <= plain[63] * 1e-6, "long wavelengths are divided by factor");
         // A band frequency lies strictly between the two.

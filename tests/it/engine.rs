@@ -79,10 +79,8 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 fn new_cache(model: &Model, kv: Option<KvScheme>, capacity: usize) -> KvCache {
-    let cfg = model.config();
-    let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
     let layout = kv.map_or(CacheLayout::Dense(DenseDtype::F32), CacheLayout::Quantized);
-    KvCache::new(layout, shape, DType::F32, &Device::Cpu).unwrap()
+    model.new_cache(layout, capacity, DType::F32).unwrap()
 }
 
 /// f32 logits of the last of `tokens`, run after what `cache` holds.

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Independent reference for the decoder families llmctl implements: tiny
 random-weight models made by Hugging Face transformers itself (Llama with
-Llama 3 RoPE scaling, Mistral, Qwen2 with QKV biases, Qwen3 with q/k norms and
-a head_dim that is not hidden/heads), saved as safetensors, and their float32
-CPU logits for a fixed token sequence.
+Llama 3 RoPE scaling, Mistral with and without a sliding window shorter than
+the prompt, Qwen2 with QKV biases, Qwen3 with q/k norms and a head_dim that is
+not hidden/heads, SmolLM3 with layers without RoPE, Gemma 3 with local and
+global layers and soft-capped logits as a text model and inside its
+multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
+saved as safetensors, and their float32 CPU logits for a fixed token sequence.
 
     python3 tests/reference/tiny_families_reference.py OUT_DIR
 
@@ -16,11 +19,30 @@ import sys
 
 import torch
 import transformers
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 COMMON = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
               rms_norm_eps=1e-5, tie_word_embeddings=False, initializer_range=0.2)
+# Two local layers (window 8, their own RoPE base) and one global layer (linear
+# RoPE scaling), a query scale that is not head_dim, soft-capped final logits.
+GEMMA3 = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6,
+              initializer_range=0.2, sliding_window=8, query_pre_attn_scalar=24, final_logit_softcapping=5.0,
+              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+              rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+
+
+def gemma3_multimodal():
+    """Gemma 3 as the Hub mostly carries it: the text model inside an image-text checkpoint."""
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    return transformers.Gemma3Config(text_config=transformers.Gemma3TextConfig(**GEMMA3),
+                                     vision_config=vision.to_dict(), mm_tokens_per_image=4)
+
+
 FAMILIES = {
     "llama3": transformers.LlamaConfig(**COMMON, rope_theta=500000.0, rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -28,13 +50,27 @@ FAMILIES = {
     "mistral": transformers.MistralConfig(**COMMON, rope_theta=10000.0, sliding_window=None),
     "qwen2": transformers.Qwen2Config(**COMMON, rope_theta=1000000.0),
     "qwen3": transformers.Qwen3Config(**COMMON, head_dim=32, rope_theta=1000000.0),
+    "mistral_window": transformers.MistralConfig(**COMMON, rope_theta=10000.0, sliding_window=8),
+    # Layers 1 and 3 have no RoPE (every second layer, as interval 4 does in the real model).
+    "smollm3": transformers.SmolLM3Config(**{**COMMON, "num_hidden_layers": 4}, no_rope_layer_interval=2, pad_token_id=None,
+                                          rope_parameters={"rope_type": "default", "rope_theta": 2000000.0}),
+    "gemma3_text": transformers.Gemma3TextConfig(**GEMMA3),
+    "gemma3": "gemma3",
+    # Layer 0 routes each token to 2 of 4 experts; layer 1 is a dense MLP (`mlp_only_layers`).
+    "qwen3_moe": transformers.Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, num_experts_per_tok=2,
+                                             moe_intermediate_size=32, norm_topk_prob=True, mlp_only_layers=[1],
+                                             rope_theta=1000000.0),
 }
 TOKENS = [3, 17, 99, 4, 58, 120, 7, 7, 33, 64, 2, 91, 15, 100, 42, 8, 77, 5, 26, 127, 0, 61, 13, 88]
 
 
 def make(name, config, out):
     torch.manual_seed(sum(map(ord, name)))
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    if config == "gemma3":
+        config = gemma3_multimodal()
+        model = transformers.Gemma3ForConditionalGeneration(config).to(torch.float32).eval()
+    else:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     with torch.no_grad():
         # Norm weights and biases away from their 1/0 defaults, so using them matters.
         for pname, p in model.named_parameters():
@@ -46,12 +82,57 @@ def make(name, config, out):
         path = os.path.join(out, name, extra)
         if os.path.exists(path):
             os.remove(path)
-    return {"family": name, "model_type": config.model_type, "logits": logits.tolist()}
+    with safe_open(os.path.join(out, name, "model.safetensors"), "pt") as f:
+        names = sorted(f.keys())
+    return {"family": name, "model_type": config.model_type, "tensors": names, "logits": logits.tolist()}
+
+
+def hub_layout(result, out, rename):
+    """The same model with the tensor names the Hub's checkpoints carry (written by older
+    transformers or the model's authors), same config and logits: `rename` maps a saved
+    name and tensor to the Hub's names and tensors."""
+    from safetensors.torch import load_file, save_file
+    src, dst = os.path.join(out, result["family"]), os.path.join(out, result["family"] + "_hub")
+    os.makedirs(dst, exist_ok=True)
+    tensors = {}
+    for key, value in load_file(os.path.join(src, "model.safetensors")).items():
+        tensors.update(rename(key, value))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(dst, "model.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f, open(os.path.join(dst, "config.json"), "w") as g:
+        g.write(f.read())
+    return {**result, "family": result["family"] + "_hub", "tensors": sorted(tensors)}
+
+
+def per_expert(key, value):
+    """Fused (experts, 2·inter, hidden) / (experts, hidden, inter) as one matrix per expert."""
+    if key.endswith("mlp.experts.gate_up_proj"):
+        base, inter = key[: -len("gate_up_proj")], value.shape[1] // 2
+        return {f"{base}{e}.{n}.weight": part for e in range(value.shape[0])
+                for n, part in (("gate_proj", value[e, :inter]), ("up_proj", value[e, inter:]))}
+    if key.endswith("mlp.experts.down_proj"):
+        base = key[: -len("down_proj")]
+        return {f"{base}{e}.down_proj.weight": value[e] for e in range(value.shape[0])}
+    return {key: value}
+
+
+def gemma3_before_v5(key, value):
+    """transformers 4's names for Gemma 3's image-text checkpoint, as on the Hub."""
+    for new, old in (("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
+                     ("model.vision_tower.", "vision_tower."), ("model.multi_modal_projector.", "multi_modal_projector.")):
+        if key.startswith(new):
+            return {old + key[len(new):]: value}
+    return {key: value}
 
 
 def main():
     out = sys.argv[1]
     results = [make(name, cfg, out) for name, cfg in FAMILIES.items()]
+    by_name = {r["family"]: r for r in results}
+    if any("experts.gate_up_proj" in t for t in by_name["qwen3_moe"]["tensors"]):
+        results.append(hub_layout(by_name["qwen3_moe"], out, per_expert))
+    if any(t.startswith("model.language_model.") for t in by_name["gemma3"]["tensors"]):
+        results.append(hub_layout(by_name["gemma3"], out, gemma3_before_v5))
     meta = {"reference": "transformers float32 CPU, random weights", "tokens": TOKENS,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "families": results}

@@ -13,8 +13,14 @@ use candle_core::{DType, Result, Tensor};
 /// peak VRAM than the dense cache's (H200, 4k context); 1024 keeps that small.
 pub const KEY_BLOCK: usize = 1024;
 
+/// Scores of hidden keys: finite, so that a row with no visible key in a
+/// block (a window's start past it) gives weights that the next block's
+/// correction `exp(m - m_new)` zeroes, where -inf would give NaN.
+const HIDDEN: f32 = -1e30;
+
 /// Causal attention for `q`: (heads, T, D) at positions `start..start+T`
-/// over keys `0..start+T`, read block by block through `read(from, to)`
+/// over keys `0..start+T` (with a `window`, position p sees only the keys
+/// `p+1-window..=p`), read block by block through `read(from, to)`
 /// (each (kv_heads, to-from, D)) and combined with an online softmax, as
 /// flash attention does. Returns (heads, T, D). Scores are f32 ([`blockwise`]),
 /// except on CUDA in bf16/f16, where they and the probabilities stay in that
@@ -22,19 +28,23 @@ pub const KEY_BLOCK: usize = 1024;
 pub fn attend(
     q: &Tensor,
     start: usize,
+    window: Option<usize>,
     block: usize,
     mut read: impl FnMut(usize, usize) -> Result<(Tensor, Tensor)>,
 ) -> Result<Tensor> {
     let (heads, t, d) = q.dims3()?;
     let total = start + t;
     let step = block.max(1);
-    let first = read(0, step.min(total))?;
+    // No query of the chunk sees a key before the first one's window.
+    let lowest = window.map_or(0, |w| (start + 1).saturating_sub(w));
+    let first = read(lowest, (lowest + step).min(total))?;
     let kv_heads = first.0.dim(0)?;
     // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
     let rows = q.reshape((kv_heads, heads / kv_heads * t, d))?;
-    let on_kernels = cuda::takes(&rows, &first.0);
+    // The softmax kernel masks causally only.
+    let on_kernels = window.is_none() && cuda::takes(&rows, &first.0);
     let mut first = Some(first);
-    let blocks = (0..total).step_by(step).map(move |from| -> Result<Block> {
+    let blocks = (lowest..total).step_by(step).map(move |from| -> Result<Block> {
         let to = (from + step).min(total);
         let (k, v) = match first.take() {
             Some(kv) => kv,
@@ -42,7 +52,7 @@ pub fn attend(
         };
         Ok(Block { from, to, k, v })
     });
-    let shape = Shape { group: heads / kv_heads, t, d, kv_heads, start };
+    let shape = Shape { group: heads / kv_heads, t, d, kv_heads, start, window };
     let out = if on_kernels { fused(&rows, shape, blocks)? } else { blockwise(&rows, shape, blocks)? };
     out.to_dtype(q.dtype())?.reshape((heads, t, d))
 }
@@ -63,6 +73,7 @@ struct Shape {
     d: usize,
     kv_heads: usize,
     start: usize,
+    window: Option<usize>,
 }
 
 /// Scores and softmax in f32 with tensor ops; returns the f32 output rows.
@@ -71,8 +82,11 @@ fn blockwise(q: &Tensor, s: Shape, blocks: impl Iterator<Item = Result<Block>>) 
     for block in blocks {
         let Block { from, to, k, v } = block?;
         let mut scores = (q.matmul(&k.t()?)? * (1.0 / (s.d as f64).sqrt()))?.to_dtype(DType::F32)?;
-        if to > s.start + 1 {
-            scores = apply_causal_mask(&scores, s.kv_heads, s.group, s.t, from, to, s.start)?;
+        // The last query sees the latest keys; the first the earliest.
+        let future = to > s.start + 1;
+        let too_old = s.window.is_some_and(|w| from + w < s.start + s.t);
+        if future || too_old {
+            scores = apply_mask(&scores, s, from, to)?;
         }
         let block_max = scores.max_keepdim(2)?;
         let v = v.to_dtype(DType::F32)?;
@@ -119,29 +133,40 @@ fn fused(q: &Tensor, s: Shape, blocks: impl Iterator<Item = Result<Block>>) -> R
     acc.broadcast_div(&kernel_state.narrow(2, 1, 1)?)
 }
 
-/// Row i (position start+i) may see keys 0..=start+i; this block holds keys
-/// from..to. The mask is built on the scores' device (no host copy per block).
-fn apply_causal_mask(
-    scores: &Tensor,
-    kv_heads: usize,
-    group: usize,
-    t: usize,
-    from: usize,
-    to: usize,
-    start: usize,
-) -> Result<Tensor> {
-    let (width, dev) = (to - from, scores.device());
-    let rows = Tensor::arange(start as u32, (start + t) as u32, dev)?.reshape((t, 1))?;
-    let cols = Tensor::arange(from as u32, to as u32, dev)?.reshape((1, width))?;
-    let hidden = cols.broadcast_gt(&rows)?;
-    let mask = hidden
-        .where_cond(&Tensor::full(f32::NEG_INFINITY, (t, width), dev)?, &Tensor::zeros((t, width), DType::F32, dev)?)?;
-    scores.reshape((kv_heads, group, t, width))?.broadcast_add(&mask)?.reshape((kv_heads, group * t, width))
+/// Row i (position start+i) may see keys 0..=start+i (with a window, only
+/// the last `window` of them); this block holds keys from..to. The mask is
+/// built on the scores' device (no host copy per block).
+fn apply_mask(scores: &Tensor, s: Shape, from: usize, to: usize) -> Result<Tensor> {
+    let (t, width, dev) = (s.t, to - from, scores.device());
+    let rows = Tensor::arange(s.start as i64, (s.start + t) as i64, dev)?.reshape((t, 1))?;
+    let cols = Tensor::arange(from as i64, to as i64, dev)?.reshape((1, width))?;
+    let mut hidden = cols.broadcast_gt(&rows)?;
+    if let Some(w) = s.window {
+        // Key j is too old for position p when j <= p - w.
+        let (lo, hi) = (s.start as i64 - w as i64, (s.start + t) as i64 - w as i64);
+        let old = cols.broadcast_le(&Tensor::arange(lo, hi, dev)?.reshape((t, 1))?)?;
+        hidden = hidden.maximum(&old)?;
+    }
+    let mask =
+        hidden.where_cond(&Tensor::full(HIDDEN, (t, width), dev)?, &Tensor::zeros((t, width), DType::F32, dev)?)?;
+    scores.reshape((s.kv_heads, s.group, t, width))?.broadcast_add(&mask)?.reshape((s.kv_heads, s.group * t, width))
 }
 
 /// Softmax-weighted values by explicit loops, for checking `attend`.
 #[cfg(test)]
 pub fn reference(q: &[Vec<Vec<f32>>], k: &[Vec<Vec<f32>>], v: &[Vec<Vec<f32>>], start: usize) -> Vec<Vec<Vec<f32>>> {
+    windowed_reference(q, k, v, start, None)
+}
+
+/// As `reference`, position p seeing only keys `p+1-window..=p` with a window.
+#[cfg(test)]
+pub fn windowed_reference(
+    q: &[Vec<Vec<f32>>],
+    k: &[Vec<Vec<f32>>],
+    v: &[Vec<Vec<f32>>],
+    start: usize,
+    window: Option<usize>,
+) -> Vec<Vec<Vec<f32>>> {
     let group = q.len() / k.len();
     let d = q[0][0].len();
     q.iter()
@@ -152,7 +177,8 @@ pub fn reference(q: &[Vec<Vec<f32>>], k: &[Vec<Vec<f32>>], v: &[Vec<Vec<f32>>], 
                 .enumerate()
                 .map(|(i, qi)| {
                     let visible = start + i + 1;
-                    let s: Vec<f64> = (0..visible)
+                    let first = window.map_or(0, |w| visible.saturating_sub(w));
+                    let s: Vec<f64> = (first..visible)
                         .map(|j| {
                             qi.iter().zip(&kh[j]).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()
                                 / (d as f64).sqrt()
@@ -161,7 +187,8 @@ pub fn reference(q: &[Vec<Vec<f32>>], k: &[Vec<Vec<f32>>], v: &[Vec<Vec<f32>>], 
                     let max = s.iter().cloned().fold(f64::MIN, f64::max);
                     let w: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
                     let z: f64 = w.iter().sum();
-                    (0..d).map(|c| (0..visible).map(|j| w[j] / z * vh[j][c] as f64).sum::<f64>() as f32).collect()
+                    let weighted = |c: usize| (first..visible).map(|j| w[j - first] / z * vh[j][c] as f64).sum::<f64>();
+                    (0..d).map(|c| weighted(c) as f32).collect()
                 })
                 .collect()
         })
@@ -188,7 +215,12 @@ mod tests {
     }
 
     fn whole(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, block: usize) -> Tensor {
-        attend(q, start, block, |from, to| Ok((k.narrow(1, from, to - from)?, v.narrow(1, from, to - from)?))).unwrap()
+        windowed(q, k, v, start, None, block)
+    }
+
+    fn windowed(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, window: Option<usize>, block: usize) -> Tensor {
+        attend(q, start, window, block, |from, to| Ok((k.narrow(1, from, to - from)?, v.narrow(1, from, to - from)?)))
+            .unwrap()
     }
 
     /// Random q (heads, t, d) at positions start..start+t, and k, v (kv, start+t, d).
@@ -210,6 +242,29 @@ mod tests {
         let rotated: Vec<f32> = r(&whole(&r(&q), &r(&k), &r(&v), start, 64)).flatten_all().unwrap().to_vec1().unwrap();
         for (a, b) in plain.iter().zip(&rotated) {
             assert!((a - b).abs() < TOLERANCE, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn sliding_window_attention_matches_loops() {
+        // 12 queries after 5 stored keys, windows shorter and longer than the chunk; blocks of
+        // 2 leave rows with no visible key in a block (the window's start past it).
+        let start = 5;
+        let (q, k, v) = inputs((4, 2, 12, start, 8), 7);
+        for window in [1, 3, 8, 40] {
+            let want = windowed_reference(
+                &q.to_vec3().unwrap(),
+                &k.to_vec3().unwrap(),
+                &v.to_vec3().unwrap(),
+                start,
+                Some(window),
+            );
+            for block in [64, 2, 5] {
+                let got = windowed(&q, &k, &v, start, Some(window), block).to_vec3::<f32>().unwrap();
+                for (a, b) in got.iter().flatten().flatten().zip(want.iter().flatten().flatten()) {
+                    assert!((a - b).abs() < TOLERANCE, "window {window}, block {block}: {a} vs {b}");
+                }
+            }
         }
     }
 

@@ -31,6 +31,11 @@ impl LayerCache for DenseLayer {
         tensor_bytes(&self.k) + tensor_bytes(&self.v)
     }
 
+    fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let stored = self.k.dtype();
+        Ok((k.to_dtype(stored)?.to_dtype(dtype)?, v.to_dtype(stored)?.to_dtype(dtype)?))
+    }
+
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
         if !super::cuda::takes(q, &self.k) {
             return Ok(None);

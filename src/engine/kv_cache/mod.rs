@@ -36,6 +36,9 @@ pub trait LayerCache: Send {
         let _ = (q, len);
         Ok(None)
     }
+    /// What `read` would give for `k` and `v` once written: the rows of a
+    /// chunk that a sliding-window layer attends to before it stores them.
+    fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,29 +65,67 @@ pub struct CacheShape {
 
 pub struct KvCache {
     layers: Vec<Box<dyn LayerCache>>,
+    /// Per layer: the ring of a sliding-window layer (see [`Ring`]), or none.
+    rings: Vec<Option<Ring>>,
     rotation: Option<Tensor>,
     layout: CacheLayout,
     len: usize,
     capacity: usize,
 }
 
+/// A sliding-window layer keeps only its last `window` positions: position
+/// `p` lives in slot `p % window`. A one-token step writes its row before
+/// attending (the slots then hold exactly the window, in some order); a
+/// longer chunk attends to the stored rows and to its own rows in their
+/// stored form (`pending`), and its last `window` rows are written at
+/// `commit`, so no row is overwritten while a query of the chunk needs it.
+struct Ring {
+    window: usize,
+    /// One past the last position written into the slots.
+    written: usize,
+    /// A chunk's keys and values (kv_heads, T, head_dim), not yet written.
+    pending: Option<(Tensor, Tensor)>,
+}
+
 impl KvCache {
     /// Allocates the whole cache up front, so a run that starts fits to the end.
     pub fn new(layout: CacheLayout, shape: CacheShape, dtype: DType, device: &Device) -> Result<KvCache> {
+        KvCache::windowed(layout, shape, &[], dtype, device)
+    }
+
+    /// As `new`, with layer `i` attending to its last `windows[i]` positions
+    /// only (missing entries: all), which it alone stores.
+    pub fn windowed(
+        layout: CacheLayout,
+        shape: CacheShape,
+        windows: &[Option<usize>],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<KvCache> {
         let rotation = match layout {
             CacheLayout::Dense(_) => None,
             CacheLayout::Quantized(_) => quantized::hadamard(shape.head_dim, device)?,
         };
         let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shape.layers);
-        for _ in 0..shape.layers {
+        let mut rings = Vec::with_capacity(shape.layers);
+        for i in 0..shape.layers {
             let r = rotation.clone();
+            // A window as long as the context is no window.
+            let window = windows.get(i).copied().flatten().filter(|&w| w < shape.capacity);
+            rings.push(window.map(|window| Ring { window, written: 0, pending: None }));
+            let shape = CacheShape { capacity: window.unwrap_or(shape.capacity), ..shape };
             layers.push(match layout {
                 CacheLayout::Dense(_) => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
                 CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, r, device)?),
                 CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });
         }
-        Ok(KvCache { layers, rotation, layout, len: 0, capacity: shape.capacity })
+        Ok(KvCache { layers, rings, rotation, layout, len: 0, capacity: shape.capacity })
+    }
+
+    /// The positions layer `layer` attends to, its own included: a window, or all.
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        self.rings[layer].as_ref().map(|r| r.window)
     }
 
     pub fn layout(&self) -> CacheLayout {
@@ -112,12 +153,26 @@ impl KvCache {
     /// Forgets every stored token; the memory stays allocated.
     pub fn reset(&mut self) {
         self.len = 0;
+        for ring in self.rings.iter_mut().flatten() {
+            *ring = Ring { window: ring.window, written: 0, pending: None };
+        }
     }
 
     /// Keeps the first `len` stored tokens (positions past them are
-    /// overwritten by the next append).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+    /// overwritten by the next append); false, changing nothing, where a
+    /// sliding-window layer has already overwritten a row those tokens need.
+    pub fn truncate(&mut self, len: usize) -> bool {
+        let len = self.len.min(len);
+        // The rows the next position needs: len+1-window.., all still in the slots?
+        let kept = |r: &Ring| r.written <= r.window || len + 1 >= r.written;
+        if !self.rings.iter().flatten().all(kept) {
+            return false;
+        }
+        for ring in self.rings.iter_mut().flatten() {
+            ring.written = ring.written.min(len);
+        }
+        self.len = len;
+        true
     }
 
     /// Fails unless `tokens` more positions fit.
@@ -133,24 +188,81 @@ impl KvCache {
         if self.len + new > self.capacity {
             candle_core::bail!("{}", ContextFull { needed: self.len + new, capacity: self.capacity });
         }
-        self.layers[layer].write(self.len, k, v)
+        let Some(ring) = self.rings[layer].as_mut() else {
+            return self.layers[layer].write(self.len, k, v);
+        };
+        if new == 1 {
+            ring.written = self.len + 1;
+            return self.layers[layer].write(self.len % ring.window, k, v);
+        }
+        ring.pending = Some((k.clone(), v.clone()));
+        Ok(())
     }
 
     /// A layer's keys/values for positions `from..to` (including ones appended
-    /// but not yet committed).
+    /// but not yet committed). A sliding-window layer has only its window's.
     pub fn read(&self, layer: usize, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
-        self.layers[layer].read(from, to, dtype)
+        let Some(ring) = self.rings[layer].as_ref() else {
+            return self.layers[layer].read(from, to, dtype);
+        };
+        let cache = &self.layers[layer];
+        if from + ring.window < ring.written {
+            candle_core::bail!("position {from} has left layer {layer}'s window of {}", ring.window);
+        }
+        let mut parts = Vec::new();
+        // Stored rows, in runs of consecutive slots.
+        let mut p = from;
+        while p < to.min(ring.written) {
+            let slot = p % ring.window;
+            let n = (to.min(ring.written) - p).min(ring.window - slot);
+            parts.push(cache.read(slot, slot + n, dtype)?);
+            p += n;
+        }
+        if to > ring.written {
+            let Some((k, v)) = ring.pending.as_ref() else {
+                candle_core::bail!("positions {}..{to} of layer {layer} were never written", ring.written);
+            };
+            let (start, n) = (p - ring.written, to - p);
+            parts.push(cache.stored_form(&k.narrow(1, start, n)?, &v.narrow(1, start, n)?, dtype)?);
+        }
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let (ks, vs): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+        Ok((Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?))
     }
 
     /// A layer's fused decode attention over positions `0..len` (including
-    /// the one just appended), if its device has a kernel for it.
+    /// the one just appended), if its device has a kernel for it. A
+    /// sliding-window layer's slots hold exactly its window then: the
+    /// kernel reads them all, in whatever order (attention is unchanged by
+    /// the order of its keys).
     pub fn decode_attention(&self, layer: usize, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
-        self.layers[layer].decode_attention(q, len)
+        let rows = self.rings[layer].as_ref().map_or(len, |r| len.min(r.window));
+        self.layers[layer].decode_attention(q, rows)
     }
 
-    /// Marks `tokens` positions, written in every layer, as stored.
-    pub fn commit(&mut self, tokens: usize) {
-        self.len += tokens;
+    /// Marks `tokens` positions, written in every layer, as stored; a
+    /// sliding-window layer writes its chunk's last rows now.
+    pub fn commit(&mut self, tokens: usize) -> Result<()> {
+        let end = self.len + tokens;
+        for (ring, cache) in self.rings.iter_mut().zip(&mut self.layers) {
+            let Some(ring) = ring.as_mut() else { continue };
+            if let Some((k, v)) = ring.pending.take() {
+                let t = k.dim(1)?;
+                let mut p = end - t.min(ring.window);
+                while p < end {
+                    let slot = p % ring.window;
+                    let n = (end - p).min(ring.window - slot);
+                    let at = p - (end - t);
+                    cache.write(slot, &k.narrow(1, at, n)?, &v.narrow(1, at, n)?)?;
+                    p += n;
+                }
+            }
+            ring.written = end;
+        }
+        self.len = end;
+        Ok(())
     }
 
     /// Bytes the cache holds on its device.

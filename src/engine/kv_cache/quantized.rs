@@ -137,6 +137,15 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
         [&self.k, &self.v, &self.k_scale, &self.v_scale].into_iter().map(tensor_bytes).sum()
     }
 
+    /// As the tensor-op path of `write` stores them.
+    fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let form = |x: &Tensor| -> Result<Tensor> {
+            let (codes, scale) = quantize::<C>(&rotate(&x.to_dtype(DType::F32)?, self.rotation.as_ref())?)?;
+            dequantize::<C>(&codes, &scale)?.to_dtype(dtype)
+        };
+        Ok((form(k)?, form(v)?))
+    }
+
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
         if super::cuda::takes(q, &self.k) {
             let scales = Some((&self.k_scale, &self.v_scale));

@@ -103,14 +103,14 @@ fn append_writes_in_place_and_overflow_is_refused() {
         assert_eq!(all_k.dims(), [2, 4, 8]);
         assert_eq!(all_v.to_vec3::<f32>().unwrap(), v.to_vec3::<f32>().unwrap());
     }
-    cache.commit(4);
+    cache.commit(4).unwrap();
     let k2 = k.narrow(1, 0, 2).unwrap();
     cache.append(0, &k2, &k2).unwrap();
     let (all_k, _) = cache.read(0, 0, 6, DType::F32).unwrap();
     assert_eq!(all_k.dims(), [2, 6, 8]);
     assert_eq!(all_k.narrow(1, 4, 2).unwrap().to_vec3::<f32>().unwrap(), k2.to_vec3::<f32>().unwrap());
     assert_eq!(all_k.narrow(1, 0, 4).unwrap().to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap());
-    cache.commit(2);
+    cache.commit(2).unwrap();
     assert!(cache.check_room(4).is_ok());
     let err = cache.check_room(5).unwrap_err();
     assert_eq!(err.to_string(), "the context is full: 11 tokens do not fit in 10 (`--ctx-size`)");
@@ -189,12 +189,12 @@ fn cpu_decode_kernel_matches_the_blockwise_path() {
                 let t = (len - from).min(16);
                 let kv = |seed| Tensor::from_vec(sample(kv_heads, t, d, seed), (kv_heads, t, d), &dev).unwrap();
                 cache.append(0, &kv(2 * i as u32 + 10), &kv(2 * i as u32 + 11)).unwrap();
-                cache.commit(t);
+                cache.commit(t).unwrap();
             }
             let q = Tensor::from_vec(sample(heads, 1, d, 99), (heads, 1, d), &dev).unwrap().affine(30.0, 0.0).unwrap();
             let fused = cache.decode_attention(0, &q, len).unwrap().expect("the CPU kernel takes quantized caches");
             let rotation = cache.rotation().cloned();
-            let blockwise = attend(&rotate(&q, rotation.as_ref()).unwrap(), len - 1, 64, |from, to| {
+            let blockwise = attend(&rotate(&q, rotation.as_ref()).unwrap(), len - 1, None, 64, |from, to| {
                 cache.read(0, from, to, DType::F32)
             })
             .unwrap();
@@ -223,5 +223,52 @@ fn cpu_decode_kernel_refuses_shapes_it_cannot_read() {
     {
         let err = decode_attention(&q, rows, len).unwrap_err().to_string();
         assert!(err.starts_with("decode attention:"), "{what}: {err}");
+    }
+}
+
+/// A sliding-window layer fed chunks and single tokens reads back, for every
+/// position its next query may see, what a full cache reads; it holds only
+/// its window (bytes exact), and refuses to truncate past rows it overwrote.
+#[test]
+fn a_sliding_window_layer_keeps_exactly_its_window() {
+    let (window, d, kv_heads) = (4, 8, 2);
+    let shape = CacheShape { layers: 2, kv_heads, head_dim: d, capacity: 20 };
+    for layout in [
+        CacheLayout::Dense(DenseDtype::F32),
+        CacheLayout::Quantized(KvScheme::Int8),
+        CacheLayout::Quantized(KvScheme::Fp8),
+    ] {
+        let dev = Device::Cpu;
+        let mut full = KvCache::new(layout, shape, DType::F32, &dev).unwrap();
+        let mut ring = KvCache::windowed(layout, shape, &[None, Some(window)], DType::F32, &dev).unwrap();
+        let per_layer = full.allocated_bytes() / 2;
+        assert_eq!(ring.allocated_bytes(), per_layer + per_layer * window as u64 / 20, "{layout:?}");
+        // Chunks longer than the window, shorter, and single tokens, so writes wrap the slots.
+        for (seed, t) in [(1, 6), (2, 1), (3, 3), (4, 1), (5, 1), (6, 5)] {
+            let k = Tensor::from_vec(sample(kv_heads, t, d, seed), (kv_heads, t, d), &dev).unwrap();
+            let v = Tensor::from_vec(sample(kv_heads, t, d, seed + 100), (kv_heads, t, d), &dev).unwrap();
+            let start = full.len();
+            for cache in [&mut full, &mut ring] {
+                cache.append(0, &k, &v).unwrap();
+                cache.append(1, &k, &v).unwrap();
+            }
+            // Before commit: the chunk's own rows and the window behind its first query.
+            let from = (start + 1).saturating_sub(window);
+            let want = full.read(1, from, start + t, DType::F32).unwrap();
+            let got = ring.read(1, from, start + t, DType::F32).unwrap();
+            for (a, b) in [(&want.0, &got.0), (&want.1, &got.1)] {
+                let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert_eq!(diff, 0.0, "{layout:?}: positions {from}..{}", start + t);
+            }
+            full.commit(t).unwrap();
+            ring.commit(t).unwrap();
+        }
+        assert_eq!(ring.window(1), Some(window));
+        let err = ring.read(1, 0, 2, DType::F32).unwrap_err();
+        assert!(err.to_string().contains("position 0 has left layer 1's window of 4"), "{err}");
+        let len = ring.len();
+        assert!(!ring.truncate(len - 3), "rows the shorter conversation needs are overwritten");
+        assert_eq!(ring.len(), len);
+        assert!(ring.truncate(len - 1));
     }
 }

@@ -12,6 +12,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::Linear;
 
+use super::config::Activation;
+
 /// One projection `x · Wᵀ (+ b)`: dense weights in the compute dtype, or a
 /// GGUF file's quantized blocks, multiplied as they are stored.
 pub enum Projection {
@@ -95,14 +97,22 @@ impl Projections {
         }
     }
 
-    /// silu(x · gateᵀ) * (x · upᵀ) of a (gate, up) pair.
-    pub fn gated(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Projections::Each(each) if each.len() == 2 => Projection::gated(x, &each[0], &each[1]),
+    /// act(x · gateᵀ) * (x · upᵀ) of a (gate, up) pair.
+    pub fn gated(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        match (self, activation) {
+            (Projections::Each(each), Activation::Silu) if each.len() == 2 => Projection::gated(x, &each[0], &each[1]),
             _ => match self.forward(x)?.as_slice() {
-                [gate, up] => candle_nn::ops::silu(gate)? * up,
+                [gate, up] => activate(gate, activation)? * up,
                 _ => candle_core::bail!("a gated projection needs a gate and an up projection"),
             },
         }
+    }
+}
+
+fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Silu => candle_nn::ops::silu(x),
+        // candle's `gelu` is the tanh approximation (PyTorch's `gelu(approximate="tanh")`).
+        Activation::GeluTanh => x.gelu(),
     }
 }
