@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::formats::{ModelFacts, WeightDtype};
+use crate::formats::{ModelFacts, SlidingWindow, WeightDtype};
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
 /// The element type of an unquantized cache.
@@ -74,18 +74,28 @@ impl CacheLayout {
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheSize {
     pub layout: &'static str,
+    /// What each token adds while every layer stores it (below any window).
     pub bytes_per_token: u64,
     pub context_length: u64,
     pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<SlidingWindow>,
 }
 
+/// Bytes for `context_length` tokens: every layer stores each token, except
+/// that a sliding-window layer stops growing at its window.
 pub fn cache_size(facts: &ModelFacts, layout: CacheLayout, context_length: u64) -> CacheSize {
     let per_token = layout.bytes_per_token(facts);
+    let per_layer = per_token / facts.layers.max(1);
+    let (windowed, window) = facts.sliding_window.map_or((0, 0), |s| (s.layers.min(facts.layers), s.window));
+    let full = (facts.layers - windowed).saturating_mul(context_length);
+    let kept = windowed.saturating_mul(context_length.min(window));
     CacheSize {
         layout: layout.name(),
         bytes_per_token: per_token,
         context_length,
-        bytes: per_token.saturating_mul(context_length),
+        bytes: per_layer.saturating_mul(full.saturating_add(kept)),
+        sliding_window: facts.sliding_window,
     }
 }
 
@@ -105,6 +115,7 @@ mod tests {
             head_dim: 64,
             vocab_size: 49152,
             weight_dtype: WeightDtype::Bf16,
+            sliding_window: None,
         }
     }
 
@@ -117,5 +128,16 @@ mod tests {
         // 11,520 one-byte values + 180 (layer, K/V, head) scales of 4 bytes.
         assert_eq!(CacheLayout::Quantized(KvScheme::Int8).bytes_per_token(&facts), 11_520 + 720);
         assert_eq!(cache_size(&facts, CacheLayout::Quantized(KvScheme::Fp8), 8192).bytes, 12_240 * 8192);
+    }
+
+    #[test]
+    fn sliding_window_layers_stop_growing_at_their_window() {
+        // 20 of SmolLM2's 30 layers with a window of 1024: 768 B per layer and token in bf16.
+        let facts = ModelFacts { sliding_window: Some(SlidingWindow { layers: 20, window: 1024 }), ..smollm2() };
+        let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
+        assert_eq!(cache_size(&facts, dense, 512).bytes, 23_040 * 512);
+        assert_eq!(cache_size(&facts, dense, 8192).bytes, 768 * (10 * 8192 + 20 * 1024));
+        let int8 = CacheLayout::Quantized(KvScheme::Int8);
+        assert_eq!(cache_size(&facts, int8, 8192).bytes, 12_240 / 30 * (10 * 8192 + 20 * 1024));
     }
 }

@@ -378,6 +378,13 @@ impl ModelConfig {
         })
     }
 
+    /// How many layers attend through a window, and its size.
+    pub fn sliding_window(&self) -> Option<crate::formats::SlidingWindow> {
+        let windows: Vec<usize> = self.block.layers.iter().filter_map(|l| l.window).collect();
+        let window = *windows.first()?;
+        Some(crate::formats::SlidingWindow { layers: windows.len() as u64, window: window as u64 })
+    }
+
     /// Query heads that share one KV head.
     pub fn group_size(&self) -> usize {
         self.heads / self.kv_heads
@@ -574,5 +581,68 @@ mod tests {
         let yarn =
             BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
         assert!(matches!(ModelConfig::parse(yarn.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "yarn"));
+    }
+
+    fn with(extra: &str) -> String {
+        BASE.replace("\"vocab_size\":32", &format!("\"vocab_size\":32,{extra}"))
+    }
+
+    #[test]
+    fn layer_types_the_block_does_not_compute_are_named() {
+        let cases = [
+            (
+                with(r#""layer_types":["full_attention","linear_attention"]"#),
+                "unsupported layer type `linear_attention` in `layer_types`: llmctl runs `full_attention` and `sliding_attention` layers",
+            ),
+            (with(r#""layer_types":["full_attention"]"#), "`config.json` lists 1 `layer_types` for 2 layers"),
+            (
+                with(r#""use_bidirectional_attention":true"#),
+                "`config.json` sets `use_bidirectional_attention`, which llmctl does not implement",
+            ),
+        ];
+        for (json, message) in cases {
+            assert_eq!(ModelConfig::parse(json.as_bytes()).unwrap_err().to_string(), message);
+        }
+        let moe =
+            with(r#""num_experts":4,"num_experts_per_tok":5,"moe_intermediate_size":8"#).replace("qwen2", "qwen3_moe");
+        assert_eq!(
+            ModelConfig::parse(moe.as_bytes()).unwrap_err().to_string(),
+            "`config.json` routes each token to 5 of 4 experts; top-k must be 1..=experts"
+        );
+        let gemma = with(r#""layer_types":["sliding_attention","full_attention"]"#).replace("qwen2", "gemma3_text");
+        assert_eq!(
+            ModelConfig::parse(gemma.as_bytes()).unwrap_err().to_string(),
+            "`config.json` has sliding-window layers but no `sliding_window` size"
+        );
+    }
+
+    #[test]
+    fn windows_follow_each_familys_rule() {
+        // Qwen2 windows only with `use_sliding_window`, and then from `max_window_layers` on.
+        let off = with(r#""sliding_window":16"#);
+        assert_eq!(ModelConfig::parse(off.as_bytes()).unwrap().sliding_window(), None);
+        let on = with(r#""sliding_window":16,"use_sliding_window":true,"max_window_layers":1"#);
+        let cfg = ModelConfig::parse(on.as_bytes()).unwrap();
+        assert_eq!(cfg.block.layers.iter().map(|l| l.window).collect::<Vec<_>>(), [None, Some(16)]);
+        // Mistral: every layer, flag or not.
+        let mistral = with(r#""sliding_window":16"#).replace("qwen2", "mistral");
+        assert_eq!(
+            ModelConfig::parse(mistral.as_bytes()).unwrap().sliding_window(),
+            Some(crate::formats::SlidingWindow { layers: 2, window: 16 })
+        );
+        // A Gemma 3 config as transformers 4 wrote it: a pattern, and the local base beside the global one.
+        let gemma = with(
+            r#""sliding_window":16,"sliding_window_pattern":2,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,"rope_scaling":{"rope_type":"linear","factor":8.0}"#,
+        )
+        .replace("qwen2", "gemma3_text");
+        let cfg = ModelConfig::parse(gemma.as_bytes()).unwrap();
+        assert_eq!(
+            cfg.block.layers.iter().map(|l| (l.window, l.rope)).collect::<Vec<_>>(),
+            [(Some(16), Some(1)), (None, Some(0))]
+        );
+        assert_eq!((cfg.block.ropes[0].theta, cfg.block.ropes[1].theta), (1_000_000.0, 10_000.0));
+        assert!(cfg.block.ropes[0].scaling.is_some() && cfg.block.ropes[1].scaling.is_none());
+        assert_eq!(cfg.block.query_pre_attn_scalar, Some(256.0));
+        assert!(cfg.tie_word_embeddings, "Gemma ties its head by default");
     }
 }

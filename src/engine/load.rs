@@ -127,9 +127,16 @@ pub fn load_weights(
     // SAFETY: blobs are immutable once stored (replaced only by rename).
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&weights, compute, &device) }.map_err(EngineError::Weights)?;
+    let multimodal = config.block.multimodal;
     let model = Model::load(&vb, config, context).map_err(EngineError::Weights)?;
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
+    // Said, not hidden: an image-text checkpoint runs as its text model.
+    let conversions: Vec<String> = if multimodal {
+        vec!["the checkpoint's image encoder is not loaded: llmctl runs its text model, for text prompts".into()]
+    } else {
+        Vec::new()
+    };
     Ok(LoadedWeights {
         model,
         text,
@@ -139,7 +146,7 @@ pub fn load_weights(
         format: manifest.format,
         context,
         max_context,
-        conversions: Vec::new(),
+        conversions,
     })
 }
 

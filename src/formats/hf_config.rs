@@ -40,7 +40,13 @@ struct RawConfig {
 /// Facts from `config.json`; `parameters` and `weight_dtype` are left for the
 /// caller to fill from the weights.
 pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
-    let raw: RawConfig = serde_json::from_slice(json)?;
+    let value: serde_json::Value = serde_json::from_slice(json)?;
+    // An image-text checkpoint (Gemma 3, …) keeps its text model's shape in `text_config`.
+    let text = value.get("text_config").filter(|t| t.is_object() && value.get("hidden_size").is_none());
+    let mut raw: RawConfig = serde_json::from_value(text.unwrap_or(&value).clone())?;
+    if text.is_some() {
+        raw.model_type = value.get("model_type").and_then(|t| t.as_str()).map(Into::into).or(raw.model_type);
+    }
     let architecture = raw
         .model_type
         .clone()
@@ -60,6 +66,7 @@ pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
         architecture,
         parameters: 0,
         weight_dtype: super::WeightDtype::Other(String::new()),
+        sliding_window: None,
         context_length: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)?,
         hidden_size,
         layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?,
@@ -82,6 +89,14 @@ mod tests {
     fn reads_a_llama_config() {
         let facts = parse(SMOLLM2.as_bytes()).unwrap();
         assert_eq!((facts.architecture.as_str(), facts.head_dim, facts.kv_heads), ("llama", 64, 3));
+    }
+
+    #[test]
+    fn an_image_text_checkpoint_is_described_by_its_text_model() {
+        let json =
+            format!(r#"{{"model_type":"gemma3","vision_config":{{"hidden_size":32}},"text_config":{}}}"#, SMOLLM2);
+        let facts = parse(json.as_bytes()).unwrap();
+        assert_eq!((facts.architecture.as_str(), facts.hidden_size, facts.layers), ("gemma3", 576, 30));
     }
 
     #[test]

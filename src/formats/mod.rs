@@ -25,6 +25,16 @@ pub struct ModelFacts {
     pub head_dim: u64,
     pub vocab_size: u64,
     pub weight_dtype: WeightDtype,
+    /// Layers that attend to, and cache, only their last `window` positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<SlidingWindow>,
+}
+
+/// Sliding-window attention: `layers` of the model's layers see (and keep) only `window` positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlidingWindow {
+    pub layers: u64,
+    pub window: u64,
 }
 
 /// What a model's weights are stored as: for safetensors the element type

@@ -89,7 +89,8 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())
         .map_err(|e| RecordError::Weights(Box::new(e)))?;
     let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
-    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, ..config })
+    let sliding_window = engine::config::ModelConfig::parse(&config_json).ok().and_then(|c| c.sliding_window());
+    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, ..config })
 }
 
 /// A GGUF selection's files are the model's parts, in order (one for a single file).

@@ -113,8 +113,12 @@ pub fn bench(view: &BenchView) -> String {
 /// `show`: the model's facts, its KV cache sizes, and its files (with `--verify`'s verdicts).
 pub fn show(v: &ShowView) -> String {
     let kv = |c: &crate::kv_size::CacheSize| {
+        let window = match c.sliding_window {
+            Some(s) => format!("; {} of {} layers keep only their last {} tokens", s.layers, v.layers, s.window),
+            None => String::new(),
+        };
         format!(
-            "{} ({} B/token, {} at {} tokens)",
+            "{} ({} B/token, {} at {} tokens{window})",
             c.layout,
             c.bytes_per_token,
             format::bytes(c.bytes),

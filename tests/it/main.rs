@@ -10,6 +10,7 @@ mod support;
 mod chat;
 mod cli;
 mod engine;
+mod families;
 mod faults;
 mod fuzz;
 mod generated;

@@ -97,12 +97,14 @@ fn tiny_config() -> String {
 
 /// A word-level tokenizer over a tiny vocabulary (valid `tokenizers` JSON).
 fn tiny_tokenizer() -> String {
+    word_tokenizer(TINY_VOCAB)
+}
+
+/// A word-level tokenizer of `size` words: `<unk>`, `<s>`, `</s>`, then `w3`, `w4`, ….
+pub fn word_tokenizer(size: usize) -> String {
     let mut vocab = serde_json::Map::new();
-    for (i, word) in ["<unk>", "<s>", "</s>"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain((3..TINY_VOCAB).map(|i| format!("w{i}")))
-        .enumerate()
+    for (i, word) in
+        ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).chain((3..size).map(|i| format!("w{i}"))).enumerate()
     {
         vocab.insert(word, i.into());
     }

@@ -81,6 +81,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
         head_dim: 8,
         vocab_size: 1,
         weight_dtype: crate::formats::WeightDtype::Bf16,
+        sliding_window: None,
     };
     let dense = CacheLayout::Dense(DenseDtype::Bf16);
     for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {

@@ -38,6 +38,7 @@ pub fn facts(parts: &GgufParts) -> Result<(ModelFacts, GgufType), GgufFactsError
         head_dim: check_range("attention.key_length", head_dim, MAX_HEAD_DIM)?,
         vocab_size: check_range("tokenizer.ggml.tokens", vocab, MAX_VOCAB)?,
         weight_dtype: WeightDtype::Gguf(weight_type),
+        sliding_window: None,
         architecture: arch,
     };
     Ok((facts, weight_type))
