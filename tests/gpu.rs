@@ -134,8 +134,8 @@ fn prefill_attention_on_cuda_matches_the_f32_path() {
                 Ok((k.narrow(1, from, to - from)?.to_dtype(dtype)?, v.narrow(1, from, to - from)?.to_dtype(dtype)?))
             }
         };
-        let ours = attend(&q, start, block, read(DType::BF16)).unwrap().to_dtype(DType::F32).unwrap();
-        let reference = attend(&q.to_dtype(DType::F32).unwrap(), start, block, read(DType::F32)).unwrap();
+        let ours = attend(&q, start, None, block, read(DType::BF16)).unwrap().to_dtype(DType::F32).unwrap();
+        let reference = attend(&q.to_dtype(DType::F32).unwrap(), start, None, block, read(DType::F32)).unwrap();
         let diff = (&ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         eprintln!(
@@ -177,7 +177,7 @@ fn fused_decode_attention_matches_the_blockwise_path() {
             // The blockwise path in f32, rotating q into the cache's basis and the output back.
             let rotation = cache.rotation().cloned();
             let q32 = rotate(&q.to_dtype(DType::F32).unwrap(), rotation.as_ref()).unwrap();
-            let blockwise = attend(&q32, len - 1, 1024, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
+            let blockwise = attend(&q32, len - 1, None, 1024, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
             let reference = rotate(&blockwise, rotation.as_ref()).unwrap();
             let diff = (fused.to_dtype(DType::F32).unwrap() - &reference)
                 .unwrap()

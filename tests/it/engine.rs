@@ -13,7 +13,7 @@ use llmctl::engine::chat::Message;
 use llmctl::engine::decoder::{CachedModel, Decoder};
 use llmctl::engine::device::DeviceRequest;
 use llmctl::engine::generate::{GenerateOptions, StopReason, TokenSink, generate};
-use llmctl::engine::kv_cache::{CacheShape, KvCache};
+use llmctl::engine::kv_cache::KvCache;
 use llmctl::engine::model::{Logits, Model};
 use llmctl::engine::sampling::{SamplingParams, argmax};
 use llmctl::engine::text::TextCodec;
