@@ -10,7 +10,7 @@ use std::process::Command;
 use llmctl::engine::chat::{Chat, Message, sandbox};
 use serde::Deserialize;
 
-use crate::support::llama_cpp;
+use crate::support::{TestContext, llama_cpp, models};
 
 const GOLDEN: &str = include_str!("../reference/chat_templates_golden.json");
 
@@ -144,4 +144,50 @@ fn render(source: &str, chat: &Chat<'_>, epoch: i64) -> Result<String, llmctl::e
     let mut llmctl = Command::new(env!("CARGO_BIN_EXE_llmctl"));
     llmctl.env("SOURCE_DATE_EPOCH", epoch.to_string());
     sandbox::render_in(llmctl, source, chat)
+}
+
+/// Through the CLI, as a user runs it: `run --system S U --json`'s `prompt`
+/// event is the `system_user` conversation as transformers renders it (the
+/// tiny model, with each template in turn as its chat template), and a
+/// template that raises is an error saying what it raised.
+#[test]
+fn run_json_prompt_event_shows_each_template_as_transformers_renders_it() {
+    let golden = golden();
+    let conversation = &golden.conversations["system_user"];
+    let [system, user] = &conversation.messages[..] else { panic!("system_user has two messages") };
+    assert_eq!((system.role.as_str(), user.role.as_str()), ("system", "user"));
+    let ctx = TestContext::new().env("SOURCE_DATE_EPOCH", &golden.source_date_epoch.to_string());
+    let templates = llama_cpp::chat_templates(&llama_cpp::models_dir());
+    let mut wrong = Vec::new();
+    for (i, (name, source)) in templates.iter().enumerate() {
+        let mut files = models::tiny_llama_repo(7);
+        let config = serde_json::json!({
+            "add_bos_token": false, "bos_token": golden.bos_token, "eos_token": golden.eos_token, "chat_template": source
+        });
+        files.iter_mut().find(|f| f.0 == "tokenizer_config.json").unwrap().1 = config.to_string().into_bytes();
+        let dir = ctx.root.path().join(format!("t{i}"));
+        models::write_dir(&dir, &files);
+        let model = format!("org/t{i}");
+        ctx.run(&["pull", dir.to_str().unwrap(), "--name", &model]).success();
+        let args =
+            ["run", &model, "--quiet", "--json", "--max-tokens", "1", "--system", &system.content, &user.content];
+        let out = ctx.run(&args);
+        let expected = &golden.templates[name].renders["system_user"];
+        let prompt = out.stdout.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        match (&expected.text, prompt) {
+            (Some(text), Some(event)) if event["type"] == "prompt" && event["text"] == *text => {}
+            (Some(_), _) => wrong.push(format!("{name}: {}\n{}", out.stdout, out.stderr)),
+            (None, _) => {
+                let (_, _, said) = RAISES.iter().find(|r| r.0 == *name).expect("in RAISES");
+                let error = format!(
+                    "error: the model's chat template failed\n  caused by: {said}\n\
+                     hint: use `--raw` to send the prompt without the template\n"
+                );
+                if (out.code, out.stdout.as_str(), out.stderr.as_str()) != (1, "", error.as_str()) {
+                    wrong.push(format!("{name}: exit {}, {}\n{}", out.code, out.stdout, out.stderr));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
