@@ -21,7 +21,7 @@ pub mod sandbox;
 use std::borrow::Cow;
 use std::io::{self, Write};
 
-use minijinja::value::{Kwargs, Rest};
+use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State, Value, context, filters};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,12 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(python::unknown_method);
+        // `{{ true }}`, `{{ none }}` print as Python prints them: `True`, `None`.
+        env.set_formatter(|out, state, value| match value.kind() {
+            ValueKind::Bool => out.write_str(if value.is_true() { "True" } else { "False" }).map_err(Error::from),
+            ValueKind::None => out.write_str("None").map_err(Error::from),
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -183,7 +189,7 @@ fn generation_blocks_as_ifs(source: &str) -> String {
             let closing = after.trim_start();
             let closing_ok = closing.strip_prefix(['-', '+']).unwrap_or(closing).starts_with("%}");
             let boundary = after.starts_with(|c: char| c.is_whitespace() || c == '-' || c == '+' || c == '%');
-            (closing_ok && boundary).then(|| (with, after))
+            (closing_ok && boundary).then_some((with, after))
         });
         match replaced {
             Some((with, after)) => {
@@ -243,6 +249,74 @@ mod tests {
                       {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
         let t = ChatTemplate::new(source.into()).unwrap();
         assert_eq!(t.render(&chat(&user("  hi "))).unwrap(), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    fn render(source: &str) -> Result<String, ChatError> {
+        ChatTemplate::new(source.into())?.render_here(&chat(&user("hi")))
+    }
+
+    /// Each expected text is what transformers 5.24.0 (jinja2 3.1.6) renders.
+    #[test]
+    fn python_builtins_render_as_in_transformers() {
+        let cases = [
+            (
+                r#"{{ {'b': 1, 'a': [1, 2.5, none, true], 'é': 'ü"\n'}|tojson }}"#,
+                r#"{"b": 1, "a": [1, 2.5, null, true], "é": "ü\"\n"}"#,
+            ),
+            (
+                r#"{{ {'b': 1, 'a': [1, 2.5, none, true], 'é': 'ü"\n'}|tojson(ensure_ascii=True) }}"#,
+                r#"{"b": 1, "a": [1, 2.5, null, true], "\u00e9": "\u00fc\"\n"}"#,
+            ),
+            (
+                "{{ {'b': 1, 'a': [1, {}], 'c': []}|tojson(indent=2) }}",
+                "{\n  \"b\": 1,\n  \"a\": [\n    1,\n    {}\n  ],\n  \"c\": []\n}",
+            ),
+            ("{{ {'b': 1, 'a': [1, 2]}|tojson(separators=(',', ':'), sort_keys=True) }}", r#"{"a":[1,2],"b":1}"#),
+            (
+                "{{ '😀<&>'|tojson(ensure_ascii=True) }}{{ '<&>'|tojson }}{{ 1e16|tojson }}{{ 0.00001|tojson }}",
+                r#""\ud83d\ude00<&>""<&>"1e+161e-05"#,
+            ),
+            (
+                "{{ tools|tojson }}|{{ tools }}|{{ tools is none }}|{{ tools is defined }}|{{ tools is iterable }}|\
+                 {{ none is iterable }}|{{ 'ab' is sequence }}|{{ {} is sequence }}|\
+                 {{ tools|selectattr('type')|list|length }}",
+                "null|None|True|True|False|False|True|True|0",
+            ),
+            ("{{ dict(a=1, b=2)|tojson }}{{ dict([('x', 1)], y=2)|tojson }}", r#"{"a": 1, "b": 2}{"x": 1, "y": 2}"#),
+            (
+                "{{ '{} and {}'.format('a', 1) }} {{ '{1}{0}{{}}'.format('a', 'b') }} {{ '{n}'.format(n=none) }}",
+                "a and 1 ba{} None",
+            ),
+            (
+                "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}\
+                 {{ i }}{% endfor %}",
+                "0134",
+            ),
+            (
+                "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}",
+                "1",
+            ),
+            (
+                "a\n{%- generation -%}\n  x{{ 1 }}  \n{%- endgeneration %}\nb{% generation %}\ny{% endgeneration %}",
+                "ax1by",
+            ),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(render(source).unwrap(), expected, "{source}");
+        }
+        let failed = |source: &str| match render(source) {
+            Err(ChatError::Render(e)) => e.0,
+            other => panic!("{source}: {other:?}"),
+        };
+        assert_eq!(
+            failed("{% for t in tools %}x{% endfor %}"),
+            "invalid operation: 'NoneType' object is not iterable (`tools` and `documents` are None: llmctl passes \
+             no tools or documents) (in chat:1)"
+        );
+        assert!(failed("{{ '{} {0}'.format(1, 2) }}").contains("cannot switch between automatic and manual"));
+        assert!(failed("{{ '{:>3}'.format(1) }}").contains("format spec"));
+        assert!(failed("{{ x|tojson }}").contains("Object of type Undefined is not JSON serializable"));
+        assert!(failed("{{ strftime_now('%Q') }}").contains("llmctl does not support the directive %Q"));
     }
 
     #[test]

@@ -299,7 +299,7 @@ fn str_format(template: &str, args: &[Value]) -> Result<Value, Error> {
     let named =
         |name: &str| kwargs.iter().find_map(|k| k.get_item(&Value::from(name)).ok().filter(|v| !v.is_undefined()));
     let mut out = String::new();
-    let mut next = 0;
+    let (mut next, mut manual) = (0, false);
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -319,6 +319,10 @@ fn str_format(template: &str, args: &[Value]) -> Result<Value, Error> {
                          does not support"
                     )));
                 }
+                if field.is_empty() && manual || field.parse::<usize>().is_ok() && next > 0 {
+                    return Err(invalid("str.format: cannot switch between automatic and manual field numbering"));
+                }
+                manual |= field.parse::<usize>().is_ok();
                 let value = if field.is_empty() {
                     next += 1;
                     positional.get(next - 1).map(|v| (*v).clone())
@@ -460,7 +464,7 @@ pub fn strftime(t: &Civil, format: &str) -> Result<String, Error> {
         }
         let month = MONTHS[t.month as usize - 1];
         let day = DAYS[t.weekday as usize];
-        let hour12 = if t.hour % 12 == 0 { 12 } else { t.hour % 12 };
+        let hour12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };
         match chars.next() {
             Some('Y') => out.push_str(&t.year.to_string()),
             Some('y') => out.push_str(&format!("{:02}", t.year.rem_euclid(100))),
