@@ -344,7 +344,7 @@ fn str_format(template: &str, args: &[Value]) -> Result<Value, Error> {
 /// `strftime_now(format)`: the time now, or at `SOURCE_DATE_EPOCH` (seconds
 /// since 1970, as UTC) when that is set, the reproducible-builds convention.
 pub fn strftime_now(format: &str) -> Result<String, Error> {
-    let time = match std::env::var("SOURCE_DATE_EPOCH") {
+    let time = match std::env::var(crate::env_vars::SOURCE_DATE_EPOCH) {
         Ok(text) => {
             let secs: i64 = text.trim().parse().map_err(|_| {
                 invalid(format!("strftime_now: SOURCE_DATE_EPOCH is `{text}`, not a number of seconds since 1970"))
