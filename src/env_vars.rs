@@ -54,6 +54,10 @@ env_vars! {
     /// The terminal's width in columns, as shells export it; progress lines fit it
     /// (default: the width stderr reports, else 80).
     COLUMNS;
+    /// Seconds since 1970 (UTC) that chat templates' `strftime_now` reads as the time
+    /// now (the reproducible-builds convention), so a prompt with today's date renders
+    /// the same on every run; unset, the local time.
+    SOURCE_DATE_EPOCH;
 }
 
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";

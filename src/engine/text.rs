@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::chat::{ChatError, ChatTemplate, Message};
+use super::chat::{Chat, ChatError, ChatTemplate, Message};
 
 use crate::exit::Diagnostic;
 
@@ -164,7 +164,8 @@ impl TextCodec {
     pub fn encode_chat(&self, messages: &[Message]) -> Result<(String, Vec<u32>), TextError> {
         let template = self.template.as_ref().ok_or(TextError::NoTemplate)?;
         let bos = self.bos.as_ref().map_or("", |b| b.0.as_str());
-        let text = template.render(messages, bos, &self.eos_text)?;
+        let chat = Chat { messages, add_generation_prompt: true, bos, eos: &self.eos_text };
+        let text = template.render(&chat)?;
         let ids = self.encode(&text, false)?;
         Ok((text, ids))
     }

@@ -19,4 +19,5 @@ mod hostile_models;
 mod hub;
 mod imports;
 mod split_gguf;
+mod templates;
 mod vocab;

@@ -109,3 +109,15 @@ pub fn vocab_pairs(dir: &Path, name: &str) -> Option<Vec<(String, Vec<u32>)>> {
     let ids = |line: &str| line.split_whitespace().map(|id| id.parse().unwrap()).collect();
     Some(inputs.iter().zip(lines).map(|(input, line)| (input.to_string(), ids(line))).collect())
 }
+
+/// llama.cpp's chat templates (`models/templates/*.jinja`), as (file name, source), by name.
+pub fn chat_templates(dir: &Path) -> Vec<(String, String)> {
+    let mut templates: Vec<(String, String)> = fs::read_dir(dir.join("templates"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jinja"))
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), fs::read_to_string(&path).unwrap()))
+        .collect();
+    templates.sort();
+    templates
+}

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChatError, ChatTemplate, Message, OUTPUT_LIMIT_MB, TemplateFailure};
+use super::{Chat, ChatError, ChatTemplate, Message, OUTPUT_LIMIT_MB, TemplateFailure};
 
 /// The first argument that makes `llmctl` a renderer child. Not a
 /// subcommand: it is not in `--help`, completions or man pages.
@@ -50,6 +50,7 @@ struct Request<'a> {
     #[serde(borrow)]
     source: Cow<'a, str>,
     messages: Vec<Message>,
+    add_generation_prompt: bool,
     #[serde(borrow)]
     bos: Cow<'a, str>,
     #[serde(borrow)]
@@ -64,11 +65,23 @@ enum Failure {
 }
 
 /// Renders in a child process and maps how it ended to a [`ChatError`].
-pub fn render(exe: &Path, source: &str, messages: &[Message], bos: &str, eos: &str) -> Result<String, ChatError> {
-    let request = Request { source: source.into(), messages: messages.to_vec(), bos: bos.into(), eos: eos.into() };
+pub fn render(exe: &Path, source: &str, chat: &Chat<'_>) -> Result<String, ChatError> {
+    render_in(Command::new(exe), source, chat)
+}
+
+/// [`render`] in a child started by `command` (`llmctl` with its
+/// environment, e.g. a test's `SOURCE_DATE_EPOCH`), given the hidden argument here.
+pub fn render_in(mut command: Command, source: &str, chat: &Chat<'_>) -> Result<String, ChatError> {
+    let exe = PathBuf::from(command.get_program());
+    let request = Request {
+        source: source.into(),
+        messages: chat.messages.to_vec(),
+        add_generation_prompt: chat.add_generation_prompt,
+        bos: chat.bos.into(),
+        eos: chat.eos.into(),
+    };
     let request = serde_json::to_vec(&request).map_err(|e| ChatError::Sandbox(e.to_string()))?;
-    let spawned =
-        Command::new(exe).arg(CHILD_ARG).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let spawned = command.arg(CHILD_ARG).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
     let mut child = spawned.map_err(|e| ChatError::Sandbox(format!("cannot start `{}`: {e}", exe.display())))?;
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     // The child reads all of its input before it writes, but may die first: a failed write is not the story.
@@ -150,8 +163,13 @@ pub fn child_main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rendered = ChatTemplate::new(request.source.into_owned())
-        .and_then(|t| t.render_here(&request.messages, &request.bos, &request.eos));
+    let chat = Chat {
+        messages: &request.messages,
+        add_generation_prompt: request.add_generation_prompt,
+        bos: &request.bos,
+        eos: &request.eos,
+    };
+    let rendered = ChatTemplate::new(request.source.to_string()).and_then(|t| t.render_here(&chat));
     let failure = match rendered {
         Ok(text) => {
             let written = io::stdout().lock().write_all(text.as_bytes());
@@ -190,7 +208,8 @@ mod tests {
     #[test]
     fn a_renderer_that_cannot_start_is_an_error_naming_it() {
         let messages = [Message { role: "user".into(), content: "hi".into() }];
-        let err = render(Path::new("/nonexistent/llmctl"), "{{ 1 }}", &messages, "", "").unwrap_err();
+        let chat = Chat { messages: &messages, add_generation_prompt: true, bos: "", eos: "" };
+        let err = render(Path::new("/nonexistent/llmctl"), "{{ 1 }}", &chat).unwrap_err();
         assert!(
             err.to_string().starts_with(
                 "llmctl's template renderer (a child process) failed: cannot start `/nonexistent/llmctl`: "
@@ -206,7 +225,8 @@ mod tests {
         let script = std::env::temp_dir().join(format!("llmctl-fake-renderer-{}", std::process::id()));
         std::fs::write(&script, "#!/bin/sh\necho 'the request is not valid: x' >&2\nexit 1\n").unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let err = render(&script, "{{ 1 }}", &[], "", "").unwrap_err();
+        let chat = Chat { messages: &[], add_generation_prompt: true, bos: "", eos: "" };
+        let err = render(&script, "{{ 1 }}", &chat).unwrap_err();
         let _ = std::fs::remove_file(&script);
         assert_eq!(
             err.to_string(),
