@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Real-shaped Llama models with random bf16 weights, for GPU checks and
+"""Real-shaped models with random bf16 weights, for GPU checks and
 benchmarks where real checkpoints cannot be downloaded.
 
-    python3 tests/gpu/make_model.py {llama-1b|llama-8b} OUT_DIR
+    python3 tests/gpu/make_model.py {llama-1b|llama-8b|gemma3-4b|qwen3-moe} OUT_DIR
+
+gemma3-4b is Gemma 3 4B's text model (34 layers, 5 local with a 1024-token
+window to each global one); qwen3-moe is 8 of Qwen3-30B-A3B's 48 layers at
+their real dimensions (128 experts, 8 per token).
 
 Writes config.json, model.safetensors, a word-level tokenizer.json whose
 tokens are `w0`..`wN` (so a prompt of N words is N tokens) and
@@ -21,28 +25,58 @@ SHAPES = {
                      num_key_value_heads=8, head_dim=64, tie_word_embeddings=True),
     "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                      num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
+    "gemma3-4b": dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], hidden_size=2560,
+                      intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8, num_key_value_heads=4,
+                      head_dim=256, tie_word_embeddings=True, vocab_size=262208, sliding_window=1024,
+                      layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(34)],
+                      query_pre_attn_scalar=256, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                      rope_scaling={"rope_type": "linear", "factor": 8.0}, hidden_activation="gelu_pytorch_tanh",
+                      rms_norm_eps=1e-6, max_position_embeddings=131072),
+    "qwen3-moe": dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=2048,
+                      intermediate_size=6144, num_hidden_layers=8, num_attention_heads=32, num_key_value_heads=4,
+                      head_dim=128, tie_word_embeddings=False, vocab_size=151936, moe_intermediate_size=768,
+                      num_experts=128, num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1,
+                      mlp_only_layers=[], rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=40960),
 }
 VOCAB = 128256
+LLAMA = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=VOCAB,
+             max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
+             rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
 
 
 def tensors(cfg):
     h, i, d = cfg["hidden_size"], cfg["intermediate_size"], cfg["head_dim"]
     q, kv = cfg["num_attention_heads"] * d, cfg["num_key_value_heads"] * d
-    shapes = {"model.embed_tokens.weight": (VOCAB, h), "model.norm.weight": (h,)}
+    vocab, kind = cfg["vocab_size"], cfg["model_type"]
+    shapes = {"model.embed_tokens.weight": (vocab, h), "model.norm.weight": (h,)}
     if not cfg["tie_word_embeddings"]:
-        shapes["lm_head.weight"] = (VOCAB, h)
+        shapes["lm_head.weight"] = (vocab, h)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         shapes.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
                        p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
-                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
-                       p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
-                       p + "mlp.down_proj.weight": (h, i)})
+                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q)})
+        if kind != "llama":
+            shapes.update({p + "self_attn.q_norm.weight": (d,), p + "self_attn.k_norm.weight": (d,)})
+        if kind == "gemma3_text":
+            shapes.update({p + "pre_feedforward_layernorm.weight": (h,), p + "post_feedforward_layernorm.weight": (h,)})
+        if kind == "qwen3_moe":
+            m = cfg["moe_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = (cfg["num_experts"], h)
+            for e in range(cfg["num_experts"]):
+                x = f"{p}mlp.experts.{e}."
+                shapes.update({x + "gate_proj.weight": (m, h), x + "up_proj.weight": (m, h), x + "down_proj.weight": (h, m)})
+        else:
+            shapes.update({p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+                           p + "mlp.down_proj.weight": (h, i)})
     gen = torch.Generator(device="cuda").manual_seed(0)
     out = {}
     for name, shape in shapes.items():
         if len(shape) == 1:
-            out[name] = torch.ones(shape, dtype=torch.bfloat16)
+            # Gemma's norms scale by 1 + w.
+            one = 0.0 if kind == "gemma3_text" else 1.0
+            out[name] = torch.full(shape, one, dtype=torch.bfloat16)
         else:
             out[name] = (torch.randn(shape, generator=gen, device="cuda", dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
     return out
@@ -51,13 +85,10 @@ def tensors(cfg):
 def main():
     shape, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
-    cfg = dict(SHAPES[shape], architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=VOCAB,
-               max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0,
-               rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
-                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-               torch_dtype="bfloat16", bos_token_id=0, eos_token_id=1)
+    base = {} if "model_type" in SHAPES[shape] else LLAMA
+    cfg = dict(base, **SHAPES[shape], torch_dtype="bfloat16", bos_token_id=0, eos_token_id=1)
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=1)
-    vocab = {f"w{i}": i for i in range(VOCAB)}
+    vocab = {f"w{i}": i for i in range(cfg["vocab_size"])}
     tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w2"}}
