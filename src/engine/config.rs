@@ -24,9 +24,12 @@ pub enum Family {
     /// Gemma 3's text model: local (windowed) and global layers with their own
     /// RoPE, q/k norms, norms around attention and MLP, GeGLU, scaled embeddings.
     Gemma3,
+    /// Phi-3 and Phi-4-mini: fused Q/K/V and gate/up projections, RoPE on part
+    /// of each head, LongRoPE.
+    Phi3,
 }
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, gemma3 (and gemma3_text)";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gemma3 (and gemma3_text)";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Family {
             Family::Qwen3Moe => "qwen3_moe",
             Family::SmolLm3 => "smollm3",
             Family::Gemma3 => "gemma3",
+            Family::Phi3 => "phi3",
         }
     }
 
@@ -50,6 +54,7 @@ impl Family {
             "qwen3_moe" => Family::Qwen3Moe,
             "smollm3" => Family::SmolLm3,
             "gemma3_text" => Family::Gemma3,
+            "phi3" => Family::Phi3,
             _ => return None,
         })
     }
@@ -100,8 +105,12 @@ pub enum ConfigError {
     Shape(#[from] ShapeError),
     #[error(transparent)]
     Facts(#[from] hf_config::ConfigError),
-    #[error("unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear` and `llama3`")]
+    #[error(
+        "unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear` and `llama3`, and `longrope` for phi3"
+    )]
     RopeScaling(String),
+    #[error("`config.json`'s LongRoPE needs `{0}`: {1}")]
+    LongRope(&'static str, String),
     #[error("`config.json` has an odd head dimension ({0}); rotary embeddings need an even one")]
     OddHeadDim(usize),
     #[error("`config.json` sets `mlp_bias`, which llmctl does not implement")]
@@ -138,7 +147,7 @@ impl TokenIds {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct RopeScaling {
     /// `rope_type`, else the older `type` (transformers 5 writes both).
     pub rope_type: Option<String>,
@@ -150,6 +159,13 @@ pub struct RopeScaling {
     pub low_freq_factor: Option<f64>,
     pub high_freq_factor: Option<f64>,
     pub original_max_position_embeddings: Option<f64>,
+    /// LongRoPE's per-frequency divisors, for contexts up to and past the original one.
+    pub short_factor: Option<Vec<f64>>,
+    pub long_factor: Option<Vec<f64>>,
+    /// LongRoPE's scale of cos and sin (derived from the context growth when absent).
+    pub attention_factor: Option<f64>,
+    /// The share of each head that is rotated (transformers 5 keeps it here).
+    pub partial_rotary_factor: Option<f64>,
 }
 
 /// One rotary embedding: its base and frequency scaling.
@@ -157,6 +173,21 @@ pub struct RopeScaling {
 pub struct RopeSpec {
     pub theta: f64,
     pub scaling: Option<RopeScaling>,
+    /// The leading dimensions of each head it rotates (all of them but for Phi's partial rotary).
+    pub rotary_dim: usize,
+    /// LongRoPE: a pass reaching past this many positions uses the long factors.
+    pub longrope: Option<LongRope>,
+}
+
+/// LongRoPE, as transformers applies it: the frequencies of a forward pass
+/// are divided by the short factors while the pass ends within the original
+/// context, by the long ones past it; cos and sin are scaled by `attention_factor`.
+#[derive(Debug, Clone)]
+pub struct LongRope {
+    pub original_context: usize,
+    pub short_factor: Vec<f64>,
+    pub long_factor: Vec<f64>,
+    pub attention_factor: f64,
 }
 
 /// What one layer computes beyond the shared block.
@@ -206,6 +237,8 @@ struct Raw {
     /// `rope_scaling`: one set, or one per layer type.
     rope_parameters: Option<serde_json::Value>,
     rope_local_base_freq: Option<f64>,
+    partial_rotary_factor: Option<f64>,
+    original_max_position_embeddings: Option<f64>,
     tie_word_embeddings: Option<bool>,
     attention_bias: Option<bool>,
     #[serde(default)]
@@ -336,7 +369,7 @@ impl ModelConfig {
             return Err(ConfigError::Activation(act.clone(), family.name(), computes));
         }
         let layers = shape.layers as usize;
-        let (global, local) = ropes(&raw, family)?;
+        let (global, local) = ropes(&raw, family, head_dim, shape.context_length as usize)?;
         let layer_specs = layer_specs(&raw, family, layers, local.is_some())?;
         let moe = moe_spec(&raw, family)?;
         let layer_specs = layer_specs
@@ -392,15 +425,83 @@ impl ModelConfig {
 }
 
 /// The global rotary embedding and, for families with local layers of their own base, the local one.
-fn ropes(raw: &Raw, family: Family) -> Result<(RopeSpec, Option<RopeSpec>), ConfigError> {
-    let scaling_of = |v: &serde_json::Value| normalized(serde_json::from_value(v.clone())?);
+fn ropes(
+    raw: &Raw,
+    family: Family,
+    head_dim: usize,
+    max_context: usize,
+) -> Result<(RopeSpec, Option<RopeSpec>), ConfigError> {
+    let (global, local) = base_ropes(raw, family, head_dim)?;
+    Ok((partial_and_long(global, raw, family, max_context)?, local))
+}
+
+/// Phi's partial rotary embedding and LongRoPE, on the global embedding.
+fn partial_and_long(
+    mut spec: RopeSpec,
+    raw: &Raw,
+    family: Family,
+    max_context: usize,
+) -> Result<RopeSpec, ConfigError> {
+    let head_dim = spec.rotary_dim;
+    let partial = spec.scaling.as_ref().and_then(|s| s.partial_rotary_factor).or(raw.partial_rotary_factor);
+    if let Some(share) = partial.filter(|_| family == Family::Phi3) {
+        // transformers: int(head_dim * partial_rotary_factor), even for the half-split rotation.
+        let dim = (head_dim as f64 * share) as usize;
+        if dim == 0 || dim > head_dim || !dim.is_multiple_of(2) {
+            return Err(ConfigError::LongRope(
+                "partial_rotary_factor",
+                format!("{share} of {head_dim} is not an even size"),
+            ));
+        }
+        spec.rotary_dim = dim;
+    }
+    let Some(scaling) = spec.scaling.take_if(|s| s.rope_type.as_deref() == Some("longrope")) else {
+        return Ok(spec);
+    };
+    let half = spec.rotary_dim / 2;
+    let factors = |name: &'static str, f: &Option<Vec<f64>>| match f {
+        Some(f) if f.len() == half && f.iter().all(|x| x.is_finite() && *x > 0.0) => Ok(f.clone()),
+        Some(f) => {
+            Err(ConfigError::LongRope(name, format!("{} positive factors, one per rotated pair ({half})", f.len())))
+        }
+        None => Err(ConfigError::LongRope(name, format!("{half} factors, one per rotated pair"))),
+    };
+    let original = scaling
+        .original_max_position_embeddings
+        .or(raw.original_max_position_embeddings)
+        .filter(|&o| o >= 1.0)
+        .ok_or_else(|| ConfigError::LongRope("original_max_position_embeddings", "the pretraining context".into()))?;
+    // transformers: the context's growth when `factor` is absent, and √(1 + ln f / ln original).
+    let factor = scaling.factor.unwrap_or(max_context as f64 / original);
+    let attention_factor = scaling.attention_factor.unwrap_or(if factor <= 1.0 {
+        1.0
+    } else {
+        (1.0 + factor.ln() / original.ln()).sqrt()
+    });
+    spec.longrope = Some(LongRope {
+        original_context: original as usize,
+        short_factor: factors("short_factor", &scaling.short_factor)?,
+        long_factor: factors("long_factor", &scaling.long_factor)?,
+        attention_factor,
+    });
+    Ok(spec)
+}
+
+fn base_ropes(raw: &Raw, family: Family, head_dim: usize) -> Result<(RopeSpec, Option<RopeSpec>), ConfigError> {
+    let scaling_of = |v: &serde_json::Value| normalized(serde_json::from_value(v.clone())?, family);
     let spec = |s: Option<RopeScaling>, theta: Option<f64>| {
         let theta = s.as_ref().and_then(|s| s.rope_theta).or(theta).unwrap_or(DEFAULT_THETA);
-        RopeSpec { theta, scaling: s.filter(|s| s.rope_type.as_deref().is_some_and(|t| t != "default")) }
+        let scaling = s.filter(|s| s.rope_type.as_deref().is_some_and(|t| t != "default"));
+        RopeSpec { theta, scaling, rotary_dim: head_dim, longrope: None }
     };
     let gemma = family == Family::Gemma3;
     // Gemma 3's local layers: their own base (`rope_local_base_freq` before transformers 5), no scaling.
-    let local_default = || RopeSpec { theta: raw.rope_local_base_freq.unwrap_or(DEFAULT_THETA), scaling: None };
+    let local_default = || RopeSpec {
+        theta: raw.rope_local_base_freq.unwrap_or(DEFAULT_THETA),
+        scaling: None,
+        rotary_dim: head_dim,
+        longrope: None,
+    };
     let params = raw.rope_parameters.as_ref();
     if let Some(full) = params.and_then(|p| p.get("full_attention")) {
         let global = spec(Some(scaling_of(full)?), raw.rope_theta);
@@ -410,16 +511,19 @@ fn ropes(raw: &Raw, family: Family) -> Result<(RopeSpec, Option<RopeSpec>), Conf
     }
     let scaling = match params {
         Some(p) => Some(scaling_of(p)?),
-        None => raw.rope_scaling.clone().map(normalized).transpose()?,
+        None => raw.rope_scaling.clone().map(|s| normalized(s, family)).transpose()?,
     };
     let global = spec(scaling, raw.rope_theta.or(gemma.then_some(1_000_000.0)));
     Ok((global, gemma.then(local_default)))
 }
 
-/// `rope_type` from either key, checked.
-fn normalized(mut s: RopeScaling) -> Result<RopeScaling, ConfigError> {
+/// `rope_type` from either key, checked; Phi's older names for LongRoPE as transformers reads them.
+fn normalized(mut s: RopeScaling, family: Family) -> Result<RopeScaling, ConfigError> {
     s.rope_type = s.rope_type.take().or(s.legacy_type.take());
-    check_rope_scaling(Some(&s))?;
+    if family == Family::Phi3 && matches!(s.rope_type.as_deref(), Some("su" | "yarn")) {
+        s.rope_type = Some("longrope".into());
+    }
+    check_rope_scaling(Some(&s), family)?;
     Ok(s)
 }
 
@@ -463,7 +567,7 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
                 Family::Gemma3 => !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1)),
                 Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
                 Family::SmolLm3 => !rope_on[i],
-                Family::Mistral | Family::Qwen3Moe => true,
+                Family::Mistral | Family::Qwen3Moe | Family::Phi3 => true,
                 Family::Llama => false,
             })
             .collect(),
@@ -500,9 +604,11 @@ fn is_sparse(raw: &Raw, i: usize) -> bool {
     !raw.mlp_only_layers.as_ref().is_some_and(|l| l.contains(&(i as u64))) && (i + 1).is_multiple_of(step)
 }
 
-fn check_rope_scaling(scaling: Option<&RopeScaling>) -> Result<(), ConfigError> {
+fn check_rope_scaling(scaling: Option<&RopeScaling>, family: Family) -> Result<(), ConfigError> {
     match scaling.and_then(|s| s.rope_type.as_deref()) {
         None | Some("default" | "linear" | "llama3") => Ok(()),
+        // LongRoPE is Phi's (other families' blocks would need its per-pass switch too).
+        Some("longrope") if family == Family::Phi3 => Ok(()),
         Some(other) => Err(ConfigError::RopeScaling(other.into())),
     }
 }
@@ -644,5 +750,40 @@ mod tests {
         assert!(cfg.block.ropes[0].scaling.is_some() && cfg.block.ropes[1].scaling.is_none());
         assert_eq!(cfg.block.query_pre_attn_scalar, Some(256.0));
         assert!(cfg.tie_word_embeddings, "Gemma ties its head by default");
+    }
+
+    #[test]
+    fn phi_longrope_and_partial_rotary_are_read_and_checked() {
+        // As Phi-4-mini's config.json writes them (before transformers 5): top-level share and original context.
+        let phi = |scaling: &str| {
+            with(&format!(
+                r#""partial_rotary_factor":0.5,"original_max_position_embeddings":64,"rope_scaling":{{{scaling}}}"#
+            ))
+            .replace("qwen2", "phi3")
+        };
+        let cfg =
+            ModelConfig::parse(phi(r#""type":"longrope","short_factor":[1,1,1,1],"long_factor":[2,2,2,2]"#).as_bytes())
+                .unwrap();
+        let rope = &cfg.block.ropes[0];
+        let long = rope.longrope.as_ref().unwrap();
+        assert_eq!((rope.rotary_dim, long.original_context), (8, 64));
+        // factor = 256 / 64 = 4 (the context's growth), attention factor √(1 + ln 4 / ln 64).
+        assert!((long.attention_factor - (1.0 + 4f64.ln() / 64f64.ln()).sqrt()).abs() < 1e-12);
+        // Phi-3's older name for it.
+        let su = ModelConfig::parse(phi(r#""type":"su","short_factor":[1,1,1,1],"long_factor":[2,2,2,2]"#).as_bytes());
+        assert!(su.unwrap().block.ropes[0].longrope.is_some());
+        let short =
+            ModelConfig::parse(phi(r#""type":"longrope","short_factor":[1,1],"long_factor":[2,2,2,2]"#).as_bytes());
+        assert_eq!(
+            short.unwrap_err().to_string(),
+            "`config.json`'s LongRoPE needs `short_factor`: 2 positive factors, one per rotated pair (4)"
+        );
+        // LongRoPE is refused on a family whose block does not switch factors per pass.
+        let llama = with(r#""rope_scaling":{"type":"longrope","short_factor":[1],"long_factor":[2]}"#)
+            .replace("qwen2", "llama");
+        assert_eq!(
+            ModelConfig::parse(llama.as_bytes()).unwrap_err().to_string(),
+            "unsupported `rope_scaling` type `longrope`: llmctl supports `default`, `linear` and `llama3`, and `longrope` for phi3"
+        );
     }
 }

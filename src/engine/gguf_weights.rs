@@ -104,9 +104,7 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
             legacy_type: None,
             rope_theta: None,
             factor: float("rope.scaling.factor"),
-            low_freq_factor: None,
-            high_freq_factor: None,
-            original_max_position_embeddings: None,
+            ..RopeScaling::default()
         }),
         Some(other) => return Err(GgufModelError::RopeScaling(other.into())),
     };
@@ -126,7 +124,12 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
         eos_token_ids: Vec::new(),
         block: BlockSpec::llama(
             layers,
-            RopeSpec { theta: float("rope.freq_base").unwrap_or(10_000.0), scaling: rope_scaling },
+            RopeSpec {
+                theta: float("rope.freq_base").unwrap_or(10_000.0),
+                scaling: rope_scaling,
+                rotary_dim: head_dim,
+                longrope: None,
+            },
             family == Family::Qwen3,
         ),
     })

@@ -1,5 +1,5 @@
-//! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Gemma 3's
-//! text model), one block with per-family parts: immutable weights, from
+//! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Phi-3,
+//! Gemma 3's text model), one block with per-family parts: immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
@@ -98,8 +98,9 @@ impl Attention {
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}"));
         let names = names.each_ref().map(String::as_str);
+        let widths = [q_out, kv_out, kv_out];
         Ok(Attention {
-            qkv: w.projections(&names, h, &[q_out, kv_out, kv_out], cfg.qkv_bias)?,
+            qkv: fused_or_each(w, &format!("{p}.qkv_proj"), &names, h, &widths, cfg.qkv_bias)?,
             o: w.projection(&format!("{p}.o_proj"), q_out, h, false)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
@@ -108,22 +109,15 @@ impl Attention {
         })
     }
 
-    /// `rotation`: the cache's rotation in the compute dtype (see `KvCache::rotation`).
-    fn forward(
-        &self,
-        x: &Tensor,
-        layer: usize,
-        cache: &mut KvCache,
-        rotation: Option<&Tensor>,
-        model: &Model,
-    ) -> Result<Tensor> {
-        let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
+    /// `pass`: the rotation and the whole forward pass ends at (LongRoPE's choice).
+    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
+        let (cfg, start, t, rotation) = (&model.cfg, cache.len(), x.dim(0)?, pass.rotation.as_ref());
         let [q, k, v]: [Tensor; 3] =
             self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("Q, K, V".into()))?;
         let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?;
         let k = per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?;
         let (q, k) = match self.rope.map(|i| &model.ropes[i]) {
-            Some(rope) => (rope.apply(&q, start)?, rope.apply(&k, start)?),
+            Some(rope) => (rope.apply(&q, start, pass.end)?, rope.apply(&k, start, pass.end)?),
             None => (q, k),
         };
         let q = match self.query_scale {
@@ -149,6 +143,23 @@ impl Attention {
     }
 }
 
+/// Projections of one input stored as one matrix (`fused`, as Phi's
+/// `qkv_proj` and `gate_up_proj`: their rows one after another), else as `names`.
+fn fused_or_each(
+    w: &dyn Weights,
+    fused: &str,
+    names: &[&str],
+    din: usize,
+    douts: &[usize],
+    bias: bool,
+) -> Result<Projections> {
+    if w.contains(&format!("{fused}.weight")) {
+        let projection = w.projection(fused, din, douts.iter().sum(), bias)?;
+        return Ok(Projections::Stacked { projection, widths: douts.to_vec() });
+    }
+    w.projections(names, din, douts, bias)
+}
+
 /// A projection's output (T, heads × D) as per-head (1, heads, T, D), normed per head when asked.
 fn per_head(y: &Tensor, norm: Option<&RmsNorm>, heads: usize, d: usize) -> Result<Tensor> {
     let t = y.dim(0)?;
@@ -163,7 +174,14 @@ impl Mlp {
     fn load(w: &dyn Weights, p: &str, h: usize, i: usize, activation: Activation) -> Result<Mlp> {
         let names = [format!("{p}.gate_proj"), format!("{p}.up_proj")];
         Ok(Mlp {
-            gate_up: w.projections(&names.each_ref().map(String::as_str), h, &[i, i], false)?,
+            gate_up: fused_or_each(
+                w,
+                &format!("{p}.gate_up_proj"),
+                &names.each_ref().map(String::as_str),
+                h,
+                &[i, i],
+                false,
+            )?,
             down: w.projection(&format!("{p}.down_proj"), i, h, false)?,
             activation,
         })
@@ -250,15 +268,8 @@ impl Block {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        layer: usize,
-        cache: &mut KvCache,
-        rotation: Option<&Tensor>,
-        model: &Model,
-    ) -> Result<Tensor> {
-        let a = self.attention.forward(&self.input_norm.forward(x)?, layer, cache, rotation, model)?;
+    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
+        let a = self.attention.forward(&self.input_norm.forward(x)?, layer, cache, pass, model)?;
         match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
@@ -270,6 +281,14 @@ impl Block {
             }
         }
     }
+}
+
+/// What every layer of one chunk shares.
+struct Pass {
+    /// The cache's rotation in the compute dtype (see `KvCache::rotation`), converted once per pass.
+    rotation: Option<Tensor>,
+    /// The position the whole forward call ends at.
+    end: usize,
 }
 
 /// Where the text model's tensors are: `model.*` and `lm_head`, or inside an
@@ -316,7 +335,7 @@ impl Model {
             .enumerate()
             .map(|(i, spec)| {
                 let factors = if i == 0 { factors.as_deref() } else { None };
-                Rope::new(spec, cfg.head_dim, factors, positions, dtype, &device)
+                Rope::new(spec, factors, positions, dtype, &device)
             })
             .collect::<Result<_>>()?;
         let embed_scale = match cfg.block.norms {
@@ -353,10 +372,11 @@ impl Model {
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
         let mut outputs = Vec::new();
         let mut done = 0;
+        let end = cache.len() + tokens.len();
         while done < tokens.len() {
             let chunk = self.chunk_len(cache.len(), tokens.len() - done);
             let is_last = done + chunk == tokens.len();
-            let hidden = self.forward_chunk(&tokens[done..done + chunk], cache)?;
+            let hidden = self.forward_chunk(&tokens[done..done + chunk], cache, end)?;
             if logits == Logits::All || is_last {
                 let rows = if logits == Logits::All { hidden } else { hidden.narrow(0, chunk - 1, 1)? };
                 outputs.push(self.soft_capped(self.lm_head.forward(&rows)?.to_dtype(DType::F32)?)?);
@@ -382,16 +402,16 @@ impl Model {
     }
 
     /// Final-normed hidden states (T, hidden) for one chunk.
-    fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+    fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache, end: usize) -> Result<Tensor> {
         let ids = Tensor::new(tokens, self.device())?;
         let mut x = self.embed.forward(&ids)?;
         if let Some(scale) = &self.embed_scale {
             x = x.broadcast_mul(scale)?;
         }
         // Converted once per pass, not once per layer.
-        let rotation = cache.rotation().map(|r| r.to_dtype(self.dtype)).transpose()?;
+        let pass = Pass { rotation: cache.rotation().map(|r| r.to_dtype(self.dtype)).transpose()?, end };
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, layer, cache, rotation.as_ref(), self)?;
+            x = block.forward(&x, layer, cache, &pass, self)?;
         }
         cache.commit(tokens.len())?;
         self.norm.forward(&x)

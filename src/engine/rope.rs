@@ -7,8 +7,12 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::config::{RopeScaling, RopeSpec};
 
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    /// (cos, sin) per position; LongRoPE's short-factor tables first, then its long ones.
+    tables: Vec<(Tensor, Tensor)>,
+    /// LongRoPE: a pass ending past this position uses the long tables.
+    long_past: Option<usize>,
+    /// Leading dimensions of each head that are rotated.
+    rotary_dim: usize,
 }
 
 impl Rope {
@@ -16,36 +20,58 @@ impl Rope {
     /// the frequencies one by one (a GGUF file's `rope_freqs`).
     pub fn new(
         spec: &RopeSpec,
-        head_dim: usize,
         factors: Option<&[f32]>,
         positions: usize,
         dtype: DType,
         device: &Device,
     ) -> Result<Rope> {
-        let mut inv_freq = inverse_frequencies(spec, head_dim);
+        let dim = spec.rotary_dim;
+        let mut inv_freq = inverse_frequencies(spec, dim);
         if let Some(factors) = factors {
             if factors.len() != inv_freq.len() {
                 candle_core::bail!("`rope_freqs` has {} factors for {} frequencies", factors.len(), inv_freq.len());
             }
             inv_freq.iter_mut().zip(factors).for_each(|(f, d)| *f /= d);
         }
-        let half = inv_freq.len();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
-        let freqs = t.broadcast_mul(&inv_freq)?;
-        Ok(Rope { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+        let table = |inv_freq: Vec<f32>, scale: f64| -> Result<(Tensor, Tensor)> {
+            let half = inv_freq.len();
+            let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+            let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+            let freqs = t.broadcast_mul(&inv_freq)?;
+            Ok(((freqs.cos()? * scale)?.to_dtype(dtype)?, (freqs.sin()? * scale)?.to_dtype(dtype)?))
+        };
+        let Some(long) = &spec.longrope else {
+            return Ok(Rope { tables: vec![table(inv_freq, 1.0)?], long_past: None, rotary_dim: dim });
+        };
+        // transformers: 1 / (factor · base^(2i/dim)), in f32.
+        let divided = |by: &[f64]| inv_freq.iter().zip(by).map(|(f, d)| (*f as f64 / d) as f32).collect::<Vec<_>>();
+        let tables = vec![
+            table(divided(&long.short_factor), long.attention_factor)?,
+            table(divided(&long.long_factor), long.attention_factor)?,
+        ];
+        Ok(Rope { tables, long_past: Some(long.original_context), rotary_dim: dim })
     }
 
-    /// Rotates `x` of shape (1, heads, T, head_dim) for positions `start..start+T`.
-    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+    /// Rotates `x` of shape (1, heads, T, head_dim) for positions
+    /// `start..start+T` of a forward pass that ends at position `end`
+    /// (LongRoPE picks its tables by that end, as transformers does per call).
+    pub fn apply(&self, x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
         let t = x.dim(2)?;
-        let cos = self.cos.narrow(0, start, t)?;
-        let sin = self.sin.narrow(0, start, t)?;
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+        let long = self.long_past.is_some_and(|original| end > original);
+        let (cos, sin) = &self.tables[usize::from(long)];
+        let (cos, sin) = (cos.narrow(0, start, t)?, sin.narrow(0, start, t)?);
+        let head_dim = x.dim(3)?;
+        if self.rotary_dim == head_dim {
+            return candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin);
+        }
+        // Partial rotary: the leading dimensions turn, the rest pass through.
+        let turned = candle_nn::rotary_emb::rope(&x.narrow(3, 0, self.rotary_dim)?.contiguous()?, &cos, &sin)?;
+        Tensor::cat(&[&turned, &x.narrow(3, self.rotary_dim, head_dim - self.rotary_dim)?], 3)
     }
 }
 
 /// Per-pair frequencies, computed in f64 and rounded once to f32.
+/// `dim`: the rotated dimensions.
 pub fn inverse_frequencies(spec: &RopeSpec, dim: usize) -> Vec<f32> {
     let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / spec.theta.powf(2.0 * i as f64 / dim as f64)).collect();
     let scaled = match spec.scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {

@@ -69,9 +69,18 @@ fn rows(v: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Logits of every position, the prompt fed `chunk` tokens at a time.
+/// Logits of every position, the prompt fed `chunk` tokens at a time. With
+/// LongRoPE the first pass reaches past the original context: a pass's end
+/// picks its factors (as in transformers), so passes within it would rotate
+/// by the short factors where the whole prompt uses the long ones.
 fn chunked(model: &Model, cache: &mut KvCache, tokens: &[u32], chunk: usize) -> Vec<Vec<f32>> {
-    tokens.chunks(chunk).flat_map(|c| model.forward(c, cache, Logits::All).unwrap().to_vec2::<f32>().unwrap()).collect()
+    let first = model.config().block.ropes[0].longrope.as_ref().map_or(chunk, |l| chunk.max(l.original_context + 1));
+    let (head, rest) = tokens.split_at(first.min(tokens.len()));
+    std::iter::once(head)
+        .chain(rest.chunks(chunk))
+        .filter(|c| !c.is_empty())
+        .flat_map(|c| model.forward(c, cache, Logits::All).unwrap().to_vec2::<f32>().unwrap())
+        .collect()
 }
 
 /// Each family's block (Llama 3 RoPE scaling, Mistral with and without a

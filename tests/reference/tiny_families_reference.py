@@ -3,7 +3,8 @@
 random-weight models made by Hugging Face transformers itself (Llama with
 Llama 3 RoPE scaling, Mistral with and without a sliding window shorter than
 the prompt, Qwen2 with QKV biases, Qwen3 with q/k norms and a head_dim that is
-not hidden/heads, SmolLM3 with layers without RoPE, Gemma 3 with local and
+not hidden/heads, SmolLM3 with layers without RoPE, Phi-3/Phi-4-mini with fused projections,
+partial rotary embeddings and LongRoPE, Gemma 3 with local and
 global layers and soft-capped logits as a text model and inside its
 multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
 saved as safetensors, and their float32 CPU logits for a fixed token sequence.
@@ -56,6 +57,14 @@ FAMILIES = {
                                           rope_parameters={"rope_type": "default", "rope_theta": 2000000.0}),
     "gemma3_text": transformers.Gemma3TextConfig(**GEMMA3),
     "gemma3": "gemma3",
+    # Phi-4-mini's block: fused qkv_proj and gate_up_proj, RoPE on half of each head, LongRoPE
+    # whose original context (16) the prompt passes, so the long factors (and the attention
+    # factor √2) apply to the whole prompt, and to decoding from position 16 on.
+    "phi3": transformers.Phi3Config(**COMMON, pad_token_id=None, original_max_position_embeddings=16,
+                                    rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                                     "partial_rotary_factor": 0.5,
+                                                     "short_factor": [1.0, 1.3, 2.1, 3.7],
+                                                     "long_factor": [1.2, 2.5, 6.0, 15.0]}),
     # Layer 0 routes each token to 2 of 4 experts; layer 1 is a dense MLP (`mlp_only_layers`).
     "qwen3_moe": transformers.Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, num_experts_per_tok=2,
                                              moe_intermediate_size=32, norm_topk_prob=True, mlp_only_layers=[1],
