@@ -27,9 +27,12 @@ pub enum Family {
     /// Phi-3 and Phi-4-mini: fused Q/K/V and gate/up projections, RoPE on part
     /// of each head, LongRoPE.
     Phi3,
+    /// gpt-oss: local and global layers, attention sinks, biased projections,
+    /// routed experts with biases and a clamped SwiGLU.
+    GptOss,
 }
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gemma3 (and gemma3_text)";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gpt_oss, gemma3 (and gemma3_text)";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Family {
             Family::SmolLm3 => "smollm3",
             Family::Gemma3 => "gemma3",
             Family::Phi3 => "phi3",
+            Family::GptOss => "gpt_oss",
         }
     }
 
@@ -55,6 +59,7 @@ impl Family {
             "smollm3" => Family::SmolLm3,
             "gemma3_text" => Family::Gemma3,
             "phi3" => Family::Phi3,
+            "gpt_oss" => Family::GptOss,
             _ => return None,
         })
     }
@@ -63,6 +68,7 @@ impl Family {
     fn activation(self) -> Activation {
         match self {
             Family::Gemma3 => Activation::GeluTanh,
+            Family::GptOss => Activation::ClampedSwiglu,
             _ => Activation::Silu,
         }
     }
@@ -80,6 +86,8 @@ pub enum Activation {
     Silu,
     /// `gelu_pytorch_tanh` (GeGLU with the tanh approximation).
     GeluTanh,
+    /// gpt-oss's: `(clamp(up, ±7) + 1) · g · σ(1.702 g)` with `g = min(gate, 7)`.
+    ClampedSwiglu,
 }
 
 impl Activation {
@@ -166,6 +174,12 @@ pub struct RopeScaling {
     pub attention_factor: Option<f64>,
     /// The share of each head that is rotated (transformers 5 keeps it here).
     pub partial_rotary_factor: Option<f64>,
+    /// YaRN's ramp between interpolated and extrapolated frequencies, and its attention scale.
+    pub beta_fast: Option<f64>,
+    pub beta_slow: Option<f64>,
+    pub truncate: Option<bool>,
+    pub mscale: Option<f64>,
+    pub mscale_all_dim: Option<f64>,
 }
 
 /// One rotary embedding: its base and frequency scaling.
@@ -201,14 +215,22 @@ pub struct LayerSpec {
     pub moe: bool,
 }
 
-/// Routed experts: a softmax router picks `top_k` of `experts` gated MLPs per token.
+/// Routed experts: a router picks `top_k` of `experts` gated MLPs per token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoeSpec {
     pub experts: usize,
     pub top_k: usize,
     pub intermediate_size: usize,
-    /// Whether the chosen experts' weights are renormalized to sum to one.
-    pub norm_top_k: bool,
+    pub routing: Routing,
+}
+
+/// How the router's logits become the chosen experts' weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Qwen3-MoE: softmax over all experts, the top k kept (renormalized to sum to one where `norm_top_k`).
+    SoftmaxTopK { norm_top_k: bool },
+    /// gpt-oss: the top k logits (the router has a bias), then a softmax over them.
+    TopKSoftmax,
 }
 
 /// Gemma's block: norms scale by `1 + w`, norms after attention and MLP as
@@ -298,6 +320,10 @@ pub struct ModelConfig {
 #[derive(Debug, Clone)]
 pub struct BlockSpec {
     pub qk_norm: bool,
+    /// A bias on the attention's output projection.
+    pub output_bias: bool,
+    /// A learned logit per head that joins each softmax (gpt-oss's attention sinks).
+    pub sinks: bool,
     pub activation: Activation,
     pub norms: NormStyle,
     /// Scores are divided by √ of this instead of √head_dim.
@@ -317,6 +343,8 @@ impl BlockSpec {
     pub fn llama(layers: usize, rope: RopeSpec, qk_norm: bool) -> BlockSpec {
         BlockSpec {
             qk_norm,
+            output_bias: false,
+            sinks: false,
             activation: Activation::Silu,
             norms: NormStyle::Llama,
             query_pre_attn_scalar: None,
@@ -361,8 +389,10 @@ impl ModelConfig {
             return Err(ConfigError::Unimplemented("use_bidirectional_attention"));
         }
         // A block computed with another activation than the config's would run, wrongly.
+        // (gpt-oss's experts compute their own, whatever `hidden_act` says, as in transformers.)
         let want = family.activation();
         if let Some(act) = raw.hidden_activation.as_ref().or(raw.hidden_act.as_ref())
+            && family != Family::GptOss
             && Activation::parse(act) != Some(want)
         {
             let computes = if want == Activation::Silu { "silu" } else { "gelu_pytorch_tanh" };
@@ -393,10 +423,12 @@ impl ModelConfig {
             rms_norm_eps: raw.rms_norm_eps,
             // Gemma and SmolLM3 tie by default (their configs' defaults), the others do not.
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(matches!(family, Family::Gemma3 | Family::SmolLm3)),
-            qkv_bias: raw.attention_bias.unwrap_or(family == Family::Qwen2),
+            qkv_bias: raw.attention_bias.unwrap_or(matches!(family, Family::Qwen2 | Family::GptOss)),
             eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
             block: BlockSpec {
                 qk_norm: matches!(family, Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3),
+                output_bias: family == Family::GptOss && raw.attention_bias.unwrap_or(true),
+                sinks: family == Family::GptOss,
                 activation: want,
                 norms: if gemma { NormStyle::Gemma } else { NormStyle::Llama },
                 query_pre_attn_scalar: if gemma { Some(raw.query_pre_attn_scalar.unwrap_or(256.0)) } else { None },
@@ -454,6 +486,13 @@ fn partial_and_long(
             ));
         }
         spec.rotary_dim = dim;
+    }
+    if let Some(yarn) = spec.scaling.as_mut().filter(|s| s.rope_type.as_deref() == Some("yarn")) {
+        // transformers: the config's `original_max_position_embeddings`, else the context.
+        let original = yarn.original_max_position_embeddings.or(raw.original_max_position_embeddings);
+        let original = original.unwrap_or(max_context as f64);
+        yarn.original_max_position_embeddings = Some(original);
+        yarn.factor = Some(yarn.factor.unwrap_or(max_context as f64 / original));
     }
     let Some(scaling) = spec.scaling.take_if(|s| s.rope_type.as_deref() == Some("longrope")) else {
         return Ok(spec);
@@ -568,6 +607,7 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
                 Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
                 Family::SmolLm3 => !rope_on[i],
                 Family::Mistral | Family::Qwen3Moe | Family::Phi3 => true,
+                Family::GptOss => !(i + 1).is_multiple_of(2),
                 Family::Llama => false,
             })
             .collect(),
@@ -586,16 +626,23 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
 }
 
 fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
-    if family != Family::Qwen3Moe {
-        return Ok(None);
-    }
+    let routing = match family {
+        Family::Qwen3Moe => Routing::SoftmaxTopK { norm_top_k: raw.norm_topk_prob },
+        Family::GptOss => Routing::TopKSoftmax,
+        _ => return Ok(None),
+    };
     let experts = check_range("num_experts", raw.num_experts.unwrap_or(0), 1 << 16)? as usize;
     let top_k = raw.num_experts_per_tok.unwrap_or(0) as usize;
     if top_k == 0 || top_k > experts {
         return Err(ConfigError::Experts { experts, top_k });
     }
-    let inter = check_range("moe_intermediate_size", raw.moe_intermediate_size.unwrap_or(0), MAX_HIDDEN * 8)?;
-    Ok(Some(MoeSpec { experts, top_k, intermediate_size: inter as usize, norm_top_k: raw.norm_topk_prob }))
+    // gpt-oss's experts are `intermediate_size` wide.
+    let inter = match family {
+        Family::GptOss => raw.intermediate_size,
+        _ => raw.moe_intermediate_size.unwrap_or(0),
+    };
+    let inter = check_range("moe_intermediate_size", inter, MAX_HIDDEN * 8)?;
+    Ok(Some(MoeSpec { experts, top_k, intermediate_size: inter as usize, routing }))
 }
 
 /// Whether layer `i` of a mixture-of-experts model routes (transformers' `Qwen3MoeDecoderLayer` rule).
@@ -606,7 +653,7 @@ fn is_sparse(raw: &Raw, i: usize) -> bool {
 
 fn check_rope_scaling(scaling: Option<&RopeScaling>, family: Family) -> Result<(), ConfigError> {
     match scaling.and_then(|s| s.rope_type.as_deref()) {
-        None | Some("default" | "linear" | "llama3") => Ok(()),
+        None | Some("default" | "linear" | "llama3" | "yarn") => Ok(()),
         // LongRoPE is Phi's (other families' blocks would need its per-pass switch too).
         Some("longrope") if family == Family::Phi3 => Ok(()),
         Some(other) => Err(ConfigError::RopeScaling(other.into())),
@@ -684,9 +731,9 @@ mod tests {
         // Named even when the config lacks fields only a Llama-family config has.
         let falcon = br#"{"model_type":"falcon","hidden_size":64}"#;
         assert!(matches!(ModelConfig::parse(falcon), Err(ConfigError::Unsupported(t)) if t == "falcon"));
-        let yarn =
-            BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}");
-        assert!(matches!(ModelConfig::parse(yarn.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "yarn"));
+        let dynamic =
+            BASE.replace("\"vocab_size\":32", "\"vocab_size\":32,\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4}");
+        assert!(matches!(ModelConfig::parse(dynamic.as_bytes()), Err(ConfigError::RopeScaling(t)) if t == "dynamic"));
     }
 
     fn with(extra: &str) -> String {
@@ -783,7 +830,7 @@ mod tests {
             .replace("qwen2", "llama");
         assert_eq!(
             ModelConfig::parse(llama.as_bytes()).unwrap_err().to_string(),
-            "unsupported `rope_scaling` type `longrope`: llmctl supports `default`, `linear` and `llama3`, and `longrope` for phi3"
+            "unsupported `rope_scaling` type `longrope`: llmctl supports `default`, `linear`, `llama3` and `yarn`, and `longrope` for phi3"
         );
     }
 }

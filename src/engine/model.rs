@@ -1,13 +1,13 @@
 //! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Phi-3,
-//! Gemma 3's text model), one block with per-family parts: immutable weights, from
+//! gpt-oss, Gemma 3's text model), one block with per-family parts: immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, RmsNorm};
+use candle_nn::{Embedding, Linear, RmsNorm};
 
-use super::attention::{KEY_BLOCK, attend};
-use super::config::{Activation, LayerSpec, ModelConfig, MoeSpec, NormStyle};
+use super::attention::{KEY_BLOCK, attend_with_sinks};
+use super::config::{Activation, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
 use super::kv_cache::{CacheShape, KvCache, rotate};
 use super::linear::{Projection, Projections};
 use super::rope::Rope;
@@ -29,6 +29,8 @@ struct Attention {
     /// Queries are multiplied by this so that the kernels' 1/√head_dim
     /// scale becomes the family's (Gemma's `query_pre_attn_scalar`).
     query_scale: Option<f64>,
+    /// gpt-oss's sink logit per head (f32).
+    sinks: Option<Tensor>,
 }
 
 /// A gated MLP: `down(act(x · gateᵀ) * (x · upᵀ))`.
@@ -101,11 +103,16 @@ impl Attention {
         let widths = [q_out, kv_out, kv_out];
         Ok(Attention {
             qkv: fused_or_each(w, &format!("{p}.qkv_proj"), &names, h, &widths, cfg.qkv_bias)?,
-            o: w.projection(&format!("{p}.o_proj"), q_out, h, false)?,
+            o: w.projection(&format!("{p}.o_proj"), q_out, h, cfg.block.output_bias)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
             k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
             rope: spec.rope,
             query_scale: cfg.block.query_pre_attn_scalar.map(|s| (d as f64 / s).sqrt()),
+            sinks: if cfg.block.sinks {
+                Some(w.tensor(&format!("{p}.sinks"), cfg.heads.into())?.to_dtype(DType::F32)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -129,14 +136,15 @@ impl Attention {
         let q = q.squeeze(0)?;
         // One new position: fused kernels where the device has them (they
         // rotate q and the output themselves); else the blockwise path.
-        let fused = if t == 1 { cache.decode_attention(layer, &q, start + 1)? } else { None };
+        // (The fused kernels know no sinks.)
+        let fused = if t == 1 && self.sinks.is_none() { cache.decode_attention(layer, &q, start + 1)? } else { None };
         let y = match fused {
             Some(y) => y,
             None => {
                 let q = rotate(&q, rotation)?;
                 let window = cache.window(layer);
                 let read = |from, to| cache.read(layer, from, to, model.dtype);
-                rotate(&attend(&q, start, window, KEY_BLOCK, read)?, rotation)?
+                rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
         self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
@@ -195,6 +203,10 @@ impl Mlp {
 impl Experts {
     fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
         let (h, act) = (cfg.hidden_size, cfg.block.activation);
+        if spec.routing == Routing::TopKSoftmax {
+            let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
+            return Ok(Experts { router, experts: gpt_oss_experts(w, p, h, spec, act)?, spec: spec.clone() });
+        }
         let experts = (0..spec.experts)
             .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
             .collect::<Result<_>>()?;
@@ -206,17 +218,30 @@ impl Experts {
     /// an expert runs once over all the tokens routed to it, and experts no
     /// token chose are not read.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let probs = candle_nn::ops::softmax_last_dim(&self.router.forward(x)?.to_dtype(DType::F32)?)?;
-        let probs: Vec<Vec<f32>> = probs.to_vec2()?;
+        let logits = self.router.forward(x)?.to_dtype(DType::F32)?;
+        let rows: Vec<Vec<f32>> = match self.spec.routing {
+            Routing::SoftmaxTopK { .. } => candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?,
+            Routing::TopKSoftmax => logits.to_vec2()?,
+        };
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); self.experts.len()];
-        for (token, row) in probs.iter().enumerate() {
+        for (token, row) in rows.iter().enumerate() {
             let mut order: Vec<usize> = (0..row.len()).collect();
             // Highest first; among equals the lower index, as torch.topk's CPU kernel.
             order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
             let chosen = &order[..self.spec.top_k];
-            let sum: f32 = chosen.iter().map(|&e| row[e]).sum();
-            for &e in chosen {
-                let weight = if self.spec.norm_top_k { row[e] / sum } else { row[e] };
+            let weights: Vec<f32> = match self.spec.routing {
+                Routing::SoftmaxTopK { norm_top_k } => {
+                    let sum: f32 = chosen.iter().map(|&e| row[e]).sum();
+                    chosen.iter().map(|&e| if norm_top_k { row[e] / sum } else { row[e] }).collect()
+                }
+                Routing::TopKSoftmax => {
+                    let max = row[chosen[0]];
+                    let exps: Vec<f32> = chosen.iter().map(|&e| (row[e] - max).exp()).collect();
+                    let sum: f32 = exps.iter().sum();
+                    exps.iter().map(|x| x / sum).collect()
+                }
+            };
+            for (&e, weight) in chosen.iter().zip(weights) {
                 routed[e].0.push(token as u32);
                 routed[e].1.push(weight);
             }
@@ -234,6 +259,41 @@ impl Experts {
         }
         Ok(out)
     }
+}
+
+/// gpt-oss's experts as transformers stores them: `gate_up_proj` (experts,
+/// hidden, 2·inter) with gate and up columns interleaved, `down_proj`
+/// (experts, inter, hidden), each with a bias; as one gated MLP per expert.
+fn gpt_oss_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Activation) -> Result<Vec<Mlp>> {
+    let (n, i) = (spec.experts, spec.intermediate_size);
+    if w.contains(&format!("{p}.experts.gate_up_proj_blocks")) {
+        candle_core::bail!(
+            "`{p}.experts` are stored as MXFP4 blocks, which llmctl does not read yet: pull a BF16 copy of the model"
+        );
+    }
+    let name = |n: &str| format!("{p}.experts.{n}");
+    let gate_up = w.tensor(&name("gate_up_proj"), (n, h, 2 * i).into())?;
+    let gate_up_bias = w.tensor(&name("gate_up_proj_bias"), (n, 2 * i).into())?;
+    let down = w.tensor(&name("down_proj"), (n, i, h).into())?;
+    let down_bias = w.tensor(&name("down_proj_bias"), (n, h).into())?;
+    (0..n)
+        .map(|e| {
+            // Column 2j is gate j, column 2j+1 up j.
+            let pairs = gate_up.get(e)?.reshape((h, i, 2))?;
+            let biases = gate_up_bias.get(e)?.reshape((i, 2))?;
+            let half = |k: usize| -> Result<Projection> {
+                let weight = pairs.narrow(2, k, 1)?.squeeze(2)?.t()?.contiguous()?;
+                let bias = biases.narrow(1, k, 1)?.squeeze(1)?.contiguous()?;
+                Ok(Projection::new(Linear::new(weight, Some(bias))))
+            };
+            let down = Linear::new(down.get(e)?.t()?.contiguous()?, Some(down_bias.get(e)?.contiguous()?));
+            Ok(Mlp {
+                gate_up: Projections::Each(vec![half(0)?, half(1)?]),
+                down: Projection::new(down),
+                activation: act,
+            })
+        })
+        .collect()
 }
 
 impl FeedForward {

@@ -41,7 +41,9 @@ impl Rope {
             Ok(((freqs.cos()? * scale)?.to_dtype(dtype)?, (freqs.sin()? * scale)?.to_dtype(dtype)?))
         };
         let Some(long) = &spec.longrope else {
-            return Ok(Rope { tables: vec![table(inv_freq, 1.0)?], long_past: None, rotary_dim: dim });
+            let scale =
+                spec.scaling.as_ref().filter(|s| s.rope_type.as_deref() == Some("yarn")).map_or(1.0, yarn_scale);
+            return Ok(Rope { tables: vec![table(inv_freq, scale)?], long_past: None, rotary_dim: dim });
         };
         // transformers: 1 / (factor · base^(2i/dim)), in f32.
         let divided = |by: &[f64]| inv_freq.iter().zip(by).map(|(f, d)| (*f as f64 / d) as f32).collect::<Vec<_>>();
@@ -77,9 +79,50 @@ pub fn inverse_frequencies(spec: &RopeSpec, dim: usize) -> Vec<f32> {
     let scaled = match spec.scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {
         Some((Some("linear"), s)) => base.iter().map(|f| f / s.factor.unwrap_or(1.0)).collect(),
         Some((Some("llama3"), s)) => base.iter().map(|&f| llama3(f, s)).collect(),
+        Some((Some("yarn"), s)) => yarn(&base, spec.theta, dim, s),
         _ => base,
     };
     scaled.into_iter().map(|f| f as f32).collect()
+}
+
+/// YaRN (transformers' `_compute_yarn_parameters`): frequencies that turn
+/// fewer than `beta_slow` times over the original context are interpolated
+/// (divided by `factor`), those turning more than `beta_fast` times kept, and
+/// a linear ramp between. `factor` and the original context are filled in by
+/// the config.
+fn yarn(base: &[f64], theta: f64, dim: usize, s: &RopeScaling) -> Vec<f64> {
+    let factor = s.factor.unwrap_or(1.0);
+    let original = s.original_max_position_embeddings.unwrap_or(1.0);
+    let (fast, slow) = (s.beta_fast.unwrap_or(32.0), s.beta_slow.unwrap_or(1.0));
+    let correction =
+        |rotations: f64| dim as f64 * (original / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * theta.ln());
+    let (mut low, mut high) = (correction(fast), correction(slow));
+    if s.truncate.unwrap_or(true) {
+        (low, high) = (low.floor(), high.ceil());
+    }
+    let (low, mut high) = (low.max(0.0), high.min(dim as f64 - 1.0));
+    if low == high {
+        high += 0.001;
+    }
+    base.iter()
+        .enumerate()
+        .map(|(i, &f)| {
+            let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+            let extrapolated = 1.0 - ramp;
+            f / factor * (1.0 - extrapolated) + f * extrapolated
+        })
+        .collect()
+}
+
+/// YaRN's scale of cos and sin: `attention_factor`, else 0.1·ln(factor)+1
+/// (with `mscale`/`mscale_all_dim`, their ratio).
+fn yarn_scale(s: &RopeScaling) -> f64 {
+    let factor = s.factor.unwrap_or(1.0);
+    let mscale = |m: f64| if factor <= 1.0 { 1.0 } else { 0.1 * m * factor.ln() + 1.0 };
+    s.attention_factor.unwrap_or(match (s.mscale, s.mscale_all_dim) {
+        (Some(m), Some(all)) if m != 0.0 && all != 0.0 => mscale(m) / mscale(all),
+        _ => mscale(1.0),
+    })
 }
 
 /// Llama 3.1's scaling: long wavelengths are divided by `factor`, short ones

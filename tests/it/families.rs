@@ -123,7 +123,7 @@ fn every_family_matches_transformers_logits_through_every_cache() {
 #[test]
 fn windowed_layers_allocate_only_their_window() {
     let capacity = 64;
-    for (name, windowed) in [("mistral_window", 2), ("gemma3_text", 2), ("gemma3", 2), ("mistral", 0)] {
+    for (name, windowed) in [("mistral_window", 2), ("gemma3_text", 2), ("gemma3", 2), ("gpt_oss", 1), ("mistral", 0)] {
         let model = load(name);
         let cfg = model.config();
         for kv in [None, Some(KvScheme::Int8), Some(KvScheme::Fp8)] {
@@ -181,4 +181,32 @@ fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
     assert_eq!(show["kv_cache"]["selected"]["sliding_window"], serde_json::json!({"layers": 2, "window": 8}));
     let text = ctx.run(&["show", "mistral_window:kv_int8"]).success().stdout.clone();
     assert!(text.contains("; 2 of 2 layers keep only their last 8 tokens"), "{text}");
+}
+
+/// gpt-oss as OpenAI publishes it keeps its experts in MXFP4 blocks, which
+/// llmctl does not read yet: `pull` says so, naming the tensors and the way out.
+#[test]
+fn mxfp4_experts_are_refused_at_pull_with_the_way_out() {
+    let ctx = crate::support::TestContext::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("gpt_oss/config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), crate::support::models::word_tokenizer(128)).unwrap();
+    let tensors = candle_core::safetensors::load(root().join("gpt_oss/model.safetensors"), &Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| match name.strip_suffix("experts.gate_up_proj") {
+            Some(prefix) => (format!("{prefix}experts.gate_up_proj_blocks"), t),
+            None => (name, t),
+        })
+        .collect();
+    candle_core::safetensors::save(&renamed, dir.path().join("model.safetensors")).unwrap();
+    let out = ctx.run(&["pull", dir.path().to_str().unwrap(), "--name", "oss-mxfp4"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`model.layers.0.mlp.experts` are stored as MXFP4 blocks, which llmctl does not read yet: pull a BF16 copy of the model"
+        ),
+        "{}",
+        out.stderr
+    );
 }

@@ -4,7 +4,8 @@ random-weight models made by Hugging Face transformers itself (Llama with
 Llama 3 RoPE scaling, Mistral with and without a sliding window shorter than
 the prompt, Qwen2 with QKV biases, Qwen3 with q/k norms and a head_dim that is
 not hidden/heads, SmolLM3 with layers without RoPE, Phi-3/Phi-4-mini with fused projections,
-partial rotary embeddings and LongRoPE, Gemma 3 with local and
+partial rotary embeddings and LongRoPE, gpt-oss with attention sinks, YaRN and
+biased experts, Gemma 3 with local and
 global layers and soft-capped logits as a text model and inside its
 multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
 saved as safetensors, and their float32 CPU logits for a fixed token sequence.
@@ -65,6 +66,15 @@ FAMILIES = {
                                                      "partial_rotary_factor": 0.5,
                                                      "short_factor": [1.0, 1.3, 2.1, 3.7],
                                                      "long_factor": [1.2, 2.5, 6.0, 15.0]}),
+    # gpt-oss: a local layer (window 8) and a global one, attention sinks, biased projections,
+    # YaRN, 2 of 4 experts per token with biases and the clamped SwiGLU.
+    "gpt_oss": transformers.GptOssConfig(vocab_size=128, hidden_size=64, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                         max_position_embeddings=256, rms_norm_eps=1e-5, initializer_range=0.2,
+                                         sliding_window=8, num_local_experts=4, num_experts_per_tok=2,
+                                         rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 8.0,
+                                                          "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                                                          "original_max_position_embeddings": 32}),
     # Layer 0 routes each token to 2 of 4 experts; layer 1 is a dense MLP (`mlp_only_layers`).
     "qwen3_moe": transformers.Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, num_experts_per_tok=2,
                                              moe_intermediate_size=32, norm_topk_prob=True, mlp_only_layers=[1],
@@ -83,7 +93,9 @@ def make(name, config, out):
     with torch.no_grad():
         # Norm weights and biases away from their 1/0 defaults, so using them matters.
         for pname, p in model.named_parameters():
-            if "norm" in pname or pname.endswith("bias"):
+            if pname.endswith("sinks"):
+                p.copy_(torch.randn_like(p))
+            elif "norm" in pname or pname.endswith("bias"):
                 p.add_(0.3 * torch.randn_like(p))
         logits = model(torch.tensor([TOKENS])).logits[0]
     model.save_pretrained(os.path.join(out, name), safe_serialization=True)

@@ -30,6 +30,20 @@ pub fn attend(
     start: usize,
     window: Option<usize>,
     block: usize,
+    read: impl FnMut(usize, usize) -> Result<(Tensor, Tensor)>,
+) -> Result<Tensor> {
+    attend_with_sinks(q, start, window, None, block, read)
+}
+
+/// As [`attend`], with `sinks` (heads,) f32: one more logit per head in
+/// every softmax, attached to no value (gpt-oss's attention sinks), so a
+/// head can attend to nothing.
+pub fn attend_with_sinks(
+    q: &Tensor,
+    start: usize,
+    window: Option<usize>,
+    sinks: Option<&Tensor>,
+    block: usize,
     mut read: impl FnMut(usize, usize) -> Result<(Tensor, Tensor)>,
 ) -> Result<Tensor> {
     let (heads, t, d) = q.dims3()?;
@@ -41,8 +55,8 @@ pub fn attend(
     let kv_heads = first.0.dim(0)?;
     // Query heads h*group..(h+1)*group share KV head h: fold them into rows.
     let rows = q.reshape((kv_heads, heads / kv_heads * t, d))?;
-    // The softmax kernel masks causally only.
-    let on_kernels = window.is_none() && cuda::takes(&rows, &first.0);
+    // The softmax kernel masks causally only, and knows no sinks.
+    let on_kernels = window.is_none() && sinks.is_none() && cuda::takes(&rows, &first.0);
     let mut first = Some(first);
     let blocks = (lowest..total).step_by(step).map(move |from| -> Result<Block> {
         let to = (from + step).min(total);
@@ -53,7 +67,17 @@ pub fn attend(
         Ok(Block { from, to, k, v })
     });
     let shape = Shape { group: heads / kv_heads, t, d, kv_heads, start, window };
-    let out = if on_kernels { fused(&rows, shape, blocks)? } else { blockwise(&rows, shape, blocks)? };
+    // Each query row's sink logit: row g·t+i of KV head h is query head h·group+g.
+    let sink_rows = sinks
+        .map(|s| {
+            s.to_dtype(DType::F32)?.reshape((kv_heads, heads / kv_heads, 1))?.repeat((1, 1, t))?.reshape((
+                kv_heads,
+                heads / kv_heads * t,
+                1,
+            ))
+        })
+        .transpose()?;
+    let out = if on_kernels { fused(&rows, shape, blocks)? } else { blockwise(&rows, shape, sink_rows, blocks)? };
     out.to_dtype(q.dtype())?.reshape((heads, t, d))
 }
 
@@ -77,8 +101,23 @@ struct Shape {
 }
 
 /// Scores and softmax in f32 with tensor ops; returns the f32 output rows.
-fn blockwise(q: &Tensor, s: Shape, blocks: impl Iterator<Item = Result<Block>>) -> Result<Tensor> {
-    let mut state: Option<(Tensor, Tensor, Tensor)> = None; // running max, sum, weighted values
+/// `sinks` (kv_heads, rows, 1): a logit per row that starts the softmax
+/// with weight on no value.
+fn blockwise(
+    q: &Tensor,
+    s: Shape,
+    sinks: Option<Tensor>,
+    blocks: impl Iterator<Item = Result<Block>>,
+) -> Result<Tensor> {
+    // Running max, sum, weighted values.
+    let mut state: Option<(Tensor, Tensor, Tensor)> = match sinks {
+        Some(m) => {
+            let (kv, rows, _) = m.dims3()?;
+            let (l, acc) = (m.ones_like()?, Tensor::zeros((kv, rows, s.d), DType::F32, m.device())?);
+            Some((m, l, acc))
+        }
+        None => None,
+    };
     for block in blocks {
         let Block { from, to, k, v } = block?;
         let mut scores = (q.matmul(&k.t()?)? * (1.0 / (s.d as f64).sqrt()))?.to_dtype(DType::F32)?;
@@ -263,6 +302,35 @@ mod tests {
                 let got = windowed(&q, &k, &v, start, Some(window), block).to_vec3::<f32>().unwrap();
                 for (a, b) in got.iter().flatten().flatten().zip(want.iter().flatten().flatten()) {
                     assert!((a - b).abs() < TOLERANCE, "window {window}, block {block}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_sink_is_a_logit_with_no_value() {
+        // With sink logits, attention is the plain softmax's output times Σexp(s) / (Σexp(s) + exp(sink)).
+        let start = 3;
+        let (q, k, v) = inputs((4, 2, 2, start, 8), 11);
+        let sinks = Tensor::new(&[0.5f32, -1.0, 2.0, 0.0], &Device::Cpu).unwrap();
+        let read = |from: usize, to: usize| Ok((k.narrow(1, from, to - from)?, v.narrow(1, from, to - from)?));
+        let got = attend_with_sinks(&q, start, None, Some(&sinks), 2, read).unwrap().to_vec3::<f32>().unwrap();
+        let plain = whole(&q, &k, &v, start, 64).to_vec3::<f32>().unwrap();
+        let (qv, kv) = (q.to_vec3::<f32>().unwrap(), k.to_vec3::<f32>().unwrap());
+        for h in 0..4 {
+            for i in 0..2 {
+                let scores: Vec<f64> = (0..=start + i)
+                    .map(|j| qv[h][i].iter().zip(&kv[h / 2][j]).map(|(a, b)| (a * b) as f64).sum::<f64>() / 8f64.sqrt())
+                    .collect();
+                let z: f64 = scores.iter().map(|s| s.exp()).sum();
+                let keep = z / (z + (sinks.to_vec1::<f32>().unwrap()[h] as f64).exp());
+                for c in 0..8 {
+                    let want = plain[h][i][c] as f64 * keep;
+                    assert!(
+                        (got[h][i][c] as f64 - want).abs() < TOLERANCE as f64,
+                        "head {h} row {i}: {} vs {want}",
+                        got[h][i][c]
+                    );
                 }
             }
         }

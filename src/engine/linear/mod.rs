@@ -102,6 +102,7 @@ impl Projections {
         match (self, activation) {
             (Projections::Each(each), Activation::Silu) if each.len() == 2 => Projection::gated(x, &each[0], &each[1]),
             _ => match self.forward(x)?.as_slice() {
+                [gate, up] if activation == Activation::ClampedSwiglu => clamped_swiglu(gate, up),
                 [gate, up] => activate(gate, activation)? * up,
                 _ => candle_core::bail!("a gated projection needs a gate and an up projection"),
             },
@@ -109,10 +110,22 @@ impl Projections {
     }
 }
 
+/// gpt-oss's gate: `(clamp(up, ±LIMIT) + 1) · g · σ(ALPHA · g)`, `g = min(gate, LIMIT)`.
+fn clamped_swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    const ALPHA: f64 = 1.702;
+    const LIMIT: f64 = 7.0;
+    let g = gate.minimum(LIMIT)?;
+    let glu = (&g * candle_nn::ops::sigmoid(&(&g * ALPHA)?)?)?;
+    (up.clamp(-LIMIT, LIMIT)? + 1.0)? * glu
+}
+
 fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Silu => candle_nn::ops::silu(x),
         // candle's `gelu` is the tanh approximation (PyTorch's `gelu(approximate="tanh")`).
         Activation::GeluTanh => x.gelu(),
+        Activation::ClampedSwiglu => {
+            candle_core::bail!("the clamped SwiGLU takes the gate and up projections together")
+        }
     }
 }
