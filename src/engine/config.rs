@@ -114,7 +114,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Facts(#[from] hf_config::ConfigError),
     #[error(
-        "unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear` and `llama3`, and `longrope` for phi3"
+        "unsupported `rope_scaling` type `{0}`: llmctl supports `default`, `linear`, `llama3` and `yarn`, and `longrope` for phi3"
     )]
     RopeScaling(String),
     #[error("`config.json`'s LongRoPE needs `{0}`: {1}")]

@@ -131,12 +131,18 @@ pub fn load_weights(
     let model = Model::load(&vb, config, context).map_err(EngineError::Weights)?;
     device.synchronize().map_err(EngineError::Weights)?;
     observer.stage(LoadStage::WeightsLoaded, &device_name);
-    // Said, not hidden: an image-text checkpoint runs as its text model.
-    let conversions: Vec<String> = if multimodal {
-        vec!["the checkpoint's image encoder is not loaded: llmctl runs its text model, for text prompts".into()]
-    } else {
-        Vec::new()
-    };
+    // Said, not hidden: an image-text checkpoint runs as its text model; MXFP4 experts are dequantized.
+    let mut conversions: Vec<String> = Vec::new();
+    if multimodal {
+        conversions
+            .push("the checkpoint's image encoder is not loaded: llmctl runs its text model, for text prompts".into());
+    }
+    if vb.contains_tensor("model.layers.0.mlp.experts.gate_up_proj_blocks") {
+        conversions.push(format!(
+            "the experts' MXFP4 blocks are dequantized to {} as they load (llmctl has no MXFP4 kernel)",
+            format!("{compute:?}").to_lowercase()
+        ));
+    }
     Ok(LoadedWeights {
         model,
         text,

@@ -263,37 +263,78 @@ impl Experts {
 
 /// gpt-oss's experts as transformers stores them: `gate_up_proj` (experts,
 /// hidden, 2·inter) with gate and up columns interleaved, `down_proj`
-/// (experts, inter, hidden), each with a bias; as one gated MLP per expert.
+/// (experts, inter, hidden), each with a bias; or as OpenAI publishes them,
+/// in MXFP4 blocks (`*_blocks`, `*_scales`), dequantized here. As one gated
+/// MLP per expert.
 fn gpt_oss_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Activation) -> Result<Vec<Mlp>> {
     let (n, i) = (spec.experts, spec.intermediate_size);
-    if w.contains(&format!("{p}.experts.gate_up_proj_blocks")) {
-        candle_core::bail!(
-            "`{p}.experts` are stored as MXFP4 blocks, which llmctl does not read yet: pull a BF16 copy of the model"
-        );
-    }
     let name = |n: &str| format!("{p}.experts.{n}");
-    let gate_up = w.tensor(&name("gate_up_proj"), (n, h, 2 * i).into())?;
+    let (gate_up, down) = if w.contains(&name("gate_up_proj_blocks")) {
+        (mxfp4(w, &name("gate_up_proj"), n, 2 * i, h)?, mxfp4(w, &name("down_proj"), n, h, i)?)
+    } else {
+        (w.tensor(&name("gate_up_proj"), (n, h, 2 * i).into())?, w.tensor(&name("down_proj"), (n, i, h).into())?)
+    };
     let gate_up_bias = w.tensor(&name("gate_up_proj_bias"), (n, 2 * i).into())?;
-    let down = w.tensor(&name("down_proj"), (n, i, h).into())?;
     let down_bias = w.tensor(&name("down_proj_bias"), (n, h).into())?;
+    // The import check's tensors are zero-stride broadcasts with no data: splitting
+    // them by copies would allocate the whole model, so they are split as broadcasts too.
+    let checking = !gate_up.is_contiguous();
+    let nothing = |shape: &[usize]| Tensor::zeros((), gate_up.dtype(), gate_up.device())?.broadcast_as(shape);
     (0..n)
         .map(|e| {
+            let linear = |weight: Tensor, bias: Tensor| Projection::new(Linear::new(weight, Some(bias)));
+            if checking {
+                let half = || -> Result<Projection> { Ok(linear(nothing(&[i, h])?, nothing(&[i])?)) };
+                let down = linear(nothing(&[h, i])?, nothing(&[h])?);
+                return Ok(Mlp { gate_up: Projections::Each(vec![half()?, half()?]), down, activation: act });
+            }
             // Column 2j is gate j, column 2j+1 up j.
             let pairs = gate_up.get(e)?.reshape((h, i, 2))?;
             let biases = gate_up_bias.get(e)?.reshape((i, 2))?;
             let half = |k: usize| -> Result<Projection> {
                 let weight = pairs.narrow(2, k, 1)?.squeeze(2)?.t()?.contiguous()?;
-                let bias = biases.narrow(1, k, 1)?.squeeze(1)?.contiguous()?;
-                Ok(Projection::new(Linear::new(weight, Some(bias))))
+                Ok(linear(weight, biases.narrow(1, k, 1)?.squeeze(1)?.contiguous()?))
             };
-            let down = Linear::new(down.get(e)?.t()?.contiguous()?, Some(down_bias.get(e)?.contiguous()?));
-            Ok(Mlp {
-                gate_up: Projections::Each(vec![half(0)?, half(1)?]),
-                down: Projection::new(down),
-                activation: act,
-            })
+            let down = linear(down.get(e)?.t()?.contiguous()?, down_bias.get(e)?.contiguous()?);
+            Ok(Mlp { gate_up: Projections::Each(vec![half(0)?, half(1)?]), down, activation: act })
         })
         .collect()
+}
+
+/// The values of MXFP4 (OCP Microscaling) codes, by their four bits: E2M1.
+const FP4: [f32; 16] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0];
+
+/// `{name}_blocks` (experts, rows, cols/32, 16): two FP4 codes a byte, low
+/// nibble first, and `{name}_scales` (experts, rows, cols/32): each block's
+/// E8M0 exponent (2^(e−127)); as (experts, cols, rows) in the compute dtype,
+/// transformers' layout of the dequantized experts.
+fn mxfp4(w: &dyn Weights, name: &str, experts: usize, rows: usize, cols: usize) -> Result<Tensor> {
+    if !cols.is_multiple_of(32) {
+        candle_core::bail!("`{name}_blocks`: {cols} columns are not whole MXFP4 blocks of 32");
+    }
+    let groups = cols / 32;
+    let blocks = w.stored(&format!("{name}_blocks"), (experts, rows, groups, 16).into(), DType::U8)?;
+    let scales = w.stored(&format!("{name}_scales"), (experts, rows, groups).into(), DType::U8)?;
+    let (dtype, device) = (w.dtype(), w.device());
+    if !blocks.is_contiguous() {
+        // The import check's data-less tensors (see `gpt_oss_experts`).
+        return Tensor::zeros((), dtype, device)?.broadcast_as((experts, cols, rows));
+    }
+    let codes: Vec<u8> = blocks.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+    let exponents: Vec<u8> = scales.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+    let mut values = vec![0f32; codes.len() * 2];
+    for (block, (&e, out)) in codes.chunks(16).zip(exponents.iter().zip(values.chunks_mut(32))) {
+        let scale = 2f64.powi(i32::from(e) - 127) as f32;
+        for (k, &byte) in block.iter().enumerate() {
+            out[2 * k] = FP4[usize::from(byte & 0x0F)] * scale;
+            out[2 * k + 1] = FP4[usize::from(byte >> 4)] * scale;
+        }
+    }
+    Tensor::from_vec(values, (experts, rows, cols), &Device::Cpu)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .to_dtype(dtype)?
+        .to_device(device)
 }
 
 impl FeedForward {

@@ -16,6 +16,11 @@ pub trait Weights {
     fn contains(&self, name: &str) -> bool;
     /// A dense tensor of exactly `shape`, in the compute dtype.
     fn tensor(&self, name: &str, shape: Shape) -> Result<Tensor>;
+    /// A tensor of exactly `shape` as stored, in `dtype` (`U8` for packed codes).
+    fn stored(&self, name: &str, shape: Shape, dtype: DType) -> Result<Tensor> {
+        let _ = (shape, dtype);
+        candle_core::bail!("`{name}`: this model's files hold no such tensor")
+    }
     /// `{name}.weight` of shape (`dout`, `din`) and, with `bias`, `{name}.bias`.
     fn projection(&self, name: &str, din: usize, dout: usize, bias: bool) -> Result<Projection>;
     /// Several projections of the same input (`{name}.weight` of shape
@@ -51,6 +56,10 @@ impl Weights for VarBuilder<'_> {
 
     fn tensor(&self, name: &str, shape: Shape) -> Result<Tensor> {
         self.get_with_hints(shape, name, Init::Const(1.0))
+    }
+
+    fn stored(&self, name: &str, shape: Shape, dtype: DType) -> Result<Tensor> {
+        self.get_with_hints_dtype(shape, name, Init::Const(0.0), dtype)
     }
 
     fn projection(&self, name: &str, din: usize, dout: usize, bias: bool) -> Result<Projection> {

@@ -5,7 +5,7 @@ Llama 3 RoPE scaling, Mistral with and without a sliding window shorter than
 the prompt, Qwen2 with QKV biases, Qwen3 with q/k norms and a head_dim that is
 not hidden/heads, SmolLM3 with layers without RoPE, Phi-3/Phi-4-mini with fused projections,
 partial rotary embeddings and LongRoPE, gpt-oss with attention sinks, YaRN and
-biased experts, Gemma 3 with local and
+biased experts (also with its experts in MXFP4, as OpenAI publishes it), Gemma 3 with local and
 global layers and soft-capped logits as a text model and inside its
 multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
 saved as safetensors, and their float32 CPU logits for a fixed token sequence.
@@ -146,6 +146,52 @@ def gemma3_before_v5(key, value):
     return {key: value}
 
 
+FP4 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def to_mxfp4(w):
+    """(..., rows, cols) as OpenAI's gpt-oss checkpoints store experts: each row's
+    blocks of 32 values as FP4 (E2M1) codes, two per byte (low nibble first),
+    and one E8M0 exponent per block (2^(e - 127)). A plain nearest-value
+    quantizer of our own; the reference dequantizes with transformers' code."""
+    *lead, rows, cols = w.shape
+    blocks = w.reshape(*lead, rows, cols // 32, 32).float()
+    amax = blocks.abs().amax(-1, keepdim=True).clamp(min=1e-30)
+    exp = torch.ceil(torch.log2(amax / 6.0)).clamp(-127, 127)
+    scaled = blocks / torch.exp2(exp)
+    values = torch.tensor(FP4)
+    codes = (scaled.unsqueeze(-1) - values).abs().argmin(-1).to(torch.uint8)
+    packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return packed.contiguous(), (exp.squeeze(-1) + 127).to(torch.uint8).contiguous()
+
+
+def gpt_oss_mxfp4(out):
+    """gpt_oss with its experts in MXFP4, and transformers' logits for the
+    weights its own MXFP4 code dequantizes them to."""
+    from safetensors.torch import load_file, save_file
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    src, dst = os.path.join(out, "gpt_oss"), os.path.join(out, "gpt_oss_mxfp4")
+    os.makedirs(dst, exist_ok=True)
+    tensors, stored = load_file(os.path.join(src, "model.safetensors")), {}
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        if key.endswith("experts.gate_up_proj") or key.endswith("experts.down_proj"):
+            # Stored (experts, out, in) as blocks along `in`; transformers' layout is (experts, in, out).
+            blocks, scales = to_mxfp4(value.transpose(1, 2))
+            stored[key + "_blocks"], stored[key + "_scales"] = blocks, scales
+            with torch.no_grad():
+                params[key].copy_(convert_moe_packed_tensors(blocks, scales, dtype=torch.float32))
+        else:
+            stored[key] = value
+    save_file(stored, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f, open(os.path.join(dst, "config.json"), "w") as g:
+        g.write(f.read())
+    with torch.no_grad():
+        logits = model(torch.tensor([TOKENS])).logits[0]
+    return {"family": "gpt_oss_mxfp4", "model_type": "gpt_oss", "tensors": sorted(stored), "logits": logits.tolist()}
+
+
 def main():
     out = sys.argv[1]
     results = [make(name, cfg, out) for name, cfg in FAMILIES.items()]
@@ -154,6 +200,7 @@ def main():
         results.append(hub_layout(by_name["qwen3_moe"], out, per_expert))
     if any(t.startswith("model.language_model.") for t in by_name["gemma3"]["tensors"]):
         results.append(hub_layout(by_name["gemma3"], out, gemma3_before_v5))
+    results.append(gpt_oss_mxfp4(out))
     meta = {"reference": "transformers float32 CPU, random weights", "tokens": TOKENS,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "families": results}
