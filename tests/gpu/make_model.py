@@ -2,7 +2,7 @@
 """Real-shaped models with random bf16 weights, for GPU checks and
 benchmarks where real checkpoints cannot be downloaded.
 
-    python3 tests/gpu/make_model.py {llama-1b|llama-8b|gemma3-4b|qwen3-moe} OUT_DIR
+    python3 tests/gpu/make_model.py {llama-1b|llama-8b|gemma3-4b|qwen3-moe|gemma3-small|qwen3-moe-small} OUT_DIR
 
 gemma3-4b is Gemma 3 4B's text model (34 layers, 5 local with a 1024-token
 window to each global one); qwen3-moe is 8 of Qwen3-30B-A3B's 48 layers at
@@ -32,6 +32,18 @@ SHAPES = {
                       query_pre_attn_scalar=256, rope_theta=1000000.0, rope_local_base_freq=10000.0,
                       rope_scaling={"rope_type": "linear", "factor": 8.0}, hidden_activation="gelu_pytorch_tanh",
                       rms_norm_eps=1e-6, max_position_embeddings=131072),
+    # Small models with the fused kernels' head dims, windows the test prompts pass, for CUDA-vs-CPU checks.
+    "gemma3-small": dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], hidden_size=512,
+                         intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=128, tie_word_embeddings=True, vocab_size=4096, sliding_window=64,
+                         layer_types=["sliding_attention"] * 5 + ["full_attention"], query_pre_attn_scalar=128,
+                         rope_theta=1000000.0, rope_local_base_freq=10000.0, hidden_activation="gelu_pytorch_tanh",
+                         rms_norm_eps=1e-6, max_position_embeddings=4096),
+    "qwen3-moe-small": dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=512,
+                            intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                            head_dim=64, tie_word_embeddings=False, vocab_size=4096, moe_intermediate_size=256,
+                            num_experts=16, num_experts_per_tok=4, norm_topk_prob=True, decoder_sparse_step=1,
+                            mlp_only_layers=[], rope_theta=1000000.0, rms_norm_eps=1e-6, max_position_embeddings=4096),
     "qwen3-moe": dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=2048,
                       intermediate_size=6144, num_hidden_layers=8, num_attention_heads=32, num_key_value_heads=4,
                       head_dim=128, tie_word_embeddings=False, vocab_size=151936, moe_intermediate_size=768,

@@ -32,6 +32,10 @@ field() { python3 -c "import json,sys; d=[json.loads(l) for l in sys.stdin][-1];
 if [ "$part" = checks ]; then
     tests=$(realpath "$3"); gguf=$(realpath "$4")
     echo "== tests/gpu.rs"
+    for m in gemma3-small qwen3-moe-small; do
+        [ -f "$work/$m/model.safetensors" ] || python3 "$here/make_model.py" "$m" "$work/$m"
+    done
+    export LLMCTL_GPU_FAMILIES="$work/gemma3-small:$work/qwen3-moe-small"
     LLMCTL_TEST_MODELS=$(dirname "$gguf") "$tests" --test-threads 1 --nocapture 2>&1 | grep -vE '^\s*$|^running|Running|backtrace' || true
 
     if [ -n "${REF_OUT:-}" ]; then
