@@ -84,11 +84,27 @@ pub enum FitsLimit {
 }
 
 /// The longest context that `free` bytes (plus the case's own cache, with
-/// its working memory set aside) hold at `per_token` bytes a token, capped
-/// at the model's context length.
-pub fn context_that_fits(free: u64, kv_bytes: u64, working: u64, per_token: u64, model_max: u64) -> (u64, FitsLimit) {
-    let by_memory = (free + kv_bytes).saturating_sub(working) / per_token.max(1);
-    if by_memory > model_max { (model_max, FitsLimit::Model) } else { (by_memory, FitsLimit::Memory) }
+/// its working memory set aside) hold, a context of n tokens taking
+/// `cache_bytes(n)` (which grows with n, and stops growing for windowed
+/// layers past their window), capped at the model's context length.
+pub fn context_that_fits(
+    free: u64,
+    kv_bytes: u64,
+    working: u64,
+    cache_bytes: impl Fn(u64) -> u64,
+    model_max: u64,
+) -> (u64, FitsLimit) {
+    let budget = (free + kv_bytes).saturating_sub(working);
+    if cache_bytes(model_max) <= budget {
+        return (model_max, FitsLimit::Model);
+    }
+    // The largest n with cache_bytes(n) <= budget: cache_bytes(lo) fits, cache_bytes(hi) does not.
+    let (mut lo, mut hi) = (0, model_max);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if cache_bytes(mid) <= budget { lo = mid } else { hi = mid }
+    }
+    (lo, FitsLimit::Memory)
 }
 
 /// Decode step times in milliseconds. Percentiles are nearest-rank: the p-th
@@ -189,9 +205,10 @@ fn case(
     // Working memory beyond weights and cache: what the peak held over the
     // steady state once the step's buffers are freed.
     let working = peak.zip(meter.current()).map_or(0, |(p, now)| p.saturating_sub(now));
-    let fits = meter
-        .free_bytes()
-        .map(|free| context_that_fits(free, kv_bytes, working, per_token, weights.max_context as u64));
+    let fits = meter.free_bytes().map(|free| {
+        let size = |n| crate::kv_size::cache_size(&weights.facts, layout, n).bytes;
+        context_that_fits(free, kv_bytes, working, size, weights.max_context as u64)
+    });
     Ok(SpeedResult {
         kv: layout.name().to_string(),
         context,
@@ -262,9 +279,13 @@ mod tests {
     #[test]
     fn the_context_that_fits_never_exceeds_the_models() {
         // 1 MB free + a 100 kB cache, 50 kB of working memory, 1 kB a token: 1050 tokens.
-        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, 1000, 4096), (1050, FitsLimit::Memory));
-        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, 1000, 1024), (1024, FitsLimit::Model));
-        assert_eq!(context_that_fits(0, 0, 10, 1000, 1024), (0, FitsLimit::Memory));
+        let flat = |n: u64| n * 1000;
+        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, flat, 4096), (1050, FitsLimit::Memory));
+        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, flat, 1024), (1024, FitsLimit::Model));
+        assert_eq!(context_that_fits(0, 0, 10, flat, 1024), (0, FitsLimit::Memory));
+        // Half the layers windowed at 256 tokens: past the window a token adds 500 bytes, not 1000.
+        let windowed = |n: u64| n * 500 + n.min(256) * 500;
+        assert_eq!(context_that_fits(1_000_000, 100_000, 50_000, windowed, 4096), (1844, FitsLimit::Memory));
     }
 
     #[test]

@@ -10,12 +10,7 @@
 set -euo pipefail
 bin=$(realpath "$1"); shift
 here=$(cd "$(dirname "$0")" && pwd)
-site=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')
-export LD_LIBRARY_PATH="$site/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export LLMCTL_HOME=${LLMCTL_HOME:-$HOME/llmctl-store}
-work=${WORK:-$HOME/llmctl-gpu}
-mkdir -p "$work"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+. "$here/env.sh"
 for name in "$@"; do
     [ -f "$work/$name/model.safetensors" ] || python3 "$here/make_model.py" "$name" "$work/$name"
     "$bin" -q pull "$work/$name" --name "$name"

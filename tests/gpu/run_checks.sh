@@ -15,12 +15,7 @@
 set -euo pipefail
 part=$1; bin=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
-site=$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')
-export LD_LIBRARY_PATH="$site/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export LLMCTL_HOME=${LLMCTL_HOME:-$HOME/llmctl-store}
-work=${WORK:-$HOME/llmctl-gpu}
-mkdir -p "$work"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+. "$here/env.sh"
 ldd "$bin" | grep -E 'not found' && exit 1
 
 model() {  # model NAME: make (once) and import the random-weight model
