@@ -119,6 +119,8 @@ pub enum ConfigError {
     RopeScaling(String),
     #[error("`config.json`'s LongRoPE needs `{0}`: {1}")]
     LongRope(&'static str, String),
+    #[error("`partial_rotary_factor` {share} of head dimension {head_dim} is not an even number of dimensions")]
+    PartialRotary { share: f64, head_dim: usize },
     #[error("`config.json` has an odd head dimension ({0}); rotary embeddings need an even one")]
     OddHeadDim(usize),
     #[error("`config.json` sets `mlp_bias`, which llmctl does not implement")]
@@ -280,9 +282,9 @@ struct Raw {
     query_pre_attn_scalar: Option<f64>,
     final_logit_softcapping: Option<f64>,
     use_bidirectional_attention: Option<bool>,
-    /// transformers 5 writes `num_local_experts`.
-    #[serde(alias = "num_local_experts")]
     num_experts: Option<u64>,
+    /// transformers 5's (and gpt-oss's) name for it; a config may carry both.
+    num_local_experts: Option<u64>,
     num_experts_per_tok: Option<u64>,
     moe_intermediate_size: Option<u64>,
     #[serde(default)]
@@ -480,10 +482,7 @@ fn partial_and_long(
         // transformers: int(head_dim * partial_rotary_factor), even for the half-split rotation.
         let dim = (head_dim as f64 * share) as usize;
         if dim == 0 || dim > head_dim || !dim.is_multiple_of(2) {
-            return Err(ConfigError::LongRope(
-                "partial_rotary_factor",
-                format!("{share} of {head_dim} is not an even size"),
-            ));
+            return Err(ConfigError::PartialRotary { share, head_dim });
         }
         spec.rotary_dim = dim;
     }
@@ -631,7 +630,7 @@ fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
         Family::GptOss => Routing::TopKSoftmax,
         _ => return Ok(None),
     };
-    let experts = check_range("num_experts", raw.num_experts.unwrap_or(0), 1 << 16)? as usize;
+    let experts = check_range("num_experts", raw.num_experts.or(raw.num_local_experts).unwrap_or(0), 1 << 16)? as usize;
     let top_k = raw.num_experts_per_tok.unwrap_or(0) as usize;
     if top_k == 0 || top_k > experts {
         return Err(ConfigError::Experts { experts, top_k });
@@ -756,6 +755,10 @@ mod tests {
         for (json, message) in cases {
             assert_eq!(ModelConfig::parse(json.as_bytes()).unwrap_err().to_string(), message);
         }
+        // Both names of the expert count, as some configs carry them.
+        let both = with(r#""num_experts":4,"num_local_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":8"#)
+            .replace("qwen2", "qwen3_moe");
+        assert_eq!(ModelConfig::parse(both.as_bytes()).unwrap().block.moe.unwrap().experts, 4);
         let moe =
             with(r#""num_experts":4,"num_experts_per_tok":5,"moe_intermediate_size":8"#).replace("qwen2", "qwen3_moe");
         assert_eq!(
@@ -819,6 +822,14 @@ mod tests {
         // Phi-3's older name for it.
         let su = ModelConfig::parse(phi(r#""type":"su","short_factor":[1,1,1,1],"long_factor":[2,2,2,2]"#).as_bytes());
         assert!(su.unwrap().block.ropes[0].longrope.is_some());
+        // 0.3 of 16 is 4.8 dimensions, which transformers truncates to 4; 0.1 of 16 is 1, odd.
+        let truncated = with(r#""partial_rotary_factor":0.3"#).replace("qwen2", "phi3");
+        assert_eq!(ModelConfig::parse(truncated.as_bytes()).unwrap().block.ropes[0].rotary_dim, 4);
+        let odd = with(r#""partial_rotary_factor":0.1"#).replace("qwen2", "phi3");
+        assert_eq!(
+            ModelConfig::parse(odd.as_bytes()).unwrap_err().to_string(),
+            "`partial_rotary_factor` 0.1 of head dimension 16 is not an even number of dimensions"
+        );
         let short =
             ModelConfig::parse(phi(r#""type":"longrope","short_factor":[1,1],"long_factor":[2,2,2,2]"#).as_bytes());
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Fuzzing the engine with tiny hostile models: random configs (families,
-//! head counts that do or do not divide, odd or absent head dimensions,
+//! among them windowed, routed, fused and per-layer ones with lists of the
+//! wrong length, head counts that do or do not divide, odd or absent head dimensions,
 //! zero or huge RoPE bases, one-token contexts, biases, q/k norms, tied or
 //! untied embeddings) with tensors that match them or are mutated (one
 //! missing, one reshaped, a stray one, NaN weights, half-precision dtypes,
@@ -30,7 +31,8 @@ struct Plan {
 }
 
 fn plan(rng: &mut Rng) -> Plan {
-    let family = *rng.pick(&["llama", "mistral", "qwen2", "qwen3"]);
+    let family =
+        *rng.pick(&["llama", "mistral", "qwen2", "qwen3", "gemma3_text", "qwen3_moe", "smollm3", "phi3", "gpt_oss"]);
     let heads = 1 + rng.below(4) as usize;
     let kv_heads = if rng.chance(6) { 1 + rng.below(4) as usize } else { *rng.pick(&[1, heads]) };
     let head_dim = *rng.pick(&[2usize, 4, 6, 8, 3]);
@@ -58,9 +60,51 @@ fn plan(rng: &mut Rng) -> Plan {
         config["rope_scaling"] = json!({"rope_type": "llama3", "factor": *rng.pick(&[8.0, 0.0, -1.0]),
             "low_freq_factor": 1.0, "high_freq_factor": *rng.pick(&[4.0, 1.0]), "original_max_position_embeddings": 8});
     }
-    if family == "mistral" && rng.chance(2) {
+    if matches!(family, "mistral" | "gemma3_text" | "gpt_oss") && rng.chance(2) {
         config["sliding_window"] = json!(*rng.pick(&[1u64, 4, 4096]));
     }
+    // Per-layer lists, of the right length or not, with a layer type no block computes now and then.
+    let types = ["sliding_attention", "full_attention", "linear_attention"];
+    if matches!(family, "gemma3_text" | "gpt_oss") && rng.chance(2) {
+        let n = if rng.chance(8) { layers + 1 } else { layers };
+        let pick = |rng: &mut Rng| {
+            let known = if rng.chance(10) { 3 } else { 2 };
+            *rng.pick(&types[..known])
+        };
+        config["layer_types"] = json!((0..n).map(|_| pick(rng)).collect::<Vec<_>>());
+    }
+    if family == "gemma3_text" {
+        config["hidden_activation"] = json!("gelu_pytorch_tanh");
+        config["query_pre_attn_scalar"] = json!(*rng.pick(&[16.0, 1.0, 0.0]));
+        config["final_logit_softcapping"] = json!(*rng.pick(&[Value::Null, json!(30.0), json!(0.0)]));
+    }
+    if family == "smollm3" && rng.chance(2) {
+        let n = if rng.chance(6) { layers + 1 } else { layers };
+        config["no_rope_layers"] = json!((0..n).map(|_| rng.below(2)).collect::<Vec<_>>());
+    }
+    if family == "phi3" {
+        config["partial_rotary_factor"] = json!(*rng.pick(&[1.0, 0.5, 0.3, 0.0]));
+        if rng.chance(2) {
+            let n = 1 + rng.below(4) as usize;
+            config["original_max_position_embeddings"] = json!(*rng.pick(&[1u64, 4]));
+            config["rope_scaling"] =
+                json!({"type": "longrope", "short_factor": vec![1.0; n], "long_factor": vec![2.0; n]});
+        }
+    }
+    if family == "gpt_oss" && rng.chance(2) {
+        config["rope_scaling"] = json!({"rope_type": "yarn", "factor": *rng.pick(&[32.0, 1.0, 0.0]),
+            "original_max_position_embeddings": *rng.pick(&[4u64, 1, 0]), "truncate": rng.chance(2)});
+    }
+    let experts = 1 + rng.below(4) as usize;
+    let moe_ffn = 1 + rng.below(8) as usize;
+    if matches!(family, "qwen3_moe" | "gpt_oss") {
+        config["num_experts"] = json!(experts);
+        config["num_local_experts"] = json!(experts);
+        config["num_experts_per_tok"] = json!(rng.below(experts as u64 + 2));
+        config["moe_intermediate_size"] = json!(moe_ffn);
+        config["mlp_only_layers"] = json!(if rng.chance(3) { vec![0] } else { vec![] });
+    }
+    let mlp_only = |l: usize| config["mlp_only_layers"].as_array().is_some_and(|a| a.contains(&json!(l)));
     let d = if explicit_head_dim { head_dim } else { hidden / heads };
     let (q, kv) = (heads * d, kv_heads * d);
     let mut tensors = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
@@ -69,22 +113,58 @@ fn plan(rng: &mut Rng) -> Plan {
         let mut push = |name: &str, shape: Vec<usize>| tensors.push((format!("{p}.{name}"), shape));
         push("input_layernorm.weight", vec![hidden]);
         push("post_attention_layernorm.weight", vec![hidden]);
-        push("self_attn.q_proj.weight", vec![q, hidden]);
-        push("self_attn.k_proj.weight", vec![kv, hidden]);
-        push("self_attn.v_proj.weight", vec![kv, hidden]);
+        if family == "phi3" {
+            push("self_attn.qkv_proj.weight", vec![q + 2 * kv, hidden]);
+        } else {
+            push("self_attn.q_proj.weight", vec![q, hidden]);
+            push("self_attn.k_proj.weight", vec![kv, hidden]);
+            push("self_attn.v_proj.weight", vec![kv, hidden]);
+        }
         push("self_attn.o_proj.weight", vec![hidden, q]);
-        if family == "qwen2" {
+        if matches!(family, "qwen2" | "gpt_oss") {
             push("self_attn.q_proj.bias", vec![q]);
             push("self_attn.k_proj.bias", vec![kv]);
             push("self_attn.v_proj.bias", vec![kv]);
         }
-        if family == "qwen3" {
+        if family == "gpt_oss" {
+            push("self_attn.o_proj.bias", vec![hidden]);
+            push("self_attn.sinks", vec![heads]);
+        }
+        if matches!(family, "qwen3" | "qwen3_moe" | "gemma3_text") {
             push("self_attn.q_norm.weight", vec![d]);
             push("self_attn.k_norm.weight", vec![d]);
         }
-        push("mlp.gate_proj.weight", vec![ffn, hidden]);
-        push("mlp.up_proj.weight", vec![ffn, hidden]);
-        push("mlp.down_proj.weight", vec![hidden, ffn]);
+        if family == "gemma3_text" {
+            push("pre_feedforward_layernorm.weight", vec![hidden]);
+            push("post_feedforward_layernorm.weight", vec![hidden]);
+        }
+        match family {
+            "gpt_oss" => {
+                push("mlp.router.weight", vec![experts, hidden]);
+                push("mlp.router.bias", vec![experts]);
+                push("mlp.experts.gate_up_proj", vec![experts, hidden, 2 * ffn]);
+                push("mlp.experts.gate_up_proj_bias", vec![experts, 2 * ffn]);
+                push("mlp.experts.down_proj", vec![experts, ffn, hidden]);
+                push("mlp.experts.down_proj_bias", vec![experts, hidden]);
+            }
+            "qwen3_moe" if !mlp_only(l) => {
+                push("mlp.gate.weight", vec![experts, hidden]);
+                for e in 0..experts {
+                    push(&format!("mlp.experts.{e}.gate_proj.weight"), vec![moe_ffn, hidden]);
+                    push(&format!("mlp.experts.{e}.up_proj.weight"), vec![moe_ffn, hidden]);
+                    push(&format!("mlp.experts.{e}.down_proj.weight"), vec![hidden, moe_ffn]);
+                }
+            }
+            "phi3" => {
+                push("mlp.gate_up_proj.weight", vec![2 * ffn, hidden]);
+                push("mlp.down_proj.weight", vec![hidden, ffn]);
+            }
+            _ => {
+                push("mlp.gate_proj.weight", vec![ffn, hidden]);
+                push("mlp.up_proj.weight", vec![ffn, hidden]);
+                push("mlp.down_proj.weight", vec![hidden, ffn]);
+            }
+        }
     }
     tensors.push(("model.norm.weight".into(), vec![hidden]));
     if !tied {
