@@ -409,6 +409,13 @@ impl ModelConfig {
             .enumerate()
             .map(|(i, spec)| LayerSpec { moe: moe.is_some() && is_sparse(&raw, i), ..spec })
             .collect();
+        // As each family's attention in transformers builds its projections.
+        let attention_bias = raw.attention_bias.unwrap_or(family == Family::GptOss);
+        let (qkv_bias, output_bias) = match family {
+            Family::Mistral | Family::Phi3 => (false, false),
+            Family::Qwen2 => (true, false),
+            _ => (attention_bias, attention_bias),
+        };
         let mut rope_list = vec![global];
         rope_list.extend(local);
         let gemma = family == Family::Gemma3;
@@ -425,11 +432,11 @@ impl ModelConfig {
             rms_norm_eps: raw.rms_norm_eps,
             // Gemma and SmolLM3 tie by default (their configs' defaults), the others do not.
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(matches!(family, Family::Gemma3 | Family::SmolLm3)),
-            qkv_bias: raw.attention_bias.unwrap_or(matches!(family, Family::Qwen2 | Family::GptOss)),
+            qkv_bias,
             eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
             block: BlockSpec {
                 qk_norm: matches!(family, Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3),
-                output_bias: family == Family::GptOss && raw.attention_bias.unwrap_or(true),
+                output_bias,
                 sinks: family == Family::GptOss,
                 activation: want,
                 norms: if gemma { NormStyle::Gemma } else { NormStyle::Llama },

@@ -308,3 +308,26 @@ fn qwen2_ggufs_need_their_biases_and_qwen3_ggufs_their_norms() {
         matches!(gguf::check(&qwen3), Err(WeightCheckError::GgufShape { tensor, .. }) if tensor == "blk.0.attn_q.weight")
     );
 }
+
+/// `attention_bias` biases all four of Llama's attention projections, as
+/// transformers builds them: the output projection's bias is required too.
+#[test]
+fn a_llama_with_attention_bias_needs_its_output_bias() {
+    let config = CONFIG.replace("\"tie_word_embeddings\":true", "\"tie_word_embeddings\":true,\"attention_bias\":true");
+    let mut tensors = tiny();
+    let bf16 = |n: usize| TensorHeader { dtype: Dtype::BF16, shape: vec![n], shard: "model.safetensors".into() };
+    for l in 0..2 {
+        for (name, n) in [("q_proj", 64), ("k_proj", 32), ("v_proj", 32)] {
+            tensors.insert(format!("model.layers.{l}.self_attn.{name}.bias"), bf16(n));
+        }
+    }
+    let err = check_safetensors(config.as_bytes(), None, &tensors).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the weights have no tensor `model.layers.0.self_attn.o_proj.bias`, which `config.json` calls for"
+    );
+    for l in 0..2 {
+        tensors.insert(format!("model.layers.{l}.self_attn.o_proj.bias"), bf16(64));
+    }
+    check_safetensors(config.as_bytes(), None, &tensors).unwrap();
+}
