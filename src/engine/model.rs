@@ -116,7 +116,7 @@ impl Attention {
         })
     }
 
-    /// `pass`: the rotation and the whole forward pass ends at (LongRoPE's choice).
+    /// `pass`: the cache's rotation, and where the whole forward pass ends (LongRoPE picks its factors by it).
     fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
         let (cfg, start, t, rotation) = (&model.cfg, cache.len(), x.dim(0)?, pass.rotation.as_ref());
         let [q, k, v]: [Tensor; 3] =
