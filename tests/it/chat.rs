@@ -166,3 +166,22 @@ fn ctrl_c_mid_reply_stops_it_and_the_chat_goes_on() {
     assert_eq!(done[0]["stop_reason"], "interrupted");
     assert!(done[0]["generated_tokens"].as_u64().unwrap() < 4000);
 }
+
+/// `run --system TEXT` in the interactive chat is the starting `/set system`:
+/// the first message is rendered after the system turn.
+#[test]
+fn a_system_prompt_from_the_command_line_starts_the_chat() {
+    let ctx = ctx_with_chat_template(LINES);
+    let first_prompt = |extra: &[&str]| {
+        let mut term = chat(&ctx, &[&["--max-tokens", "2"][..], extra].concat());
+        term.wait_for(">>> ", 1, WAIT);
+        term.send("w3\r");
+        term.wait_for("\"type\":\"done\"", 1, WAIT);
+        term.send("/bye\r");
+        let (code, screen) = term.finish();
+        assert_eq!(code, 0, "{screen}");
+        done_events(&screen)[0]["prompt_tokens"].as_u64().unwrap()
+    };
+    // `system w6 w6` is three more tokens than `user w3` alone, as `/set system w6 w6` gives.
+    assert_eq!(first_prompt(&["--system", "w6 w6"]), first_prompt(&[]) + 3);
+}
