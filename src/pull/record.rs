@@ -86,10 +86,10 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
         weights.add_shard(&shard.name, &shard.path)?;
     }
     let tokenizer_json = by_name(TOKENIZER).map(read).transpose()?;
-    engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())
+    let checked = engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())
         .map_err(|e| RecordError::Weights(Box::new(e)))?;
     let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
-    let sliding_window = engine::config::ModelConfig::parse(&config_json).ok().and_then(|c| c.sliding_window());
+    let sliding_window = checked.and_then(|config| config.sliding_window());
     Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, ..config })
 }
 

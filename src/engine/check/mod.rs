@@ -97,15 +97,18 @@ fn dims(shape: &[usize]) -> String {
 /// tensors with these headers, and that `tokenizer_json`'s ids fit its
 /// embedding. Families llmctl does not run pass: they are stored for
 /// `show`, and `run` names the family.
+/// Returns the parsed configuration (`None` for an architecture llmctl does
+/// not run, which is stored but not checked), for the facts the manifest records.
 pub fn check_safetensors(
     config_json: &[u8],
     tokenizer_json: Option<&[u8]>,
     tensors: &BTreeMap<String, TensorHeader>,
-) -> Result<(), WeightCheckError> {
+) -> Result<Option<ModelConfig>, WeightCheckError> {
     let config = match ModelConfig::parse(config_json) {
-        Err(ConfigError::Unsupported(_)) => return Ok(()),
+        Err(ConfigError::Unsupported(_)) => return Ok(None),
         config => config?,
     };
+    let checked = config.clone();
     let vocab_size = config.vocab_size;
     let problem = Mutex::new(None);
     let backend = HeaderBackend { tensors, problem: &problem };
@@ -119,7 +122,7 @@ pub fn check_safetensors(
     // Equal to the embedding's rows now that the model has loaded.
     match tokenizer_json.and_then(tokenizer_json::largest_id) {
         Some(id) if id >= vocab_size as u64 => Err(WeightCheckError::TokenId { id, vocab_size }),
-        _ => Ok(()),
+        _ => Ok(Some(checked)),
     }
 }
 
