@@ -6,8 +6,6 @@
 
 #![allow(clippy::print_stderr, reason = "tests report the measured differences")]
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device};
 use llmctl::engine::config::ModelConfig;
 use llmctl::engine::kv_cache::KvCache;
@@ -15,6 +13,8 @@ use llmctl::engine::model::{Logits, Model};
 use llmctl::kv_size::{CacheLayout, DenseDtype};
 use llmctl::quant::KvScheme;
 use serde_json::Value;
+
+use crate::support::tiny_reference::{golden, logits, root, tokens};
 
 /// f32 vs f32 on random weights with logits of magnitude ~1–5.
 const FAMILY_LOGIT_TOLERANCE: f32 = 1e-4;
@@ -32,18 +32,6 @@ const SAME_CACHE_TOLERANCE: f32 = 0.01;
 /// Prompt chunks shorter than the test windows (8) and not dividing the prompt (24).
 const CHUNK: usize = 5;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny")
-}
-
-fn golden() -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("tiny_golden.json")).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
 fn load(name: &str) -> Model {
     let config = ModelConfig::parse(&std::fs::read(root().join(name).join("config.json")).unwrap()).unwrap();
     let weights = root().join(name).join("model.safetensors");
@@ -59,14 +47,6 @@ fn cache(model: &Model, kv: Option<KvScheme>, capacity: usize) -> KvCache {
 
 fn worst(got: &[Vec<f32>], want: &[Vec<f32>]) -> f32 {
     got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
-}
-
-fn rows(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .collect()
 }
 
 /// Logits of every position, the prompt fed `chunk` tokens at a time. With
@@ -92,11 +72,11 @@ fn chunked(model: &Model, cache: &mut KvCache, tokens: &[u32], chunk: usize) -> 
 #[test]
 fn every_family_matches_transformers_logits_through_every_cache() {
     let golden = golden();
-    let tokens = ids(&golden["tokens"]);
+    let tokens = tokens(&golden);
     for family in golden["families"].as_array().unwrap() {
         let name = family["family"].as_str().unwrap();
         let model = load(name);
-        let want = rows(&family["logits"]);
+        let want = logits(family);
         let mut whole = cache(&model, None, tokens.len());
         let got: Vec<Vec<f32>> = model.forward(&tokens, &mut whole, Logits::All).unwrap().to_vec2().unwrap();
         assert!(worst(&got, &want) <= FAMILY_LOGIT_TOLERANCE, "{name}: whole prompt off by {}", worst(&got, &want));

@@ -17,6 +17,8 @@ use llmctl::engine::model::{Logits, Model};
 use llmctl::kv_size::{CacheLayout, DenseDtype};
 use serde_json::Value;
 
+use crate::support::tiny_reference;
+
 /// f32 weights against transformers' f32 logits, as for safetensors.
 const GGUF_LOGIT_TOLERANCE: f32 = 1e-4;
 
@@ -176,21 +178,15 @@ fn in_gguf(family: &Value) -> bool {
 
 #[test]
 fn every_family_as_gguf_matches_transformers_logits() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
-    let golden: Value = serde_json::from_slice(&std::fs::read(root.join("tiny_golden.json")).unwrap()).unwrap();
-    let tokens: Vec<u32> = golden["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let (root, golden) = (tiny_reference::root(), tiny_reference::golden());
+    let tokens = tiny_reference::tokens(&golden);
     let tmp = tempfile::tempdir().unwrap();
     for family in golden["families"].as_array().unwrap().iter().filter(|f| in_gguf(f)) {
         let name = family["family"].as_str().unwrap();
         let path = tmp.path().join(format!("{name}.gguf"));
         write_gguf(&root.join(name), &path, GgmlDType::F32, false);
         let model = load(&path, 64);
-        let want: Vec<f32> = family["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
-            .collect();
+        let want: Vec<f32> = tiny_reference::logits(family).concat();
         let mut kv = cache(&model, tokens.len());
         let got: Vec<f32> =
             model.forward(&tokens, &mut kv, Logits::All).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -214,20 +210,14 @@ fn every_family_as_gguf_matches_transformers_logits() {
 /// logits, which needs the biases put back in Hugging Face order too.
 #[test]
 fn a_llama_gguf_with_biases_has_them_uninterleaved_with_their_rows() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
-    let golden: Value = serde_json::from_slice(&std::fs::read(root.join("tiny_golden.json")).unwrap()).unwrap();
-    let tokens: Vec<u32> = golden["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let (root, golden) = (tiny_reference::root(), tiny_reference::golden());
+    let tokens = tiny_reference::tokens(&golden);
     let family = golden["families"].as_array().unwrap().iter().find(|f| f["family"] == "qwen2").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("qwen2-as-llama.gguf");
     write_gguf_as(&root.join("qwen2"), &path, GgmlDType::F32, false, Some("llama"), &[]);
     let model = load(&path, 64);
-    let want: Vec<f32> = family["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
-        .collect();
+    let want: Vec<f32> = tiny_reference::logits(family).concat();
     let mut kv = cache(&model, tokens.len());
     let got: Vec<f32> = model.forward(&tokens, &mut kv, Logits::All).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let worst = max_difference(&got, &want);
@@ -248,9 +238,8 @@ const Q4_1_PRODUCT_TOLERANCE: f32 = 0.6;
 
 #[test]
 fn quantized_products_match_dense_products_of_the_same_weights() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
-    let golden: Value = serde_json::from_slice(&std::fs::read(root.join("tiny_golden.json")).unwrap()).unwrap();
-    let tokens: Vec<u32> = golden["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let (root, golden) = (tiny_reference::root(), tiny_reference::golden());
+    let tokens = tiny_reference::tokens(&golden);
     let tmp = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
     for family in golden["families"].as_array().unwrap().iter().filter(|f| in_gguf(f)) {
@@ -279,7 +268,7 @@ fn quantized_products_match_dense_products_of_the_same_weights() {
 /// at import, naming the tensor and type, and nothing is stored.
 #[test]
 fn a_tensor_type_llmctl_cannot_compute_with_is_refused_at_import() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
+    let root = tiny_reference::root();
     let ctx = crate::support::TestContext::new();
     let path = ctx.root.path().join("Tiny-IQ4_NL.gguf");
     write_gguf(&root.join("llama3"), &path, GgmlDType::Q4_0, false);
@@ -306,7 +295,7 @@ fn a_tensor_type_llmctl_cannot_compute_with_is_refused_at_import() {
 /// loader's own message (YaRN scaling is not implemented).
 #[test]
 fn metadata_the_decoder_cannot_follow_is_refused_at_import() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/tiny");
+    let root = tiny_reference::root();
     let ctx = crate::support::TestContext::new();
     let path = ctx.root.path().join("Tiny-yarn.gguf");
     write_gguf_as(

@@ -10,6 +10,7 @@ pub mod pty;
 pub mod rng;
 pub mod smollm2;
 pub mod tiny_gguf;
+pub mod tiny_reference;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
