@@ -6,7 +6,9 @@
 # with random bf16 weights (kept in $WORK), pulled, and benched with every
 # KV-cache scheme at BENCH_CTX (default 4096,32768) with BENCH_GEN tokens
 # (default 64); prints one table per shape: tokens/s, decode step, NVML peak
-# VRAM, the cache's bytes.
+# VRAM, the cache's bytes. Then the peer on the same weights and card:
+# transformers (tests/gpu/peer_transformers.py) at each of PEER_CTX (default
+# 4096), each given at most PEER_TIMEOUT seconds (default 240).
 set -euo pipefail
 bin=$(realpath "$1"); shift
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,4 +30,9 @@ for r in d["speed"]:
     print("%-8s %7d %12.0f %12.1f %16s %10.0f %10.1f" % (r["kv"], r["context"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"],
           "%.2f/%.2f" % (step["median"], step["max"]), r["peak_memory_bytes"] / 2**20, r["kv_cache_bytes"] / 2**20))
 PY
+    for ctx in ${PEER_CTX:-4096}; do
+        echo "== peer: transformers on $name at $ctx"
+        timeout "${PEER_TIMEOUT:-240}" python3 "$here/peer_transformers.py" "$work/$name" "$ctx" "${BENCH_GEN:-64}" 2>/dev/null | tail -n 1 \
+            || echo "peer did not finish (exit $?)"
+    done
 done
