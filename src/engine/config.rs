@@ -837,6 +837,12 @@ mod tests {
             ModelConfig::parse(odd.as_bytes()).unwrap_err().to_string(),
             "`partial_rotary_factor` 0.1 of head dimension 16 is not an even number of dimensions"
         );
+        let no_original = with(r#""partial_rotary_factor":0.5,"rope_scaling":{"type":"longrope","short_factor":[1,1,1,1],"long_factor":[2,2,2,2]}"#)
+            .replace("qwen2", "phi3");
+        assert_eq!(
+            ModelConfig::parse(no_original.as_bytes()).unwrap_err().to_string(),
+            "`config.json`'s LongRoPE needs `original_max_position_embeddings`: the pretraining context"
+        );
         let short =
             ModelConfig::parse(phi(r#""type":"longrope","short_factor":[1,1],"long_factor":[2,2,2,2]"#).as_bytes());
         assert_eq!(

@@ -334,3 +334,55 @@ fn a_llama_with_attention_bias_needs_its_output_bias() {
     }
     check_safetensors(config.as_bytes(), None, &tensors).unwrap();
 }
+
+/// gpt-oss's MXFP4 experts come in blocks of 32 values: an expert width that
+/// is not a whole number of blocks is refused at import, naming the tensor.
+#[test]
+fn mxfp4_experts_must_be_whole_blocks() {
+    let config = r#"{"model_type":"gpt_oss","hidden_size":64,"intermediate_size":16,"num_hidden_layers":1,
+        "num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"max_position_embeddings":256,
+        "vocab_size":32,"num_local_experts":2,"num_experts_per_tok":1,"sliding_window":8}"#;
+    let header =
+        |dtype, shape: &[usize]| TensorHeader { dtype, shape: shape.to_vec(), shard: "model.safetensors".into() };
+    let p = "model.layers.0";
+    let mut tensors: BTreeMap<String, TensorHeader> = [
+        ("model.embed_tokens.weight".to_string(), header(Dtype::BF16, &[32, 64])),
+        ("model.norm.weight".into(), header(Dtype::BF16, &[64])),
+        ("lm_head.weight".into(), header(Dtype::BF16, &[32, 64])),
+    ]
+    .into();
+    for (name, shape) in [
+        ("input_layernorm.weight", &[64][..]),
+        ("post_attention_layernorm.weight", &[64]),
+        ("self_attn.q_proj.weight", &[64, 64]),
+        ("self_attn.q_proj.bias", &[64]),
+        ("self_attn.k_proj.weight", &[32, 64]),
+        ("self_attn.k_proj.bias", &[32]),
+        ("self_attn.v_proj.weight", &[32, 64]),
+        ("self_attn.v_proj.bias", &[32]),
+        ("self_attn.o_proj.weight", &[64, 64]),
+        ("self_attn.o_proj.bias", &[64]),
+        ("self_attn.sinks", &[4]),
+        ("mlp.router.weight", &[2, 64]),
+        ("mlp.router.bias", &[2]),
+        ("mlp.experts.gate_up_proj_bias", &[2, 32]),
+        ("mlp.experts.down_proj_bias", &[2, 64]),
+    ] {
+        tensors.insert(format!("{p}.{name}"), header(Dtype::BF16, shape));
+    }
+    // gate_up's 64 input columns are 2 blocks; down's 16 are half of one.
+    tensors.insert(format!("{p}.mlp.experts.gate_up_proj_blocks"), header(Dtype::U8, &[2, 32, 2, 16]));
+    tensors.insert(format!("{p}.mlp.experts.gate_up_proj_scales"), header(Dtype::U8, &[2, 32, 2]));
+    let err = check_safetensors(config.as_bytes(), None, &tensors).unwrap_err();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    // (candle appends a backtrace to its message when RUST_BACKTRACE is set; llmctl's printer drops it.)
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "building the model from its headers failed: `model.layers.0.mlp.experts.down_proj_blocks`: 16 columns are not whole MXFP4 blocks of 32"
+    );
+}
