@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::formats::{ModelFacts, SlidingWindow, WeightDtype};
+use crate::formats::{KvLayers, ModelFacts, SlidingWindow, WeightDtype};
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
 /// The element type of an unquantized cache.
@@ -61,11 +61,15 @@ impl CacheLayout {
     }
 
     pub fn bytes_per_token(self, facts: &ModelFacts) -> u64 {
+        facts.stored_layers().iter().map(|g| g.layers * self.layer_bytes_per_token(g)).sum()
+    }
+
+    /// What one of these layers stores per token: K and V rows, plus a scale per KV head each when quantized.
+    fn layer_bytes_per_token(self, g: &KvLayers) -> u64 {
+        let values = 2 * g.kv_heads * g.head_dim;
         match self {
-            CacheLayout::Dense(dtype) => facts.kv_values_per_token() * dtype.bytes(),
-            CacheLayout::Quantized(scheme) => {
-                facts.kv_values_per_token() * scheme.element_bytes() + facts.kv_scales_per_token() * KV_SCALE_BYTES
-            }
+            CacheLayout::Dense(dtype) => values * dtype.bytes(),
+            CacheLayout::Quantized(scheme) => values * scheme.element_bytes() + 2 * g.kv_heads * KV_SCALE_BYTES,
         }
     }
 }
@@ -80,22 +84,25 @@ pub struct CacheSize {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
+    /// How many layers store keys and values, where not all do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_layers: Option<u64>,
 }
 
-/// Bytes for `context_length` tokens: every layer stores each token, except
-/// that a sliding-window layer stops growing at its window.
+/// Bytes for `context_length` tokens: every layer that stores keys and values
+/// stores each token, except that a sliding-window layer stops growing at its window.
 pub fn cache_size(facts: &ModelFacts, layout: CacheLayout, context_length: u64) -> CacheSize {
-    let per_token = layout.bytes_per_token(facts);
-    let per_layer = per_token / facts.layers.max(1);
-    let (windowed, window) = facts.sliding_window.map_or((0, 0), |s| (s.layers.min(facts.layers), s.window));
-    let full = (facts.layers - windowed).saturating_mul(context_length);
-    let kept = windowed.saturating_mul(context_length.min(window));
+    let bytes = facts.stored_layers().iter().fold(0u64, |sum, g| {
+        let kept = g.window.map_or(context_length, |w| context_length.min(w));
+        sum.saturating_add(g.layers.saturating_mul(layout.layer_bytes_per_token(g)).saturating_mul(kept))
+    });
     CacheSize {
         layout: layout.name(),
-        bytes_per_token: per_token,
+        bytes_per_token: layout.bytes_per_token(facts),
         context_length,
-        bytes: per_layer.saturating_mul(full.saturating_add(kept)),
+        bytes,
         sliding_window: facts.sliding_window,
+        stored_layers: facts.kv_layers.as_ref().map(|g| g.iter().map(|g| g.layers).sum()),
     }
 }
 
@@ -116,6 +123,7 @@ mod tests {
             vocab_size: 49152,
             weight_dtype: WeightDtype::Bf16,
             sliding_window: None,
+            kv_layers: None,
         }
     }
 

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+mod gemma4;
+
 use crate::formats::bounds::MAX_HIDDEN;
 use crate::formats::{ShapeError, check_range, hf_config};
 
@@ -30,9 +32,13 @@ pub enum Family {
     /// gpt-oss: local and global layers, attention sinks, biased projections,
     /// routed experts with biases and a clamped SwiGLU.
     GptOss,
+    /// Gemma 4's text model: Gemma 3's block with wider global heads (proportional
+    /// RoPE), normed values, keys reused as values, KV shared by the last layers,
+    /// per-layer input embeddings, and experts beside the MLP.
+    Gemma4,
 }
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gpt_oss, gemma3 (and gemma3_text)";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gpt_oss, gemma3 (and gemma3_text), gemma4 (and gemma4_text)";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -46,6 +52,7 @@ impl Family {
             Family::Gemma3 => "gemma3",
             Family::Phi3 => "phi3",
             Family::GptOss => "gpt_oss",
+            Family::Gemma4 => "gemma4",
         }
     }
 
@@ -60,6 +67,7 @@ impl Family {
             "gemma3_text" => Family::Gemma3,
             "phi3" => Family::Phi3,
             "gpt_oss" => Family::GptOss,
+            "gemma4_text" => Family::Gemma4,
             _ => return None,
         })
     }
@@ -67,7 +75,7 @@ impl Family {
     /// The activation of the gated MLP the family's block is written for.
     fn activation(self) -> Activation {
         match self {
-            Family::Gemma3 => Activation::GeluTanh,
+            Family::Gemma3 | Family::Gemma4 => Activation::GeluTanh,
             Family::GptOss => Activation::ClampedSwiglu,
             _ => Activation::Silu,
         }
@@ -101,7 +109,7 @@ impl Activation {
 }
 
 /// Multi-checkpoint containers: the text model inside an image-text checkpoint.
-const MULTIMODAL: &[(&str, &str)] = &[("gemma3", "gemma3_text")];
+const MULTIMODAL: &[(&str, &str)] = &[("gemma3", "gemma3_text"), ("gemma4", "gemma4_text")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -137,6 +145,8 @@ pub enum ConfigError {
     NoWindow,
     #[error("`config.json` sets `{0}`, which llmctl does not implement")]
     Unimplemented(&'static str),
+    #[error("`config.json` (gemma4): {0}")]
+    Gemma4(String),
     #[error("`config.json` routes each token to {top_k} of {experts} experts; top-k must be 1..=experts")]
     Experts { experts: usize, top_k: usize },
 }
@@ -193,6 +203,9 @@ pub struct RopeSpec {
     pub rotary_dim: usize,
     /// LongRoPE: a pass reaching past this many positions uses the long factors.
     pub longrope: Option<LongRope>,
+    /// Gemma 4's proportional RoPE: only the first this many pairs of the
+    /// (full-width, half-split) rotation turn, at `theta^(-2i/rotary_dim)`; the rest keep still.
+    pub rotated_pairs: Option<usize>,
 }
 
 /// LongRoPE, as transformers applies it: the frequencies of a forward pass
@@ -213,8 +226,45 @@ pub struct LayerSpec {
     pub window: Option<usize>,
     /// Which of the config's rotary embeddings it applies (`ModelConfig::ropes`), or none.
     pub rope: Option<usize>,
-    /// Routed experts in place of the dense MLP.
+    /// Routed experts in place of (or, for Gemma 4, beside) the dense MLP.
     pub moe: bool,
+    /// Its attention's shape: Gemma 4's global layers have wider heads and may have fewer KV heads.
+    pub head_dim: usize,
+    pub kv_heads: usize,
+    /// Where its keys and values come from.
+    pub kv: KvSource,
+    /// Width of its dense MLP (Gemma 4 doubles it in the layers that share KV).
+    pub intermediate_size: usize,
+}
+
+/// A layer's keys and values: its own projections, its keys reused as values
+/// (Gemma 4's `attention_k_eq_v`), or those an earlier layer stored (Gemma 4's
+/// KV sharing: the layer has no K/V projections and stores nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvSource {
+    Projected,
+    ValuesAreKeys,
+    SharedWith(usize),
+}
+
+impl LayerSpec {
+    /// A layer of the config's uniform shape: its own K/V, the config's MLP width.
+    pub fn uniform(head_dim: usize, kv_heads: usize, intermediate_size: usize) -> LayerSpec {
+        LayerSpec {
+            window: None,
+            rope: Some(0),
+            moe: false,
+            head_dim,
+            kv_heads,
+            kv: KvSource::Projected,
+            intermediate_size,
+        }
+    }
+
+    /// Whether it stores keys and values of its own.
+    pub fn stores_kv(&self) -> bool {
+        !matches!(self.kv, KvSource::SharedWith(_))
+    }
 }
 
 /// Routed experts: a router picks `top_k` of `experts` gated MLPs per token.
@@ -233,14 +283,27 @@ pub enum Routing {
     SoftmaxTopK { norm_top_k: bool },
     /// gpt-oss: the top k logits (the router has a bias), then a softmax over them.
     TopKSoftmax,
+    /// Gemma 4: the router's input RMS-normed and scaled, softmax, the top k
+    /// renormalized and multiplied by a learned scale per expert; experts run
+    /// beside the dense MLP, each output normed, and their sum normed again.
+    Gemma4,
 }
 
-/// Gemma's block: norms scale by `1 + w`, norms after attention and MLP as
-/// well as before, embeddings multiplied by √hidden.
+/// Gemma's block: norms after attention and MLP as well as before,
+/// embeddings multiplied by √hidden; Gemma 3's norms scale by `1 + w`, Gemma 4's by `w`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormStyle {
     Llama,
-    Gemma,
+    Gemma { plus_one: bool },
+}
+
+/// Gemma 4's per-layer input embeddings: a second embedding table of `width`
+/// values per layer and token, mixed with a projection of the token's
+/// embedding and fed into each layer through a gate after its MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerLayerInputs {
+    pub width: usize,
+    pub vocab: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,7 +344,8 @@ struct Raw {
     no_rope_layer_interval: Option<u64>,
     query_pre_attn_scalar: Option<f64>,
     final_logit_softcapping: Option<f64>,
-    use_bidirectional_attention: Option<bool>,
+    /// `true` (Gemma 3) or `"all"` (Gemma 4): not computed; Gemma 4's `"vision"` is causal for text.
+    use_bidirectional_attention: Option<serde_json::Value>,
     num_experts: Option<u64>,
     /// transformers 5's (and gpt-oss's) name for it; a config may carry both.
     num_local_experts: Option<u64>,
@@ -291,6 +355,36 @@ struct Raw {
     norm_topk_prob: bool,
     decoder_sparse_step: Option<u64>,
     mlp_only_layers: Option<Vec<u64>>,
+    /// Gemma 4: its global layers' head width and KV heads (transformers 5.17
+    /// writes them as `per_layer_config` instead).
+    global_head_dim: Option<u64>,
+    num_global_key_value_heads: Option<u64>,
+    per_layer_config: Option<std::collections::BTreeMap<String, LayerOverride>>,
+    #[serde(default)]
+    attention_k_eq_v: bool,
+    #[serde(default)]
+    num_kv_shared_layers: u64,
+    #[serde(default)]
+    use_double_wide_mlp: bool,
+    #[serde(default)]
+    enable_moe_block: bool,
+    top_k_experts: Option<u64>,
+    /// Absent: transformers' default (256); `null` or 0: none.
+    #[serde(default, deserialize_with = "present")]
+    hidden_size_per_layer_input: Option<serde_json::Value>,
+    vocab_size_per_layer_input: Option<u64>,
+}
+
+/// One layer's attention shape where it differs from the config's (Gemma 4).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct LayerOverride {
+    head_dim: Option<u64>,
+    num_key_value_heads: Option<u64>,
+}
+
+/// A key that is present, `null` included (serde's `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 fn default_eps() -> f64 {
@@ -338,11 +432,16 @@ pub struct BlockSpec {
     pub layers: Vec<LayerSpec>,
     /// The text model's weights sit under `language_model.` (an image-text checkpoint).
     pub multimodal: bool,
+    /// Values are RMS-normed per head (without a scale), as Gemma 4's are.
+    pub v_norm: bool,
+    pub per_layer_inputs: Option<PerLayerInputs>,
+    /// Each layer's output is multiplied by its stored `layer_scalar` (Gemma 4).
+    pub layer_scalar: bool,
 }
 
 impl BlockSpec {
     /// A Llama block in every layer, with one rotary embedding.
-    pub fn llama(layers: usize, rope: RopeSpec, qk_norm: bool) -> BlockSpec {
+    pub fn llama(layers: LayerSpec, count: usize, rope: RopeSpec, qk_norm: bool) -> BlockSpec {
         BlockSpec {
             qk_norm,
             output_bias: false,
@@ -353,8 +452,11 @@ impl BlockSpec {
             final_logit_softcapping: None,
             moe: None,
             ropes: vec![rope],
-            layers: vec![LayerSpec { window: None, rope: Some(0), moe: false }; layers],
+            layers: vec![layers; count],
             multimodal: false,
+            v_norm: false,
+            per_layer_inputs: None,
+            layer_scalar: false,
         }
     }
 }
@@ -387,7 +489,9 @@ impl ModelConfig {
         if raw.mlp_bias {
             return Err(ConfigError::MlpBias);
         }
-        if raw.use_bidirectional_attention == Some(true) {
+        if let Some(b) = &raw.use_bidirectional_attention
+            && (b == true || b == "all")
+        {
             return Err(ConfigError::Unimplemented("use_bidirectional_attention"));
         }
         // A block computed with another activation than the config's would run, wrongly.
@@ -401,8 +505,17 @@ impl ModelConfig {
             return Err(ConfigError::Activation(act.clone(), family.name(), computes));
         }
         let layers = shape.layers as usize;
+        let kv_heads = shape.kv_heads as usize;
+        let intermediate_size = check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize;
         let (global, local) = ropes(&raw, family, head_dim, shape.context_length as usize)?;
-        let layer_specs = layer_specs(&raw, family, layers, local.is_some())?;
+        let uniform = LayerSpec::uniform(head_dim, kv_heads, intermediate_size);
+        let mut layer_specs = layer_specs(&raw, family, layers, local.is_some(), &uniform)?;
+        let global = if family == Family::Gemma4 {
+            gemma4::layers(&raw, &mut layer_specs, shape.attention_heads as usize)?;
+            gemma4::global_rope(global, &layer_specs, &raw)?
+        } else {
+            global
+        };
         let moe = moe_spec(&raw, family)?;
         let layer_specs = layer_specs
             .into_iter()
@@ -418,45 +531,81 @@ impl ModelConfig {
         };
         let mut rope_list = vec![global];
         rope_list.extend(local);
-        let gemma = family == Family::Gemma3;
+        let gemma = matches!(family, Family::Gemma3 | Family::Gemma4);
+        let gemma4 = family == Family::Gemma4;
         Ok(ModelConfig {
             family,
             hidden_size: shape.hidden_size as usize,
-            intermediate_size: check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize,
+            intermediate_size,
             layers,
             heads: shape.attention_heads as usize,
-            kv_heads: shape.kv_heads as usize,
+            kv_heads,
             head_dim,
             max_context: shape.context_length as usize,
             vocab_size: shape.vocab_size as usize,
             rms_norm_eps: raw.rms_norm_eps,
             // Gemma and SmolLM3 tie by default (their configs' defaults), the others do not.
-            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(matches!(family, Family::Gemma3 | Family::SmolLm3)),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(gemma || family == Family::SmolLm3),
             qkv_bias,
-            eos_token_ids: raw.eos_token_id.map(|e| e.to_vec()).unwrap_or_default(),
+            eos_token_ids: raw.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
             block: BlockSpec {
-                qk_norm: matches!(family, Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3),
+                qk_norm: gemma || matches!(family, Family::Qwen3 | Family::Qwen3Moe),
                 output_bias,
                 sinks: family == Family::GptOss,
                 activation: want,
-                norms: if gemma { NormStyle::Gemma } else { NormStyle::Llama },
-                query_pre_attn_scalar: if gemma { Some(raw.query_pre_attn_scalar.unwrap_or(256.0)) } else { None },
-                // transformers caps in Gemma3ForCausalLM, not in the image-text model (real Gemma 3
-                // configs set no cap).
-                final_logit_softcapping: if gemma && !multimodal { raw.final_logit_softcapping } else { None },
+                norms: if gemma { NormStyle::Gemma { plus_one: !gemma4 } } else { NormStyle::Llama },
+                // Gemma 4 scores unscaled (its q/k norms see to the size).
+                query_pre_attn_scalar: match family {
+                    Family::Gemma3 => Some(raw.query_pre_attn_scalar.unwrap_or(256.0)),
+                    Family::Gemma4 => Some(1.0),
+                    _ => None,
+                },
+                // transformers caps in Gemma3ForCausalLM, not in Gemma 3's image-text model (real
+                // Gemma 3 configs set no cap); both of Gemma 4's cap.
+                final_logit_softcapping: if gemma4 || (gemma && !multimodal) {
+                    raw.final_logit_softcapping
+                } else {
+                    None
+                },
                 moe,
                 ropes: rope_list,
                 layers: layer_specs,
                 multimodal,
+                v_norm: gemma4,
+                per_layer_inputs: if gemma4 { gemma4::per_layer_inputs(&raw)? } else { None },
+                layer_scalar: gemma4,
             },
         })
     }
 
-    /// How many layers attend through a window, and its size.
+    /// How many of the layers that store keys and values attend through a window, and its size.
     pub fn sliding_window(&self) -> Option<crate::formats::SlidingWindow> {
-        let windows: Vec<usize> = self.block.layers.iter().filter_map(|l| l.window).collect();
+        let windows: Vec<usize> = self.block.layers.iter().filter(|l| l.stores_kv()).filter_map(|l| l.window).collect();
         let window = *windows.first()?;
         Some(crate::formats::SlidingWindow { layers: windows.len() as u64, window: window as u64 })
+    }
+
+    /// The layers that store keys and values, by shape, in order of first
+    /// appearance; `None` where every layer stores the config's shape (the
+    /// facts' `layers × kv_heads × head_dim`, windows aside).
+    pub fn kv_layers(&self) -> Option<Vec<crate::formats::KvLayers>> {
+        let uniform = self
+            .block
+            .layers
+            .iter()
+            .all(|l| l.stores_kv() && (l.kv_heads, l.head_dim) == (self.kv_heads, self.head_dim));
+        if uniform {
+            return None;
+        }
+        let mut groups: Vec<crate::formats::KvLayers> = Vec::new();
+        for l in self.block.layers.iter().filter(|l| l.stores_kv()) {
+            let (kv_heads, head_dim, window) = (l.kv_heads as u64, l.head_dim as u64, l.window.map(|w| w as u64));
+            match groups.iter_mut().find(|g| (g.kv_heads, g.head_dim, g.window) == (kv_heads, head_dim, window)) {
+                Some(g) => g.layers += 1,
+                None => groups.push(crate::formats::KvLayers { layers: 1, kv_heads, head_dim, window }),
+            }
+        }
+        Some(groups)
     }
 
     /// Query heads that share one KV head.
@@ -537,15 +686,16 @@ fn base_ropes(raw: &Raw, family: Family, head_dim: usize) -> Result<(RopeSpec, O
     let spec = |s: Option<RopeScaling>, theta: Option<f64>| {
         let theta = s.as_ref().and_then(|s| s.rope_theta).or(theta).unwrap_or(DEFAULT_THETA);
         let scaling = s.filter(|s| s.rope_type.as_deref().is_some_and(|t| t != "default"));
-        RopeSpec { theta, scaling, rotary_dim: head_dim, longrope: None }
+        RopeSpec { theta, scaling, rotary_dim: head_dim, longrope: None, rotated_pairs: None }
     };
-    let gemma = family == Family::Gemma3;
+    let gemma = matches!(family, Family::Gemma3 | Family::Gemma4);
     // Gemma 3's local layers: their own base (`rope_local_base_freq` before transformers 5), no scaling.
     let local_default = || RopeSpec {
         theta: raw.rope_local_base_freq.unwrap_or(DEFAULT_THETA),
         scaling: None,
         rotary_dim: head_dim,
         longrope: None,
+        rotated_pairs: None,
     };
     let params = raw.rope_parameters.as_ref();
     if let Some(full) = params.and_then(|p| p.get("full_attention")) {
@@ -573,7 +723,13 @@ fn normalized(mut s: RopeScaling, family: Family) -> Result<RopeScaling, ConfigE
 }
 
 /// Each layer's window and rotary embedding, as transformers derives them from the config.
-fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Result<Vec<LayerSpec>, ConfigError> {
+fn layer_specs(
+    raw: &Raw,
+    family: Family,
+    layers: usize,
+    local_rope: bool,
+    uniform: &LayerSpec,
+) -> Result<Vec<LayerSpec>, ConfigError> {
     let window = match raw.sliding_window {
         Some(w) if !family.window_needs_flag() || raw.use_sliding_window == Some(true) => {
             Some(check_range("sliding_window", w, crate::formats::bounds::MAX_CONTEXT)? as usize)
@@ -593,7 +749,7 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
         }
         _ => vec![true; layers],
     };
-    let sliding: Vec<bool> = match &raw.layer_types {
+    let mut sliding: Vec<bool> = match &raw.layer_types {
         Some(types) => {
             if types.len() != layers {
                 return Err(ConfigError::PerLayer { field: "layer_types", found: types.len(), layers });
@@ -609,7 +765,9 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
         }
         None => (0..layers)
             .map(|i| match family {
-                Family::Gemma3 => !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1)),
+                Family::Gemma3 | Family::Gemma4 => {
+                    !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1))
+                }
                 Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
                 Family::SmolLm3 => !rope_on[i],
                 Family::Mistral | Family::Qwen3Moe | Family::Phi3 => true,
@@ -618,15 +776,22 @@ fn layer_specs(raw: &Raw, family: Family, layers: usize, local_rope: bool) -> Re
             })
             .collect(),
     };
-    // Gemma 3's local layers are windowed whatever the flag; the others need a size to be.
-    if family == Family::Gemma3 && sliding.iter().any(|&s| s) && window.is_none() {
+    // transformers makes Gemma 4's last layer global, whatever `layer_types` says.
+    if family == Family::Gemma4
+        && let Some(last) = sliding.last_mut()
+    {
+        *last = false;
+    }
+    // Gemma's local layers are windowed whatever the flag; the others need a size to be.
+    let gemma = matches!(family, Family::Gemma3 | Family::Gemma4);
+    if gemma && sliding.iter().any(|&s| s) && window.is_none() {
         return Err(ConfigError::NoWindow);
     }
     Ok((0..layers)
         .map(|i| LayerSpec {
             window: if sliding[i] { window } else { None },
             rope: rope_on[i].then_some(if sliding[i] && local_rope { 1 } else { 0 }),
-            moe: false,
+            ..uniform.clone()
         })
         .collect())
 }
@@ -635,10 +800,11 @@ fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
     let routing = match family {
         Family::Qwen3Moe => Routing::SoftmaxTopK { norm_top_k: raw.norm_topk_prob },
         Family::GptOss => Routing::TopKSoftmax,
+        Family::Gemma4 if raw.enable_moe_block => Routing::Gemma4,
         _ => return Ok(None),
     };
     let experts = check_range("num_experts", raw.num_experts.or(raw.num_local_experts).unwrap_or(0), 1 << 16)? as usize;
-    let top_k = raw.num_experts_per_tok.unwrap_or(0) as usize;
+    let top_k = raw.num_experts_per_tok.or(raw.top_k_experts).unwrap_or(0) as usize;
     if top_k == 0 || top_k > experts {
         return Err(ConfigError::Experts { experts, top_k });
     }
@@ -662,6 +828,7 @@ fn check_rope_scaling(scaling: Option<&RopeScaling>, family: Family) -> Result<(
         None | Some("default" | "linear" | "llama3" | "yarn") => Ok(()),
         // LongRoPE is Phi's (other families' blocks would need its per-pass switch too).
         Some("longrope") if family == Family::Phi3 => Ok(()),
+        Some("proportional") if family == Family::Gemma4 => Ok(()),
         Some(other) => Err(ConfigError::RopeScaling(other.into())),
     }
 }

@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file::qtensor_fro
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use memmap2::Mmap;
 
-use super::config::{BlockSpec, Family, ModelConfig, RopeScaling, RopeSpec};
+use super::config::{BlockSpec, Family, LayerSpec, ModelConfig, RopeScaling, RopeSpec};
 use super::linear::{Projection, Projections};
 use super::weights::Weights;
 use crate::formats::gguf::{GgufHeader, GgufValue, TensorInfo};
@@ -123,12 +123,14 @@ pub fn config(header: &GgufHeader) -> std::result::Result<ModelConfig, GgufModel
         qkv_bias: tensor("blk.0.attn_q.bias").is_some(),
         eos_token_ids: Vec::new(),
         block: BlockSpec::llama(
+            LayerSpec::uniform(head_dim, kv_heads, intermediate),
             layers,
             RopeSpec {
                 theta: float("rope.freq_base").unwrap_or(10_000.0),
                 scaling: rope_scaling,
                 rotary_dim: head_dim,
                 longrope: None,
+                rotated_pairs: None,
             },
             family == Family::Qwen3,
         ),

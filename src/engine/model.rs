@@ -7,9 +7,9 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend_with_sinks};
-use super::config::{Activation, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
-use super::kv_cache::{CacheShape, KvCache, rotate};
-use super::linear::{Projection, Projections};
+use super::config::{Activation, KvSource, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
+use super::kv_cache::{KvCache, LayerShape, rotate};
+use super::linear::{Projection, Projections, activate};
 use super::rope::Rope;
 use super::weights::Weights;
 use crate::kv_size::CacheLayout;
@@ -19,11 +19,18 @@ use crate::kv_size::CacheLayout;
 const ATTENTION_BUDGET_BYTES: usize = 64 << 20;
 
 struct Attention {
-    /// Q, K and V.
+    /// Q, K and V; Q and K where values are keys; Q alone where the layer shares an earlier one's.
     qkv: Projections,
     o: Projection,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// Gemma 4's scale-less norm of the values.
+    v_norm: Option<RmsNorm>,
+    kv: KvSource,
+    /// The stored layer it writes (or, sharing, reads): layers that share store nothing.
+    cache_layer: usize,
+    head_dim: usize,
+    kv_heads: usize,
     /// Which of the model's rotary embeddings this layer applies, if any.
     rope: Option<usize>,
     /// Queries are multiplied by this so that the kernels' 1/√head_dim
@@ -46,11 +53,34 @@ struct Experts {
     router: Projection,
     experts: Vec<Mlp>,
     spec: MoeSpec,
+    /// Gemma 4's router: its input's scale (times 1/√hidden, folded in) and each expert's weight.
+    gemma4: Option<Gemma4Router>,
+}
+
+struct Gemma4Router {
+    norm: RmsNorm,
+    per_expert_scale: Vec<f32>,
 }
 
 enum FeedForward {
     Dense(Mlp),
     Routed(Experts),
+    /// Gemma 4: experts beside the MLP, on the block's input; each output
+    /// normed (MLP, experts), the experts' input normed too.
+    Both {
+        mlp: Mlp,
+        experts: Experts,
+        mlp_norm: RmsNorm,
+        experts_in: RmsNorm,
+        experts_out: RmsNorm,
+    },
+}
+
+/// Gemma 4's per-layer input, after the MLP: `x + norm(proj(act(gate(x)) * input))`.
+struct PerLayerInput {
+    gate: Projection,
+    projection: Projection,
+    norm: RmsNorm,
 }
 
 struct Block {
@@ -61,6 +91,20 @@ struct Block {
     /// Gemma only: the norms before and after the MLP.
     feedforward_norms: Option<(RmsNorm, RmsNorm)>,
     mlp: FeedForward,
+    per_layer_input: Option<PerLayerInput>,
+    /// Gemma 4's `layer_scalar`.
+    scalar: Option<Tensor>,
+}
+
+/// Gemma 4's per-layer input embeddings (see `PerLayerInputs`).
+struct PerLayerEmbeddings {
+    embed: Embedding,
+    /// √width, in the compute dtype.
+    scale: Tensor,
+    /// From the token's embedding; its output is scaled by 1/√hidden, then normed.
+    projection: Projection,
+    norm: RmsNorm,
+    width: usize,
 }
 
 pub struct Model {
@@ -72,6 +116,9 @@ pub struct Model {
     norm: RmsNorm,
     lm_head: Projection,
     ropes: Vec<Rope>,
+    per_layer: Option<PerLayerEmbeddings>,
+    /// The shapes of the layers that store keys and values, in order.
+    cache_layers: Vec<LayerShape>,
     dtype: DType,
 }
 
@@ -82,30 +129,45 @@ pub enum Logits {
     All,
 }
 
-/// `{name}.weight` as an RMSNorm; Gemma's norms scale by `1 + w`.
+/// `{name}.weight` as an RMSNorm; Gemma 3's norms scale by `1 + w`.
 fn rms_norm(w: &dyn Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
     let weight = w.tensor(&format!("{name}.weight"), size.into())?;
     let weight = match cfg.block.norms {
-        NormStyle::Llama => weight,
-        NormStyle::Gemma => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
+        NormStyle::Gemma { plus_one: true } => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
+        _ => weight,
     };
     Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
 
+/// An RMSNorm without a learned scale.
+fn unscaled_norm(w: &dyn Weights, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
+    Ok(RmsNorm::new(Tensor::ones(size, w.dtype(), w.device())?, cfg.rms_norm_eps))
+}
+
 impl Attention {
-    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec) -> Result<Attention> {
-        let (h, d, q_out, kv_out) =
-            (cfg.hidden_size, cfg.head_dim, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec, cache_layer: usize) -> Result<Attention> {
+        let (h, d) = (cfg.hidden_size, spec.head_dim);
+        let (q_out, kv_out) = (cfg.heads * d, spec.kv_heads * d);
         let qk_norm = cfg.block.qk_norm;
+        let own_kv = spec.stores_kv();
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
-        let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}"));
-        let names = names.each_ref().map(String::as_str);
-        let widths = [q_out, kv_out, kv_out];
+        let (names, widths) = match spec.kv {
+            KvSource::Projected => (vec!["q_proj", "k_proj", "v_proj"], vec![q_out, kv_out, kv_out]),
+            KvSource::ValuesAreKeys => (vec!["q_proj", "k_proj"], vec![q_out, kv_out]),
+            KvSource::SharedWith(_) => (vec!["q_proj"], vec![q_out]),
+        };
+        let names: Vec<String> = names.iter().map(|n| format!("{p}.{n}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(Attention {
             qkv: fused_or_each(w, &format!("{p}.qkv_proj"), &names, h, &widths, cfg.qkv_bias)?,
             o: w.projection(&format!("{p}.o_proj"), q_out, h, cfg.block.output_bias)?,
             q_norm: if qk_norm { Some(norm("q_norm")?) } else { None },
-            k_norm: if qk_norm { Some(norm("k_norm")?) } else { None },
+            k_norm: if qk_norm && own_kv { Some(norm("k_norm")?) } else { None },
+            v_norm: if cfg.block.v_norm && own_kv { Some(unscaled_norm(w, d, cfg)?) } else { None },
+            kv: spec.kv,
+            cache_layer,
+            head_dim: d,
+            kv_heads: spec.kv_heads,
             rope: spec.rope,
             query_scale: cfg.block.query_pre_attn_scalar.map(|s| (d as f64 / s).sqrt()),
             sinks: if cfg.block.sinks {
@@ -117,22 +179,37 @@ impl Attention {
     }
 
     /// `pass`: the cache's rotation, and where the whole forward pass ends (LongRoPE picks its factors by it).
-    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
-        let (cfg, start, t, rotation) = (&model.cfg, cache.len(), x.dim(0)?, pass.rotation.as_ref());
-        let [q, k, v]: [Tensor; 3] =
-            self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("Q, K, V".into()))?;
-        let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?;
-        let k = per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?;
-        let (q, k) = match self.rope.map(|i| &model.ropes[i]) {
-            Some(rope) => (rope.apply(&q, start, pass.end)?, rope.apply(&k, start, pass.end)?),
-            None => (q, k),
+    fn forward(&self, x: &Tensor, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
+        let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
+        let (d, layer) = (self.head_dim, self.cache_layer);
+        let rotation = pass.rotation(d);
+        let mut qkv = self.qkv.forward(x)?.into_iter();
+        let q = qkv.next().ok_or_else(|| candle_core::Error::Msg("Q".into()))?;
+        let rope = self.rope.map(|i| &model.ropes[i]);
+        let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, d)?;
+        let q = match rope {
+            Some(rope) => rope.apply(&q, start, pass.end)?,
+            None => q,
         };
         let q = match self.query_scale {
             Some(scale) => (q * scale)?,
             None => q,
         };
-        let v = v.reshape((t, cfg.kv_heads, cfg.head_dim))?.transpose(0, 1)?;
-        cache.append(layer, &k.squeeze(0)?, &v)?;
+        if !matches!(self.kv, KvSource::SharedWith(_)) {
+            let k = qkv.next().ok_or_else(|| candle_core::Error::Msg("K".into()))?;
+            // Keys as values: the values are the keys' projection, before the keys' norm and rotation.
+            let v = match self.kv {
+                KvSource::ValuesAreKeys => k.clone(),
+                _ => qkv.next().ok_or_else(|| candle_core::Error::Msg("V".into()))?,
+            };
+            let k = per_head(&k, self.k_norm.as_ref(), self.kv_heads, d)?;
+            let k = match rope {
+                Some(rope) => rope.apply(&k, start, pass.end)?,
+                None => k,
+            };
+            let v = per_head(&v, self.v_norm.as_ref(), self.kv_heads, d)?;
+            cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
+        }
         let q = q.squeeze(0)?;
         // One new position: fused kernels where the device has them (they
         // rotate q and the output themselves); else the blockwise path.
@@ -147,7 +224,7 @@ impl Attention {
                 rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
-        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
+        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * d))?)
     }
 }
 
@@ -203,24 +280,37 @@ impl Mlp {
 impl Experts {
     fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
         let (h, act) = (cfg.hidden_size, cfg.block.activation);
-        if spec.routing == Routing::TopKSoftmax {
-            let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
-            return Ok(Experts { router, experts: gpt_oss_experts(w, p, h, spec, act)?, spec: spec.clone() });
+        let experts = |router, experts| Experts { router, experts, spec: spec.clone(), gemma4: None };
+        match spec.routing {
+            Routing::TopKSoftmax => {
+                let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
+                Ok(experts(router, gpt_oss_experts(w, p, h, spec, act)?))
+            }
+            Routing::Gemma4 => gemma4_experts(w, p, cfg, spec),
+            Routing::SoftmaxTopK { .. } => {
+                let each = (0..spec.experts)
+                    .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
+                    .collect::<Result<_>>()?;
+                Ok(experts(w.projection(&format!("{p}.gate"), h, spec.experts, false)?, each))
+            }
         }
-        let experts = (0..spec.experts)
-            .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
-            .collect::<Result<_>>()?;
-        Ok(Experts { router: w.projection(&format!("{p}.gate"), h, spec.experts, false)?, experts, spec: spec.clone() })
     }
 
-    /// Each token through its `top_k` experts, weighted by the router's
-    /// softmax (renormalized over the chosen ones where the family does);
-    /// an expert runs once over all the tokens routed to it, and experts no
-    /// token chose are not read.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let logits = self.router.forward(x)?.to_dtype(DType::F32)?;
+        self.run(x, self.route(x)?)
+    }
+
+    /// Each token's `top_k` experts and their weights from the router's
+    /// softmax (renormalized over the chosen ones where the family does), as
+    /// the tokens and weights routed to each expert.
+    fn route(&self, x: &Tensor) -> Result<Vec<(Vec<u32>, Vec<f32>)>> {
+        let input = match &self.gemma4 {
+            Some(g) => g.norm.forward(x)?,
+            None => x.clone(),
+        };
+        let logits = self.router.forward(&input)?.to_dtype(DType::F32)?;
         let rows: Vec<Vec<f32>> = match self.spec.routing {
-            Routing::SoftmaxTopK { .. } => candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?,
+            Routing::SoftmaxTopK { .. } | Routing::Gemma4 => candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?,
             Routing::TopKSoftmax => logits.to_vec2()?,
         };
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); self.experts.len()];
@@ -229,10 +319,14 @@ impl Experts {
             // Highest first; among equals the lower index, as torch.topk's CPU kernel.
             order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
             let chosen = &order[..self.spec.top_k];
+            let sum: f32 = chosen.iter().map(|&e| row[e]).sum();
             let weights: Vec<f32> = match self.spec.routing {
                 Routing::SoftmaxTopK { norm_top_k } => {
-                    let sum: f32 = chosen.iter().map(|&e| row[e]).sum();
                     chosen.iter().map(|&e| if norm_top_k { row[e] / sum } else { row[e] }).collect()
+                }
+                Routing::Gemma4 => {
+                    let scale = self.gemma4.as_ref().map_or(&[][..], |g| &g.per_expert_scale);
+                    chosen.iter().map(|&e| row[e] / sum * scale.get(e).copied().unwrap_or(1.0)).collect()
                 }
                 Routing::TopKSoftmax => {
                     let max = row[chosen[0]];
@@ -246,6 +340,11 @@ impl Experts {
                 routed[e].1.push(weight);
             }
         }
+        Ok(routed)
+    }
+
+    /// Each expert once over all the tokens routed to it, weighted; experts no token chose are not read.
+    fn run(&self, x: &Tensor, routed: Vec<(Vec<u32>, Vec<f32>)>) -> Result<Tensor> {
         let mut out = x.zeros_like()?;
         for (expert, (tokens, weights)) in self.experts.iter().zip(routed) {
             if tokens.is_empty() {
@@ -259,6 +358,39 @@ impl Experts {
         }
         Ok(out)
     }
+}
+
+/// Gemma 4's experts as transformers stores them: `experts.gate_up_proj`
+/// (experts, 2·inter, hidden: the gate's rows, then the up's) and
+/// `experts.down_proj` (experts, hidden, inter), beside `router.proj`,
+/// `router.scale` and `router.per_expert_scale`.
+fn gemma4_experts(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
+    let (h, n, i) = (cfg.hidden_size, spec.experts, spec.intermediate_size);
+    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
+    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
+    let experts = (0..n)
+        .map(|e| {
+            let projection = Projection::new(Linear::new(gate_up.get(e)?, None));
+            Ok(Mlp {
+                gate_up: Projections::Stacked { projection, widths: vec![i, i] },
+                down: Projection::new(Linear::new(down.get(e)?, None)),
+                activation: cfg.block.activation,
+            })
+        })
+        .collect::<Result<_>>()?;
+    // The router's input: RMS-normed, times `scale` and 1/√hidden (one scale, folded into the norm's).
+    let scale = w.tensor(&format!("{p}.router.scale"), h.into())?;
+    let scale = (scale.to_dtype(DType::F32)? * (h as f64).powf(-0.5))?.to_dtype(w.dtype())?;
+    let per_expert = w.tensor(&format!("{p}.router.per_expert_scale"), n.into())?;
+    // The import check's tensors hold no data (see `gpt_oss_experts`).
+    let per_expert_scale =
+        if per_expert.is_contiguous() { per_expert.to_dtype(DType::F32)?.to_vec1()? } else { vec![1.0; n] };
+    Ok(Experts {
+        router: w.projection(&format!("{p}.router.proj"), h, n, false)?,
+        experts,
+        spec: spec.clone(),
+        gemma4: Some(Gemma4Router { norm: RmsNorm::new(scale, cfg.rms_norm_eps), per_expert_scale }),
+    })
 }
 
 /// gpt-oss's experts as transformers stores them: `gate_up_proj` (experts,
@@ -338,58 +470,118 @@ fn mxfp4(w: &dyn Weights, name: &str, experts: usize, rows: usize, cols: usize) 
 }
 
 impl FeedForward {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x`: the MLP's normed input; `block_input`: the block's (Gemma 4's experts route it).
+    fn forward(&self, x: &Tensor, block_input: &Tensor) -> Result<Tensor> {
         match self {
             FeedForward::Dense(mlp) => mlp.forward(x),
             FeedForward::Routed(experts) => experts.forward(x),
+            FeedForward::Both { mlp, experts, mlp_norm, experts_in, experts_out } => {
+                let dense = mlp_norm.forward(&mlp.forward(x)?)?;
+                let routed = experts.run(&experts_in.forward(block_input)?, experts.route(block_input)?)?;
+                dense + experts_out.forward(&routed)?
+            }
         }
     }
 }
 
 impl Block {
-    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec) -> Result<Block> {
+    fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &LayerSpec, cache_layer: usize) -> Result<Block> {
         let h = cfg.hidden_size;
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), h, cfg);
+        let dense = || Mlp::load(w, &format!("{p}.mlp"), h, spec.intermediate_size, cfg.block.activation);
         let mlp = match cfg.block.moe.as_ref().filter(|_| spec.moe) {
+            Some(moe) if moe.routing == Routing::Gemma4 => FeedForward::Both {
+                mlp: dense()?,
+                experts: Experts::load(w, p, cfg, moe)?,
+                mlp_norm: norm("post_feedforward_layernorm_1")?,
+                experts_in: norm("pre_feedforward_layernorm_2")?,
+                experts_out: norm("post_feedforward_layernorm_2")?,
+            },
             Some(moe) => FeedForward::Routed(Experts::load(w, &format!("{p}.mlp"), cfg, moe)?),
-            None => {
-                FeedForward::Dense(Mlp::load(w, &format!("{p}.mlp"), h, cfg.intermediate_size, cfg.block.activation)?)
-            }
+            None => FeedForward::Dense(dense()?),
         };
         let feedforward_norms = match cfg.block.norms {
             NormStyle::Llama => None,
-            NormStyle::Gemma => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
+            NormStyle::Gemma { .. } => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
         };
+        let per_layer_input = match cfg.block.per_layer_inputs {
+            Some(inputs) => Some(PerLayerInput {
+                gate: w.projection(&format!("{p}.per_layer_input_gate"), h, inputs.width, false)?,
+                projection: w.projection(&format!("{p}.per_layer_projection"), inputs.width, h, false)?,
+                norm: norm("post_per_layer_input_norm")?,
+            }),
+            None => None,
+        };
+        let scalar =
+            if cfg.block.layer_scalar { Some(w.tensor(&format!("{p}.layer_scalar"), 1.into())?) } else { None };
         Ok(Block {
             input_norm: norm("input_layernorm")?,
-            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec)?,
+            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?,
             post_norm: norm("post_attention_layernorm")?,
             feedforward_norms,
             mlp,
+            per_layer_input,
+            scalar,
         })
     }
 
-    fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
-        let a = self.attention.forward(&self.input_norm.forward(x)?, layer, cache, pass, model)?;
-        match &self.feedforward_norms {
+    /// `per_layer`: this layer's slice of Gemma 4's per-layer inputs (T, width).
+    fn forward(
+        &self,
+        x: &Tensor,
+        per_layer: Option<&Tensor>,
+        cache: &mut KvCache,
+        pass: &Pass,
+        model: &Model,
+    ) -> Result<Tensor> {
+        let a = self.attention.forward(&self.input_norm.forward(x)?, cache, pass, model)?;
+        let x = match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
-                &x + self.mlp.forward(&self.post_norm.forward(&x)?)?
+                (&x + self.mlp.forward(&self.post_norm.forward(&x)?, &x)?)?
             }
             Some((pre, post)) => {
                 let x = (x + self.post_norm.forward(&a)?)?;
-                &x + post.forward(&self.mlp.forward(&pre.forward(&x)?)?)?
+                (&x + post.forward(&self.mlp.forward(&pre.forward(&x)?, &x)?)?)?
             }
+        };
+        let x = match (&self.per_layer_input, per_layer) {
+            (Some(p), Some(input)) => {
+                let gated = (activate(&p.gate.forward(&x)?, model.cfg.block.activation)? * input)?;
+                (&x + p.norm.forward(&p.projection.forward(&gated)?)?)?
+            }
+            _ => x,
+        };
+        match &self.scalar {
+            Some(scalar) => x.broadcast_mul(scalar),
+            None => Ok(x),
         }
     }
 }
 
 /// What every layer of one chunk shares.
 struct Pass {
-    /// The cache's rotation in the compute dtype (see `KvCache::rotation`), converted once per pass.
-    rotation: Option<Tensor>,
+    /// The cache's rotation per head width, in the compute dtype (see `KvCache::rotation`), converted once per pass.
+    rotations: Vec<(usize, Tensor)>,
     /// The position the whole forward call ends at.
     end: usize,
+}
+
+impl Pass {
+    fn rotation(&self, head_dim: usize) -> Option<&Tensor> {
+        self.rotations.iter().find(|(d, _)| *d == head_dim).map(|(_, r)| r)
+    }
+}
+
+impl PerLayerEmbeddings {
+    /// (T, layers, width): `(norm(proj(x) / √hidden) + embed(ids) · √width) / √2`, `x` the scaled token embeddings.
+    fn inputs(&self, ids: &Tensor, x: &Tensor, layers: usize) -> Result<Tensor> {
+        let t = ids.dim(0)?;
+        let tokens = self.embed.forward(ids)?.broadcast_mul(&self.scale)?.reshape((t, layers, self.width))?;
+        let hidden = x.dim(1)? as f64;
+        let projected = (self.projection.forward(x)? * hidden.powf(-0.5))?.reshape((t, layers, self.width))?;
+        (self.norm.forward(&projected)? + tokens)? * 0.5f64.sqrt()
+    }
 }
 
 /// Where the text model's tensors are: `model.*` and `lm_head`, or inside an
@@ -414,12 +606,30 @@ impl Model {
         let (prefix, head) = text_prefix(w, &cfg);
         let embed_name = format!("{prefix}.embed_tokens");
         let embed = Embedding::new(w.tensor(&format!("{embed_name}.weight"), (vocab, hidden).into())?, hidden);
+        // Layers that share an earlier layer's keys and values store none: the
+        // stored layers are numbered among themselves.
+        let mut cache_layers = Vec::new();
+        let mut cache_index = Vec::with_capacity(cfg.layers);
+        for spec in &cfg.block.layers {
+            cache_index.push(match spec.kv {
+                KvSource::SharedWith(source) => cache_index.get(source).copied().ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "a layer shares the keys of layer {source}, which is not before it"
+                    ))
+                })?,
+                _ => {
+                    let shape = LayerShape { kv_heads: spec.kv_heads, head_dim: spec.head_dim, window: spec.window };
+                    cache_layers.push(shape);
+                    cache_layers.len() - 1
+                }
+            });
+        }
         let blocks = cfg
             .block
             .layers
             .iter()
             .enumerate()
-            .map(|(i, spec)| Block::load(w, &format!("{prefix}.layers.{i}"), &cfg, spec))
+            .map(|(i, spec)| Block::load(w, &format!("{prefix}.layers.{i}"), &cfg, spec, cache_index[i]))
             .collect::<Result<_>>()?;
         let norm = rms_norm(w, &format!("{prefix}.norm"), hidden, &cfg)?;
         let lm_head = if cfg.tie_word_embeddings || !w.contains(&format!("{head}.weight")) {
@@ -441,9 +651,23 @@ impl Model {
             .collect::<Result<_>>()?;
         let embed_scale = match cfg.block.norms {
             NormStyle::Llama => None,
-            NormStyle::Gemma => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
+            NormStyle::Gemma { .. } => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
         };
-        Ok(Model { cfg, embed, embed_scale, blocks, norm, lm_head, ropes, dtype })
+        let per_layer = match cfg.block.per_layer_inputs {
+            Some(inputs) => {
+                let all = cfg.layers * inputs.width;
+                let table = w.tensor(&format!("{prefix}.embed_tokens_per_layer.weight"), (inputs.vocab, all).into())?;
+                Some(PerLayerEmbeddings {
+                    embed: Embedding::new(table, all),
+                    scale: Tensor::new(&[(inputs.width as f32).sqrt()], &device)?.to_dtype(dtype)?,
+                    projection: w.projection(&format!("{prefix}.per_layer_model_projection"), hidden, all, false)?,
+                    norm: rms_norm(w, &format!("{prefix}.per_layer_projection_norm"), inputs.width, &cfg)?,
+                    width: inputs.width,
+                })
+            }
+            None => None,
+        };
+        Ok(Model { cfg, embed, embed_scale, blocks, norm, lm_head, ropes, per_layer, cache_layers, dtype })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -453,10 +677,7 @@ impl Model {
     /// A cache of `capacity` positions for this model, in `layout` (dense
     /// rows in `dtype`); sliding-window layers hold only their window.
     pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
-        let cfg = &self.cfg;
-        let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
-        let windows: Vec<Option<usize>> = cfg.block.layers.iter().map(|l| l.window).collect();
-        KvCache::windowed(layout, shape, &windows, dtype, self.device())
+        KvCache::layered(layout, &self.cache_layers, capacity, dtype, self.device())
     }
 
     pub fn dtype(&self) -> DType {
@@ -509,10 +730,20 @@ impl Model {
         if let Some(scale) = &self.embed_scale {
             x = x.broadcast_mul(scale)?;
         }
+        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
         // Converted once per pass, not once per layer.
-        let pass = Pass { rotation: cache.rotation().map(|r| r.to_dtype(self.dtype)).transpose()?, end };
+        let mut rotations = Vec::new();
+        for (layer, shape) in self.cache_layers.iter().enumerate() {
+            if let Some(r) = cache.rotation_of(layer)
+                && !rotations.iter().any(|(d, _)| *d == shape.head_dim)
+            {
+                rotations.push((shape.head_dim, r.to_dtype(self.dtype)?));
+            }
+        }
+        let pass = Pass { rotations, end };
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, layer, cache, &pass, self)?;
+            let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
+            x = block.forward(&x, input.as_ref(), cache, &pass, self)?;
         }
         cache.commit(tokens.len())?;
         self.norm.forward(&x)

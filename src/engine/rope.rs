@@ -77,12 +77,14 @@ impl Rope {
 pub fn inverse_frequencies(spec: &RopeSpec, dim: usize) -> Vec<f32> {
     let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / spec.theta.powf(2.0 * i as f64 / dim as f64)).collect();
     let scaled = match spec.scaling.as_ref().map(|s| (s.rope_type.as_deref(), s)) {
-        Some((Some("linear"), s)) => base.iter().map(|f| f / s.factor.unwrap_or(1.0)).collect(),
+        Some((Some("linear" | "proportional"), s)) => base.iter().map(|f| f / s.factor.unwrap_or(1.0)).collect(),
         Some((Some("llama3"), s)) => base.iter().map(|&f| llama3(f, s)).collect(),
         Some((Some("yarn"), s)) => yarn(&base, spec.theta, dim, s),
         _ => base,
     };
-    scaled.into_iter().map(|f| f as f32).collect()
+    // Proportional RoPE: the pairs past the rotated ones keep still.
+    let turning = spec.rotated_pairs.unwrap_or(dim / 2);
+    scaled.into_iter().enumerate().map(|(i, f)| if i < turning { f as f32 } else { 0.0 }).collect()
 }
 
 /// YaRN (transformers' `_compute_yarn_parameters`): frequencies that turn

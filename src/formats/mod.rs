@@ -28,6 +28,22 @@ pub struct ModelFacts {
     /// Layers that attend to, and cache, only their last `window` positions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
+    /// The layers that store keys and values, by shape, where the model's
+    /// layers differ (Gemma 4: wider global heads, layers that share an
+    /// earlier layer's cache); absent: every layer stores `kv_heads × head_dim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_layers: Option<Vec<KvLayers>>,
+}
+
+/// `layers` layers that each store `kv_heads` keys and values of `head_dim`
+/// per token (only their last `window` tokens, where they have a window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvLayers {
+    pub layers: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
 }
 
 /// Sliding-window attention: `layers` of the model's layers see (and keep) only `window` positions.
@@ -99,12 +115,27 @@ impl<'de> Deserialize<'de> for WeightDtype {
 impl ModelFacts {
     /// KV-cache values stored per token: layers × (K and V) × KV heads × head dim.
     pub fn kv_values_per_token(&self) -> u64 {
-        self.layers * 2 * self.kv_heads * self.head_dim
+        self.stored_layers().iter().map(|g| g.layers * 2 * g.kv_heads * g.head_dim).sum()
     }
 
     /// (token, KV head) pairs per token, each of which carries one scale in a quantized cache.
     pub fn kv_scales_per_token(&self) -> u64 {
-        self.layers * 2 * self.kv_heads
+        self.stored_layers().iter().map(|g| g.layers * 2 * g.kv_heads).sum()
+    }
+
+    /// The layers that store keys and values, by shape (see `kv_layers`).
+    pub fn stored_layers(&self) -> Vec<KvLayers> {
+        if let Some(groups) = &self.kv_layers {
+            return groups.clone();
+        }
+        let uniform = |layers, window| KvLayers { layers, kv_heads: self.kv_heads, head_dim: self.head_dim, window };
+        match self.sliding_window {
+            Some(s) => {
+                let windowed = s.layers.min(self.layers);
+                vec![uniform(self.layers - windowed, None), uniform(windowed, Some(s.window))]
+            }
+            None => vec![uniform(self.layers, None)],
+        }
     }
 }
 

@@ -113,10 +113,14 @@ pub fn bench(view: &BenchView) -> String {
 /// `show`: the model's facts, its KV cache sizes, and its files (with `--verify`'s verdicts).
 pub fn show(v: &ShowView) -> String {
     let kv = |c: &crate::kv_size::CacheSize| {
-        let window = match c.sliding_window {
-            Some(s) => format!("; {} of {} layers keep only their last {} tokens", s.layers, v.layers, s.window),
-            None => String::new(),
-        };
+        let stored = c.stored_layers.unwrap_or(v.layers);
+        let mut window = String::new();
+        if stored < v.layers {
+            window.push_str(&format!("; {stored} of {} layers hold a KV cache", v.layers));
+        }
+        if let Some(s) = c.sliding_window {
+            window.push_str(&format!("; {} of {stored} layers keep only their last {} tokens", s.layers, s.window));
+        }
         format!(
             "{} ({} B/token, {} at {} tokens{window})",
             c.layout,

@@ -31,8 +31,18 @@ struct Plan {
 }
 
 fn plan(rng: &mut Rng) -> Plan {
-    let family =
-        *rng.pick(&["llama", "mistral", "qwen2", "qwen3", "gemma3_text", "qwen3_moe", "smollm3", "phi3", "gpt_oss"]);
+    let family = *rng.pick(&[
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma3_text",
+        "qwen3_moe",
+        "smollm3",
+        "phi3",
+        "gpt_oss",
+        "gemma4_text",
+    ]);
     let heads = 1 + rng.below(4) as usize;
     let kv_heads = if rng.chance(6) { 1 + rng.below(4) as usize } else { *rng.pick(&[1, heads]) };
     let head_dim = *rng.pick(&[2usize, 4, 6, 8, 3]);
@@ -60,12 +70,13 @@ fn plan(rng: &mut Rng) -> Plan {
         config["rope_scaling"] = json!({"rope_type": "llama3", "factor": *rng.pick(&[8.0, 0.0, -1.0]),
             "low_freq_factor": 1.0, "high_freq_factor": *rng.pick(&[4.0, 1.0]), "original_max_position_embeddings": 8});
     }
-    if matches!(family, "mistral" | "gemma3_text" | "gpt_oss") && rng.chance(2) {
+    let gemma4 = family == "gemma4_text";
+    if matches!(family, "mistral" | "gemma3_text" | "gpt_oss" | "gemma4_text") && rng.chance(2) {
         config["sliding_window"] = json!(*rng.pick(&[1u64, 4, 4096]));
     }
     // Per-layer lists, of the right length or not, with a layer type no block computes now and then.
     let types = ["sliding_attention", "full_attention", "linear_attention"];
-    if matches!(family, "gemma3_text" | "gpt_oss") && rng.chance(2) {
+    if matches!(family, "gemma3_text" | "gpt_oss" | "gemma4_text") && rng.chance(2) {
         let n = if rng.chance(8) { layers + 1 } else { layers };
         let pick = |rng: &mut Rng| {
             let known = if rng.chance(10) { 3 } else { 2 };
@@ -77,6 +88,30 @@ fn plan(rng: &mut Rng) -> Plan {
         config["hidden_activation"] = json!("gelu_pytorch_tanh");
         config["query_pre_attn_scalar"] = json!(*rng.pick(&[16.0, 1.0, 0.0]));
         config["final_logit_softcapping"] = json!(*rng.pick(&[Value::Null, json!(30.0), json!(0.0)]));
+    }
+    // Gemma 4: wider global heads, keys as values, shared KV, double-wide MLPs, per-layer inputs, experts.
+    let global_head_dim = *rng.pick(&[2usize, 4, 8, 4, 3]);
+    let global_kv = if rng.chance(2) { Some(*rng.pick(&[1usize, heads, 3])) } else { None };
+    let k_eq_v = rng.chance(2);
+    let shared = if rng.chance(2) { 0 } else { rng.below(layers as u64 + 1) as usize };
+    let double = rng.chance(2);
+    let per_layer = *rng.pick(&[0usize, 2, 4]);
+    let moe_block = rng.chance(3);
+    if gemma4 {
+        config["hidden_activation"] = json!("gelu_pytorch_tanh");
+        config["global_head_dim"] = json!(global_head_dim);
+        if let Some(k) = global_kv {
+            config["num_global_key_value_heads"] = json!(k);
+        }
+        config["attention_k_eq_v"] = json!(k_eq_v);
+        config["num_kv_shared_layers"] = json!(shared);
+        config["use_double_wide_mlp"] = json!(double);
+        config["hidden_size_per_layer_input"] = json!(per_layer);
+        config["vocab_size_per_layer_input"] = json!(vocab);
+        config["final_logit_softcapping"] = json!(*rng.pick(&[Value::Null, json!(30.0), json!(0.0)]));
+        if moe_block {
+            config["enable_moe_block"] = json!(true);
+        }
     }
     if family == "smollm3" && rng.chance(2) {
         let n = if rng.chance(6) { layers + 1 } else { layers };
@@ -97,6 +132,11 @@ fn plan(rng: &mut Rng) -> Plan {
     }
     let experts = 1 + rng.below(4) as usize;
     let moe_ffn = 1 + rng.below(8) as usize;
+    if gemma4 && moe_block {
+        config["num_experts"] = json!(experts);
+        config["top_k_experts"] = json!(rng.below(experts as u64 + 2));
+        config["moe_intermediate_size"] = json!(moe_ffn);
+    }
     if matches!(family, "qwen3_moe" | "gpt_oss") {
         config["num_experts"] = json!(experts);
         config["num_local_experts"] = json!(experts);
@@ -108,11 +148,59 @@ fn plan(rng: &mut Rng) -> Plan {
     let d = if explicit_head_dim { head_dim } else { hidden / heads };
     let (q, kv) = (heads * d, kv_heads * d);
     let mut tensors = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
+    if gemma4 && per_layer > 0 {
+        tensors.push(("model.embed_tokens_per_layer.weight".into(), vec![vocab, layers * per_layer]));
+        tensors.push(("model.per_layer_model_projection.weight".into(), vec![layers * per_layer, hidden]));
+        tensors.push(("model.per_layer_projection_norm.weight".into(), vec![per_layer]));
+    }
+    // What each Gemma 4 layer is, as the config says (the last layer is global).
+    let types = config["layer_types"].as_array().cloned().unwrap_or_default();
+    let global = |l: usize| l + 1 == layers || types.get(l).is_some_and(|t| t == "full_attention");
     for l in 0..layers {
         let p = format!("model.layers.{l}");
         let mut push = |name: &str, shape: Vec<usize>| tensors.push((format!("{p}.{name}"), shape));
         push("input_layernorm.weight", vec![hidden]);
         push("post_attention_layernorm.weight", vec![hidden]);
+        if gemma4 {
+            let d = if global(l) { global_head_dim } else { d };
+            let kv = if global(l) && k_eq_v { global_kv.unwrap_or(kv_heads) } else { kv_heads };
+            push("self_attn.q_proj.weight", vec![heads * d, hidden]);
+            push("self_attn.q_norm.weight", vec![d]);
+            if l + shared < layers {
+                push("self_attn.k_proj.weight", vec![kv * d, hidden]);
+                push("self_attn.k_norm.weight", vec![d]);
+                if !(global(l) && k_eq_v) {
+                    push("self_attn.v_proj.weight", vec![kv * d, hidden]);
+                }
+            }
+            push("self_attn.o_proj.weight", vec![hidden, heads * d]);
+            for norm in ["pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+                push(&format!("{norm}.weight"), vec![hidden]);
+            }
+            let ffn = if double && l + shared >= layers && shared < layers { 2 * ffn } else { ffn };
+            push("mlp.gate_proj.weight", vec![ffn, hidden]);
+            push("mlp.up_proj.weight", vec![ffn, hidden]);
+            push("mlp.down_proj.weight", vec![hidden, ffn]);
+            if per_layer > 0 {
+                push("per_layer_input_gate.weight", vec![per_layer, hidden]);
+                push("per_layer_projection.weight", vec![hidden, per_layer]);
+                push("post_per_layer_input_norm.weight", vec![hidden]);
+            }
+            push("layer_scalar", vec![1]);
+            if moe_block {
+                push("router.proj.weight", vec![experts, hidden]);
+                push("router.scale", vec![hidden]);
+                push("router.per_expert_scale", vec![experts]);
+                push("experts.gate_up_proj", vec![experts, 2 * moe_ffn, hidden]);
+                push("experts.down_proj", vec![experts, hidden, moe_ffn]);
+                for norm in
+                    ["post_feedforward_layernorm_1", "pre_feedforward_layernorm_2", "post_feedforward_layernorm_2"]
+                {
+                    push(&format!("{norm}.weight"), vec![hidden]);
+                }
+            }
+            continue;
+        }
         if family == "phi3" {
             push("self_attn.qkv_proj.weight", vec![q + 2 * kv, hidden]);
         } else {

@@ -37,6 +37,36 @@ GEMMA3 = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_l
                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
 
 
+# Gemma 4's text model as E2B/E4B build it: local layers (window 8, head width 16) and
+# global ones (head width 32, proportional RoPE over a quarter of each head), values
+# normed, the last two layers sharing the keys and values of the last earlier layer of
+# their type with double-wide MLPs, per-layer input embeddings, soft-capped logits.
+GEMMA4 = dict(vocab_size=128, hidden_size=64, intermediate_size=48, num_hidden_layers=5, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=16, global_head_dim=32, max_position_embeddings=256,
+              rms_norm_eps=1e-6, initializer_range=0.2, sliding_window=8, final_logit_softcapping=5.0,
+              layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+                           "full_attention"],
+              num_kv_shared_layers=2, use_double_wide_mlp=True, hidden_size_per_layer_input=16,
+              vocab_size_per_layer_input=128, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+# As 26B-A4B and 31B build it: keys as values in the global layers, which have one KV head,
+# no per-layer inputs, 2 of 4 experts beside every MLP.
+GEMMA4_MOE = dict(vocab_size=128, hidden_size=64, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, global_head_dim=32, num_global_key_value_heads=1,
+                  attention_k_eq_v=True, max_position_embeddings=256, rms_norm_eps=1e-6, initializer_range=0.2,
+                  sliding_window=8, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                  hidden_size_per_layer_input=0, enable_moe_block=True, num_experts=4, top_k_experts=2,
+                  moe_intermediate_size=32, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+
+
+def gemma4_multimodal():
+    """Gemma 4 as the Hub carries it: the text model inside an image(-audio)-text checkpoint."""
+    vision = transformers.Gemma4VisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                             num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                                             patch_size=4, position_embedding_size=16)
+    return transformers.Gemma4Config(text_config=transformers.Gemma4TextConfig(**GEMMA4),
+                                     vision_config=vision.to_dict(), audio_config=None)
+
+
 def gemma3_multimodal():
     """Gemma 3 as the Hub mostly carries it: the text model inside an image-text checkpoint."""
     vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1,
@@ -76,6 +106,9 @@ FAMILIES = {
                                                           "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
                                                           "original_max_position_embeddings": 32}),
     # Layer 0 routes each token to 2 of 4 experts; layer 1 is a dense MLP (`mlp_only_layers`).
+    "gemma4_text": transformers.Gemma4TextConfig(**GEMMA4),
+    "gemma4_moe": transformers.Gemma4TextConfig(**GEMMA4_MOE),
+    "gemma4": "gemma4",
     "qwen3_moe": transformers.Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, num_experts_per_tok=2,
                                              moe_intermediate_size=32, norm_topk_prob=True, mlp_only_layers=[1],
                                              rope_theta=1000000.0),
@@ -88,6 +121,9 @@ def make(name, config, out):
     if config == "gemma3":
         config = gemma3_multimodal()
         model = transformers.Gemma3ForConditionalGeneration(config).to(torch.float32).eval()
+    elif config == "gemma4":
+        config = gemma4_multimodal()
+        model = transformers.Gemma4ForConditionalGeneration(config).to(torch.float32).eval()
     else:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -95,8 +131,20 @@ def make(name, config, out):
         for pname, p in model.named_parameters():
             if pname.endswith("sinks"):
                 p.copy_(torch.randn_like(p))
-            elif "norm" in pname or pname.endswith("bias"):
+            elif "norm" in pname or pname.endswith("bias") or pname.endswith("scale"):
                 p.add_(0.3 * torch.randn_like(p))
+        # Gemma 4 scores unscaled: its q norm's learned weights set the softmax's temperature.
+        # Weights near 1 would give scores of spread √head_dim, each softmax all but one-hot,
+        # where any rounding of a cached key flips which key wins; weights near 1/√head_dim
+        # give the spread of the other families' scaled scores.
+        if config.model_type.startswith("gemma4"):
+            for pname, p in model.named_parameters():
+                if pname.endswith("self_attn.q_norm.weight"):
+                    p.mul_(p.shape[0] ** -0.5)
+        # Gemma 4's `layer_scalar` is a stored buffer of ones.
+        for bname, b in model.named_buffers():
+            if bname.endswith("layer_scalar"):
+                b.copy_(0.5 + torch.rand_like(b))
         logits = model(torch.tensor([TOKENS])).logits[0]
     model.save_pretrained(os.path.join(out, name), safe_serialization=True)
     for extra in ("generation_config.json",):

@@ -23,10 +23,10 @@ const MODULE: &str = "llmctl_kv_cache";
 /// Fewest keys a split is worth.
 const MIN_SPLIT_KEYS: usize = 128;
 
-/// Whether the fused kernels take rows of this length: 64, 128 or 256 (a
-/// row spans a power-of-two number of lanes).
+/// Whether the fused kernels take rows of this length: 64, 128, 256 or 512
+/// (Gemma 4's global heads; a row spans a power-of-two number of lanes).
 pub fn supports(head_dim: usize) -> bool {
-    matches!(head_dim, 64 | 128 | 256)
+    matches!(head_dim, 64 | 128 | 256 | 512)
 }
 
 /// Whether fused decode attention takes `q` (heads, 1, d) over `rows`

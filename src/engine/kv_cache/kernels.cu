@@ -349,6 +349,7 @@ __device__ void decode_combine(const float *partial, Q *out, int splits, int d, 
     PARTIALS_D(QN, Q, 64)                                                                      \
     PARTIALS_D(QN, Q, 128)                                                                     \
     PARTIALS_D(QN, Q, 256)                                                                     \
+    PARTIALS_D(QN, Q, 512)                                                                     \
     extern "C" __global__ void decode_combine_##QN(const float *partial, Q *out, int splits, int d, int rotate) { \
         decode_combine<Q>(partial, out, splits, d, rotate);                                    \
     }

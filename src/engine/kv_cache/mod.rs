@@ -63,11 +63,21 @@ pub struct CacheShape {
     pub capacity: usize,
 }
 
+/// One stored layer's shape, where a model's layers differ (Gemma 4's wider
+/// global heads): its KV heads, head width and window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub window: Option<usize>,
+}
+
 pub struct KvCache {
     layers: Vec<Box<dyn LayerCache>>,
     /// Per layer: the ring of a sliding-window layer (see [`Ring`]), or none.
     rings: Vec<Option<Ring>>,
-    rotation: Option<Tensor>,
+    /// Per layer: the rotation of its head width (see `rotation`).
+    rotations: Vec<Option<Tensor>>,
     layout: CacheLayout,
     len: usize,
     capacity: usize,
@@ -102,25 +112,54 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<KvCache> {
-        let rotation = match layout {
-            CacheLayout::Dense(_) => None,
-            CacheLayout::Quantized(_) => quantized::hadamard(shape.head_dim, device)?,
-        };
-        let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shape.layers);
-        let mut rings = Vec::with_capacity(shape.layers);
-        for i in 0..shape.layers {
-            let r = rotation.clone();
+        let layers: Vec<LayerShape> = (0..shape.layers)
+            .map(|i| LayerShape {
+                kv_heads: shape.kv_heads,
+                head_dim: shape.head_dim,
+                window: windows.get(i).copied().flatten(),
+            })
+            .collect();
+        KvCache::layered(layout, &layers, shape.capacity, dtype, device)
+    }
+
+    /// As `windowed`, with a shape of its own for each stored layer.
+    pub fn layered(
+        layout: CacheLayout,
+        shapes: &[LayerShape],
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<KvCache> {
+        let mut by_width: Vec<(usize, Option<Tensor>)> = Vec::new();
+        let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shapes.len());
+        let (mut rings, mut rotations) = (Vec::with_capacity(shapes.len()), Vec::with_capacity(shapes.len()));
+        for s in shapes {
+            let r = match (layout, by_width.iter().find(|(d, _)| *d == s.head_dim)) {
+                (CacheLayout::Dense(_), _) => None,
+                (_, Some((_, r))) => r.clone(),
+                (CacheLayout::Quantized(_), None) => {
+                    let r = quantized::hadamard(s.head_dim, device)?;
+                    by_width.push((s.head_dim, r.clone()));
+                    r
+                }
+            };
+            rotations.push(r.clone());
             // A window as long as the context is no window.
-            let window = windows.get(i).copied().flatten().filter(|&w| w < shape.capacity);
+            let window = s.window.filter(|&w| w < capacity);
             rings.push(window.map(|window| Ring { window, written: 0, pending: None }));
-            let shape = CacheShape { capacity: window.unwrap_or(shape.capacity), ..shape };
+            let shape = CacheShape {
+                layers: 1,
+                kv_heads: s.kv_heads,
+                head_dim: s.head_dim,
+                capacity: window.unwrap_or(capacity),
+            };
             layers.push(match layout {
                 CacheLayout::Dense(_) => Box::new(dense::DenseLayer::new(shape, dtype, device)?),
                 CacheLayout::Quantized(KvScheme::Int8) => Box::new(QuantizedLayer::<Int8>::new(shape, r, device)?),
                 CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });
         }
-        Ok(KvCache { layers, rings, rotation, layout, len: 0, capacity: shape.capacity })
+        Ok(KvCache { layers, rings, rotations, layout, len: 0, capacity })
     }
 
     /// The positions layer `layer` attends to, its own included: a window, or all.
@@ -133,9 +172,15 @@ impl KvCache {
     }
 
     /// The orthonormal, symmetric matrix stored keys and values are
-    /// multiplied by; queries must be rotated by it and outputs rotated back.
+    /// multiplied by; queries must be rotated by it and outputs rotated back
+    /// (the first layer's; see `rotation_of` where head widths differ).
     pub fn rotation(&self) -> Option<&Tensor> {
-        self.rotation.as_ref()
+        self.rotation_of(0)
+    }
+
+    /// Layer `layer`'s rotation (layers of one head width share one).
+    pub fn rotation_of(&self, layer: usize) -> Option<&Tensor> {
+        self.rotations.get(layer).and_then(Option::as_ref)
     }
 
     pub fn len(&self) -> usize {

@@ -119,7 +119,7 @@ fn clamped_swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     (up.clamp(-LIMIT, LIMIT)? + 1.0)? * glu
 }
 
-fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+pub fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
     match activation {
         Activation::Silu => candle_nn::ops::silu(x),
         // candle's `gelu` is the tanh approximation (PyTorch's `gelu(approximate="tanh")`).
