@@ -148,4 +148,23 @@ mod tests {
         let int8 = CacheLayout::Quantized(KvScheme::Int8);
         assert_eq!(cache_size(&facts, int8, 8192).bytes, 12_240 / 30 * (10 * 8192 + 20 * 1024));
     }
+
+    #[test]
+    fn stored_layers_of_their_own_shapes_are_counted_as_such() {
+        // A Gemma-4-like model of 30 layers of which 20 store keys and values: 16 windowed (1024) with
+        // 4 KV heads of 64, 4 global with 1 KV head of 128. In bf16 per layer and token: 1024 and 512 B.
+        let groups = vec![
+            KvLayers { layers: 16, kv_heads: 4, head_dim: 64, window: Some(1024) },
+            KvLayers { layers: 4, kv_heads: 1, head_dim: 128, window: None },
+        ];
+        let facts = ModelFacts { kv_layers: Some(groups), ..smollm2() };
+        let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
+        assert_eq!(dense.bytes_per_token(&facts), 16 * 1024 + 4 * 512);
+        let size = cache_size(&facts, dense, 8192);
+        assert_eq!(size.bytes, 16 * 1024 * 1024 + 4 * 512 * 8192);
+        assert_eq!(size.stored_layers, Some(20));
+        // INT8: a byte a value, plus a 4-byte scale per KV head for K and for V.
+        let int8 = CacheLayout::Quantized(KvScheme::Int8);
+        assert_eq!(int8.bytes_per_token(&facts), 16 * (512 + 32) + 4 * (256 + 8));
+    }
 }

@@ -76,6 +76,7 @@ fn view(m: &Manifest, resolved: Resolved, settings: &ShowSettings, limits: Conte
         attention_heads: f.attention_heads,
         kv_heads: f.kv_heads,
         head_dim: f.head_dim,
+        kv_layers: f.kv_layers.clone(),
         vocab_size: f.vocab_size,
         weight_dtype: f.weight_dtype.to_string(),
         quantization,

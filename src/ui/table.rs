@@ -139,7 +139,7 @@ pub fn show(v: &ShowView) -> String {
         }
         Source::Local { path } => format!("local {path}"),
     };
-    let model = key_values(&[
+    let mut rows = vec![
         ("name", v.name.clone()),
         ("id", v.id.clone()),
         ("format", v.format.clone()),
@@ -156,10 +156,22 @@ pub fn show(v: &ShowView) -> String {
         ("layers", v.layers.to_string()),
         ("attention heads", format!("{} ({} KV heads)", v.attention_heads, v.kv_heads)),
         ("head dim", v.head_dim.to_string()),
+    ];
+    if let Some(groups) = &v.kv_layers {
+        // "2 × 2 KV heads of 16 (last 8 tokens), 1 × 1 KV head of 32"
+        let group = |g: &crate::formats::KvLayers| {
+            let heads = if g.kv_heads == 1 { "KV head" } else { "KV heads" };
+            let window = g.window.map_or(String::new(), |w| format!(" (last {w} tokens)"));
+            format!("{} × {} {heads} of {}{window}", g.layers, g.kv_heads, g.head_dim)
+        };
+        rows.push(("cached layers", groups.iter().map(group).collect::<Vec<_>>().join(", ")));
+    }
+    rows.extend([
         ("weight dtype", v.weight_dtype.clone()),
         ("quantization", format::quantization(v.quantization.as_deref()).to_string()),
         ("source", source),
     ]);
+    let model = key_values(&rows);
     let cache = key_values(&[("unquantized", kv(&v.kv_cache.unquantized)), ("this run", kv(&v.kv_cache.selected))]);
     let state = |name: &str| match v.verified.iter().flatten().find(|f| f.name == name).map(|f| &f.state) {
         None => String::new(),

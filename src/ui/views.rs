@@ -65,6 +65,9 @@ pub struct ShowView {
     pub attention_heads: u64,
     pub kv_heads: u64,
     pub head_dim: u64,
+    /// The layers that store keys and values, by shape, where they differ (Gemma 4); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_layers: Option<Vec<crate::formats::KvLayers>>,
     pub vocab_size: u64,
     pub weight_dtype: String,
     /// The quantization a run of this reference uses (`null`: none).

@@ -207,6 +207,7 @@ fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
     assert_eq!(selected["stored_layers"].as_u64(), Some(3), "{selected}");
     let text = ctx.run(&["show", "gemma4_text"]).success().stdout.clone();
     assert!(text.contains("; 3 of 5 layers hold a KV cache; 2 of 3 layers keep only their last 8 tokens"), "{text}");
+    assert!(text.contains("  cached layers    2 × 2 KV heads of 16 (last 8 tokens), 1 × 2 KV heads of 32\n"), "{text}");
 }
 
 /// gpt-oss as OpenAI publishes it, experts in MXFP4 blocks: dequantized at

@@ -19,10 +19,24 @@ pub(super) fn layers(raw: &Raw, specs: &mut [LayerSpec], heads: usize) -> Result
     let n = specs.len();
     // Global layers: `per_layer_config` (transformers 5.17), else `global_head_dim` and,
     // with keys as values, `num_global_key_value_heads`.
+    // transformers writes the layer numbers as sorted strings, zero-padded ("05", "11").
+    let per_layer: Option<Vec<(usize, &super::LayerOverride)>> = raw
+        .per_layer_config
+        .as_ref()
+        .map(|m| {
+            m.iter()
+                .map(|(k, o)| {
+                    let bad =
+                        || ConfigError::Gemma4(format!("`per_layer_config` names layer {k:?}, not one of 0..{n}"));
+                    k.parse::<usize>().ok().filter(|&i| i < n).map(|i| (i, o)).ok_or_else(bad)
+                })
+                .collect()
+        })
+        .transpose()?;
     for (i, spec) in specs.iter_mut().enumerate() {
         let global = spec.window.is_none();
-        let o = match &raw.per_layer_config {
-            Some(per_layer) => per_layer.get(&i.to_string()).cloned().unwrap_or_default(),
+        let o = match &per_layer {
+            Some(per_layer) => per_layer.iter().find(|(j, _)| *j == i).map(|(_, o)| (*o).clone()).unwrap_or_default(),
             None if global => super::LayerOverride {
                 head_dim: Some(raw.global_head_dim.unwrap_or(GLOBAL_HEAD_DIM)),
                 num_key_value_heads: raw.num_global_key_value_heads.filter(|_| raw.attention_k_eq_v),
@@ -148,8 +162,9 @@ mod tests {
             "use_double_wide_mlp":true"#,
         ))
         .unwrap();
+        // As transformers 5.17 writes it for 10 or more layers: the numbers zero-padded.
         let v5 = parse(&config(
-            r#","per_layer_config":{"2":{"head_dim":32,"num_key_value_heads":1},"4":{"head_dim":32,"num_key_value_heads":1}},
+            r#","per_layer_config":{"02":{"head_dim":32,"num_key_value_heads":1},"4":{"head_dim":32,"num_key_value_heads":1}},
             "attention_k_eq_v":true,"num_kv_shared_layers":2,"use_double_wide_mlp":true"#,
         ))
         .unwrap();
