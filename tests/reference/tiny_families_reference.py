@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Independent reference for the decoder families llmctl implements: tiny
 random-weight models made by Hugging Face transformers itself (Llama with
-Llama 3 RoPE scaling, Mistral with and without a sliding window shorter than
+Llama 3 RoPE scaling, Llama with `attention_bias` (its output projection
+biased too), Mistral with and without a sliding window shorter than
 the prompt, Qwen2 with QKV biases, Qwen3 with q/k norms and a head_dim that is
-not hidden/heads, SmolLM3 with layers without RoPE, Phi-3/Phi-4-mini with fused projections,
+not hidden/heads (and with `use_sliding_window` from `max_window_layers` on), SmolLM3 with layers without RoPE, Phi-3/Phi-4-mini with fused projections,
 partial rotary embeddings and LongRoPE, gpt-oss with attention sinks, YaRN and
 biased experts (also with its experts in MXFP4, as OpenAI publishes it), Gemma 3 with local and
 global layers and soft-capped logits as a text model and inside its
-multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
+multimodal checkpoint, Gemma 4 with wider global heads, KV sharing, per-layer
+inputs and, in another, keys as values and experts beside the MLP, as a text
+model and inside its multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
 saved as safetensors, and their float32 CPU logits for a fixed token sequence.
 
     python3 tests/reference/tiny_families_reference.py OUT_DIR
@@ -83,6 +86,11 @@ FAMILIES = {
     "qwen2": transformers.Qwen2Config(**COMMON, rope_theta=1000000.0),
     "qwen3": transformers.Qwen3Config(**COMMON, head_dim=32, rope_theta=1000000.0),
     "mistral_window": transformers.MistralConfig(**COMMON, rope_theta=10000.0, sliding_window=8),
+    # `attention_bias` biases Llama's output projection too (Qwen2 biases Q/K/V only, always).
+    "llama_bias": transformers.LlamaConfig(**COMMON, rope_theta=10000.0, attention_bias=True),
+    # Qwen3's window where `use_sliding_window` asks for it, from layer `max_window_layers` on.
+    "qwen3_window": transformers.Qwen3Config(**COMMON, head_dim=32, rope_theta=1000000.0, use_sliding_window=True,
+                                             sliding_window=8, max_window_layers=1),
     # Layers 1 and 3 have no RoPE (every second layer, as interval 4 does in the real model).
     "smollm3": transformers.SmolLM3Config(**{**COMMON, "num_hidden_layers": 4}, no_rope_layer_interval=2, pad_token_id=None,
                                           rope_parameters={"rope_type": "default", "rope_theta": 2000000.0}),
