@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::formats::{ModelFacts, SlidingWindow, WeightDtype};
+use crate::formats::{ModelFacts, RecurrentLayers, SlidingWindow, WeightDtype};
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
 /// The element type of an unquantized cache.
@@ -74,28 +74,35 @@ impl CacheLayout {
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheSize {
     pub layout: &'static str,
-    /// What each token adds while every layer stores it (below any window).
+    /// What each token adds while every KV layer stores it (below any window).
     pub bytes_per_token: u64,
     pub context_length: u64,
+    /// KV rows and any recurrent state.
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<RecurrentLayers>,
 }
 
-/// Bytes for `context_length` tokens: every layer stores each token, except
-/// that a sliding-window layer stops growing at its window.
+/// Bytes for `context_length` tokens: every KV layer stores each token, except
+/// that a sliding-window layer stops growing at its window; recurrent layers
+/// store no tokens but a fixed state (f32 whatever the layout).
 pub fn cache_size(facts: &ModelFacts, layout: CacheLayout, context_length: u64) -> CacheSize {
     let per_token = layout.bytes_per_token(facts);
-    let per_layer = per_token / facts.layers.max(1);
-    let (windowed, window) = facts.sliding_window.map_or((0, 0), |s| (s.layers.min(facts.layers), s.window));
-    let full = (facts.layers - windowed).saturating_mul(context_length);
+    let kv_layers = facts.kv_layers();
+    let per_layer = per_token / kv_layers.max(1);
+    let (windowed, window) = facts.sliding_window.map_or((0, 0), |s| (s.layers.min(kv_layers), s.window));
+    let full = (kv_layers - windowed).saturating_mul(context_length);
     let kept = windowed.saturating_mul(context_length.min(window));
+    let state = facts.recurrent.map_or(0, |r| r.state_bytes);
     CacheSize {
         layout: layout.name(),
         bytes_per_token: per_token,
         context_length,
-        bytes: per_layer.saturating_mul(full.saturating_add(kept)),
+        bytes: per_layer.saturating_mul(full.saturating_add(kept)).saturating_add(state),
         sliding_window: facts.sliding_window,
+        recurrent: facts.recurrent,
     }
 }
 
@@ -116,6 +123,7 @@ mod tests {
             vocab_size: 49152,
             weight_dtype: WeightDtype::Bf16,
             sliding_window: None,
+            recurrent: None,
         }
     }
 
@@ -139,5 +147,21 @@ mod tests {
         assert_eq!(cache_size(&facts, dense, 8192).bytes, 768 * (10 * 8192 + 20 * 1024));
         let int8 = CacheLayout::Quantized(KvScheme::Int8);
         assert_eq!(cache_size(&facts, int8, 8192).bytes, 12_240 / 30 * (10 * 8192 + 20 * 1024));
+    }
+
+    #[test]
+    fn recurrent_layers_hold_no_kv_rows_but_their_fixed_state() {
+        // 24 of SmolLM2's 30 layers recurrent: 6 KV layers of 768 B per token in bf16, 408 per token in INT8.
+        let recurrent = RecurrentLayers { layers: 24, state_bytes: 1_000_000 };
+        let facts = ModelFacts { recurrent: Some(recurrent), ..smollm2() };
+        let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
+        assert_eq!(dense.bytes_per_token(&facts), 6 * 768);
+        assert_eq!(cache_size(&facts, dense, 8192).bytes, 6 * 768 * 8192 + 1_000_000);
+        let int8 = CacheLayout::Quantized(KvScheme::Int8);
+        assert_eq!(int8.bytes_per_token(&facts), 6 * 384 + 6 * 2 * 3 * 4);
+        assert_eq!(cache_size(&facts, int8, 8192).bytes, 408 * 8192 + 1_000_000);
+        // A window applies to the KV layers only.
+        let windowed = ModelFacts { sliding_window: Some(SlidingWindow { layers: 4, window: 1024 }), ..facts };
+        assert_eq!(cache_size(&windowed, dense, 8192).bytes, 768 * (2 * 8192 + 4 * 1024) + 1_000_000);
     }
 }

@@ -28,6 +28,18 @@ pub struct ModelFacts {
     /// Layers that attend to, and cache, only their last `window` positions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
+    /// Layers that keep a fixed recurrent state in place of KV rows (Qwen3.5's linear attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<RecurrentLayers>,
+}
+
+/// Recurrent (linear-attention) layers: `layers` of the model's layers store no
+/// KV rows but one f32 state each, `state_bytes` for all of them, whatever the
+/// context and the `kv_*` scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecurrentLayers {
+    pub layers: u64,
+    pub state_bytes: u64,
 }
 
 /// Sliding-window attention: `layers` of the model's layers see (and keep) only `window` positions.
@@ -97,14 +109,19 @@ impl<'de> Deserialize<'de> for WeightDtype {
 }
 
 impl ModelFacts {
-    /// KV-cache values stored per token: layers × (K and V) × KV heads × head dim.
+    /// Layers that store KV rows: all but the recurrent ones.
+    pub fn kv_layers(&self) -> u64 {
+        self.layers - self.recurrent.map_or(0, |r| r.layers.min(self.layers))
+    }
+
+    /// KV-cache values stored per token: KV layers × (K and V) × KV heads × head dim.
     pub fn kv_values_per_token(&self) -> u64 {
-        self.layers * 2 * self.kv_heads * self.head_dim
+        self.kv_layers() * 2 * self.kv_heads * self.head_dim
     }
 
     /// (token, KV head) pairs per token, each of which carries one scale in a quantized cache.
     pub fn kv_scales_per_token(&self) -> u64 {
-        self.layers * 2 * self.kv_heads
+        self.kv_layers() * 2 * self.kv_heads
     }
 }
 

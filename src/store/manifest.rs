@@ -145,6 +145,7 @@ mod tests {
                 vocab_size: 5,
                 weight_dtype: crate::formats::WeightDtype::F32,
                 sliding_window: None,
+                recurrent: None,
             },
             files: vec![FileEntry { name: "config.json".into(), size: 2, sha256: Digest::of_bytes(b"{}") }],
             pulled_at: now_rfc3339(),

@@ -34,7 +34,17 @@ pub fn key_values(rows: &[(&str, String)]) -> String {
 /// `bench`'s speed table, then its quality table when there is one.
 pub fn bench(view: &BenchView) -> String {
     let gpu = view.gpu.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
-    let mut text = format!("{} on {}{gpu}\n\n", view.model, view.device);
+    let mut text = format!("{} on {}{gpu}\n", view.model, view.device);
+    if let Some(r) = view.recurrent {
+        let kv = view.layers - r.layers.min(view.layers);
+        text.push_str(&format!(
+            "KV rows in {kv} of {} layers; {} keep a fixed recurrent state of {} (counted in KV CACHE)\n",
+            view.layers,
+            r.layers,
+            format::bytes(r.state_bytes)
+        ));
+    }
+    text.push('\n');
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header([
         "KV",
@@ -117,8 +127,18 @@ pub fn show(v: &ShowView) -> String {
             Some(s) => format!("; {} of {} layers keep only their last {} tokens", s.layers, v.layers, s.window),
             None => String::new(),
         };
+        let recurrent = match c.recurrent {
+            Some(r) => format!(
+                "; {} of {} layers hold KV rows, {} a fixed recurrent state of {} in all",
+                v.layers - r.layers.min(v.layers),
+                v.layers,
+                r.layers,
+                format::bytes(r.state_bytes)
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} ({} B/token, {} at {} tokens{window})",
+            "{} ({} B/token, {} at {} tokens{window}{recurrent})",
             c.layout,
             c.bytes_per_token,
             format::bytes(c.bytes),

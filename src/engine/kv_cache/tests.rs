@@ -82,6 +82,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
         vocab_size: 1,
         weight_dtype: crate::formats::WeightDtype::Bf16,
         sliding_window: None,
+        recurrent: None,
     };
     let dense = CacheLayout::Dense(DenseDtype::Bf16);
     for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {

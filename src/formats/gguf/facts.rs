@@ -39,6 +39,7 @@ pub fn facts(parts: &GgufParts) -> Result<(ModelFacts, GgufType), GgufFactsError
         vocab_size: check_range("tokenizer.ggml.tokens", vocab, MAX_VOCAB)?,
         weight_dtype: WeightDtype::Gguf(weight_type),
         sliding_window: None,
+        recurrent: None,
         architecture: arch,
     };
     Ok((facts, weight_type))
