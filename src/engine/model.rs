@@ -1,5 +1,6 @@
 //! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Phi-3,
-//! gpt-oss, Gemma 3's text model), one block with per-family parts: immutable weights, from
+//! gpt-oss, Gemma 3's and Qwen3.5's text models), one block with per-family parts
+//! (Qwen3.5's linear-attention layers in `delta_net`): immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
@@ -8,6 +9,7 @@ use candle_nn::{Embedding, Linear, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend_with_sinks};
 use super::config::{Activation, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
+use super::delta_net::GatedDeltaNet;
 use super::kv_cache::{CacheShape, KvCache, rotate};
 use super::linear::{Projection, Projections};
 use super::rope::Rope;
@@ -31,6 +33,8 @@ struct Attention {
     query_scale: Option<f64>,
     /// gpt-oss's sink logit per head (f32).
     sinks: Option<Tensor>,
+    /// Qwen3.5: each head's query is followed by a gate on its output.
+    output_gate: bool,
 }
 
 /// A gated MLP: `down(act(x · gateᵀ) * (x · upᵀ))`.
@@ -46,6 +50,8 @@ struct Experts {
     router: Projection,
     experts: Vec<Mlp>,
     spec: MoeSpec,
+    /// Qwen3.5-MoE: an MLP every token goes through, scaled by the sigmoid of its gate (one logit).
+    shared: Option<(Mlp, Projection)>,
 }
 
 enum FeedForward {
@@ -53,9 +59,16 @@ enum FeedForward {
     Routed(Experts),
 }
 
+/// What a layer mixes positions with.
+enum Mixer {
+    Attention(Attention),
+    /// Qwen3.5's linear attention.
+    Linear(GatedDeltaNet),
+}
+
 struct Block {
     input_norm: RmsNorm,
-    attention: Attention,
+    mixer: Mixer,
     /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
     post_norm: RmsNorm,
     /// Gemma only: the norms before and after the MLP.
@@ -82,12 +95,12 @@ pub enum Logits {
     All,
 }
 
-/// `{name}.weight` as an RMSNorm; Gemma's norms scale by `1 + w`.
+/// `{name}.weight` as an RMSNorm; Gemma's and Qwen3.5's norms scale by `1 + w`.
 fn rms_norm(w: &dyn Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
     let weight = w.tensor(&format!("{name}.weight"), size.into())?;
-    let weight = match cfg.block.norms {
-        NormStyle::Llama => weight,
-        NormStyle::Gemma => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
+    let weight = match cfg.block.norms.offset() {
+        false => weight,
+        true => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
     };
     Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
@@ -100,7 +113,8 @@ impl Attention {
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{p}.{n}"));
         let names = names.each_ref().map(String::as_str);
-        let widths = [q_out, kv_out, kv_out];
+        let gate = cfg.block.output_gate;
+        let widths = [if gate { 2 * q_out } else { q_out }, kv_out, kv_out];
         Ok(Attention {
             qkv: fused_or_each(w, &format!("{p}.qkv_proj"), &names, h, &widths, cfg.qkv_bias)?,
             o: w.projection(&format!("{p}.o_proj"), q_out, h, cfg.block.output_bias)?,
@@ -113,6 +127,7 @@ impl Attention {
             } else {
                 None
             },
+            output_gate: gate,
         })
     }
 
@@ -121,6 +136,13 @@ impl Attention {
         let (cfg, start, t, rotation) = (&model.cfg, cache.len(), x.dim(0)?, pass.rotation.as_ref());
         let [q, k, v]: [Tensor; 3] =
             self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("Q, K, V".into()))?;
+        let (q, gate) = match self.output_gate {
+            false => (q, None),
+            true => {
+                let (q_out, both) = (cfg.heads * cfg.head_dim, q.reshape((t, cfg.heads, 2, cfg.head_dim))?);
+                (both.narrow(2, 0, 1)?.reshape((t, q_out))?, Some(both.narrow(2, 1, 1)?.reshape((t, q_out))?))
+            }
+        };
         let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, cfg.head_dim)?;
         let k = per_head(&k, self.k_norm.as_ref(), cfg.kv_heads, cfg.head_dim)?;
         let (q, k) = match self.rope.map(|i| &model.ropes[i]) {
@@ -147,7 +169,11 @@ impl Attention {
                 rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
-        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?)
+        let y = y.transpose(0, 1)?.reshape((t, cfg.heads * cfg.head_dim))?;
+        match gate {
+            Some(gate) => self.o.forward(&(y * candle_nn::ops::sigmoid(&gate)?)?),
+            None => self.o.forward(&y),
+        }
     }
 }
 
@@ -205,12 +231,21 @@ impl Experts {
         let (h, act) = (cfg.hidden_size, cfg.block.activation);
         if spec.routing == Routing::TopKSoftmax {
             let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
-            return Ok(Experts { router, experts: gpt_oss_experts(w, p, h, spec, act)?, spec: spec.clone() });
+            let experts = gpt_oss_experts(w, p, h, spec, act)?;
+            return Ok(Experts { router, experts, spec: spec.clone(), shared: None });
         }
         let experts = (0..spec.experts)
             .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
             .collect::<Result<_>>()?;
-        Ok(Experts { router: w.projection(&format!("{p}.gate"), h, spec.experts, false)?, experts, spec: spec.clone() })
+        let shared = match spec.shared_expert {
+            Some(i) => Some((
+                Mlp::load(w, &format!("{p}.shared_expert"), h, i, act)?,
+                w.projection(&format!("{p}.shared_expert_gate"), h, 1, false)?,
+            )),
+            None => None,
+        };
+        let router = w.projection(&format!("{p}.gate"), h, spec.experts, false)?;
+        Ok(Experts { router, experts, spec: spec.clone(), shared })
     }
 
     /// Each token through its `top_k` experts, weighted by the router's
@@ -257,7 +292,10 @@ impl Experts {
             let y = expert.forward(&x.index_select(&index, 0)?)?.broadcast_mul(&weights)?;
             out = out.index_add(&index, &y, 0)?;
         }
-        Ok(out)
+        match &self.shared {
+            Some((mlp, gate)) => out + mlp.forward(x)?.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(x)?)?)?,
+            None => Ok(out),
+        }
     }
 }
 
@@ -357,12 +395,16 @@ impl Block {
             }
         };
         let feedforward_norms = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
+        };
+        let mixer = match cfg.block.linear.filter(|_| spec.linear) {
+            Some(linear) => Mixer::Linear(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), cfg, linear)?),
+            None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, spec)?),
         };
         Ok(Block {
             input_norm: norm("input_layernorm")?,
-            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec)?,
+            mixer,
             post_norm: norm("post_attention_layernorm")?,
             feedforward_norms,
             mlp,
@@ -370,7 +412,11 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, layer: usize, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
-        let a = self.attention.forward(&self.input_norm.forward(x)?, layer, cache, pass, model)?;
+        let normed = self.input_norm.forward(x)?;
+        let a = match &self.mixer {
+            Mixer::Attention(attention) => attention.forward(&normed, layer, cache, pass, model)?,
+            Mixer::Linear(linear) => linear.forward(&normed, layer, cache)?,
+        };
         match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
@@ -440,7 +486,7 @@ impl Model {
             })
             .collect::<Result<_>>()?;
         let embed_scale = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
         };
         Ok(Model { cfg, embed, embed_scale, blocks, norm, lm_head, ropes, dtype })
@@ -451,12 +497,19 @@ impl Model {
     }
 
     /// A cache of `capacity` positions for this model, in `layout` (dense
-    /// rows in `dtype`); sliding-window layers hold only their window.
+    /// rows in `dtype`); sliding-window layers hold only their window,
+    /// linear-attention layers only their recurrent state.
     pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
         let cfg = &self.cfg;
         let shape = CacheShape { layers: cfg.layers, kv_heads: cfg.kv_heads, head_dim: cfg.head_dim, capacity };
         let windows: Vec<Option<usize>> = cfg.block.layers.iter().map(|l| l.window).collect();
-        KvCache::windowed(layout, shape, &windows, dtype, self.device())
+        let recurrent: Vec<_> = cfg
+            .block
+            .layers
+            .iter()
+            .map(|l| cfg.block.linear.filter(|_| l.linear).map(|s| GatedDeltaNet::state_shape(&s)))
+            .collect();
+        KvCache::hybrid(layout, shape, &windows, &recurrent, dtype, self.device())
     }
 
     pub fn dtype(&self) -> DType {

@@ -89,8 +89,9 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     let checked = engine::check_safetensors(&config_json, tokenizer_json.as_deref(), weights.tensors())
         .map_err(|e| RecordError::Weights(Box::new(e)))?;
     let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
-    let sliding_window = checked.and_then(|config| config.sliding_window());
-    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, ..config })
+    let sliding_window = checked.as_ref().and_then(|config| config.sliding_window());
+    let recurrent = checked.as_ref().and_then(|config| config.recurrent());
+    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, recurrent, ..config })
 }
 
 /// A GGUF selection's files are the model's parts, in order (one for a single file).
