@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn recurrent_layers_hold_no_kv_rows_but_their_fixed_state() {
-        // 24 of SmolLM2's 30 layers recurrent: 6 KV layers of 768 B per token in bf16, 408 per token in INT8.
+        // 24 of SmolLM2's 30 layers recurrent: 6 KV layers of 768 B per token in bf16, 408 in INT8.
         let recurrent = RecurrentLayers { layers: 24, state_bytes: 1_000_000 };
         let facts = ModelFacts { recurrent: Some(recurrent), ..smollm2() };
         let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(cache_size(&facts, dense, 8192).bytes, 6 * 768 * 8192 + 1_000_000);
         let int8 = CacheLayout::Quantized(KvScheme::Int8);
         assert_eq!(int8.bytes_per_token(&facts), 6 * 384 + 6 * 2 * 3 * 4);
-        assert_eq!(cache_size(&facts, int8, 8192).bytes, 408 * 8192 + 1_000_000);
+        assert_eq!(cache_size(&facts, int8, 8192).bytes, 6 * 408 * 8192 + 1_000_000);
         // A window applies to the KV layers only.
         let windowed = ModelFacts { sliding_window: Some(SlidingWindow { layers: 4, window: 1024 }), ..facts };
         assert_eq!(cache_size(&windowed, dense, 8192).bytes, 768 * (2 * 8192 + 4 * 1024) + 1_000_000);
