@@ -221,6 +221,16 @@ fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
     assert_eq!(dense["bytes"].as_u64().unwrap(), 512 * context + 24_192);
     let text = ctx.run(&["show", "qwen3_5_moe_text"]).success().stdout.clone();
     assert!(text.contains("; 1 of 4 layers hold KV rows, 3 a fixed recurrent state of 24.2 kB in all"), "{text}");
+    // `bench` allocates what `show` promises, and says which layers hold KV rows.
+    let bench = ["bench", "qwen3_5_text:kv_int8", "--ctx", "16", "--gen", "2", "--device", "cpu"];
+    let out = ctx.run(&bench).success().stdout.clone();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "KV rows in 1 of 4 layers; 3 keep a fixed recurrent state of 24.2 kB (counted in KV CACHE)");
+    let json = ctx.run(&[&bench[..], &["--json"]].concat()).success().json();
+    assert_eq!(json["recurrent"], serde_json::json!({"layers": 3, "state_bytes": 24_192}));
+    let rows: Vec<(Option<&str>, Option<u64>)> =
+        json["speed"].as_array().unwrap().iter().map(|r| (r["kv"].as_str(), r["kv_cache_bytes"].as_u64())).collect();
+    assert_eq!(rows, [(Some("f32"), Some(512 * 16 + 24_192)), (Some("kv_int8"), Some(144 * 16 + 24_192))]);
 }
 
 /// gpt-oss as OpenAI publishes it, experts in MXFP4 blocks: dequantized at
