@@ -234,9 +234,13 @@ impl Experts {
             let experts = gpt_oss_experts(w, p, h, spec, act)?;
             return Ok(Experts { router, experts, spec: spec.clone(), shared: None });
         }
-        let experts = (0..spec.experts)
-            .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
-            .collect::<Result<_>>()?;
+        let experts = if w.contains(&format!("{p}.experts.gate_up_proj")) {
+            fused_experts(w, p, h, spec, act)?
+        } else {
+            (0..spec.experts)
+                .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
+                .collect::<Result<_>>()?
+        };
         let shared = match spec.shared_expert {
             Some(i) => Some((
                 Mlp::load(w, &format!("{p}.shared_expert"), h, i, act)?,
@@ -335,6 +339,29 @@ fn gpt_oss_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Acti
             };
             let down = linear(down.get(e)?.t()?.contiguous()?, down_bias.get(e)?.contiguous()?);
             Ok(Mlp { gate_up: Projections::Each(vec![half(0)?, half(1)?]), down, activation: act })
+        })
+        .collect()
+}
+
+/// Experts as transformers 5 holds them in memory (and a checkpoint saved
+/// without its conversion mapping carries them): `experts.gate_up_proj`
+/// (experts, 2·inter, hidden), each expert's gate rows then its up rows, and
+/// `experts.down_proj` (experts, hidden, inter). As one gated MLP per expert.
+fn fused_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Activation) -> Result<Vec<Mlp>> {
+    let (n, i) = (spec.experts, spec.intermediate_size);
+    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
+    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
+    // The import check's data-less broadcasts stay views (see `gpt_oss_experts`).
+    let checking = !gate_up.is_contiguous();
+    let own = |t: Tensor| -> Result<Projection> {
+        let t = if checking { t } else { t.contiguous()? };
+        Ok(Projection::new(Linear::new(t, None)))
+    };
+    (0..n)
+        .map(|e| {
+            let rows = gate_up.get(e)?;
+            let gate_up = Projections::Each(vec![own(rows.narrow(0, 0, i)?)?, own(rows.narrow(0, i, i)?)?]);
+            Ok(Mlp { gate_up, down: own(down.get(e)?)?, activation: act })
         })
         .collect()
 }

@@ -181,6 +181,33 @@ def per_expert(key, value):
     return {key: value}
 
 
+def fused_experts(result, out):
+    """The same model with its experts as transformers 5 holds them in memory (and a
+    checkpoint saved without its conversion mapping carries them): per layer
+    `mlp.experts.gate_up_proj` (experts, 2·inter, hidden), gate rows then up rows, and
+    `mlp.experts.down_proj` (experts, hidden, inter); same config and logits."""
+    import re
+    from safetensors.torch import load_file, save_file
+    src, dst = os.path.join(out, result["family"]), os.path.join(out, result["family"] + "_fused")
+    os.makedirs(dst, exist_ok=True)
+    tensors, experts = {}, {}
+    for key, value in load_file(os.path.join(src, "model.safetensors")).items():
+        m = re.fullmatch(r"(.*\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight", key)
+        if m:
+            experts.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = value
+        else:
+            tensors[key] = value
+    for base, by_index in experts.items():
+        order = [by_index[e] for e in sorted(by_index)]
+        tensors[base + ".gate_up_proj"] = torch.stack([torch.cat([e["gate"], e["up"]]) for e in order])
+        tensors[base + ".down_proj"] = torch.stack([e["down"] for e in order])
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(dst, "model.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f, open(os.path.join(dst, "config.json"), "w") as g:
+        g.write(f.read())
+    return {**result, "family": result["family"] + "_fused", "tensors": sorted(tensors)}
+
+
 def gemma3_before_v5(key, value):
     """transformers 4's names for Gemma 3's image-text checkpoint, as on the Hub."""
     for new, old in (("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
@@ -243,6 +270,9 @@ def main():
         with open(os.path.join(out, "tiny_golden.json")) as f:
             meta = json.load(f)
         made = {name: make(name, FAMILIES[name], out) for name in only}
+        if "qwen3_5_moe_text" in made:
+            fused = fused_experts(made["qwen3_5_moe_text"], out)
+            made[fused["family"]] = fused
         kept = [r for r in meta["families"] if r["family"] not in made]
         meta["families"] = kept + list(made.values())
         meta.setdefault("versions_of", {}).update(
@@ -259,6 +289,7 @@ def main():
     if any(t.startswith("model.language_model.") for t in by_name["gemma3"]["tensors"]):
         results.append(hub_layout(by_name["gemma3"], out, gemma3_before_v5))
     results.append(gpt_oss_mxfp4(out))
+    results.append(fused_experts(by_name["qwen3_5_moe_text"], out))
     meta = {"reference": "transformers float32 CPU, random weights", "tokens": TOKENS,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "families": results}
