@@ -8,6 +8,7 @@ mod check;
 pub mod config;
 pub mod decoder;
 mod defaults;
+mod delta_net;
 pub mod detokenize;
 pub mod device;
 mod error;

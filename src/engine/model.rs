@@ -1,5 +1,6 @@
 //! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Phi-3,
-//! gpt-oss, Gemma 3's text model), one block with per-family parts: immutable weights, from
+//! gpt-oss, Gemma 3's and Qwen3.5's text models), one block with per-family parts
+//! (Qwen3.5's linear-attention layers in `delta_net`): immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
@@ -8,6 +9,7 @@ use candle_nn::{Embedding, Linear, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend_with_sinks};
 use super::config::{Activation, KvSource, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
+use super::delta_net::GatedDeltaNet;
 use super::kv_cache::{KvCache, LayerShape, rotate};
 use super::linear::{Projection, Projections, activate};
 use super::rope::Rope;
@@ -38,6 +40,8 @@ struct Attention {
     query_scale: Option<f64>,
     /// gpt-oss's sink logit per head (f32).
     sinks: Option<Tensor>,
+    /// Qwen3.5: each head's query is followed by a gate on its output.
+    output_gate: bool,
 }
 
 /// A gated MLP: `down(act(x · gateᵀ) * (x · upᵀ))`.
@@ -55,6 +59,8 @@ struct Experts {
     spec: MoeSpec,
     /// Gemma 4's router: its input's scale (times 1/√hidden, folded in) and each expert's weight.
     gemma4: Option<Gemma4Router>,
+    /// Qwen3.5-MoE: an MLP every token goes through, scaled by the sigmoid of its gate (one logit).
+    shared: Option<(Mlp, Projection)>,
 }
 
 struct Gemma4Router {
@@ -83,9 +89,18 @@ struct PerLayerInput {
     norm: RmsNorm,
 }
 
+/// What a layer mixes positions with.
+enum Mixer {
+    Attention(Attention),
+    /// Qwen3.5's linear attention.
+    Linear(GatedDeltaNet),
+}
+
 struct Block {
     input_norm: RmsNorm,
-    attention: Attention,
+    mixer: Mixer,
+    /// The stored layer its mixer writes or reads (see `Model::cache_layers`).
+    cache_layer: usize,
     /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
     post_norm: RmsNorm,
     /// Gemma only: the norms before and after the MLP.
@@ -129,12 +144,12 @@ pub enum Logits {
     All,
 }
 
-/// `{name}.weight` as an RMSNorm; Gemma 3's norms scale by `1 + w`.
+/// `{name}.weight` as an RMSNorm; Gemma 3's and Qwen3.5's norms scale by `1 + w`.
 fn rms_norm(w: &dyn Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
     let weight = w.tensor(&format!("{name}.weight"), size.into())?;
-    let weight = match cfg.block.norms {
-        NormStyle::Gemma { plus_one: true } => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
-        _ => weight,
+    let weight = match cfg.block.norms.offset() {
+        false => weight,
+        true => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
     };
     Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
@@ -151,10 +166,12 @@ impl Attention {
         let qk_norm = cfg.block.qk_norm;
         let own_kv = spec.stores_kv();
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
+        let gate = cfg.block.output_gate;
+        let q_width = if gate { 2 * q_out } else { q_out };
         let (names, widths) = match spec.kv {
-            KvSource::Projected => (vec!["q_proj", "k_proj", "v_proj"], vec![q_out, kv_out, kv_out]),
-            KvSource::ValuesAreKeys => (vec!["q_proj", "k_proj"], vec![q_out, kv_out]),
-            KvSource::SharedWith(_) => (vec!["q_proj"], vec![q_out]),
+            KvSource::Projected => (vec!["q_proj", "k_proj", "v_proj"], vec![q_width, kv_out, kv_out]),
+            KvSource::ValuesAreKeys => (vec!["q_proj", "k_proj"], vec![q_width, kv_out]),
+            KvSource::SharedWith(_) => (vec!["q_proj"], vec![q_width]),
         };
         let names: Vec<String> = names.iter().map(|n| format!("{p}.{n}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -175,6 +192,7 @@ impl Attention {
             } else {
                 None
             },
+            output_gate: gate,
         })
     }
 
@@ -185,6 +203,14 @@ impl Attention {
         let rotation = pass.rotation(d);
         let mut qkv = self.qkv.forward(x)?.into_iter();
         let q = qkv.next().ok_or_else(|| candle_core::Error::Msg("Q".into()))?;
+        // Qwen3.5: each head's query, then its output gate.
+        let (q, gate) = match self.output_gate {
+            false => (q, None),
+            true => {
+                let (q_out, both) = (cfg.heads * d, q.reshape((t, cfg.heads, 2, d))?);
+                (both.narrow(2, 0, 1)?.reshape((t, q_out))?, Some(both.narrow(2, 1, 1)?.reshape((t, q_out))?))
+            }
+        };
         let rope = self.rope.map(|i| &model.ropes[i]);
         let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, d)?;
         let q = match rope {
@@ -224,7 +250,11 @@ impl Attention {
                 rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
-        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * d))?)
+        let y = y.transpose(0, 1)?.reshape((t, cfg.heads * d))?;
+        match gate {
+            Some(gate) => self.o.forward(&(y * candle_nn::ops::sigmoid(&gate)?)?),
+            None => self.o.forward(&y),
+        }
     }
 }
 
@@ -280,24 +310,41 @@ impl Mlp {
 impl Experts {
     fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
         let (h, act) = (cfg.hidden_size, cfg.block.activation);
-        let experts = |router, experts| Experts { router, experts, spec: spec.clone(), gemma4: None };
+        let experts = |router, experts, shared| Experts { router, experts, spec: spec.clone(), gemma4: None, shared };
         match spec.routing {
             Routing::TopKSoftmax => {
                 let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
-                Ok(experts(router, gpt_oss_experts(w, p, h, spec, act)?))
+                Ok(experts(router, gpt_oss_experts(w, p, h, spec, act)?, None))
             }
             Routing::Gemma4 => gemma4_experts(w, p, cfg, spec),
             Routing::SoftmaxTopK { .. } => {
-                let each = (0..spec.experts)
-                    .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
-                    .collect::<Result<_>>()?;
-                Ok(experts(w.projection(&format!("{p}.gate"), h, spec.experts, false)?, each))
+                let each = if w.contains(&format!("{p}.experts.gate_up_proj")) {
+                    fused_experts(w, p, h, spec, act)?
+                } else {
+                    (0..spec.experts)
+                        .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
+                        .collect::<Result<_>>()?
+                };
+                let shared = match spec.shared_expert {
+                    Some(i) => Some((
+                        Mlp::load(w, &format!("{p}.shared_expert"), h, i, act)?,
+                        w.projection(&format!("{p}.shared_expert_gate"), h, 1, false)?,
+                    )),
+                    None => None,
+                };
+                Ok(experts(w.projection(&format!("{p}.gate"), h, spec.experts, false)?, each, shared))
             }
         }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, self.route(x)?)
+        let routed = self.run(x, self.route(x)?)?;
+        match &self.shared {
+            Some((mlp, gate)) => {
+                routed + mlp.forward(x)?.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(x)?)?)?
+            }
+            None => Ok(routed),
+        }
     }
 
     /// Each token's `top_k` experts and their weights from the router's
@@ -365,19 +412,8 @@ impl Experts {
 /// `experts.down_proj` (experts, hidden, inter), beside `router.proj`,
 /// `router.scale` and `router.per_expert_scale`.
 fn gemma4_experts(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
-    let (h, n, i) = (cfg.hidden_size, spec.experts, spec.intermediate_size);
-    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
-    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
-    let experts = (0..n)
-        .map(|e| {
-            let projection = Projection::new(Linear::new(gate_up.get(e)?, None));
-            Ok(Mlp {
-                gate_up: Projections::Stacked { projection, widths: vec![i, i] },
-                down: Projection::new(Linear::new(down.get(e)?, None)),
-                activation: cfg.block.activation,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let (h, n) = (cfg.hidden_size, spec.experts);
+    let experts = fused_experts(w, p, h, spec, cfg.block.activation)?;
     // The router's input: RMS-normed, times `scale` and 1/√hidden (one scale, folded into the norm's).
     let scale = w.tensor(&format!("{p}.router.scale"), h.into())?;
     let scale = (scale.to_dtype(DType::F32)? * (h as f64).powf(-0.5))?.to_dtype(w.dtype())?;
@@ -390,6 +426,7 @@ fn gemma4_experts(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -
         experts,
         spec: spec.clone(),
         gemma4: Some(Gemma4Router { norm: RmsNorm::new(scale, cfg.rms_norm_eps), per_expert_scale }),
+        shared: None,
     })
 }
 
@@ -429,6 +466,29 @@ fn gpt_oss_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Acti
             };
             let down = linear(down.get(e)?.t()?.contiguous()?, down_bias.get(e)?.contiguous()?);
             Ok(Mlp { gate_up: Projections::Each(vec![half(0)?, half(1)?]), down, activation: act })
+        })
+        .collect()
+}
+
+/// Experts as transformers 5 holds them in memory (and a checkpoint saved
+/// without its conversion mapping carries them): `experts.gate_up_proj`
+/// (experts, 2·inter, hidden), each expert's gate rows then its up rows, and
+/// `experts.down_proj` (experts, hidden, inter). As one gated MLP per expert.
+fn fused_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Activation) -> Result<Vec<Mlp>> {
+    let (n, i) = (spec.experts, spec.intermediate_size);
+    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
+    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
+    // The import check's data-less broadcasts stay views (see `gpt_oss_experts`).
+    let checking = !gate_up.is_contiguous();
+    let own = |t: Tensor| -> Result<Projection> {
+        let t = if checking { t } else { t.contiguous()? };
+        Ok(Projection::new(Linear::new(t, None)))
+    };
+    (0..n)
+        .map(|e| {
+            let rows = gate_up.get(e)?;
+            let gate_up = Projections::Each(vec![own(rows.narrow(0, 0, i)?)?, own(rows.narrow(0, i, i)?)?]);
+            Ok(Mlp { gate_up, down: own(down.get(e)?)?, activation: act })
         })
         .collect()
 }
@@ -501,7 +561,7 @@ impl Block {
             None => FeedForward::Dense(dense()?),
         };
         let feedforward_norms = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma { .. } => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
         };
         let per_layer_input = match cfg.block.per_layer_inputs {
@@ -514,9 +574,14 @@ impl Block {
         };
         let scalar =
             if cfg.block.layer_scalar { Some(w.tensor(&format!("{p}.layer_scalar"), 1.into())?) } else { None };
+        let mixer = match cfg.block.linear.filter(|_| spec.linear) {
+            Some(linear) => Mixer::Linear(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), cfg, linear)?),
+            None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?),
+        };
         Ok(Block {
             input_norm: norm("input_layernorm")?,
-            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?,
+            mixer,
+            cache_layer,
             post_norm: norm("post_attention_layernorm")?,
             feedforward_norms,
             mlp,
@@ -534,7 +599,11 @@ impl Block {
         pass: &Pass,
         model: &Model,
     ) -> Result<Tensor> {
-        let a = self.attention.forward(&self.input_norm.forward(x)?, cache, pass, model)?;
+        let normed = self.input_norm.forward(x)?;
+        let a = match &self.mixer {
+            Mixer::Attention(attention) => attention.forward(&normed, cache, pass, model)?,
+            Mixer::Linear(linear) => linear.forward(&normed, self.cache_layer, cache)?,
+        };
         let x = match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
@@ -618,8 +687,10 @@ impl Model {
                     ))
                 })?,
                 _ => {
-                    let shape = LayerShape { kv_heads: spec.kv_heads, head_dim: spec.head_dim, window: spec.window };
-                    cache_layers.push(shape);
+                    // A recurrent layer keeps its state in place of KV rows.
+                    let recurrent = cfg.block.linear.filter(|_| spec.linear).map(|s| GatedDeltaNet::state_shape(&s));
+                    let (kv_heads, head_dim, window) = (spec.kv_heads, spec.head_dim, spec.window);
+                    cache_layers.push(LayerShape { kv_heads, head_dim, window, recurrent });
                     cache_layers.len() - 1
                 }
             });
@@ -650,7 +721,7 @@ impl Model {
             })
             .collect::<Result<_>>()?;
         let embed_scale = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma { .. } => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
         };
         let per_layer = match cfg.block.per_layer_inputs {
@@ -675,7 +746,8 @@ impl Model {
     }
 
     /// A cache of `capacity` positions for this model, in `layout` (dense
-    /// rows in `dtype`); sliding-window layers hold only their window.
+    /// rows in `dtype`); sliding-window layers hold only their window,
+    /// linear-attention layers only their recurrent state.
     pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
         KvCache::layered(layout, &self.cache_layers, capacity, dtype, self.device())
     }

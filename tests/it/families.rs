@@ -70,7 +70,9 @@ fn chunked(model: &Model, cache: &mut KvCache, tokens: &[u32], chunk: usize) -> 
 /// Each family's block (Llama 3 RoPE scaling, Mistral with and without a
 /// window, Qwen2 biases, Qwen3 q/k norms with head_dim ≠ hidden/heads,
 /// SmolLM3's layers without RoPE, Gemma 3's local and global layers as a text
-/// model and inside its image-text checkpoint, Qwen3-MoE's routed experts)
+/// model and inside its image-text checkpoint, Qwen3-MoE's routed experts,
+/// Qwen3.5's gated delta-rule layers beside gated attention, as a text model,
+/// inside its image-text checkpoint and with shared experts)
 /// against transformers' own logits: the whole prompt at once, in chunks,
 /// and token by token through the cache; then each quantized cache.
 #[test]
@@ -83,10 +85,12 @@ fn every_family_matches_transformers_logits_through_every_cache() {
         let want = logits(family);
         let mut whole = cache(&model, None, tokens.len());
         let got: Vec<Vec<f32>> = model.forward(&tokens, &mut whole, Logits::All).unwrap().to_vec2().unwrap();
+        eprintln!("{name} f32: whole prompt off by {:.2e}", worst(&got, &want));
         assert!(worst(&got, &want) <= FAMILY_LOGIT_TOLERANCE, "{name}: whole prompt off by {}", worst(&got, &want));
         for chunk in [CHUNK, 1] {
             let got = chunked(&model, &mut cache(&model, None, tokens.len()), &tokens, chunk);
             let off = worst(&got, &want);
+            eprintln!("{name} f32: chunks of {chunk} off by {off:.2e}");
             assert!(off <= FAMILY_LOGIT_TOLERANCE, "{name}: chunks of {chunk} off by {off}");
         }
         let routed = model.config().block.moe.as_ref().is_some_and(|m| m.top_k < m.experts);
@@ -156,8 +160,53 @@ fn gemma4_stores_only_the_layers_that_own_their_keys() {
     }
 }
 
+/// The reference Qwen3.5 models' gated delta-rule layers keep only their f32
+/// state (the convolution's last 3 inputs of 160 channels and 4 heads of
+/// 16 × 24: 8,064 bytes each), no KV rows; the one full-attention layer keeps
+/// rows in every scheme. Bytes exact.
+#[test]
+fn linear_attention_layers_hold_a_fixed_state_and_no_kv_rows() {
+    let capacity = 64;
+    let states = 3 * (3 * 160 + 4 * 16 * 24) * 4;
+    for name in ["qwen3_5_text", "qwen3_5", "qwen3_5_moe_text"] {
+        let model = load(name);
+        // One KV layer: K and V rows of 2 heads × 32 (f32, or bytes and two f32 scales per head).
+        for (kv, per_position) in
+            [(None, 2 * 64 * 4), (Some(KvScheme::Int8), 2 * 64 + 2 * 2 * 4), (Some(KvScheme::Fp8), 144)]
+        {
+            let cache = cache(&model, kv, capacity);
+            assert_eq!(cache.allocated_bytes(), per_position * capacity as u64 + states, "{name} {kv:?}");
+        }
+    }
+}
+
+/// A recurrent layer keeps only the state after its last position: a cache
+/// cannot roll back into its prompt (so chat runs the prompt again), and
+/// after `reset` the prompt gives transformers' logits again.
+#[test]
+fn a_recurrent_cache_refuses_to_roll_back() {
+    let golden = golden();
+    let tokens = tokens(&golden);
+    let family = golden["families"].as_array().unwrap().iter().find(|f| f["family"] == "qwen3_5_text").unwrap();
+    let model = load("qwen3_5_text");
+    let mut kv = cache(&model, None, tokens.len());
+    model.forward(&tokens[..10], &mut kv, Logits::Last).unwrap();
+    assert!(!kv.truncate(9), "the state at position 9 is gone");
+    assert_eq!(kv.len(), 10);
+    assert!(kv.truncate(10) && kv.truncate(64), "keeping every stored position needs no older state");
+    // An attention-only cache (no window) still rolls back.
+    let qwen3 = load("qwen3");
+    let mut attention_only = cache(&qwen3, None, tokens.len());
+    qwen3.forward(&tokens[..10], &mut attention_only, Logits::Last).unwrap();
+    assert!(attention_only.truncate(9));
+    kv.reset();
+    let got: Vec<Vec<f32>> = model.forward(&tokens, &mut kv, Logits::All).unwrap().to_vec2().unwrap();
+    let off = worst(&got, &logits(family));
+    assert!(off <= FAMILY_LOGIT_TOLERANCE, "after reset: off by {off}");
+}
+
 /// The reference models pulled and run by the CLI on every scheme, and what
-/// `show` says of their windows.
+/// `show` says of their windows and recurrent layers.
 #[test]
 fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
     let ctx = crate::support::TestContext::new();
@@ -189,7 +238,7 @@ fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
             let said = out.stderr.contains(
                 "note: the checkpoint's image encoder is not loaded: llmctl runs its text model, for text prompts",
             );
-            assert_eq!(said, matches!(name, "gemma3" | "gemma4"), "{model}: {}", out.stderr);
+            assert_eq!(said, matches!(name, "gemma3" | "gemma4" | "qwen3_5"), "{model}: {}", out.stderr);
         }
     }
     let show = ctx.run(&["show", "gemma3", "--json"]).success().json();
@@ -208,6 +257,27 @@ fn the_cli_pulls_and_runs_every_family_on_every_scheme() {
     let text = ctx.run(&["show", "gemma4_text"]).success().stdout.clone();
     assert!(text.contains("; 3 of 5 layers hold a KV cache; 2 of 3 layers keep only their last 8 tokens"), "{text}");
     assert!(text.contains("  cached layers    2 × 2 KV heads of 16 (last 8 tokens), 1 × 2 KV heads of 32\n"), "{text}");
+    // Qwen3.5: one of four layers stores KV rows (2 heads × 32, f32 or INT8 with a scale per head);
+    // three keep 8,064 bytes of state each, whatever the scheme.
+    let show = ctx.run(&["show", "qwen3_5_text:kv_int8", "--json"]).success().json();
+    let (dense, int8) = (&show["kv_cache"]["unquantized"], &show["kv_cache"]["selected"]);
+    assert_eq!(dense["recurrent"], serde_json::json!({"layers": 3, "state_bytes": 24_192}));
+    assert_eq!((dense["bytes_per_token"].as_u64(), int8["bytes_per_token"].as_u64()), (Some(512), Some(144)));
+    let context = int8["context_length"].as_u64().unwrap();
+    assert_eq!(int8["bytes"].as_u64().unwrap(), 144 * context + 24_192);
+    assert_eq!(dense["bytes"].as_u64().unwrap(), 512 * context + 24_192);
+    let text = ctx.run(&["show", "qwen3_5_moe_text"]).success().stdout.clone();
+    assert!(text.contains("; 1 of 4 layers hold KV rows, 3 a fixed recurrent state of 24.2 kB in all"), "{text}");
+    // `bench` allocates what `show` promises, and says which layers hold KV rows.
+    let bench = ["bench", "qwen3_5_text:kv_int8", "--ctx", "16", "--gen", "2", "--device", "cpu"];
+    let out = ctx.run(&bench).success().stdout.clone();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "KV rows in 1 of 4 layers; 3 keep a fixed recurrent state of 24.2 kB (counted in KV CACHE)");
+    let json = ctx.run(&[&bench[..], &["--json"]].concat()).success().json();
+    assert_eq!(json["recurrent"], serde_json::json!({"layers": 3, "state_bytes": 24_192}));
+    let rows: Vec<(Option<&str>, Option<u64>)> =
+        json["speed"].as_array().unwrap().iter().map(|r| (r["kv"].as_str(), r["kv_cache_bytes"].as_u64())).collect();
+    assert_eq!(rows, [(Some("f32"), Some(512 * 16 + 24_192)), (Some("kv_int8"), Some(144 * 16 + 24_192))]);
 }
 
 /// gpt-oss as OpenAI publishes it, experts in MXFP4 blocks: dequantized at
