@@ -31,6 +31,7 @@ struct Attention {
     kv: KvSource,
     /// The stored layer it writes (or, sharing, reads): layers that share store nothing.
     cache_layer: usize,
+    heads: usize,
     head_dim: usize,
     kv_heads: usize,
     /// Which of the model's rotary embeddings this layer applies, if any.
@@ -183,6 +184,7 @@ impl Attention {
             v_norm: if cfg.block.v_norm && own_kv { Some(unscaled_norm(w, d, cfg)?) } else { None },
             kv: spec.kv,
             cache_layer,
+            heads: cfg.heads,
             head_dim: d,
             kv_heads: spec.kv_heads,
             rope: spec.rope,
@@ -198,21 +200,59 @@ impl Attention {
 
     /// `pass`: the cache's rotation, and where the whole forward pass ends (LongRoPE picks its factors by it).
     fn forward(&self, x: &Tensor, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
-        let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
-        let (d, layer) = (self.head_dim, self.cache_layer);
-        let rotation = pass.rotation(d);
+        let projected = self.project(x)?;
+        let y = self.attend(&projected, cache, pass, model)?;
+        self.output(y, projected.gate)
+    }
+
+    /// One decode step of several sequences: `x` (N, hidden), row `i` at the end of `caches[i]`;
+    /// the projections run once over all rows, attention over each sequence's own cache.
+    fn forward_rows(&self, x: &Tensor, caches: &mut [&mut KvCache], passes: &[Pass], model: &Model) -> Result<Tensor> {
+        let projected = self.project(x)?;
+        let mut ys = Vec::with_capacity(caches.len());
+        for (i, (cache, pass)) in caches.iter_mut().zip(passes).enumerate() {
+            ys.push(self.attend(&projected.row(i)?, cache, pass, model)?);
+        }
+        self.output(Tensor::cat(&ys, 0)?, projected.gate)
+    }
+
+    /// Queries, keys and values of `x` (T, hidden), and Qwen3.5's output gate.
+    fn project(&self, x: &Tensor) -> Result<Projected> {
+        let (heads, d, t) = (self.heads, self.head_dim, x.dim(0)?);
         let mut qkv = self.qkv.forward(x)?.into_iter();
-        let q = qkv.next().ok_or_else(|| candle_core::Error::Msg("Q".into()))?;
+        let missing = |what: &str| candle_core::Error::Msg(format!("the attention's {what} projection"));
+        let q = qkv.next().ok_or_else(|| missing("query"))?;
         // Qwen3.5: each head's query, then its output gate.
         let (q, gate) = match self.output_gate {
             false => (q, None),
             true => {
-                let (q_out, both) = (cfg.heads * d, q.reshape((t, cfg.heads, 2, d))?);
-                (both.narrow(2, 0, 1)?.reshape((t, q_out))?, Some(both.narrow(2, 1, 1)?.reshape((t, q_out))?))
+                let both = q.reshape((t, heads, 2, d))?;
+                (both.narrow(2, 0, 1)?.reshape((t, heads * d))?, Some(both.narrow(2, 1, 1)?.reshape((t, heads * d))?))
             }
         };
+        let kv = match self.kv {
+            KvSource::SharedWith(_) => None,
+            KvSource::ValuesAreKeys => {
+                // Keys as values: the values are the keys' projection, before the keys' norm and rotation.
+                let k = qkv.next().ok_or_else(|| missing("key"))?;
+                Some((k.clone(), k))
+            }
+            KvSource::Projected => {
+                let k = qkv.next().ok_or_else(|| missing("key"))?;
+                Some((k, qkv.next().ok_or_else(|| missing("value"))?))
+            }
+        };
+        Ok(Projected { q, kv, gate })
+    }
+
+    /// Attention of projected rows at the cache's end (their keys and values stored first):
+    /// (T, heads × head_dim), before the output gate.
+    fn attend(&self, p: &Projected, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
+        let (start, t) = (cache.len(), p.q.dim(0)?);
+        let (d, layer) = (self.head_dim, self.cache_layer);
+        let rotation = pass.rotation(d);
         let rope = self.rope.map(|i| &model.ropes[i]);
-        let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, d)?;
+        let q = per_head(&p.q, self.q_norm.as_ref(), self.heads, d)?;
         let q = match rope {
             Some(rope) => rope.apply(&q, start, pass.end)?,
             None => q,
@@ -221,19 +261,13 @@ impl Attention {
             Some(scale) => (q * scale)?,
             None => q,
         };
-        if !matches!(self.kv, KvSource::SharedWith(_)) {
-            let k = qkv.next().ok_or_else(|| candle_core::Error::Msg("K".into()))?;
-            // Keys as values: the values are the keys' projection, before the keys' norm and rotation.
-            let v = match self.kv {
-                KvSource::ValuesAreKeys => k.clone(),
-                _ => qkv.next().ok_or_else(|| candle_core::Error::Msg("V".into()))?,
-            };
-            let k = per_head(&k, self.k_norm.as_ref(), self.kv_heads, d)?;
+        if let Some((k, v)) = &p.kv {
+            let k = per_head(k, self.k_norm.as_ref(), self.kv_heads, d)?;
             let k = match rope {
                 Some(rope) => rope.apply(&k, start, pass.end)?,
                 None => k,
             };
-            let v = per_head(&v, self.v_norm.as_ref(), self.kv_heads, d)?;
+            let v = per_head(v, self.v_norm.as_ref(), self.kv_heads, d)?;
             cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
         }
         let q = q.squeeze(0)?;
@@ -250,11 +284,33 @@ impl Attention {
                 rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
-        let y = y.transpose(0, 1)?.reshape((t, cfg.heads * d))?;
+        y.transpose(0, 1)?.reshape((t, self.heads * d))
+    }
+
+    fn output(&self, y: Tensor, gate: Option<Tensor>) -> Result<Tensor> {
         match gate {
             Some(gate) => self.o.forward(&(y * candle_nn::ops::sigmoid(&gate)?)?),
             None => self.o.forward(&y),
         }
+    }
+}
+
+/// One attention's projections of some rows.
+struct Projected {
+    q: Tensor,
+    /// Keys and values, unless the layer reads an earlier layer's.
+    kv: Option<(Tensor, Tensor)>,
+    gate: Option<Tensor>,
+}
+
+impl Projected {
+    /// Row `i` alone (the gate stays with the batch: it applies after attention).
+    fn row(&self, i: usize) -> Result<Projected> {
+        let kv = match &self.kv {
+            Some((k, v)) => Some((k.narrow(0, i, 1)?, v.narrow(0, i, 1)?)),
+            None => None,
+        };
+        Ok(Projected { q: self.q.narrow(0, i, 1)?, kv, gate: None })
     }
 }
 
@@ -604,13 +660,43 @@ impl Block {
             Mixer::Attention(attention) => attention.forward(&normed, cache, pass, model)?,
             Mixer::Linear(linear) => linear.forward(&normed, self.cache_layer, cache)?,
         };
+        self.feed_forward(x, &a, per_layer, model)
+    }
+
+    /// One decode step of several sequences (see `Model::decode_rows`): row `i` of `x` at the end of `caches[i]`.
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        per_layer: Option<&Tensor>,
+        caches: &mut [&mut KvCache],
+        passes: &[Pass],
+        model: &Model,
+    ) -> Result<Tensor> {
+        let normed = self.input_norm.forward(x)?;
+        let a = match &self.mixer {
+            Mixer::Attention(attention) => attention.forward_rows(&normed, caches, passes, model)?,
+            Mixer::Linear(linear) => {
+                // Each sequence's recurrent state advances by its own row.
+                let rows = caches
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, cache)| linear.forward(&normed.narrow(0, i, 1)?, self.cache_layer, cache))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)?
+            }
+        };
+        self.feed_forward(x, &a, per_layer, model)
+    }
+
+    /// The rest of the block after its mixer's output `a`, row by row.
+    fn feed_forward(&self, x: &Tensor, a: &Tensor, per_layer: Option<&Tensor>, model: &Model) -> Result<Tensor> {
         let x = match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
                 (&x + self.mlp.forward(&self.post_norm.forward(&x)?, &x)?)?
             }
             Some((pre, post)) => {
-                let x = (x + self.post_norm.forward(&a)?)?;
+                let x = (x + self.post_norm.forward(a)?)?;
                 (&x + post.forward(&self.mlp.forward(&pre.forward(&x)?, &x)?)?)?
             }
         };
@@ -639,6 +725,50 @@ struct Pass {
 impl Pass {
     fn rotation(&self, head_dim: usize) -> Option<&Tensor> {
         self.rotations.iter().find(|(d, _)| *d == head_dim).map(|(_, r)| r)
+    }
+}
+
+impl Model {
+    /// One decode step of several sequences at once: `tokens[i]` at the end
+    /// of `caches[i]` (each its own length and scheme). Every projection and
+    /// MLP runs once over all the rows; attention (and a recurrent layer's
+    /// state) over each sequence's own cache. f32 logits, (N, vocab).
+    pub fn decode_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            candle_core::bail!("{} tokens for {} caches", tokens.len(), caches.len());
+        }
+        for cache in caches.iter() {
+            cache.check_room(1).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
+        let ids = Tensor::new(tokens, self.device())?;
+        let mut x = self.embed.forward(&ids)?;
+        if let Some(scale) = &self.embed_scale {
+            x = x.broadcast_mul(scale)?;
+        }
+        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
+        let passes = caches.iter().map(|c| self.pass(c, c.len() + 1)).collect::<Result<Vec<_>>>()?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
+            x = block.forward_rows(&x, input.as_ref(), caches, &passes, self)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.commit(1)?;
+        }
+        self.soft_capped(self.lm_head.forward(&self.norm.forward(&x)?)?.to_dtype(DType::F32)?)
+    }
+
+    /// What every layer of a pass over `cache` ending at `end` shares: the
+    /// cache's rotations, converted once per pass, not once per layer.
+    fn pass(&self, cache: &KvCache, end: usize) -> Result<Pass> {
+        let mut rotations = Vec::new();
+        for (layer, shape) in self.cache_layers.iter().enumerate() {
+            if let Some(r) = cache.rotation_of(layer)
+                && !rotations.iter().any(|(d, _)| *d == shape.head_dim)
+            {
+                rotations.push((shape.head_dim, r.to_dtype(self.dtype)?));
+            }
+        }
+        Ok(Pass { rotations, end })
     }
 }
 
@@ -803,16 +933,7 @@ impl Model {
             x = x.broadcast_mul(scale)?;
         }
         let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
-        // Converted once per pass, not once per layer.
-        let mut rotations = Vec::new();
-        for (layer, shape) in self.cache_layers.iter().enumerate() {
-            if let Some(r) = cache.rotation_of(layer)
-                && !rotations.iter().any(|(d, _)| *d == shape.head_dim)
-            {
-                rotations.push((shape.head_dim, r.to_dtype(self.dtype)?));
-            }
-        }
-        let pass = Pass { rotations, end };
+        let pass = self.pass(cache, end)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
             x = block.forward(&x, input.as_ref(), cache, &pass, self)?;
