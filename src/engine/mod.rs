@@ -3,6 +3,7 @@
 //! fail (files, config, context, device) runs before weights are touched.
 
 pub mod attention;
+pub mod batch;
 pub mod chat;
 mod check;
 pub mod config;

@@ -357,3 +357,111 @@ fn sequences_decoded_together_match_each_decoded_alone() {
     let err = model.decode_rows(&[5], &mut [&mut room, &mut full]).unwrap_err().to_string();
     assert_eq!(err.lines().next(), Some("1 tokens for 2 caches"));
 }
+
+/// Collects a sequence's tokens; asks to stop after `stop_after` of them (a client gone).
+struct Collect {
+    tokens: std::rc::Rc<std::cell::RefCell<Vec<u32>>>,
+    stop_after: Option<usize>,
+}
+
+impl llmctl::engine::generate::TokenSink for Collect {
+    fn token(&mut self, id: u32, _text: &str) -> std::io::Result<()> {
+        self.tokens.borrow_mut().push(id);
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_after.is_some_and(|n| self.tokens.borrow().len() >= n)
+    }
+}
+
+/// Continuous batching (`engine::batch`): 16 sequences of different prompts,
+/// schemes and token limits, joining in two waves while others run, one
+/// stopped by its sink midway and one whose context fills, each generate
+/// exactly the tokens, and end for the same reason, as `generate` alone.
+#[test]
+fn sixteen_sequences_batched_generate_what_each_generates_alone() {
+    use llmctl::engine::batch::Batch;
+    use llmctl::engine::decoder::CachedModel;
+    use llmctl::engine::generate::{GenerateOptions, StopReason, generate};
+    use llmctl::engine::sampling::SamplingParams;
+    use llmctl::engine::text::{AddBos, TextCodec, TextParts};
+    let golden = golden();
+    let tokens = tokens(&golden);
+    let tokenizer = tokenizers::Tokenizer::from_bytes(crate::support::models::word_tokenizer(128)).unwrap();
+    // Token 2 stops, as an EOS would.
+    let parts =
+        TextParts { tokenizer, bos: None, eos: None, add_bos: AddBos::No, chat_template: None, eos_ids: vec![2] };
+    let text = TextCodec::from_parts(parts).unwrap();
+    let schemes = [None, Some(KvScheme::Int8), Some(KvScheme::Fp8)];
+    for name in ["llama3", "gemma3_text", "gemma4_text", "qwen3_5_text", "qwen3_moe"] {
+        let model = load(name);
+        // (prompt, scheme, max tokens, capacity, stop after)
+        let plans: Vec<(Vec<u32>, Option<KvScheme>, usize, usize, Option<usize>)> = (0..16)
+            .map(|i| {
+                let (from, len) = (i % 7, 2 + (i * 5) % 13);
+                let prompt = tokens.iter().cycle().skip(from).take(len).copied().collect();
+                let capacity = if i == 9 { len + 3 } else { 64 };
+                (prompt, schemes[i % 3], 4 + i % 6, capacity, (i == 5).then_some(2))
+            })
+            .collect();
+        let alone: Vec<(Vec<u32>, StopReason)> = plans
+            .iter()
+            .map(|(prompt, kv, max, capacity, stop)| {
+                let collected = std::rc::Rc::default();
+                let mut sink = Collect { tokens: std::rc::Rc::clone(&collected), stop_after: *stop };
+                let mut c = cache(&model, *kv, *capacity);
+                let options = GenerateOptions { max_tokens: *max, sampling: SamplingParams::greedy() };
+                let stats =
+                    generate(&mut CachedModel { model: &model, cache: &mut c }, &text, prompt, 0, &options, &mut sink)
+                        .unwrap();
+                (collected.borrow().clone(), stats.stop_reason)
+            })
+            .collect();
+        let mut batch = Batch::new(&model, &text);
+        let mut ids = Vec::new();
+        let mut outputs = Vec::new();
+        let mut ended = std::collections::BTreeMap::new();
+        for (wave, range) in [(0, 0..8), (1, 8..16)] {
+            for (prompt, kv, max, capacity, stop) in &plans[range] {
+                let collected: std::rc::Rc<std::cell::RefCell<Vec<u32>>> = std::rc::Rc::default();
+                let sink = Box::new(Collect { tokens: std::rc::Rc::clone(&collected), stop_after: *stop });
+                let options = GenerateOptions { max_tokens: *max, sampling: SamplingParams::greedy() };
+                let id = batch.admit(prompt.clone(), cache(&model, *kv, *capacity), &options, sink).ok().unwrap();
+                ids.push(id);
+                outputs.push(collected);
+            }
+            // The first wave runs a few steps before the second joins.
+            for _ in 0..if wave == 0 { 10 } else { 1000 } {
+                if batch.is_empty() {
+                    break;
+                }
+                let outcome = batch.step().unwrap();
+                assert!(outcome.failed.is_empty(), "{name}: a sequence failed");
+                for f in outcome.finished {
+                    ended.insert(f.id, (f.stop_reason, f.generated_tokens));
+                }
+            }
+        }
+        assert!(batch.is_empty(), "{name}: sequences left running");
+        for (i, ((want, reason), id)) in alone.iter().zip(&ids).enumerate() {
+            let got = outputs[i].borrow().clone();
+            assert_eq!(&got, want, "{name}: sequence {i}'s tokens");
+            assert_eq!(ended[id], (*reason, want.len()), "{name}: sequence {i}'s end");
+        }
+        let reasons: std::collections::BTreeSet<String> = alone.iter().map(|(_, r)| format!("{r:?}")).collect();
+        eprintln!("{name}: 16 batched sequences as alone; ends seen {reasons:?}");
+        assert!(reasons.contains("Interrupted") && reasons.contains("ContextFull"), "{name}: {reasons:?}");
+        // Cancelled (a client gone) while joining or running: its cache comes back, the others run on.
+        let options = GenerateOptions { max_tokens: 50, sampling: SamplingParams::greedy() };
+        let sink = || Box::new(Collect { tokens: std::rc::Rc::default(), stop_after: None });
+        let a = batch.admit(tokens[..4].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
+        let b = batch.admit(tokens[..6].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
+        batch.step().unwrap();
+        assert!(batch.cancel(a).is_some() && batch.cancel(b).is_some() && batch.cancel(a).is_none());
+        assert!(batch.is_empty());
+        let refused = batch.admit(tokens[..10].to_vec(), cache(&model, None, 8), &options, sink());
+        let message = refused.err().map(|(e, _)| e.to_string());
+        assert_eq!(message.as_deref(), Some("the context is full: 10 tokens do not fit in 8 (`--ctx-size`)"));
+    }
+}
