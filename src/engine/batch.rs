@@ -43,6 +43,12 @@ pub struct Failed {
     pub cache: KvCache,
 }
 
+/// A sequence the batch would not take, and the cache it came with.
+pub struct Refused {
+    pub error: GenerateError,
+    pub cache: KvCache,
+}
+
 /// What one step ended.
 #[derive(Default)]
 pub struct StepOutcome {
@@ -91,13 +97,13 @@ impl<'t> Batch<'t> {
         mut cache: KvCache,
         options: &GenerateOptions,
         sink: Box<dyn TokenSink + 't>,
-    ) -> Result<SequenceId, (GenerateError, KvCache)> {
+    ) -> Result<SequenceId, Box<Refused>> {
         if prompt.is_empty() {
-            return Err((GenerateError::NoTokens, cache));
+            return Err(Box::new(Refused { error: GenerateError::NoTokens, cache }));
         }
         cache.reset();
         if let Err(full) = cache.check_room(prompt.len()) {
-            return Err((full.into(), cache));
+            return Err(Box::new(Refused { error: full.into(), cache }));
         }
         let id = SequenceId(self.next_id);
         self.next_id += 1;

@@ -461,7 +461,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
         assert!(batch.cancel(a).is_some() && batch.cancel(b).is_some() && batch.cancel(a).is_none());
         assert!(batch.is_empty());
         let refused = batch.admit(tokens[..10].to_vec(), cache(&model, None, 8), &options, sink());
-        let message = refused.err().map(|(e, _)| e.to_string());
+        let message = refused.err().map(|r| r.error.to_string());
         assert_eq!(message.as_deref(), Some("the context is full: 10 tokens do not fit in 8 (`--ctx-size`)"));
     }
 }
