@@ -397,7 +397,8 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
     for name in ["llama3", "gemma3_text", "gemma4_text", "qwen3_5_text", "qwen3_moe"] {
         let model = load(name);
         // (prompt, scheme, max tokens, capacity, stop after)
-        let plans: Vec<(Vec<u32>, Option<KvScheme>, usize, usize, Option<usize>)> = (0..16)
+        type Plan = (Vec<u32>, Option<KvScheme>, usize, usize, Option<usize>);
+        let plans: Vec<Plan> = (0..16)
             .map(|i| {
                 let (from, len) = (i % 7, 2 + (i * 5) % 13);
                 let prompt = tokens.iter().cycle().skip(from).take(len).copied().collect();
