@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::detokenize::Detokenizer;
+use super::detokenize::Pending;
 use super::generate::{GenerateError, GenerateOptions, StopReason, TokenSink};
 use super::kv_cache::KvCache;
 use super::model::{Logits, Model};
@@ -63,7 +63,7 @@ struct Sequence<'t> {
     /// Prompt tokens run so far (all of them once the sequence runs).
     prefilled: usize,
     sampler: Sampler,
-    detok: Detokenizer<'t>,
+    detok: Pending,
     sink: Box<dyn TokenSink + 't>,
     max_tokens: usize,
     generated: usize,
@@ -73,10 +73,9 @@ struct Sequence<'t> {
     first_token: Option<Duration>,
 }
 
-/// The sequences of one model being generated.
+/// The sequences of one model being generated (`'t`: what their sinks borrow).
+#[derive(Default)]
 pub struct Batch<'t> {
-    model: &'t Model,
-    text: &'t TextCodec,
     /// Joining: prompts not yet fully run, first come first.
     joining: Vec<Sequence<'t>>,
     running: Vec<Sequence<'t>>,
@@ -84,8 +83,8 @@ pub struct Batch<'t> {
 }
 
 impl<'t> Batch<'t> {
-    pub fn new(model: &'t Model, text: &'t TextCodec) -> Batch<'t> {
-        Batch { model, text, joining: Vec::new(), running: Vec::new(), next_id: 0 }
+    pub fn new() -> Batch<'t> {
+        Batch { joining: Vec::new(), running: Vec::new(), next_id: 0 }
     }
 
     /// Queues `prompt` to run in `cache` (empty, sized for it and its
@@ -113,7 +112,7 @@ impl<'t> Batch<'t> {
             prompt,
             prefilled: 0,
             sampler: Sampler::new(options.sampling.clone()),
-            detok: Detokenizer::new(&self.text.tokenizer),
+            detok: Pending::default(),
             sink,
             max_tokens: options.max_tokens,
             generated: 0,
@@ -134,19 +133,20 @@ impl<'t> Batch<'t> {
     }
 
     /// One prompt chunk of the first joining sequence, then one decode step
-    /// of every running one. A model failure fails the whole step (every
-    /// sequence's cache state is then unknown): the caller ends them all.
-    pub fn step(&mut self) -> Result<StepOutcome, candle_core::Error> {
+    /// of every running one, through `model` (the one every sequence of the
+    /// batch runs with) and its `text`. A model failure fails the whole step
+    /// (every sequence's cache state is then unknown): the caller ends them all.
+    pub fn step(&mut self, model: &Model, text: &TextCodec) -> Result<StepOutcome, candle_core::Error> {
         let mut outcome = StepOutcome::default();
         if let Some(seq) = self.joining.first_mut() {
             let end = (seq.prefilled + PREFILL_CHUNK).min(seq.prompt.len());
-            let logits = self.model.forward(&seq.prompt[seq.prefilled..end], &mut seq.cache, Logits::Last)?;
+            let logits = model.forward(&seq.prompt[seq.prefilled..end], &mut seq.cache, Logits::Last)?;
             seq.prefilled = end;
             if end == seq.prompt.len() {
                 let mut seq = self.joining.remove(0);
                 seq.next = seq.sampler.sample(&logits)?;
                 seq.first_token = Some(seq.admitted.elapsed());
-                self.emit_or_end(seq, &mut outcome);
+                self.emit_or_end(seq, text, &mut outcome);
             }
         }
         if self.running.is_empty() {
@@ -155,12 +155,12 @@ impl<'t> Batch<'t> {
         let tokens: Vec<u32> = self.running.iter().map(|s| s.next).collect();
         let logits = {
             let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|s| &mut s.cache).collect();
-            self.model.decode_rows(&tokens, &mut caches)?
+            model.decode_rows(&tokens, &mut caches)?
         };
         let mut previous = std::mem::take(&mut self.running);
         for (i, mut seq) in previous.drain(..).enumerate() {
             seq.next = seq.sampler.sample(&logits.get(i)?)?;
-            self.emit_or_end(seq, &mut outcome);
+            self.emit_or_end(seq, text, &mut outcome);
         }
         Ok(outcome)
     }
@@ -182,8 +182,8 @@ impl<'t> Batch<'t> {
 
     /// Hands `seq.next` to its sink and keeps it running, or ends it, as the
     /// generation loop does for one sequence.
-    fn emit_or_end(&mut self, mut seq: Sequence<'t>, outcome: &mut StepOutcome) {
-        let reason = match self.emit(&mut seq) {
+    fn emit_or_end(&mut self, mut seq: Sequence<'t>, text: &TextCodec, outcome: &mut StepOutcome) {
+        let reason = match emit(&mut seq, text) {
             Ok(None) => {
                 self.running.push(seq);
                 return;
@@ -204,23 +204,23 @@ impl<'t> Batch<'t> {
             cache: seq.cache,
         });
     }
+}
 
-    /// Why `seq` ends at its sampled token, if it does.
-    fn emit(&self, seq: &mut Sequence<'t>) -> Result<Option<StopReason>, GenerateError> {
-        if self.text.stop_ids.contains(&seq.next) {
-            return Ok(Some(StopReason::Eos));
-        }
-        let piece = seq.detok.push(seq.next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
-        seq.sink.token(seq.next, &piece).map_err(GenerateError::Sink)?;
-        seq.generated += 1;
-        Ok(if seq.sink.stop_requested() {
-            Some(StopReason::Interrupted)
-        } else if seq.generated >= seq.max_tokens {
-            Some(StopReason::MaxTokens)
-        } else if seq.cache.check_room(1).is_err() {
-            Some(StopReason::ContextFull)
-        } else {
-            None
-        })
+/// Why `seq` ends at its sampled token, if it does.
+fn emit(seq: &mut Sequence<'_>, text: &TextCodec) -> Result<Option<StopReason>, GenerateError> {
+    if text.stop_ids.contains(&seq.next) {
+        return Ok(Some(StopReason::Eos));
     }
+    let piece = seq.detok.push(&text.tokenizer, seq.next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
+    seq.sink.token(seq.next, &piece).map_err(GenerateError::Sink)?;
+    seq.generated += 1;
+    Ok(if seq.sink.stop_requested() {
+        Some(StopReason::Interrupted)
+    } else if seq.generated >= seq.max_tokens {
+        Some(StopReason::MaxTokens)
+    } else if seq.cache.check_room(1).is_err() {
+        Some(StopReason::ContextFull)
+    } else {
+        None
+    })
 }

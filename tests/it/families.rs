@@ -419,7 +419,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
                 (collected.borrow().clone(), stats.stop_reason)
             })
             .collect();
-        let mut batch = Batch::new(&model, &text);
+        let mut batch = Batch::new();
         let mut ids = Vec::new();
         let mut outputs = Vec::new();
         let mut ended = std::collections::BTreeMap::new();
@@ -437,7 +437,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
                 if batch.is_empty() {
                     break;
                 }
-                let outcome = batch.step().unwrap();
+                let outcome = batch.step(&model, &text).unwrap();
                 assert!(outcome.failed.is_empty(), "{name}: a sequence failed");
                 for f in outcome.finished {
                     ended.insert(f.id, (f.stop_reason, f.generated_tokens));
@@ -458,7 +458,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
         let sink = || Box::new(Collect { tokens: std::rc::Rc::default(), stop_after: None });
         let a = batch.admit(tokens[..4].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
         let b = batch.admit(tokens[..6].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
-        batch.step().unwrap();
+        batch.step(&model, &text).unwrap();
         assert!(batch.cancel(a).is_some() && batch.cancel(b).is_some() && batch.cancel(a).is_none());
         assert!(batch.is_empty());
         let refused = batch.admit(tokens[..10].to_vec(), cache(&model, None, 8), &options, sink());
