@@ -16,6 +16,12 @@ const GRACE: Duration = Duration::from_secs(10);
 
 pub fn execute(global: &GlobalSettings, settings: &ServeSettings, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let store = super::open_store(global)?;
+    if !is_loopback(&settings.host) {
+        printer.warning(&format!(
+            "listening on `{}`, not a loopback address: anyone who can reach it can use the models (there is no authentication)",
+            settings.host
+        ));
+    }
     let config = ServeConfig {
         host: settings.host.clone(),
         port: settings.port,
@@ -25,6 +31,10 @@ pub fn execute(global: &GlobalSettings, settings: &ServeSettings, printer: &Prin
     };
     crate::serve::serve(store, config, Arc::new(Reporter { printer: *printer }))?;
     Ok(ExitStatus::Success)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 struct Reporter {

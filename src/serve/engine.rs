@@ -19,7 +19,7 @@ use crate::engine::decoder::{CachedModel, Decoder};
 use crate::engine::device::DeviceRequest;
 use crate::engine::generate::{GenerateOptions, StopReason, TokenSink, generate};
 use crate::engine::kv_cache::KvCache;
-use crate::engine::{self, EngineError, LoadedWeights, NoObserver};
+use crate::engine::{self, EngineError, LoadObserver, LoadStage, LoadedWeights};
 use crate::gpu::VramProbe;
 use crate::quant::KvScheme;
 use crate::store::Store;
@@ -257,13 +257,17 @@ impl Worker {
         }
         let started = Instant::now();
         let fail = |e: EngineError| ServeError::from_error(&anyhow::Error::from(e).context("loading the model failed"));
+        let mut vram = VramDelta { probe: None, before: None };
         if !self.weights.contains_key(id) {
             let files = self.store.model_files(&request.manifest);
-            let weights = engine::load_weights(&files, self.config.device, self.config.ctx_size, &mut NoObserver)
-                .map_err(fail)?;
+            let weights =
+                engine::load_weights(&files, self.config.device, self.config.ctx_size, &mut vram).map_err(fail)?;
             self.weights.insert(id.to_string(), weights);
         }
         let weights = &self.weights[id];
+        if vram.probe.is_none() {
+            vram.stage(LoadStage::DeviceReady, &weights.device);
+        }
         let cache = engine::new_cache(weights, request.kv, weights.context).map_err(fail)?;
         let name = match request.kv {
             Some(kv) => format!("{}:{kv}", request.reference.name),
@@ -275,13 +279,36 @@ impl Worker {
             kv_scheme: cache.layout().name().to_string(),
             context_length: cache.capacity(),
             cache_bytes: cache.allocated_bytes(),
-            vram_bytes: VramProbe::open(DeviceRequest::cuda_index(&weights.device)).current(),
+            vram_bytes: vram.measured(),
             size_bytes: request.manifest.total_size(),
         };
         self.reporter.loaded(&model, started.elapsed(), &weights.conversions);
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).push(model);
         self.caches.insert(key, cache);
         Ok(())
+    }
+}
+
+/// The VRAM a load took, measured by NVML around it (`None` off a GPU).
+struct VramDelta {
+    probe: Option<VramProbe>,
+    before: Option<u64>,
+}
+
+impl LoadObserver for VramDelta {
+    fn stage(&mut self, stage: LoadStage, device: &str) {
+        if stage == LoadStage::DeviceReady {
+            let probe = VramProbe::open(DeviceRequest::cuda_index(device));
+            self.before = probe.current();
+            self.probe = Some(probe);
+        }
+    }
+}
+
+impl VramDelta {
+    fn measured(&self) -> Option<u64> {
+        let now = self.probe.as_ref()?.current()?;
+        Some(now.saturating_sub(self.before.unwrap_or(0)))
     }
 }
 

@@ -96,7 +96,7 @@ pub struct LoadedModel {
     pub kv_scheme: String,
     pub context_length: usize,
     pub cache_bytes: u64,
-    /// Measured on the GPU (this process); `None` without one.
+    /// VRAM its load took (weights with its first cache, or the cache alone), measured by NVML; `None` off a GPU.
     pub vram_bytes: Option<u64>,
     pub size_bytes: u64,
 }

@@ -445,3 +445,33 @@ out["ps"] = [(m["name"], m["kv_scheme"], m["cache_bytes"]) for m in httpx.get(BA
         assert!(log.contains(&format!("(KV cache: {scheme}): 34 prompt + 8 generated tokens")), "{log}");
     }
 }
+
+/// What `serve` refuses before it listens, as the CLI says it; and an
+/// address beyond loopback is the user's choice, said out loud.
+#[test]
+fn serve_start_errors_and_the_non_loopback_warning() {
+    let ctx = TestContext::new();
+    ctx.run(&["serve", "--model", "nobody/nothing", "--port", "0"]).assert(
+        2,
+        "",
+        "error: model `nobody/nothing` is not in the store\n\
+         hint: run `llmctl pull nobody/nothing` first, or see `llmctl list`\n",
+    );
+    let bogus = ctx.run(&["serve", "--model", "nobody/nothing:kv_bogus", "--port", "0"]);
+    assert_eq!(bogus.code, 2);
+    assert!(bogus.stderr.starts_with("error: unsupported quantization `kv_bogus`: "), "{}", bogus.stderr);
+    let server = Server::start(&ctx, &["--host", "0.0.0.0"]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let log = server.log();
+    assert!(
+        log.starts_with("warning: listening on `0.0.0.0`, not a loopback address: anyone who can reach it can use the models (there is no authentication)\n"),
+        "{log}"
+    );
+    ctx.run(&["serve", "--port", &port]).assert(
+        1,
+        "",
+        &format!("error: cannot listen on `127.0.0.1:{port}`\n  caused by: Address already in use (os error 98)\n"),
+    );
+    let (status, log) = server.terminate();
+    assert_eq!(status, Some(0), "{log}");
+}
