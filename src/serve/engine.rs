@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ pub struct EngineBackend {
     queue: Mutex<Option<SyncSender<Job>>>,
     loaded: Arc<Mutex<Vec<LoadedModel>>>,
     /// Requests queued or running.
-    in_flight: Arc<Mutex<usize>>,
+    in_flight: Arc<AtomicUsize>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -60,7 +61,7 @@ impl EngineBackend {
     ) -> Result<EngineBackend, ServeError> {
         let (queue, jobs) = std::sync::mpsc::sync_channel(config.max_queue);
         let loaded = Arc::new(Mutex::new(Vec::new()));
-        let in_flight = Arc::new(Mutex::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let mut worker = Worker {
             store,
             config,
@@ -91,11 +92,11 @@ impl Backend for EngineBackend {
                 message: "the server is shutting down".into(),
             });
         };
-        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         match queue.try_send(Job { request, events }) {
             Ok(()) => Ok(receiver),
             Err(error) => {
-                *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Err(match error {
                     TrySendError::Full(_) => ServeError {
                         kind: ErrorKind::Busy { retry_after: RETRY_AFTER_SECONDS },
@@ -116,10 +117,10 @@ impl Backend for EngineBackend {
         // Closing the queue ends the engine thread once the queued jobs ran.
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
         let deadline = Instant::now() + grace;
-        while *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) > 0 && Instant::now() < deadline {
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) == 0
+        if self.in_flight.load(Ordering::SeqCst) == 0
             && let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
         {
             let _ = thread.join();
@@ -136,7 +137,7 @@ struct Worker {
     weights: HashMap<String, LoadedWeights>,
     caches: HashMap<(String, Option<KvScheme>), KvCache>,
     loaded: Arc<Mutex<Vec<LoadedModel>>>,
-    in_flight: Arc<Mutex<usize>>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -152,7 +153,7 @@ impl Worker {
                     .unwrap_or_default();
                 let _ = events.send(Event::Error(ServeError::internal(format!("the engine failed: {what}"))));
             }
-            *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -319,9 +320,11 @@ fn encode(weights: &LoadedWeights, prompt: &Prompt) -> Result<Vec<u32>, ServeErr
         Prompt::Text(text) => weights.text.encode_raw(text),
     };
     ids.map_err(|e| {
-        let error = anyhow::Error::from(e);
-        // A model without a chat template cannot take a chat: the client's choice of endpoint.
-        ServeError { kind: ErrorKind::BadRequest, ..ServeError::from_error(&error) }
+        // The CLI's words; the way out is the API's, not `--raw`.
+        let message = anyhow::Error::from(e).chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+        ServeError::bad_request(format!(
+            "{message} (hint: send the prompt as it is: `/v1/completions`, or `/api/generate` with `\"raw\": true`)"
+        ))
     })
 }
 

@@ -290,14 +290,22 @@ fn serve_errors_reach_clients_in_each_apis_shape() {
     let tiny = ctx.root.path().join("tiny");
     models::write_dir(&tiny, &models::tiny_llama_repo(7));
     ctx.run(&["pull", tiny.to_str().unwrap(), "--name", "org/broken"]).success();
+    // The tiny model has no chat template: only raw prompts fit it.
+    let plain = ctx.root.path().join("plain");
+    models::write_dir(&plain, &models::tiny_llama_repo(8));
+    ctx.run(&["pull", plain.to_str().unwrap(), "--name", "org/plain"]).success();
     let show = ctx.run(&["show", "org/broken", "--json"]).json();
     let weights = show["files"].as_array().unwrap().iter().find(|f| f["name"] == "model.safetensors").unwrap();
     std::fs::remove_file(ctx.store().join("blobs").join(format!("sha256-{}", weights["sha256"].as_str().unwrap())))
         .unwrap();
     let cli_error = |model: &str| {
-        let run = ctx.run(&["run", model, "hi", "--no-pull"]);
-        let (error, hint) = run.stderr.trim_end().split_once("\nhint: ").unwrap();
-        format!("{} (hint: {hint})", error.strip_prefix("error: ").unwrap())
+        let run = ctx.run(&["run", model, "hi", "--no-pull", "--device", "cpu"]);
+        let line = |prefix: &str| run.stderr.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
+        let error = line("error: ").unwrap_or_else(|| panic!("{}", run.stderr));
+        match line("hint: ") {
+            Some(hint) => format!("{error} (hint: {hint})"),
+            None => error,
+        }
     };
     let mut server = Server::start(&ctx, &["--max-queue", "1"]);
     let out = server.client(
@@ -317,6 +325,13 @@ out["wrong_type_ollama"] = raw("/api/chat", json.dumps({"model": "smollm2", "mes
 out["missing"] = raw("/v1/completions", json.dumps({"model": "smollm2"}))
 out["too_large"] = raw("/v1/completions", json.dumps({"model": "smollm2", "prompt": "x" * (5 << 20)}))
 out["broken"] = failure(lambda: call("org/broken"))
+out["no_template"] = failure(lambda: call("org/plain"))
+out["plain_raw"] = oa.completions.create(model="org/plain", prompt="w3 w4", max_tokens=2, temperature=0).usage.completion_tokens
+out["too_long"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi " * 5000}], max_tokens=2))
+out["zero_tokens"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=0))
+out["cold"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=MSGS, temperature=-1))
+out["two_prompts"] = raw("/v1/completions", json.dumps({"model": "smollm2", "prompt": ["a", "b"]}))
+out["show_unknown"] = failure(lambda: ol.show("nobody/nothing"))
 # A long reply runs; one more waits in the queue (`--max-queue 1`); the next is refused.
 long = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=400, temperature=0, stream=True)
 it = iter(long)
@@ -381,6 +396,27 @@ out["after"] = call("smollm2:latest").choices[0].message.content
     );
     assert_eq!(out["broken"]["status"], 500, "{out:#}");
     assert!(message("broken").starts_with("loading the model failed: "), "{out:#}");
+    let no_template = cli_error("org/plain");
+    assert!(no_template.starts_with("this model has no chat template (hint: use `--raw`"), "{no_template}");
+    assert_eq!(out["no_template"]["status"], 400, "{out:#}");
+    let api_hint = "(hint: send the prompt as it is: `/v1/completions`, or `/api/generate` with `\"raw\": true`)";
+    assert_eq!(
+        out["no_template"]["body"],
+        openai_error(format!("this model has no chat template {api_hint}"), Value::Null),
+        "the CLI's words, the API's way out"
+    );
+    assert_eq!(out["plain_raw"], 2, "the same model takes a raw prompt");
+    assert_eq!(out["too_long"]["status"], 400);
+    let too_long = message("too_long");
+    assert!(too_long.starts_with("the prompt ("), "{too_long}");
+    assert!(
+        too_long.ends_with(" tokens) does not fit in the context (4096 tokens) with room for a reply"),
+        "{too_long}"
+    );
+    assert_eq!(message("zero_tokens"), "`max_tokens` must be at least 1, not 0");
+    assert_eq!(message("cold"), "`temperature` must be a number of 0 or more, not -1");
+    assert_eq!(message("two_prompts"), "invalid request body: field `prompt`: llmctl takes one prompt per request");
+    assert_eq!(out["show_unknown"]["status"], 404);
     assert_eq!(out["busy"]["status"], 503);
     assert_eq!(out["busy"]["retry_after"], "1");
     assert_eq!(
