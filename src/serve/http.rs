@@ -195,3 +195,44 @@ async fn stop_signal() -> &'static str {
         _ = terminate => "SIGTERM",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A handler that panics answers 500 in its API's shape, and the next request is served.
+    #[test]
+    fn a_panicking_handler_is_a_500_and_the_server_goes_on() {
+        async fn boom() -> Response {
+            panic!("a bug")
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/api/boom", get(boom))
+            .route("/v1/boom", get(boom))
+            .route("/api/version", get(ollama::version))
+            .layer(middleware::from_fn(catch_panics));
+        std::thread::spawn(move || runtime.block_on(async { axum::serve(listener, app).await }));
+        let get = |path: &str| {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            let (head, body) = response.split_once("\r\n\r\n").unwrap();
+            (head.lines().next().unwrap().to_string(), body.to_string())
+        };
+        let message = "internal error: the request failed unexpectedly; the server goes on";
+        assert_eq!(
+            get("/api/boom"),
+            ("HTTP/1.1 500 Internal Server Error".into(), format!("{{\"error\":\"{message}\"}}"))
+        );
+        let (status, body) = get("/v1/boom");
+        assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["message"], message);
+        assert_eq!(get("/api/version").0, "HTTP/1.1 200 OK");
+    }
+}
