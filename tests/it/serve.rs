@@ -455,12 +455,16 @@ fn run_reply(ctx: &TestContext, model: &str, max_tokens: &str) -> (String, usize
 #[test]
 fn serve_greedy_chat_equals_run_for_each_kv_scheme() {
     let ctx = ctx_with_smollm2();
+    ctx.run(&["pull", models::smollm2_gguf().to_str().unwrap(), "--name", "smollm2-gguf"]).success();
     let server = Server::start(&ctx, &[]);
     let out = server.client(
         r#"
 for tag in ["", ":kv_int8", ":kv_fp8"]:
     r = oa.chat.completions.create(model="smollm2" + tag, messages=MSGS, max_tokens=8, temperature=0)
     out[tag] = [r.choices[0].message.content, r.usage.completion_tokens]
+r = ol.chat(model="smollm2-gguf:latest", messages=MSGS, options={"num_predict": 8, "temperature": 0})
+out["gguf"] = [r.message.content, r.eval_count]
+out["gguf_kv"] = failure(lambda: ol.chat(model="smollm2-gguf:kv_int8", messages=MSGS))
 out["ps"] = [(m["name"], m["kv_scheme"], m["cache_bytes"]) for m in httpx.get(BASE + "/api/ps").json()["models"]]
 "#,
     );
@@ -468,13 +472,21 @@ out["ps"] = [(m["name"], m["kv_scheme"], m["cache_bytes"]) for m in httpx.get(BA
         let (text, count) = run_reply(&ctx, &format!("smollm2{tag}"), "8");
         assert_eq!(out[tag], json!([text, count]), "smollm2{tag}");
     }
+    let (text, count) = run_reply(&ctx, "smollm2-gguf", "8");
+    assert_eq!(out["gguf"], json!([text, count]), "a GGUF model, its weight type as stored");
+    let kv_on_gguf = "`kv_int8` is a KV-cache scheme for safetensors models, but `smollm2-gguf` is a GGUF model: \
+        GGUF models take a weight type such as `Q4_K_M`, `Q8_0` or `F16` as their tag (hint: run `smollm2-gguf` with \
+        its GGUF weight type, or pull the safetensors repository to quantize the KV cache)";
+    assert_eq!(out["gguf_kv"], json!({"status": 400, "error": kv_on_gguf}));
     assert_eq!(
         out["ps"],
         json!([
             ["smollm2", "f32", 188_743_680],
             ["smollm2:kv_int8", "kv_int8", 50_135_040],
-            ["smollm2:kv_fp8", "kv_fp8", 50_135_040]
-        ])
+            ["smollm2:kv_fp8", "kv_fp8", 50_135_040],
+            ["smollm2-gguf", "f16", 94_371_840]
+        ]),
+        "each scheme's cache beside the others; a GGUF model's cache is f16, as llama.cpp's"
     );
     let log = server.log();
     for scheme in ["f32", "kv_int8", "kv_fp8"] {
