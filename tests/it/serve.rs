@@ -174,6 +174,9 @@ stop = " " + words[2]
 s = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=6, temperature=0, stop=[stop, "never"])
 out["stopped"] = {"text": s.choices[0].message.content, "finish": s.choices[0].finish_reason,
     "expected": r.choices[0].message.content.split(stop)[0]}
+out["max_completion_tokens"] = oa.chat.completions.create(model="smollm2", messages=MSGS, max_completion_tokens=2, temperature=0).usage.completion_tokens
+sampled = lambda seed: oa.completions.create(model="smollm2", prompt="Once upon a time", max_tokens=6, temperature=1.5, top_p=0.95, seed=seed).choices[0].text
+out["seeded"] = [sampled(7), sampled(7), sampled(8)]
 c = oa.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0)
 out["completion"] = {"text": c.choices[0].text, "usage": c.usage.model_dump()}
 out["completion_stream"] = "".join(x.choices[0].text for x in oa.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0, stream=True))
@@ -211,6 +214,10 @@ out["version"] = httpx.get(BASE + "/api/version").json()
     assert_eq!(out["chat_stream"]["usage"], chat["usage"], "include_usage sends the usage last");
     assert_eq!(out["stopped"]["text"], out["stopped"]["expected"], "{out:#}");
     assert_eq!(out["stopped"]["finish"], "stop");
+    assert_eq!(out["max_completion_tokens"], 2);
+    let seeded = out["seeded"].as_array().unwrap();
+    assert_eq!(seeded[0], seeded[1], "the same seed samples the same reply");
+    assert_ne!(seeded[0], seeded[2], "another seed, another reply");
     let completion = out["completion"]["text"].as_str().unwrap();
     assert!(!completion.is_empty());
     assert_eq!(out["completion"]["usage"]["completion_tokens"], 4);
