@@ -149,7 +149,16 @@ impl ServeError {
     }
 }
 
-/// The seam between the HTTP side and whatever runs the model.
+/// The seam between the HTTP side and whatever runs the model. What an
+/// implementation owes the HTTP side:
+/// - `submit` never blocks on generation: it admits the request (or
+///   refuses it, `ErrorKind::Busy` when full) and returns at once;
+/// - each request's events come in the order [`Event`] documents, each
+///   request on its own channel, however requests are interleaved;
+/// - a closed receiver (the client left) stops work on that request soon,
+///   and its log line says `Outcome::Cancelled`;
+/// - a failure of one request (load, template, a panic) is that request's
+///   `Event::Error`, and the backend keeps serving the others.
 pub trait Backend: Send + Sync {
     /// Queues a request; its events come back on the receiver. Dropping the
     /// receiver cancels the request (the engine stops generating for it).
