@@ -40,6 +40,9 @@ _llmctl() {
             llmctl,run)
                 cmd="llmctl__subcmd__run"
                 ;;
+            llmctl,serve)
+                cmd="llmctl__subcmd__serve"
+                ;;
             llmctl,show)
                 cmd="llmctl__subcmd__show"
                 ;;
@@ -64,6 +67,9 @@ _llmctl() {
             llmctl__subcmd__help,run)
                 cmd="llmctl__subcmd__help__subcmd__run"
                 ;;
+            llmctl__subcmd__help,serve)
+                cmd="llmctl__subcmd__help__subcmd__serve"
+                ;;
             llmctl__subcmd__help,show)
                 cmd="llmctl__subcmd__help__subcmd__show"
                 ;;
@@ -74,7 +80,7 @@ _llmctl() {
 
     case "${cmd}" in
         llmctl)
-            opts="-q -h -V --quiet --color --help --version pull run list ls show bench rm completions help"
+            opts="-q -h -V --quiet --color --help --version pull run list ls show bench rm serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,7 +154,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__help)
-            opts="pull run list show bench rm completions help"
+            opts="pull run list show bench rm serve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -246,6 +252,20 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        llmctl__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -389,6 +409,48 @@ _llmctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        llmctl__subcmd__serve)
+            opts="-q -h -V --host --port --model --max-queue --ctx-size --device --quiet --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ctx-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         llmctl__subcmd__show)
             opts="-q -h -V --ctx-size --verify --json --template --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -432,7 +494,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--complete|--ctx|--ctx-size|--device|--gen|--kv|--max-tokens|--name|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-tokens|--model|--name|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

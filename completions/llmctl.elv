@@ -32,6 +32,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand show 'Show a stored model''s details, KV-cache sizes and files'
             cand bench 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
             cand rm 'Remove tags from the store, and the files no other tag uses'
+            cand serve 'Serve the store''s models over OpenAI- and Ollama-compatible HTTP APIs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -131,6 +132,21 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'llmctl;serve'= {
+            cand --host 'The address to listen on; anything but a loopback address exposes the models to the network'
+            cand --port 'The TCP port to listen on (0: any free port)'
+            cand --model 'Load this model (`org/name[:TAG]`) before listening; repeat for more. Others load on first use'
+            cand --max-queue 'Requests that may wait while one runs; more are answered 503 with `Retry-After`'
+            cand --ctx-size 'Context length of each model''s KV cache [default: the model''s, at most 4096]'
+            cand --device 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`'
+            cand --color 'When to use colour on stderr'
+            cand -q 'Print no progress or status messages (errors and data still print)'
+            cand --quiet 'Print no progress or status messages (errors and data still print)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'llmctl;completions'= {
             cand --color 'When to use colour on stderr'
             cand -q 'Print no progress or status messages (errors and data still print)'
@@ -147,6 +163,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand show 'Show a stored model''s details, KV-cache sizes and files'
             cand bench 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
             cand rm 'Remove tags from the store, and the files no other tag uses'
+            cand serve 'Serve the store''s models over OpenAI- and Ollama-compatible HTTP APIs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -161,6 +178,8 @@ set edit:completion:arg-completer[llmctl] = {|@words|
         &'llmctl;help;bench'= {
         }
         &'llmctl;help;rm'= {
+        }
+        &'llmctl;help;serve'= {
         }
         &'llmctl;help;completions'= {
         }

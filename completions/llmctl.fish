@@ -37,6 +37,7 @@ complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "ls" -d 'List the mode
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "bench" -d 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
+complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "serve" -d 'Serve the store\'s models over OpenAI- and Ollama-compatible HTTP APIs'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c llmctl -n "__fish_llmctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand pull" -l name -d 'Store a local import under this name (`name` or `org/name`, optionally `:TAG`)' -r
@@ -113,20 +114,33 @@ never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s V -l version -d 'Print version'
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l host -d 'The address to listen on; anything but a loopback address exposes the models to the network' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l port -d 'The TCP port to listen on (0: any free port)' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l model -d 'Load this model (`org/name[:TAG]`) before listening; repeat for more. Others load on first use' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l max-queue -d 'Requests that may wait while one runs; more are answered 503 with `Retry-After`' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l ctx-size -d 'Context length of each model\'s KV cache [default: the model\'s, at most 4096]' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l device -d 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s q -l quiet -d 'Print no progress or status messages (errors and data still print)'
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c llmctl -n "__fish_llmctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "run" -d 'Run a stored model on a prompt'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "list" -d 'List the models in the store'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "bench" -d 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "pull" -d 'Download a model from the hub (or import a local one) into the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "run" -d 'Run a stored model on a prompt'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "list" -d 'List the models in the store'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "show" -d 'Show a stored model\'s details, KV-cache sizes and files'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "bench" -d 'Measure speed, memory and quality of each KV-cache scheme on a stored model'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "rm" -d 'Remove tags from the store, and the files no other tag uses'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "serve" -d 'Serve the store\'s models over OpenAI- and Ollama-compatible HTTP APIs'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c llmctl -n "__fish_llmctl_using_subcommand help; and not __fish_seen_subcommand_from pull run list show bench rm serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 
 # MODEL of `run`, `show`, `bench`: stored names and the tags valid after `name:`; `rm`: what is stored.
 complete -c llmctl -n "__fish_seen_subcommand_from run show bench" -f -a "(llmctl list --complete (commandline -ct) 2>/dev/null)"

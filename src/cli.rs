@@ -45,6 +45,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Remove tags from the store, and the files no other tag uses
     Rm(RmArgs),
+    /// Serve the store's models over OpenAI- and Ollama-compatible HTTP APIs
+    Serve(ServeArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -211,6 +213,33 @@ pub struct RmArgs {
     /// The models to remove, each `org/name[:TAG]` exactly as `llmctl list` shows it
     #[arg(value_name = "MODEL", required = true)]
     pub models: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; anything but a loopback address exposes the models to the network
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// The TCP port to listen on (0: any free port)
+    #[arg(long, value_name = "N", default_value_t = 11435)]
+    pub port: u16,
+
+    /// Load this model (`org/name[:TAG]`) before listening; repeat for more. Others load on first use
+    #[arg(long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+
+    /// Requests that may wait while one runs; more are answered 503 with `Retry-After`
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_queue: usize,
+
+    /// Context length of each model's KV cache [default: the model's, at most 4096]
+    #[arg(long, value_name = "N")]
+    pub ctx_size: Option<usize>,
+
+    /// Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]

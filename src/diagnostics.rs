@@ -63,6 +63,19 @@ pub fn report(error: &anyhow::Error, printer: &Printer) -> ExitStatus {
     diagnosis.map_or(ExitStatus::Failure, |d| d.exit_status())
 }
 
+/// How the CLI would classify `error`: its exit status, its hint, and whether
+/// it says a model is not in the store (the server answers that with 404).
+pub fn classify(error: &anyhow::Error) -> (ExitStatus, Option<String>, bool) {
+    let diagnosis = diagnosis(error);
+    let not_found = error.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<StoreError>(),
+            Some(StoreError::NotFound(_) | StoreError::TagNotFound { .. } | StoreError::NoSuchTag { .. })
+        )
+    });
+    (diagnosis.map_or(ExitStatus::Failure, |d| d.exit_status()), diagnosis.and_then(|d| d.hint()), not_found)
+}
+
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error
         .chain()

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod printer;
 pub mod pull;
 pub mod quant;
+pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod ui;
@@ -83,6 +84,7 @@ fn dispatch(global: &GlobalSettings, command: &CommandSettings, printer: &Printe
         CommandSettings::Show(s) => commands::show::execute(global, s, printer),
         CommandSettings::Bench(s) => commands::bench::execute(global, s, printer),
         CommandSettings::Rm(s) => commands::rm::execute(global, s, printer),
+        CommandSettings::Serve(s) => commands::serve::execute(global, s, printer),
         CommandSettings::Completions(shell) => commands::completions::execute(*shell, printer),
     }
 }

@@ -233,6 +233,17 @@ pub struct RmSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub host: String,
+    pub port: u16,
+    /// Checked references, loaded before listening.
+    pub models: Vec<String>,
+    pub max_queue: usize,
+    pub ctx_size: Option<usize>,
+    pub device: DeviceRequest,
+}
+
+#[derive(Debug, Clone)]
 pub enum CommandSettings {
     Pull(PullSettings),
     Run(RunSettings),
@@ -240,6 +251,7 @@ pub enum CommandSettings {
     Show(ShowSettings),
     Bench(BenchSettings),
     Rm(RmSettings),
+    Serve(ServeSettings),
     Completions(Shell),
 }
 
@@ -279,6 +291,7 @@ pub fn resolve(cli: Cli, env: &Env) -> Result<(GlobalSettings, CommandSettings),
         Command::Rm(args) => {
             CommandSettings::Rm(RmSettings { models: args.models.iter().map(|m| m.parse()).collect::<Result<_, _>>()? })
         }
+        Command::Serve(args) => CommandSettings::Serve(serve_settings(args)?),
         Command::Completions(args) => CommandSettings::Completions(args.shell),
     };
     Ok((global, command))
@@ -320,6 +333,24 @@ fn run_settings(args: RunArgs, env: &Env) -> Result<RunSettings, SettingsError> 
         verbose_prompt: args.verbose_prompt,
         pull_missing: !args.no_pull,
         history: chat_history_file(),
+    })
+}
+
+fn serve_settings(args: crate::cli::ServeArgs) -> Result<ServeSettings, SettingsError> {
+    if args.ctx_size == Some(0) {
+        return Err(SettingsError::ZeroContext);
+    }
+    for model in &args.models {
+        // `:latest` is the untagged model, as in the APIs.
+        model.strip_suffix(":latest").unwrap_or(model).parse::<ModelRef>()?;
+    }
+    Ok(ServeSettings {
+        host: args.host,
+        port: args.port,
+        models: args.models,
+        max_queue: args.max_queue,
+        ctx_size: args.ctx_size,
+        device: args.device.parse().map_err(SettingsError::Device)?,
     })
 }
 

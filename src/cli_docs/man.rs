@@ -28,6 +28,12 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     ("run", "llmctl run org/model", "interactive chat on a terminal"),
     ("run", "llmctl run org/model:kv_fp8 --json --max-tokens 64 \"Hi\"", "JSON Lines: token events, then done"),
     ("bench", "llmctl bench org/model --text notes.txt", "each KV scheme: speed, memory, quality"),
+    ("serve", "llmctl serve", "OpenAI and Ollama APIs on 127.0.0.1:11435; models load on first use"),
+    (
+        "serve",
+        "llmctl serve --model org/model:kv_int8 --max-queue 4",
+        "load one first; a fifth waiting request gets 503",
+    ),
     ("rm", "llmctl rm org/model:kv_fp8", "remove the tag; blobs no other tag uses are deleted"),
     ("completions", "llmctl completions bash", "print a completion script"),
 ];

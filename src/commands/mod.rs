@@ -7,6 +7,7 @@ pub mod list;
 pub mod pull;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod show;
 
 use crate::settings::GlobalSettings;

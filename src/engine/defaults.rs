@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::EngineError;
+use super::sampling::SamplingParams;
 use crate::store::model_files::ModelFiles;
 
 /// Sampling defaults a model ships in `generation_config.json`.
@@ -34,6 +35,30 @@ impl GenerationDefaults {
             Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_u64()).map(|n| n as u32).collect(),
             _ => Vec::new(),
+        }
+    }
+}
+
+/// Sampling as a caller asked for it (`run`'s flags, a server request); `None` leaves it to the model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingRequest {
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+}
+
+impl GenerationDefaults {
+    /// The request first, then the model's generation config; greedy when neither samples.
+    pub fn sampling(&self, requested: &SamplingRequest) -> SamplingParams {
+        let sampled_by_default = self.do_sample.unwrap_or(false);
+        let temperature =
+            requested.temperature.unwrap_or(if sampled_by_default { self.temperature.unwrap_or(1.0) } else { 0.0 });
+        SamplingParams {
+            temperature,
+            top_k: requested.top_k.or(self.top_k.filter(|_| sampled_by_default)),
+            top_p: requested.top_p.or(self.top_p.filter(|_| sampled_by_default)),
+            seed: requested.seed,
         }
     }
 }

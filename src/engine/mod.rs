@@ -26,7 +26,7 @@ pub mod text;
 pub mod weights;
 
 pub use check::{TensorProblem, WeightCheckError, check_gguf, check_safetensors};
-pub use defaults::{GenerationDefaults, stored_generation_defaults};
+pub use defaults::{GenerationDefaults, SamplingRequest, stored_generation_defaults};
 pub use error::EngineError;
 pub use load::{
     ContextLimits, DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver,

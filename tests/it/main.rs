@@ -18,6 +18,7 @@ mod gguf_families;
 mod hostile_models;
 mod hub;
 mod imports;
+mod serve;
 mod split_gguf;
 mod templates;
 mod vocab;

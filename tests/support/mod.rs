@@ -7,6 +7,7 @@ pub mod hub;
 pub mod llama_cpp;
 pub mod models;
 pub mod pty;
+pub mod py_clients;
 pub mod rng;
 pub mod smollm2;
 pub mod tiny_gguf;

@@ -9,7 +9,7 @@ use crate::engine::chat::Message;
 use crate::engine::device::DeviceRequest;
 use crate::engine::generate::{GenerateOptions, GenerationStats, TokenSink, generate};
 use crate::engine::sampling::SamplingParams;
-use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded};
+use crate::engine::{self, GenerationDefaults, LoadObserver, LoadRequest, LoadStage, Loaded, SamplingRequest};
 use crate::exit::ExitStatus;
 use crate::gpu::VramProbe;
 use crate::hub::Revision;
@@ -93,15 +93,12 @@ fn find_or_pull(
 
 /// Flags first, then the model's generation config; greedy when neither samples.
 fn sampling(settings: &RunSettings, defaults: &GenerationDefaults) -> SamplingParams {
-    let sampled_by_default = defaults.do_sample.unwrap_or(false);
-    let temperature =
-        settings.temperature.unwrap_or(if sampled_by_default { defaults.temperature.unwrap_or(1.0) } else { 0.0 });
-    SamplingParams {
-        temperature,
-        top_k: settings.top_k.or(defaults.top_k.filter(|_| sampled_by_default)),
-        top_p: settings.top_p.or(defaults.top_p.filter(|_| sampled_by_default)),
+    defaults.sampling(&SamplingRequest {
+        temperature: settings.temperature,
+        top_k: settings.top_k,
+        top_p: settings.top_p,
         seed: settings.seed,
-    }
+    })
 }
 
 /// The prompt's token ids; the text they encode and the ids are shown as
