@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::formats::{KvLayers, ModelFacts, SlidingWindow, WeightDtype};
+use crate::formats::{KvLayers, ModelFacts, RecurrentLayers, SlidingWindow, WeightDtype};
 use crate::quant::{Format, KV_SCALE_BYTES, KvScheme};
 
 /// The element type of an unquantized cache.
@@ -78,31 +78,37 @@ impl CacheLayout {
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheSize {
     pub layout: &'static str,
-    /// What each token adds while every layer stores it (below any window).
+    /// What each token adds while every KV layer stores it (below any window).
     pub bytes_per_token: u64,
     pub context_length: u64,
+    /// KV rows and any recurrent state.
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
-    /// How many layers store keys and values, where not all do.
+    /// How many layers store keys and values, where not all do (see `recurrent` for the others, if any).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stored_layers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<RecurrentLayers>,
 }
 
 /// Bytes for `context_length` tokens: every layer that stores keys and values
-/// stores each token, except that a sliding-window layer stops growing at its window.
+/// stores each token, except that a sliding-window layer stops growing at its
+/// window; recurrent layers store no tokens but a fixed state (f32 whatever the layout).
 pub fn cache_size(facts: &ModelFacts, layout: CacheLayout, context_length: u64) -> CacheSize {
-    let bytes = facts.stored_layers().iter().fold(0u64, |sum, g| {
+    let rows = facts.stored_layers().iter().fold(0u64, |sum, g| {
         let kept = g.window.map_or(context_length, |w| context_length.min(w));
         sum.saturating_add(g.layers.saturating_mul(layout.layer_bytes_per_token(g)).saturating_mul(kept))
     });
+    let state = facts.recurrent.map_or(0, |r| r.state_bytes);
     CacheSize {
         layout: layout.name(),
         bytes_per_token: layout.bytes_per_token(facts),
         context_length,
-        bytes,
+        bytes: rows.saturating_add(state),
         sliding_window: facts.sliding_window,
-        stored_layers: facts.kv_layers.as_ref().map(|g| g.iter().map(|g| g.layers).sum()),
+        stored_layers: (facts.kv_layers.is_some() || facts.recurrent.is_some()).then(|| facts.kv_layer_count()),
+        recurrent: facts.recurrent,
     }
 }
 
@@ -124,6 +130,7 @@ mod tests {
             weight_dtype: WeightDtype::Bf16,
             sliding_window: None,
             kv_layers: None,
+            recurrent: None,
         }
     }
 
@@ -166,5 +173,21 @@ mod tests {
         // INT8: a byte a value, plus a 4-byte scale per KV head for K and for V.
         let int8 = CacheLayout::Quantized(KvScheme::Int8);
         assert_eq!(int8.bytes_per_token(&facts), 16 * (512 + 32) + 4 * (256 + 8));
+    }
+
+    #[test]
+    fn recurrent_layers_hold_no_kv_rows_but_their_fixed_state() {
+        // 24 of SmolLM2's 30 layers recurrent: 6 KV layers of 768 B per token in bf16, 408 in INT8.
+        let recurrent = RecurrentLayers { layers: 24, state_bytes: 1_000_000 };
+        let facts = ModelFacts { recurrent: Some(recurrent), ..smollm2() };
+        let dense = CacheLayout::dense_for(&facts, Format::Safetensors);
+        assert_eq!(dense.bytes_per_token(&facts), 6 * 768);
+        assert_eq!(cache_size(&facts, dense, 8192).bytes, 6 * 768 * 8192 + 1_000_000);
+        let int8 = CacheLayout::Quantized(KvScheme::Int8);
+        assert_eq!(int8.bytes_per_token(&facts), 6 * 384 + 6 * 2 * 3 * 4);
+        assert_eq!(cache_size(&facts, int8, 8192).bytes, 6 * 408 * 8192 + 1_000_000);
+        // A window applies to the KV layers only.
+        let windowed = ModelFacts { sliding_window: Some(SlidingWindow { layers: 4, window: 1024 }), ..facts };
+        assert_eq!(cache_size(&windowed, dense, 8192).bytes, 768 * (2 * 8192 + 4 * 1024) + 1_000_000);
     }
 }

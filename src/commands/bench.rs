@@ -91,6 +91,8 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
         gpu: observer.gpu,
         speed,
         quality,
+        layers: weights.facts.layers,
+        recurrent: weights.facts.recurrent,
     };
     let text = if settings.output == OutputFormat::Json {
         format!("{}\n", serde_json::to_string_pretty(&view)?)

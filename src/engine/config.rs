@@ -36,9 +36,16 @@ pub enum Family {
     /// RoPE), normed values, keys reused as values, KV shared by the last layers,
     /// per-layer input embeddings, and experts beside the MLP.
     Gemma4,
+    /// Qwen3.5's text model: gated delta-rule (linear attention) layers beside
+    /// full-attention layers with an output gate, q/k norms and partial RoPE;
+    /// norms scale by `1 + w`.
+    Qwen35,
+    /// Qwen3.5's block with routed experts and a gated shared expert in every layer.
+    Qwen35Moe,
 }
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gpt_oss, gemma3 (and gemma3_text), gemma4 (and gemma4_text)";
+pub const SUPPORTED: &str = "llama, mistral, qwen2, qwen3, qwen3_moe, smollm3, phi3, gpt_oss, gemma3 (and gemma3_text), \
+     gemma4 (and gemma4_text), qwen3_5 (and qwen3_5_text), qwen3_5_moe (and qwen3_5_moe_text)";
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -53,6 +60,8 @@ impl Family {
             Family::Phi3 => "phi3",
             Family::GptOss => "gpt_oss",
             Family::Gemma4 => "gemma4",
+            Family::Qwen35 => "qwen3_5_text",
+            Family::Qwen35Moe => "qwen3_5_moe_text",
         }
     }
 
@@ -68,6 +77,8 @@ impl Family {
             "phi3" => Family::Phi3,
             "gpt_oss" => Family::GptOss,
             "gemma4_text" => Family::Gemma4,
+            "qwen3_5_text" => Family::Qwen35,
+            "qwen3_5_moe_text" => Family::Qwen35Moe,
             _ => return None,
         })
     }
@@ -84,6 +95,20 @@ impl Family {
     /// Whether `sliding_window` applies only when `use_sliding_window` is set (as transformers reads it).
     fn window_needs_flag(self) -> bool {
         matches!(self, Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe | Family::SmolLm3)
+    }
+
+    /// Qwen3.5's: gated delta-rule layers beside full-attention ones.
+    fn is_qwen35(self) -> bool {
+        matches!(self, Family::Qwen35 | Family::Qwen35Moe)
+    }
+
+    /// The layer types the family's block computes, as `layer_types` spells them.
+    fn layer_types(self) -> &'static str {
+        if self.is_qwen35() {
+            "`full_attention` and `linear_attention`"
+        } else {
+            "`full_attention` and `sliding_attention`"
+        }
     }
 }
 
@@ -109,7 +134,12 @@ impl Activation {
 }
 
 /// Multi-checkpoint containers: the text model inside an image-text checkpoint.
-const MULTIMODAL: &[(&str, &str)] = &[("gemma3", "gemma3_text"), ("gemma4", "gemma4_text")];
+const MULTIMODAL: &[(&str, &str)] = &[
+    ("gemma3", "gemma3_text"),
+    ("gemma4", "gemma4_text"),
+    ("qwen3_5", "qwen3_5_text"),
+    ("qwen3_5_moe", "qwen3_5_moe_text"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -135,10 +165,8 @@ pub enum ConfigError {
     MlpBias,
     #[error("unsupported activation `{0}` (`hidden_act` in `config.json`): llmctl's {1} block computes `{2}`")]
     Activation(String, &'static str, &'static str),
-    #[error(
-        "unsupported layer type `{0}` in `layer_types`: llmctl runs `full_attention` and `sliding_attention` layers"
-    )]
-    LayerType(String),
+    #[error("unsupported layer type `{found}` in `layer_types`: llmctl's {family} block runs {runs} layers")]
+    LayerType { found: String, family: &'static str, runs: &'static str },
     #[error("`config.json` lists {found} `{field}` for {layers} layers")]
     PerLayer { field: &'static str, found: usize, layers: usize },
     #[error("`config.json` has sliding-window layers but no `sliding_window` size")]
@@ -147,6 +175,11 @@ pub enum ConfigError {
     Unimplemented(&'static str),
     #[error("`config.json` (gemma4): {0}")]
     Gemma4(String),
+    #[error(
+        "`config.json` shares {key_heads} linear-attention key heads among {value_heads} value heads; \
+         the value heads must be a multiple of them"
+    )]
+    LinearHeads { key_heads: usize, value_heads: usize },
     #[error("`config.json` routes each token to {top_k} of {experts} experts; top-k must be 1..=experts")]
     Experts { experts: usize, top_k: usize },
 }
@@ -235,6 +268,9 @@ pub struct LayerSpec {
     pub kv: KvSource,
     /// Width of its dense MLP (Gemma 4 doubles it in the layers that share KV).
     pub intermediate_size: usize,
+    /// A gated delta-rule layer (`BlockSpec::linear`) in place of attention:
+    /// a fixed recurrent state, no KV rows.
+    pub linear: bool,
 }
 
 /// A layer's keys and values: its own projections, its keys reused as values
@@ -258,12 +294,39 @@ impl LayerSpec {
             kv_heads,
             kv: KvSource::Projected,
             intermediate_size,
+            linear: false,
         }
     }
 
-    /// Whether it stores keys and values of its own.
+    /// Whether it stores keys and values of its own (not a recurrent layer, nor one that shares).
     pub fn stores_kv(&self) -> bool {
-        !matches!(self.kv, KvSource::SharedWith(_))
+        !self.linear && !matches!(self.kv, KvSource::SharedWith(_))
+    }
+}
+
+/// Qwen3.5's gated delta rule: a causal depthwise convolution over the
+/// queries, keys and values, then a recurrent state per value head
+/// (key_dim × value_dim) that decays and is corrected by each token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearSpec {
+    pub conv_kernel: usize,
+    pub key_heads: usize,
+    pub key_dim: usize,
+    pub value_heads: usize,
+    pub value_dim: usize,
+}
+
+impl LinearSpec {
+    /// Channels of the convolution: queries, keys and values.
+    pub fn conv_channels(&self) -> usize {
+        2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
+    }
+
+    /// The f32 state one layer keeps, whatever the context: the convolution's
+    /// last `conv_kernel - 1` inputs and the recurrent state.
+    pub fn state_bytes(&self) -> u64 {
+        let conv = self.conv_channels() * (self.conv_kernel - 1);
+        ((conv + self.value_heads * self.key_dim * self.value_dim) * 4) as u64
     }
 }
 
@@ -274,6 +337,9 @@ pub struct MoeSpec {
     pub top_k: usize,
     pub intermediate_size: usize,
     pub routing: Routing,
+    /// Qwen3.5-MoE: a dense MLP of this width beside the routed ones, its
+    /// output scaled by a sigmoid gate (`shared_expert_gate`).
+    pub shared_expert: Option<usize>,
 }
 
 /// How the router's logits become the chosen experts' weights.
@@ -294,7 +360,18 @@ pub enum Routing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormStyle {
     Llama,
-    Gemma { plus_one: bool },
+    Gemma {
+        plus_one: bool,
+    },
+    /// Qwen3.5: Llama's norms, each scaling by `1 + w`.
+    OffsetLlama,
+}
+
+impl NormStyle {
+    /// Whether a norm's weight is stored as its offset from one.
+    pub fn offset(self) -> bool {
+        matches!(self, NormStyle::Gemma { plus_one: true } | NormStyle::OffsetLlama)
+    }
 }
 
 /// Gemma 4's per-layer input embeddings: a second embedding table of `width`
@@ -315,7 +392,8 @@ struct Kind {
 /// What the engine reads beyond the shape that `formats::hf_config` checks.
 #[derive(Debug, Deserialize)]
 struct Raw {
-    intermediate_size: u64,
+    /// Absent where every layer routes (Qwen3.5-MoE).
+    intermediate_size: Option<u64>,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
     rope_theta: Option<f64>,
@@ -355,6 +433,13 @@ struct Raw {
     norm_topk_prob: bool,
     decoder_sparse_step: Option<u64>,
     mlp_only_layers: Option<Vec<u64>>,
+    shared_expert_intermediate_size: Option<u64>,
+    full_attention_interval: Option<u64>,
+    linear_conv_kernel_dim: Option<u64>,
+    linear_num_key_heads: Option<u64>,
+    linear_key_head_dim: Option<u64>,
+    linear_num_value_heads: Option<u64>,
+    linear_value_head_dim: Option<u64>,
     /// Gemma 4: its global layers' head width and KV heads (transformers 5.17
     /// writes them as `per_layer_config` instead).
     global_head_dim: Option<u64>,
@@ -427,6 +512,11 @@ pub struct BlockSpec {
     /// Logits become `cap · tanh(logits / cap)`.
     pub final_logit_softcapping: Option<f64>,
     pub moe: Option<MoeSpec>,
+    /// Qwen3.5: the gated delta rule of its `LayerSpec::linear` layers.
+    pub linear: Option<LinearSpec>,
+    /// Qwen3.5: the query projection is twice as wide, each head's query
+    /// followed by a gate; the attention's output is multiplied by its sigmoid.
+    pub output_gate: bool,
     /// Every rotary embedding a layer uses; `ropes[0]` is the global one.
     pub ropes: Vec<RopeSpec>,
     pub layers: Vec<LayerSpec>,
@@ -451,6 +541,8 @@ impl BlockSpec {
             query_pre_attn_scalar: None,
             final_logit_softcapping: None,
             moe: None,
+            linear: None,
+            output_gate: false,
             ropes: vec![rope],
             layers: vec![layers; count],
             multimodal: false,
@@ -506,7 +598,14 @@ impl ModelConfig {
         }
         let layers = shape.layers as usize;
         let kv_heads = shape.kv_heads as usize;
-        let intermediate_size = check_range("intermediate_size", raw.intermediate_size, MAX_HIDDEN * 8)? as usize;
+        let moe = moe_spec(&raw, family)?;
+        // Only Qwen3.5-MoE, whose every layer routes, may leave out the dense MLP's width.
+        let intermediate = match (raw.intermediate_size, &moe) {
+            (Some(i), _) => i,
+            (None, Some(moe)) if family == Family::Qwen35Moe => moe.intermediate_size as u64,
+            (None, _) => 0,
+        };
+        let intermediate_size = check_range("intermediate_size", intermediate, MAX_HIDDEN * 8)? as usize;
         let (global, local) = ropes(&raw, family, head_dim, shape.context_length as usize)?;
         let uniform = LayerSpec::uniform(head_dim, kv_heads, intermediate_size);
         let mut layer_specs = layer_specs(&raw, family, layers, local.is_some(), &uniform)?;
@@ -516,12 +615,16 @@ impl ModelConfig {
         } else {
             global
         };
-        let moe = moe_spec(&raw, family)?;
+        // Qwen3.5-MoE routes in every layer, whatever `mlp_only_layers` says (as transformers builds it).
         let layer_specs = layer_specs
             .into_iter()
             .enumerate()
-            .map(|(i, spec)| LayerSpec { moe: moe.is_some() && is_sparse(&raw, i), ..spec })
+            .map(|(i, spec)| LayerSpec {
+                moe: moe.is_some() && (family == Family::Qwen35Moe || is_sparse(&raw, i)),
+                ..spec
+            })
             .collect();
+        let linear = linear_spec(&raw, family)?;
         // As each family's attention in transformers builds its projections.
         let attention_bias = raw.attention_bias.unwrap_or(family == Family::GptOss);
         let (qkv_bias, output_bias) = match family {
@@ -549,11 +652,15 @@ impl ModelConfig {
             qkv_bias,
             eos_token_ids: raw.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
             block: BlockSpec {
-                qk_norm: gemma || matches!(family, Family::Qwen3 | Family::Qwen3Moe),
+                qk_norm: gemma || family.is_qwen35() || matches!(family, Family::Qwen3 | Family::Qwen3Moe),
                 output_bias,
                 sinks: family == Family::GptOss,
                 activation: want,
-                norms: if gemma { NormStyle::Gemma { plus_one: !gemma4 } } else { NormStyle::Llama },
+                norms: match family {
+                    Family::Gemma3 | Family::Gemma4 => NormStyle::Gemma { plus_one: !gemma4 },
+                    Family::Qwen35 | Family::Qwen35Moe => NormStyle::OffsetLlama,
+                    _ => NormStyle::Llama,
+                },
                 // Gemma 4 scores unscaled (its q/k norms see to the size).
                 query_pre_attn_scalar: match family {
                     Family::Gemma3 => Some(raw.query_pre_attn_scalar.unwrap_or(256.0)),
@@ -568,6 +675,8 @@ impl ModelConfig {
                     None
                 },
                 moe,
+                linear,
+                output_gate: family.is_qwen35(),
                 ropes: rope_list,
                 layers: layer_specs,
                 multimodal,
@@ -608,6 +717,13 @@ impl ModelConfig {
         Some(groups)
     }
 
+    /// How many layers keep a recurrent state in place of KV rows, and its bytes.
+    pub fn recurrent(&self) -> Option<crate::formats::RecurrentLayers> {
+        let spec = self.block.linear?;
+        let layers = self.block.layers.iter().filter(|l| l.linear).count() as u64;
+        (layers > 0).then(|| crate::formats::RecurrentLayers { layers, state_bytes: layers * spec.state_bytes() })
+    }
+
     /// Query heads that share one KV head.
     pub fn group_size(&self) -> usize {
         self.heads / self.kv_heads
@@ -633,8 +749,13 @@ fn partial_and_long(
     max_context: usize,
 ) -> Result<RopeSpec, ConfigError> {
     let head_dim = spec.rotary_dim;
-    let partial = spec.scaling.as_ref().and_then(|s| s.partial_rotary_factor).or(raw.partial_rotary_factor);
-    if let Some(share) = partial.filter(|_| family == Family::Phi3) {
+    // A default `rope_type` leaves no scaling in `spec`, but `rope_parameters` may still carry the share.
+    let in_parameters = raw.rope_parameters.as_ref().and_then(|p| p.get("partial_rotary_factor")?.as_f64());
+    let partial = spec.scaling.as_ref().and_then(|s| s.partial_rotary_factor).or(in_parameters);
+    let partial = partial.or(raw.partial_rotary_factor);
+    // Qwen3.5 rotates a quarter of each head unless its config says otherwise (as transformers defaults it).
+    let partial = partial.or(family.is_qwen35().then_some(0.25));
+    if let Some(share) = partial.filter(|_| family == Family::Phi3 || family.is_qwen35()) {
         // transformers: int(head_dim * partial_rotary_factor), even for the half-split rotation.
         let dim = (head_dim as f64 * share) as usize;
         if dim == 0 || dim > head_dim || !dim.is_multiple_of(2) {
@@ -749,33 +870,47 @@ fn layer_specs(
         }
         _ => vec![true; layers],
     };
-    let mut sliding: Vec<bool> = match &raw.layer_types {
+    let mixers: Vec<Mixer> = match &raw.layer_types {
         Some(types) => {
             if types.len() != layers {
                 return Err(ConfigError::PerLayer { field: "layer_types", found: types.len(), layers });
             }
             types
                 .iter()
-                .map(|t| match t.as_str() {
-                    "full_attention" => Ok(false),
-                    "sliding_attention" => Ok(true),
-                    other => Err(ConfigError::LayerType(other.into())),
+                .map(|t| match (t.as_str(), family.is_qwen35()) {
+                    ("full_attention", _) => Ok(Mixer::Full),
+                    ("sliding_attention", false) => Ok(Mixer::Sliding),
+                    ("linear_attention", true) => Ok(Mixer::Linear),
+                    (other, _) => Err(ConfigError::LayerType {
+                        found: other.into(),
+                        family: family.name(),
+                        runs: family.layer_types(),
+                    }),
                 })
                 .collect::<Result<_, _>>()?
         }
         None => (0..layers)
-            .map(|i| match family {
-                Family::Gemma3 | Family::Gemma4 => {
-                    !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1))
-                }
-                Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
-                Family::SmolLm3 => !rope_on[i],
-                Family::Mistral | Family::Qwen3Moe | Family::Phi3 => true,
-                Family::GptOss => !(i + 1).is_multiple_of(2),
-                Family::Llama => false,
+            .map(|i| {
+                let sliding = match family {
+                    Family::Gemma3 | Family::Gemma4 => {
+                        !(i as u64 + 1).is_multiple_of(raw.sliding_window_pattern.unwrap_or(6).max(1))
+                    }
+                    Family::Qwen2 | Family::Qwen3 => i as u64 >= raw.max_window_layers.unwrap_or(28),
+                    Family::SmolLm3 => !rope_on[i],
+                    Family::Mistral | Family::Qwen3Moe | Family::Phi3 => true,
+                    Family::GptOss => !(i + 1).is_multiple_of(2),
+                    Family::Llama => false,
+                    // Every `full_attention_interval`-th layer attends, the others are linear.
+                    Family::Qwen35 | Family::Qwen35Moe => {
+                        let every = raw.full_attention_interval.unwrap_or(4).max(1);
+                        return if (i as u64 + 1).is_multiple_of(every) { Mixer::Full } else { Mixer::Linear };
+                    }
+                };
+                if sliding { Mixer::Sliding } else { Mixer::Full }
             })
             .collect(),
     };
+    let mut sliding: Vec<bool> = mixers.iter().map(|m| *m == Mixer::Sliding).collect();
     // transformers makes Gemma 4's last layer global, whatever `layer_types` says.
     if family == Family::Gemma4
         && let Some(last) = sliding.last_mut()
@@ -790,15 +925,47 @@ fn layer_specs(
     Ok((0..layers)
         .map(|i| LayerSpec {
             window: if sliding[i] { window } else { None },
-            rope: rope_on[i].then_some(if sliding[i] && local_rope { 1 } else { 0 }),
+            rope: (rope_on[i] && mixers[i] != Mixer::Linear).then_some(usize::from(sliding[i] && local_rope)),
+            linear: mixers[i] == Mixer::Linear,
             ..uniform.clone()
         })
         .collect())
 }
 
+/// What a layer computes in place of attention over the sequence, as `layer_types` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mixer {
+    Full,
+    Sliding,
+    Linear,
+}
+
+/// Qwen3.5's gated delta rule, with transformers' defaults for what the config leaves out.
+fn linear_spec(raw: &Raw, family: Family) -> Result<Option<LinearSpec>, ConfigError> {
+    use crate::formats::bounds::{MAX_HEAD_DIM, MAX_HEADS};
+    if !family.is_qwen35() {
+        return Ok(None);
+    }
+    let spec = LinearSpec {
+        conv_kernel: check_range("linear_conv_kernel_dim", raw.linear_conv_kernel_dim.unwrap_or(4), 64)? as usize,
+        key_heads: check_range("linear_num_key_heads", raw.linear_num_key_heads.unwrap_or(16), MAX_HEADS)? as usize,
+        key_dim: check_range("linear_key_head_dim", raw.linear_key_head_dim.unwrap_or(128), MAX_HEAD_DIM)? as usize,
+        value_heads: check_range("linear_num_value_heads", raw.linear_num_value_heads.unwrap_or(32), MAX_HEADS)?
+            as usize,
+        value_dim: check_range("linear_value_head_dim", raw.linear_value_head_dim.unwrap_or(128), MAX_HEAD_DIM)?
+            as usize,
+    };
+    if !spec.value_heads.is_multiple_of(spec.key_heads) {
+        return Err(ConfigError::LinearHeads { key_heads: spec.key_heads, value_heads: spec.value_heads });
+    }
+    Ok(Some(spec))
+}
+
 fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
     let routing = match family {
         Family::Qwen3Moe => Routing::SoftmaxTopK { norm_top_k: raw.norm_topk_prob },
+        // Qwen3.5-MoE's router always renormalizes its top k.
+        Family::Qwen35Moe => Routing::SoftmaxTopK { norm_top_k: true },
         Family::GptOss => Routing::TopKSoftmax,
         Family::Gemma4 if raw.enable_moe_block => Routing::Gemma4,
         _ => return Ok(None),
@@ -810,11 +977,19 @@ fn moe_spec(raw: &Raw, family: Family) -> Result<Option<MoeSpec>, ConfigError> {
     }
     // gpt-oss's experts are `intermediate_size` wide.
     let inter = match family {
-        Family::GptOss => raw.intermediate_size,
+        Family::GptOss => raw.intermediate_size.unwrap_or(0),
         _ => raw.moe_intermediate_size.unwrap_or(0),
     };
     let inter = check_range("moe_intermediate_size", inter, MAX_HIDDEN * 8)?;
-    Ok(Some(MoeSpec { experts, top_k, intermediate_size: inter as usize, routing }))
+    let shared_expert = match family {
+        Family::Qwen35Moe => Some(check_range(
+            "shared_expert_intermediate_size",
+            raw.shared_expert_intermediate_size.unwrap_or(0),
+            MAX_HIDDEN * 8,
+        )? as usize),
+        _ => None,
+    };
+    Ok(Some(MoeSpec { experts, top_k, intermediate_size: inter as usize, routing, shared_expert }))
 }
 
 /// Whether layer `i` of a mixture-of-experts model routes (transformers' `Qwen3MoeDecoderLayer` rule).
@@ -918,7 +1093,7 @@ mod tests {
         let cases = [
             (
                 with(r#""layer_types":["full_attention","linear_attention"]"#),
-                "unsupported layer type `linear_attention` in `layer_types`: llmctl runs `full_attention` and `sliding_attention` layers",
+                "unsupported layer type `linear_attention` in `layer_types`: llmctl's qwen2 block runs `full_attention` and `sliding_attention` layers",
             ),
             (with(r#""layer_types":["full_attention"]"#), "`config.json` lists 1 `layer_types` for 2 layers"),
             (
@@ -943,6 +1118,106 @@ mod tests {
         assert_eq!(
             ModelConfig::parse(gemma.as_bytes()).unwrap_err().to_string(),
             "`config.json` has sliding-window layers but no `sliding_window` size"
+        );
+    }
+
+    /// A Qwen3.5 config as transformers 5 writes it, with `extra` fields.
+    fn qwen35(model_type: &str, extra: &str) -> String {
+        format!(
+            r#"{{"model_type":"{model_type}","hidden_size":64,"intermediate_size":96,"num_hidden_layers":4,
+            "num_attention_heads":4,"num_key_value_heads":2,"head_dim":32,"max_position_embeddings":256,
+            "vocab_size":128,"linear_conv_kernel_dim":4,"linear_key_head_dim":16,"linear_value_head_dim":24,
+            "linear_num_key_heads":2,"linear_num_value_heads":4,"num_experts":4,"num_experts_per_tok":2,
+            "moe_intermediate_size":32,"shared_expert_intermediate_size":48,
+            "rope_parameters":{{"rope_type":"default","rope_theta":10000000.0,"mrope_section":[11,11,10]}}{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn qwen35_layers_are_linear_or_gated_full_attention() {
+        // No `layer_types`: every fourth layer attends (`full_attention_interval`), the others are linear.
+        let cfg = ModelConfig::parse(qwen35("qwen3_5_text", "").as_bytes()).unwrap();
+        let kinds: Vec<_> = cfg.block.layers.iter().map(|l| (l.linear, l.rope, l.moe)).collect();
+        assert_eq!(kinds, [(true, None, false), (true, None, false), (true, None, false), (false, Some(0), false)]);
+        assert_eq!((cfg.block.norms, cfg.block.output_gate, cfg.block.qk_norm), (NormStyle::OffsetLlama, true, true));
+        // A quarter of each head rotates, by transformers' default; mrope's sections reduce to one RoPE.
+        assert_eq!((cfg.block.ropes[0].rotary_dim, cfg.block.ropes[0].theta), (8, 10_000_000.0));
+        let linear = cfg.block.linear.unwrap();
+        assert_eq!((linear.conv_channels(), linear.state_bytes()), (160, (3 * 160 + 4 * 16 * 24) * 4));
+        assert_eq!(cfg.recurrent(), Some(crate::formats::RecurrentLayers { layers: 3, state_bytes: 3 * 8064 }));
+        let half =
+            qwen35("qwen3_5_text", "").replace(r#""mrope_section""#, r#""partial_rotary_factor":0.5,"mrope_section""#);
+        assert_eq!(ModelConfig::parse(half.as_bytes()).unwrap().block.ropes[0].rotary_dim, 16);
+        let every_other = qwen35("qwen3_5_text", r#","full_attention_interval":2"#);
+        let cfg = ModelConfig::parse(every_other.as_bytes()).unwrap();
+        assert_eq!(cfg.block.layers.iter().map(|l| l.linear).collect::<Vec<_>>(), [true, false, true, false]);
+        // Qwen3.5-MoE routes in every layer, beside a shared expert, and needs no dense width.
+        let moe = qwen35("qwen3_5_moe_text", "").replace(r#""intermediate_size":96,"#, "");
+        let cfg = ModelConfig::parse(moe.as_bytes()).unwrap();
+        assert!(cfg.block.layers.iter().all(|l| l.moe));
+        let spec = cfg.block.moe.unwrap();
+        assert_eq!((spec.shared_expert, spec.routing), (Some(48), Routing::SoftmaxTopK { norm_top_k: true }));
+        // The image-text checkpoint: its text model.
+        let outer = format!(r#"{{"model_type":"qwen3_5","text_config":{}}}"#, qwen35("qwen3_5_text", ""));
+        let cfg = ModelConfig::parse(outer.as_bytes()).unwrap();
+        assert_eq!((cfg.family, cfg.block.multimodal), (Family::Qwen35, true));
+    }
+
+    #[test]
+    fn qwen35_configs_the_block_does_not_compute_are_named() {
+        let cases = [
+            (
+                qwen35(
+                    "qwen3_5_text",
+                    r#","layer_types":["linear_attention","sliding_attention","linear_attention","full_attention"]"#,
+                ),
+                "unsupported layer type `sliding_attention` in `layer_types`: llmctl's qwen3_5_text block runs `full_attention` and `linear_attention` layers",
+            ),
+            (
+                qwen35(
+                    "qwen3_5_moe_text",
+                    r#","layer_types":["linear_attention","mamba","linear_attention","full_attention"]"#,
+                ),
+                "unsupported layer type `mamba` in `layer_types`: llmctl's qwen3_5_moe_text block runs `full_attention` and `linear_attention` layers",
+            ),
+            (
+                qwen35("qwen3_5_text", "").replace(r#""linear_num_value_heads":4"#, r#""linear_num_value_heads":3"#),
+                "`config.json` shares 2 linear-attention key heads among 3 value heads; the value heads must be a multiple of them",
+            ),
+            (
+                qwen35("qwen3_5_text", "").replace(r#""linear_conv_kernel_dim":4"#, r#""linear_conv_kernel_dim":0"#),
+                "`config.json` has a bad shape",
+            ),
+            (
+                qwen35("qwen3_5_moe_text", "").replace(r#","shared_expert_intermediate_size":48"#, ""),
+                "`config.json` has a bad shape",
+            ),
+            (qwen35("qwen3_5_text", "").replace(r#""intermediate_size":96,"#, ""), "`config.json` has a bad shape"),
+            (
+                qwen35("qwen3_5_text", r#","hidden_act":"gelu_pytorch_tanh""#),
+                "unsupported activation `gelu_pytorch_tanh` (`hidden_act` in `config.json`): llmctl's qwen3_5_text block computes `silu`",
+            ),
+        ];
+        for (json, message) in cases {
+            assert_eq!(ModelConfig::parse(json.as_bytes()).unwrap_err().to_string(), message, "{json}");
+        }
+        // What a bad shape is, in the error's source.
+        let shape = |json: String| match ModelConfig::parse(json.as_bytes()).unwrap_err() {
+            ConfigError::Shape(shape) => shape.to_string(),
+            other => panic!("{other}"),
+        };
+        let kernel =
+            qwen35("qwen3_5_text", "").replace(r#""linear_conv_kernel_dim":4"#, r#""linear_conv_kernel_dim":0"#);
+        assert_eq!(shape(kernel), "`linear_conv_kernel_dim` is 0, outside 1..=64");
+        let shared = qwen35("qwen3_5_moe_text", "").replace(r#","shared_expert_intermediate_size":48"#, "");
+        assert_eq!(shape(shared), format!("`shared_expert_intermediate_size` is 0, outside 1..={}", MAX_HIDDEN * 8));
+        let dense = qwen35("qwen3_5_text", "").replace(r#""intermediate_size":96,"#, "");
+        assert_eq!(shape(dense), format!("`intermediate_size` is 0, outside 1..={}", MAX_HIDDEN * 8));
+        // Other families still refuse linear attention, and Qwen3.5 is the family that runs it.
+        let qwen3 = with(r#""layer_types":["linear_attention","full_attention"]"#).replace("qwen2", "qwen3");
+        assert_eq!(
+            ModelConfig::parse(qwen3.as_bytes()).unwrap_err().to_string(),
+            "unsupported layer type `linear_attention` in `layer_types`: llmctl's qwen3 block runs `full_attention` and `sliding_attention` layers"
         );
     }
 

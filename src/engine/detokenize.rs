@@ -6,28 +6,48 @@
 
 use tokenizers::Tokenizer;
 
+/// A tokenizer and the state of one detokenization.
 pub struct Detokenizer<'a> {
     tokenizer: &'a Tokenizer,
+    state: Pending,
+}
+
+impl<'a> Detokenizer<'a> {
+    pub fn new(tokenizer: &'a Tokenizer) -> Detokenizer<'a> {
+        Detokenizer { tokenizer, state: Pending::default() }
+    }
+
+    /// Adds a token; returns the newly completed text (possibly empty).
+    pub fn push(&mut self, id: u32) -> tokenizers::Result<String> {
+        self.state.push(self.tokenizer, id)
+    }
+
+    /// Whatever is still held back (an incomplete character at the very end).
+    pub fn finish(&mut self) -> tokenizers::Result<String> {
+        self.state.finish(self.tokenizer)
+    }
+}
+
+/// What one detokenization has seen and emitted, apart from its tokenizer
+/// (a sequence in a batch keeps this beside the model's one tokenizer).
+#[derive(Debug, Default)]
+pub struct Pending {
     ids: Vec<u32>,
     /// `ids[prev..current]` is the already-emitted left context of the window.
     prev: usize,
     current: usize,
 }
 
-impl<'a> Detokenizer<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Detokenizer<'a> {
-        Detokenizer { tokenizer, ids: Vec::new(), prev: 0, current: 0 }
-    }
-
-    fn decode(&self, from: usize, to: usize) -> tokenizers::Result<String> {
-        self.tokenizer.decode(&self.ids[from..to], false)
+impl Pending {
+    fn decode(&self, tokenizer: &Tokenizer, from: usize, to: usize) -> tokenizers::Result<String> {
+        tokenizer.decode(&self.ids[from..to], false)
     }
 
     /// Adds a token; returns the newly completed text (possibly empty).
-    pub fn push(&mut self, id: u32) -> tokenizers::Result<String> {
-        let before = self.decode(self.prev, self.current)?;
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> tokenizers::Result<String> {
+        let before = self.decode(tokenizer, self.prev, self.current)?;
         self.ids.push(id);
-        let text = self.decode(self.prev, self.ids.len())?;
+        let text = self.decode(tokenizer, self.prev, self.ids.len())?;
         if text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
@@ -43,9 +63,9 @@ impl<'a> Detokenizer<'a> {
     }
 
     /// Whatever is still held back (an incomplete character at the very end).
-    pub fn finish(&mut self) -> tokenizers::Result<String> {
-        let before = self.decode(self.prev, self.current)?;
-        let text = self.decode(self.prev, self.ids.len())?;
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> tokenizers::Result<String> {
+        let before = self.decode(tokenizer, self.prev, self.current)?;
+        let text = self.decode(tokenizer, self.prev, self.ids.len())?;
         self.prev = self.ids.len();
         self.current = self.ids.len();
         Ok(text.get(before.len()..).unwrap_or_default().to_string())

@@ -3,11 +3,13 @@
 //! fail (files, config, context, device) runs before weights are touched.
 
 pub mod attention;
+pub mod batch;
 pub mod chat;
 mod check;
 pub mod config;
 pub mod decoder;
 mod defaults;
+mod delta_net;
 pub mod detokenize;
 pub mod device;
 mod error;

@@ -1,5 +1,6 @@
 //! The decoder (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, SmolLM3, Phi-3,
-//! gpt-oss, Gemma 3's text model), one block with per-family parts: immutable weights, from
+//! gpt-oss, Gemma 3's and Qwen3.5's text models), one block with per-family parts
+//! (Qwen3.5's linear-attention layers in `delta_net`): immutable weights, from
 //! safetensors (memory-mapped) or a GGUF file (quantized matrices kept
 //! quantized), see `weights`; the KV cache is passed in, never owned.
 
@@ -8,6 +9,7 @@ use candle_nn::{Embedding, Linear, RmsNorm};
 
 use super::attention::{KEY_BLOCK, attend_with_sinks};
 use super::config::{Activation, KvSource, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
+use super::delta_net::GatedDeltaNet;
 use super::kv_cache::{KvCache, LayerShape, rotate};
 use super::linear::{Projection, Projections, activate};
 use super::rope::Rope;
@@ -29,6 +31,7 @@ struct Attention {
     kv: KvSource,
     /// The stored layer it writes (or, sharing, reads): layers that share store nothing.
     cache_layer: usize,
+    heads: usize,
     head_dim: usize,
     kv_heads: usize,
     /// Which of the model's rotary embeddings this layer applies, if any.
@@ -38,6 +41,8 @@ struct Attention {
     query_scale: Option<f64>,
     /// gpt-oss's sink logit per head (f32).
     sinks: Option<Tensor>,
+    /// Qwen3.5: each head's query is followed by a gate on its output.
+    output_gate: bool,
 }
 
 /// A gated MLP: `down(act(x · gateᵀ) * (x · upᵀ))`.
@@ -55,6 +60,8 @@ struct Experts {
     spec: MoeSpec,
     /// Gemma 4's router: its input's scale (times 1/√hidden, folded in) and each expert's weight.
     gemma4: Option<Gemma4Router>,
+    /// Qwen3.5-MoE: an MLP every token goes through, scaled by the sigmoid of its gate (one logit).
+    shared: Option<(Mlp, Projection)>,
 }
 
 struct Gemma4Router {
@@ -83,9 +90,18 @@ struct PerLayerInput {
     norm: RmsNorm,
 }
 
+/// What a layer mixes positions with.
+enum Mixer {
+    Attention(Attention),
+    /// Qwen3.5's linear attention.
+    Linear(GatedDeltaNet),
+}
+
 struct Block {
     input_norm: RmsNorm,
-    attention: Attention,
+    mixer: Mixer,
+    /// The stored layer its mixer writes or reads (see `Model::cache_layers`).
+    cache_layer: usize,
     /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
     post_norm: RmsNorm,
     /// Gemma only: the norms before and after the MLP.
@@ -129,12 +145,12 @@ pub enum Logits {
     All,
 }
 
-/// `{name}.weight` as an RMSNorm; Gemma 3's norms scale by `1 + w`.
+/// `{name}.weight` as an RMSNorm; Gemma 3's and Qwen3.5's norms scale by `1 + w`.
 fn rms_norm(w: &dyn Weights, name: &str, size: usize, cfg: &ModelConfig) -> Result<RmsNorm> {
     let weight = w.tensor(&format!("{name}.weight"), size.into())?;
-    let weight = match cfg.block.norms {
-        NormStyle::Gemma { plus_one: true } => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
-        _ => weight,
+    let weight = match cfg.block.norms.offset() {
+        false => weight,
+        true => (weight.to_dtype(DType::F32)? + 1.0)?.to_dtype(weight.dtype())?,
     };
     Ok(RmsNorm::new(weight, cfg.rms_norm_eps))
 }
@@ -151,10 +167,12 @@ impl Attention {
         let qk_norm = cfg.block.qk_norm;
         let own_kv = spec.stores_kv();
         let norm = |name: &str| rms_norm(w, &format!("{p}.{name}"), d, cfg);
+        let gate = cfg.block.output_gate;
+        let q_width = if gate { 2 * q_out } else { q_out };
         let (names, widths) = match spec.kv {
-            KvSource::Projected => (vec!["q_proj", "k_proj", "v_proj"], vec![q_out, kv_out, kv_out]),
-            KvSource::ValuesAreKeys => (vec!["q_proj", "k_proj"], vec![q_out, kv_out]),
-            KvSource::SharedWith(_) => (vec!["q_proj"], vec![q_out]),
+            KvSource::Projected => (vec!["q_proj", "k_proj", "v_proj"], vec![q_width, kv_out, kv_out]),
+            KvSource::ValuesAreKeys => (vec!["q_proj", "k_proj"], vec![q_width, kv_out]),
+            KvSource::SharedWith(_) => (vec!["q_proj"], vec![q_width]),
         };
         let names: Vec<String> = names.iter().map(|n| format!("{p}.{n}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -166,6 +184,7 @@ impl Attention {
             v_norm: if cfg.block.v_norm && own_kv { Some(unscaled_norm(w, d, cfg)?) } else { None },
             kv: spec.kv,
             cache_layer,
+            heads: cfg.heads,
             head_dim: d,
             kv_heads: spec.kv_heads,
             rope: spec.rope,
@@ -175,18 +194,65 @@ impl Attention {
             } else {
                 None
             },
+            output_gate: gate,
         })
     }
 
     /// `pass`: the cache's rotation, and where the whole forward pass ends (LongRoPE picks its factors by it).
     fn forward(&self, x: &Tensor, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
-        let (cfg, start, t) = (&model.cfg, cache.len(), x.dim(0)?);
+        let projected = self.project(x)?;
+        let y = self.attend(&projected, cache, pass, model)?;
+        self.output(y, projected.gate)
+    }
+
+    /// One decode step of several sequences: `x` (N, hidden), row `i` at the end of `caches[i]`;
+    /// the projections run once over all rows, attention over each sequence's own cache.
+    fn forward_rows(&self, x: &Tensor, caches: &mut [&mut KvCache], passes: &[Pass], model: &Model) -> Result<Tensor> {
+        let projected = self.project(x)?;
+        let mut ys = Vec::with_capacity(caches.len());
+        for (i, (cache, pass)) in caches.iter_mut().zip(passes).enumerate() {
+            ys.push(self.attend(&projected.row(i)?, cache, pass, model)?);
+        }
+        self.output(Tensor::cat(&ys, 0)?, projected.gate)
+    }
+
+    /// Queries, keys and values of `x` (T, hidden), and Qwen3.5's output gate.
+    fn project(&self, x: &Tensor) -> Result<Projected> {
+        let (heads, d, t) = (self.heads, self.head_dim, x.dim(0)?);
+        let mut qkv = self.qkv.forward(x)?.into_iter();
+        let missing = |what: &str| candle_core::Error::Msg(format!("the attention's {what} projection"));
+        let q = qkv.next().ok_or_else(|| missing("query"))?;
+        // Qwen3.5: each head's query, then its output gate.
+        let (q, gate) = match self.output_gate {
+            false => (q, None),
+            true => {
+                let both = q.reshape((t, heads, 2, d))?;
+                (both.narrow(2, 0, 1)?.reshape((t, heads * d))?, Some(both.narrow(2, 1, 1)?.reshape((t, heads * d))?))
+            }
+        };
+        let kv = match self.kv {
+            KvSource::SharedWith(_) => None,
+            KvSource::ValuesAreKeys => {
+                // Keys as values: the values are the keys' projection, before the keys' norm and rotation.
+                let k = qkv.next().ok_or_else(|| missing("key"))?;
+                Some((k.clone(), k))
+            }
+            KvSource::Projected => {
+                let k = qkv.next().ok_or_else(|| missing("key"))?;
+                Some((k, qkv.next().ok_or_else(|| missing("value"))?))
+            }
+        };
+        Ok(Projected { q, kv, gate })
+    }
+
+    /// Attention of projected rows at the cache's end (their keys and values stored first):
+    /// (T, heads × head_dim), before the output gate.
+    fn attend(&self, p: &Projected, cache: &mut KvCache, pass: &Pass, model: &Model) -> Result<Tensor> {
+        let (start, t) = (cache.len(), p.q.dim(0)?);
         let (d, layer) = (self.head_dim, self.cache_layer);
         let rotation = pass.rotation(d);
-        let mut qkv = self.qkv.forward(x)?.into_iter();
-        let q = qkv.next().ok_or_else(|| candle_core::Error::Msg("Q".into()))?;
         let rope = self.rope.map(|i| &model.ropes[i]);
-        let q = per_head(&q, self.q_norm.as_ref(), cfg.heads, d)?;
+        let q = per_head(&p.q, self.q_norm.as_ref(), self.heads, d)?;
         let q = match rope {
             Some(rope) => rope.apply(&q, start, pass.end)?,
             None => q,
@@ -195,19 +261,13 @@ impl Attention {
             Some(scale) => (q * scale)?,
             None => q,
         };
-        if !matches!(self.kv, KvSource::SharedWith(_)) {
-            let k = qkv.next().ok_or_else(|| candle_core::Error::Msg("K".into()))?;
-            // Keys as values: the values are the keys' projection, before the keys' norm and rotation.
-            let v = match self.kv {
-                KvSource::ValuesAreKeys => k.clone(),
-                _ => qkv.next().ok_or_else(|| candle_core::Error::Msg("V".into()))?,
-            };
-            let k = per_head(&k, self.k_norm.as_ref(), self.kv_heads, d)?;
+        if let Some((k, v)) = &p.kv {
+            let k = per_head(k, self.k_norm.as_ref(), self.kv_heads, d)?;
             let k = match rope {
                 Some(rope) => rope.apply(&k, start, pass.end)?,
                 None => k,
             };
-            let v = per_head(&v, self.v_norm.as_ref(), self.kv_heads, d)?;
+            let v = per_head(v, self.v_norm.as_ref(), self.kv_heads, d)?;
             cache.append(layer, &k.squeeze(0)?, &v.squeeze(0)?)?;
         }
         let q = q.squeeze(0)?;
@@ -224,7 +284,33 @@ impl Attention {
                 rotate(&attend_with_sinks(&q, start, window, self.sinks.as_ref(), KEY_BLOCK, read)?, rotation)?
             }
         };
-        self.o.forward(&y.transpose(0, 1)?.reshape((t, cfg.heads * d))?)
+        y.transpose(0, 1)?.reshape((t, self.heads * d))
+    }
+
+    fn output(&self, y: Tensor, gate: Option<Tensor>) -> Result<Tensor> {
+        match gate {
+            Some(gate) => self.o.forward(&(y * candle_nn::ops::sigmoid(&gate)?)?),
+            None => self.o.forward(&y),
+        }
+    }
+}
+
+/// One attention's projections of some rows.
+struct Projected {
+    q: Tensor,
+    /// Keys and values, unless the layer reads an earlier layer's.
+    kv: Option<(Tensor, Tensor)>,
+    gate: Option<Tensor>,
+}
+
+impl Projected {
+    /// Row `i` alone (the gate stays with the batch: it applies after attention).
+    fn row(&self, i: usize) -> Result<Projected> {
+        let kv = match &self.kv {
+            Some((k, v)) => Some((k.narrow(0, i, 1)?, v.narrow(0, i, 1)?)),
+            None => None,
+        };
+        Ok(Projected { q: self.q.narrow(0, i, 1)?, kv, gate: None })
     }
 }
 
@@ -280,24 +366,41 @@ impl Mlp {
 impl Experts {
     fn load(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
         let (h, act) = (cfg.hidden_size, cfg.block.activation);
-        let experts = |router, experts| Experts { router, experts, spec: spec.clone(), gemma4: None };
+        let experts = |router, experts, shared| Experts { router, experts, spec: spec.clone(), gemma4: None, shared };
         match spec.routing {
             Routing::TopKSoftmax => {
                 let router = w.projection(&format!("{p}.router"), h, spec.experts, true)?;
-                Ok(experts(router, gpt_oss_experts(w, p, h, spec, act)?))
+                Ok(experts(router, gpt_oss_experts(w, p, h, spec, act)?, None))
             }
             Routing::Gemma4 => gemma4_experts(w, p, cfg, spec),
             Routing::SoftmaxTopK { .. } => {
-                let each = (0..spec.experts)
-                    .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
-                    .collect::<Result<_>>()?;
-                Ok(experts(w.projection(&format!("{p}.gate"), h, spec.experts, false)?, each))
+                let each = if w.contains(&format!("{p}.experts.gate_up_proj")) {
+                    fused_experts(w, p, h, spec, act)?
+                } else {
+                    (0..spec.experts)
+                        .map(|e| Mlp::load(w, &format!("{p}.experts.{e}"), h, spec.intermediate_size, act))
+                        .collect::<Result<_>>()?
+                };
+                let shared = match spec.shared_expert {
+                    Some(i) => Some((
+                        Mlp::load(w, &format!("{p}.shared_expert"), h, i, act)?,
+                        w.projection(&format!("{p}.shared_expert_gate"), h, 1, false)?,
+                    )),
+                    None => None,
+                };
+                Ok(experts(w.projection(&format!("{p}.gate"), h, spec.experts, false)?, each, shared))
             }
         }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, self.route(x)?)
+        let routed = self.run(x, self.route(x)?)?;
+        match &self.shared {
+            Some((mlp, gate)) => {
+                routed + mlp.forward(x)?.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(x)?)?)?
+            }
+            None => Ok(routed),
+        }
     }
 
     /// Each token's `top_k` experts and their weights from the router's
@@ -365,19 +468,8 @@ impl Experts {
 /// `experts.down_proj` (experts, hidden, inter), beside `router.proj`,
 /// `router.scale` and `router.per_expert_scale`.
 fn gemma4_experts(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -> Result<Experts> {
-    let (h, n, i) = (cfg.hidden_size, spec.experts, spec.intermediate_size);
-    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
-    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
-    let experts = (0..n)
-        .map(|e| {
-            let projection = Projection::new(Linear::new(gate_up.get(e)?, None));
-            Ok(Mlp {
-                gate_up: Projections::Stacked { projection, widths: vec![i, i] },
-                down: Projection::new(Linear::new(down.get(e)?, None)),
-                activation: cfg.block.activation,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let (h, n) = (cfg.hidden_size, spec.experts);
+    let experts = fused_experts(w, p, h, spec, cfg.block.activation)?;
     // The router's input: RMS-normed, times `scale` and 1/√hidden (one scale, folded into the norm's).
     let scale = w.tensor(&format!("{p}.router.scale"), h.into())?;
     let scale = (scale.to_dtype(DType::F32)? * (h as f64).powf(-0.5))?.to_dtype(w.dtype())?;
@@ -390,6 +482,7 @@ fn gemma4_experts(w: &dyn Weights, p: &str, cfg: &ModelConfig, spec: &MoeSpec) -
         experts,
         spec: spec.clone(),
         gemma4: Some(Gemma4Router { norm: RmsNorm::new(scale, cfg.rms_norm_eps), per_expert_scale }),
+        shared: None,
     })
 }
 
@@ -429,6 +522,29 @@ fn gpt_oss_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Acti
             };
             let down = linear(down.get(e)?.t()?.contiguous()?, down_bias.get(e)?.contiguous()?);
             Ok(Mlp { gate_up: Projections::Each(vec![half(0)?, half(1)?]), down, activation: act })
+        })
+        .collect()
+}
+
+/// Experts as transformers 5 holds them in memory (and a checkpoint saved
+/// without its conversion mapping carries them): `experts.gate_up_proj`
+/// (experts, 2·inter, hidden), each expert's gate rows then its up rows, and
+/// `experts.down_proj` (experts, hidden, inter). As one gated MLP per expert.
+fn fused_experts(w: &dyn Weights, p: &str, h: usize, spec: &MoeSpec, act: Activation) -> Result<Vec<Mlp>> {
+    let (n, i) = (spec.experts, spec.intermediate_size);
+    let gate_up = w.tensor(&format!("{p}.experts.gate_up_proj"), (n, 2 * i, h).into())?;
+    let down = w.tensor(&format!("{p}.experts.down_proj"), (n, h, i).into())?;
+    // The import check's data-less broadcasts stay views (see `gpt_oss_experts`).
+    let checking = !gate_up.is_contiguous();
+    let own = |t: Tensor| -> Result<Projection> {
+        let t = if checking { t } else { t.contiguous()? };
+        Ok(Projection::new(Linear::new(t, None)))
+    };
+    (0..n)
+        .map(|e| {
+            let rows = gate_up.get(e)?;
+            let gate_up = Projections::Each(vec![own(rows.narrow(0, 0, i)?)?, own(rows.narrow(0, i, i)?)?]);
+            Ok(Mlp { gate_up, down: own(down.get(e)?)?, activation: act })
         })
         .collect()
 }
@@ -501,7 +617,7 @@ impl Block {
             None => FeedForward::Dense(dense()?),
         };
         let feedforward_norms = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma { .. } => Some((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)),
         };
         let per_layer_input = match cfg.block.per_layer_inputs {
@@ -514,9 +630,14 @@ impl Block {
         };
         let scalar =
             if cfg.block.layer_scalar { Some(w.tensor(&format!("{p}.layer_scalar"), 1.into())?) } else { None };
+        let mixer = match cfg.block.linear.filter(|_| spec.linear) {
+            Some(linear) => Mixer::Linear(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), cfg, linear)?),
+            None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?),
+        };
         Ok(Block {
             input_norm: norm("input_layernorm")?,
-            attention: Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?,
+            mixer,
+            cache_layer,
             post_norm: norm("post_attention_layernorm")?,
             feedforward_norms,
             mlp,
@@ -534,14 +655,48 @@ impl Block {
         pass: &Pass,
         model: &Model,
     ) -> Result<Tensor> {
-        let a = self.attention.forward(&self.input_norm.forward(x)?, cache, pass, model)?;
+        let normed = self.input_norm.forward(x)?;
+        let a = match &self.mixer {
+            Mixer::Attention(attention) => attention.forward(&normed, cache, pass, model)?,
+            Mixer::Linear(linear) => linear.forward(&normed, self.cache_layer, cache)?,
+        };
+        self.feed_forward(x, &a, per_layer, model)
+    }
+
+    /// One decode step of several sequences (see `Model::decode_rows`): row `i` of `x` at the end of `caches[i]`.
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        per_layer: Option<&Tensor>,
+        caches: &mut [&mut KvCache],
+        passes: &[Pass],
+        model: &Model,
+    ) -> Result<Tensor> {
+        let normed = self.input_norm.forward(x)?;
+        let a = match &self.mixer {
+            Mixer::Attention(attention) => attention.forward_rows(&normed, caches, passes, model)?,
+            Mixer::Linear(linear) => {
+                // Each sequence's recurrent state advances by its own row.
+                let rows = caches
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, cache)| linear.forward(&normed.narrow(0, i, 1)?, self.cache_layer, cache))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)?
+            }
+        };
+        self.feed_forward(x, &a, per_layer, model)
+    }
+
+    /// The rest of the block after its mixer's output `a`, row by row.
+    fn feed_forward(&self, x: &Tensor, a: &Tensor, per_layer: Option<&Tensor>, model: &Model) -> Result<Tensor> {
         let x = match &self.feedforward_norms {
             None => {
                 let x = (x + a)?;
                 (&x + self.mlp.forward(&self.post_norm.forward(&x)?, &x)?)?
             }
             Some((pre, post)) => {
-                let x = (x + self.post_norm.forward(&a)?)?;
+                let x = (x + self.post_norm.forward(a)?)?;
                 (&x + post.forward(&self.mlp.forward(&pre.forward(&x)?, &x)?)?)?
             }
         };
@@ -570,6 +725,50 @@ struct Pass {
 impl Pass {
     fn rotation(&self, head_dim: usize) -> Option<&Tensor> {
         self.rotations.iter().find(|(d, _)| *d == head_dim).map(|(_, r)| r)
+    }
+}
+
+impl Model {
+    /// One decode step of several sequences at once: `tokens[i]` at the end
+    /// of `caches[i]` (each its own length and scheme). Every projection and
+    /// MLP runs once over all the rows; attention (and a recurrent layer's
+    /// state) over each sequence's own cache. f32 logits, (N, vocab).
+    pub fn decode_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            candle_core::bail!("{} tokens for {} caches", tokens.len(), caches.len());
+        }
+        for cache in caches.iter() {
+            cache.check_room(1).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
+        let ids = Tensor::new(tokens, self.device())?;
+        let mut x = self.embed.forward(&ids)?;
+        if let Some(scale) = &self.embed_scale {
+            x = x.broadcast_mul(scale)?;
+        }
+        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
+        let passes = caches.iter().map(|c| self.pass(c, c.len() + 1)).collect::<Result<Vec<_>>>()?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
+            x = block.forward_rows(&x, input.as_ref(), caches, &passes, self)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.commit(1)?;
+        }
+        self.soft_capped(self.lm_head.forward(&self.norm.forward(&x)?)?.to_dtype(DType::F32)?)
+    }
+
+    /// What every layer of a pass over `cache` ending at `end` shares: the
+    /// cache's rotations, converted once per pass, not once per layer.
+    fn pass(&self, cache: &KvCache, end: usize) -> Result<Pass> {
+        let mut rotations = Vec::new();
+        for (layer, shape) in self.cache_layers.iter().enumerate() {
+            if let Some(r) = cache.rotation_of(layer)
+                && !rotations.iter().any(|(d, _)| *d == shape.head_dim)
+            {
+                rotations.push((shape.head_dim, r.to_dtype(self.dtype)?));
+            }
+        }
+        Ok(Pass { rotations, end })
     }
 }
 
@@ -618,8 +817,10 @@ impl Model {
                     ))
                 })?,
                 _ => {
-                    let shape = LayerShape { kv_heads: spec.kv_heads, head_dim: spec.head_dim, window: spec.window };
-                    cache_layers.push(shape);
+                    // A recurrent layer keeps its state in place of KV rows.
+                    let recurrent = cfg.block.linear.filter(|_| spec.linear).map(|s| GatedDeltaNet::state_shape(&s));
+                    let (kv_heads, head_dim, window) = (spec.kv_heads, spec.head_dim, spec.window);
+                    cache_layers.push(LayerShape { kv_heads, head_dim, window, recurrent });
                     cache_layers.len() - 1
                 }
             });
@@ -650,7 +851,7 @@ impl Model {
             })
             .collect::<Result<_>>()?;
         let embed_scale = match cfg.block.norms {
-            NormStyle::Llama => None,
+            NormStyle::Llama | NormStyle::OffsetLlama => None,
             NormStyle::Gemma { .. } => Some(Tensor::new(&[(hidden as f32).sqrt()], &device)?.to_dtype(dtype)?),
         };
         let per_layer = match cfg.block.per_layer_inputs {
@@ -675,7 +876,8 @@ impl Model {
     }
 
     /// A cache of `capacity` positions for this model, in `layout` (dense
-    /// rows in `dtype`); sliding-window layers hold only their window.
+    /// rows in `dtype`); sliding-window layers hold only their window,
+    /// linear-attention layers only their recurrent state.
     pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
         KvCache::layered(layout, &self.cache_layers, capacity, dtype, self.device())
     }
@@ -731,16 +933,7 @@ impl Model {
             x = x.broadcast_mul(scale)?;
         }
         let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
-        // Converted once per pass, not once per layer.
-        let mut rotations = Vec::new();
-        for (layer, shape) in self.cache_layers.iter().enumerate() {
-            if let Some(r) = cache.rotation_of(layer)
-                && !rotations.iter().any(|(d, _)| *d == shape.head_dim)
-            {
-                rotations.push((shape.head_dim, r.to_dtype(self.dtype)?));
-            }
-        }
-        let pass = Pass { rotations, end };
+        let pass = self.pass(cache, end)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
             x = block.forward(&x, input.as_ref(), cache, &pass, self)?;

@@ -68,6 +68,7 @@ pub fn parse(json: &[u8]) -> Result<ModelFacts, ConfigError> {
         weight_dtype: super::WeightDtype::Other(String::new()),
         sliding_window: None,
         kv_layers: None,
+        recurrent: None,
         context_length: check_range("max_position_embeddings", raw.max_position_embeddings, MAX_CONTEXT)?,
         hidden_size,
         layers: check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?,

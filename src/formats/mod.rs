@@ -30,9 +30,13 @@ pub struct ModelFacts {
     pub sliding_window: Option<SlidingWindow>,
     /// The layers that store keys and values, by shape, where the model's
     /// layers differ (Gemma 4: wider global heads, layers that share an
-    /// earlier layer's cache); absent: every layer stores `kv_heads × head_dim`.
+    /// earlier layer's cache; Qwen3.5: only its full-attention layers);
+    /// absent: every layer but the recurrent ones stores `kv_heads × head_dim`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_layers: Option<Vec<KvLayers>>,
+    /// Layers that keep a fixed recurrent state in place of KV rows (Qwen3.5's linear attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<RecurrentLayers>,
 }
 
 /// `layers` layers that each store `kv_heads` keys and values of `head_dim`
@@ -44,6 +48,15 @@ pub struct KvLayers {
     pub head_dim: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
+}
+
+/// Recurrent (linear-attention) layers: `layers` of the model's layers store no
+/// KV rows but one f32 state each, `state_bytes` for all of them, whatever the
+/// context and the `kv_*` scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecurrentLayers {
+    pub layers: u64,
+    pub state_bytes: u64,
 }
 
 /// Sliding-window attention: `layers` of the model's layers see (and keep) only `window` positions.
@@ -113,7 +126,12 @@ impl<'de> Deserialize<'de> for WeightDtype {
 }
 
 impl ModelFacts {
-    /// KV-cache values stored per token: layers × (K and V) × KV heads × head dim.
+    /// Layers that store KV rows.
+    pub fn kv_layer_count(&self) -> u64 {
+        self.stored_layers().iter().map(|g| g.layers).sum()
+    }
+
+    /// KV-cache values stored per token: KV layers × (K and V) × KV heads × head dim.
     pub fn kv_values_per_token(&self) -> u64 {
         self.stored_layers().iter().map(|g| g.layers * 2 * g.kv_heads * g.head_dim).sum()
     }
@@ -129,12 +147,13 @@ impl ModelFacts {
             return groups.clone();
         }
         let uniform = |layers, window| KvLayers { layers, kv_heads: self.kv_heads, head_dim: self.head_dim, window };
+        let layers = self.layers - self.recurrent.map_or(0, |r| r.layers.min(self.layers));
         match self.sliding_window {
             Some(s) => {
-                let windowed = s.layers.min(self.layers);
-                vec![uniform(self.layers - windowed, None), uniform(windowed, Some(s.window))]
+                let windowed = s.layers.min(layers);
+                vec![uniform(layers - windowed, None), uniform(windowed, Some(s.window))]
             }
-            None => vec![uniform(self.layers, None)],
+            None => vec![uniform(layers, None)],
         }
     }
 }

@@ -91,7 +91,8 @@ fn safetensors_facts(files: &[StagedFile]) -> Result<ModelFacts, RecordError> {
     let weight_dtype = WeightDtype::from_safetensors(weights.dominant_dtype().unwrap_or("unknown"));
     let sliding_window = checked.as_ref().and_then(|config| config.sliding_window());
     let kv_layers = checked.as_ref().and_then(|config| config.kv_layers());
-    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, kv_layers, ..config })
+    let recurrent = checked.as_ref().and_then(|config| config.recurrent());
+    Ok(ModelFacts { parameters: weights.parameters(), weight_dtype, sliding_window, kv_layers, recurrent, ..config })
 }
 
 /// A GGUF selection's files are the model's parts, in order (one for a single file).

@@ -146,6 +146,7 @@ mod tests {
                 weight_dtype: crate::formats::WeightDtype::F32,
                 sliding_window: None,
                 kv_layers: None,
+                recurrent: None,
             },
             files: vec![FileEntry { name: "config.json".into(), size: 2, sha256: Digest::of_bytes(b"{}") }],
             pulled_at: now_rfc3339(),

@@ -34,7 +34,17 @@ pub fn key_values(rows: &[(&str, String)]) -> String {
 /// `bench`'s speed table, then its quality table when there is one.
 pub fn bench(view: &BenchView) -> String {
     let gpu = view.gpu.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
-    let mut text = format!("{} on {}{gpu}\n\n", view.model, view.device);
+    let mut text = format!("{} on {}{gpu}\n", view.model, view.device);
+    if let Some(r) = view.recurrent {
+        let kv = view.layers - r.layers.min(view.layers);
+        text.push_str(&format!(
+            "KV rows in {kv} of {} layers; {} keep a fixed recurrent state of {} (counted in KV CACHE)\n",
+            view.layers,
+            r.layers,
+            format::bytes(r.state_bytes)
+        ));
+    }
+    text.push('\n');
     let mut table = Table::new();
     table.load_preset(NOTHING).set_header([
         "KV",
@@ -115,8 +125,15 @@ pub fn show(v: &ShowView) -> String {
     let kv = |c: &crate::kv_size::CacheSize| {
         let stored = c.stored_layers.unwrap_or(v.layers);
         let mut window = String::new();
-        if stored < v.layers {
-            window.push_str(&format!("; {stored} of {} layers hold a KV cache", v.layers));
+        match c.recurrent {
+            Some(r) => window.push_str(&format!(
+                "; {stored} of {} layers hold KV rows, {} a fixed recurrent state of {} in all",
+                v.layers,
+                r.layers,
+                format::bytes(r.state_bytes)
+            )),
+            None if stored < v.layers => window.push_str(&format!("; {stored} of {} layers hold a KV cache", v.layers)),
+            None => {}
         }
         if let Some(s) = c.sliding_window {
             window.push_str(&format!("; {} of {stored} layers keep only their last {} tokens", s.layers, s.window));

@@ -148,4 +148,8 @@ pub struct BenchView {
     pub gpu: Option<String>,
     pub speed: Vec<crate::bench::SpeedResult>,
     pub quality: Option<Vec<crate::bench::quality::QualityResult>>,
+    /// The model's layers, and those that keep a recurrent state in place of KV rows.
+    pub layers: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<crate::formats::RecurrentLayers>,
 }

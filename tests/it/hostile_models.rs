@@ -42,7 +42,10 @@ fn plan(rng: &mut Rng) -> Plan {
         "phi3",
         "gpt_oss",
         "gemma4_text",
+        "qwen3_5_text",
+        "qwen3_5_moe_text",
     ]);
+    let qwen35 = family.starts_with("qwen3_5");
     let heads = 1 + rng.below(4) as usize;
     let kv_heads = if rng.chance(6) { 1 + rng.below(4) as usize } else { *rng.pick(&[1, heads]) };
     let head_dim = *rng.pick(&[2usize, 4, 6, 8, 3]);
@@ -84,6 +87,34 @@ fn plan(rng: &mut Rng) -> Plan {
         };
         config["layer_types"] = json!((0..n).map(|_| pick(rng)).collect::<Vec<_>>());
     }
+    // Qwen3.5: linear-attention layers among full ones (all linear by default in so few layers),
+    // with key heads that do or do not divide the value heads, and a conv kernel of one now and then.
+    let (key_heads, key_dim, value_heads, value_dim, kernel) = (
+        1 + rng.below(2) as usize,
+        *rng.pick(&[2usize, 4]),
+        *rng.pick(&[1usize, 2, 3, 4]),
+        *rng.pick(&[2usize, 4]),
+        *rng.pick(&[1usize, 2, 4]),
+    );
+    if qwen35 {
+        config["linear_num_key_heads"] = json!(key_heads);
+        config["linear_key_head_dim"] = json!(key_dim);
+        config["linear_num_value_heads"] = json!(value_heads);
+        config["linear_value_head_dim"] = json!(value_dim);
+        config["linear_conv_kernel_dim"] = json!(kernel);
+        if rng.chance(2) {
+            let n = if rng.chance(8) { layers + 1 } else { layers };
+            let pick = |rng: &mut Rng| {
+                let from = if rng.chance(10) { 0 } else { 1 };
+                *rng.pick(&types[from..])
+            };
+            config["layer_types"] = json!((0..n).map(|_| pick(rng)).collect::<Vec<_>>());
+        }
+    }
+    let linear_layers: Vec<bool> = (0..layers)
+        .map(|l| qwen35 && config.get("layer_types").and_then(|t| t.get(l)).is_none_or(|t| t == "linear_attention"))
+        .collect();
+    let linear = |l: usize| linear_layers[l];
     if family == "gemma3_text" {
         config["hidden_activation"] = json!("gelu_pytorch_tanh");
         config["query_pre_attn_scalar"] = json!(*rng.pick(&[16.0, 1.0, 0.0]));
@@ -137,7 +168,8 @@ fn plan(rng: &mut Rng) -> Plan {
         config["top_k_experts"] = json!(rng.below(experts as u64 + 2));
         config["moe_intermediate_size"] = json!(moe_ffn);
     }
-    if matches!(family, "qwen3_moe" | "gpt_oss") {
+    if matches!(family, "qwen3_moe" | "gpt_oss" | "qwen3_5_moe_text") {
+        config["shared_expert_intermediate_size"] = json!(moe_ffn + 1);
         config["num_experts"] = json!(experts);
         config["num_local_experts"] = json!(experts);
         config["num_experts_per_tok"] = json!(rng.below(experts as u64 + 2));
@@ -201,14 +233,31 @@ fn plan(rng: &mut Rng) -> Plan {
             }
             continue;
         }
-        if family == "phi3" {
+        if linear(l) {
+            let (keys, values) = (key_heads * key_dim, value_heads * value_dim);
+            push("linear_attn.in_proj_qkv.weight", vec![2 * keys + values, hidden]);
+            push("linear_attn.in_proj_z.weight", vec![values, hidden]);
+            push("linear_attn.in_proj_b.weight", vec![value_heads, hidden]);
+            push("linear_attn.in_proj_a.weight", vec![value_heads, hidden]);
+            push("linear_attn.conv1d.weight", vec![2 * keys + values, 1, kernel]);
+            push("linear_attn.A_log", vec![value_heads]);
+            push("linear_attn.dt_bias", vec![value_heads]);
+            push("linear_attn.norm.weight", vec![value_dim]);
+            push("linear_attn.out_proj.weight", vec![hidden, values]);
+        } else if qwen35 {
+            push("self_attn.q_proj.weight", vec![2 * q, hidden]);
+            push("self_attn.k_proj.weight", vec![kv, hidden]);
+            push("self_attn.v_proj.weight", vec![kv, hidden]);
+        } else if family == "phi3" {
             push("self_attn.qkv_proj.weight", vec![q + 2 * kv, hidden]);
         } else {
             push("self_attn.q_proj.weight", vec![q, hidden]);
             push("self_attn.k_proj.weight", vec![kv, hidden]);
             push("self_attn.v_proj.weight", vec![kv, hidden]);
         }
-        push("self_attn.o_proj.weight", vec![hidden, q]);
+        if !linear(l) {
+            push("self_attn.o_proj.weight", vec![hidden, q]);
+        }
         if matches!(family, "qwen2" | "gpt_oss") {
             push("self_attn.q_proj.bias", vec![q]);
             push("self_attn.k_proj.bias", vec![kv]);
@@ -218,7 +267,7 @@ fn plan(rng: &mut Rng) -> Plan {
             push("self_attn.o_proj.bias", vec![hidden]);
             push("self_attn.sinks", vec![heads]);
         }
-        if matches!(family, "qwen3" | "qwen3_moe" | "gemma3_text") {
+        if matches!(family, "qwen3" | "qwen3_moe" | "gemma3_text") || (qwen35 && !linear(l)) {
             push("self_attn.q_norm.weight", vec![d]);
             push("self_attn.k_norm.weight", vec![d]);
         }
@@ -234,6 +283,18 @@ fn plan(rng: &mut Rng) -> Plan {
                 push("mlp.experts.gate_up_proj_bias", vec![experts, 2 * ffn]);
                 push("mlp.experts.down_proj", vec![experts, ffn, hidden]);
                 push("mlp.experts.down_proj_bias", vec![experts, hidden]);
+            }
+            "qwen3_5_moe_text" => {
+                push("mlp.gate.weight", vec![experts, hidden]);
+                for e in 0..experts {
+                    push(&format!("mlp.experts.{e}.gate_proj.weight"), vec![moe_ffn, hidden]);
+                    push(&format!("mlp.experts.{e}.up_proj.weight"), vec![moe_ffn, hidden]);
+                    push(&format!("mlp.experts.{e}.down_proj.weight"), vec![hidden, moe_ffn]);
+                }
+                push("mlp.shared_expert.gate_proj.weight", vec![moe_ffn + 1, hidden]);
+                push("mlp.shared_expert.up_proj.weight", vec![moe_ffn + 1, hidden]);
+                push("mlp.shared_expert.down_proj.weight", vec![hidden, moe_ffn + 1]);
+                push("mlp.shared_expert_gate.weight", vec![1, hidden]);
             }
             "qwen3_moe" if !mlp_only(l) => {
                 push("mlp.gate.weight", vec![experts, hidden]);

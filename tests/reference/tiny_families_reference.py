@@ -10,13 +10,20 @@ biased experts (also with its experts in MXFP4, as OpenAI publishes it), Gemma 3
 global layers and soft-capped logits as a text model and inside its
 multimodal checkpoint, Gemma 4 with wider global heads, KV sharing, per-layer
 inputs and, in another, keys as values and experts beside the MLP, as a text
-model and inside its multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer),
+model and inside its multimodal checkpoint, Qwen3-MoE with routed experts and a dense layer, Qwen3.5 with
+gated delta-rule linear-attention layers beside gated full-attention ones, as a text model,
+inside its multimodal checkpoint, and with routed and shared experts (Qwen3.5-MoE)),
 saved as safetensors, and their float32 CPU logits for a fixed token sequence.
 
     python3 tests/reference/tiny_families_reference.py OUT_DIR
 
 writes OUT_DIR/<family>/{config.json,model.safetensors} and
-OUT_DIR/tiny_golden.json (committed under tests/reference/tiny/).
+OUT_DIR/tiny_golden.json (committed under tests/reference/tiny/);
+
+    python3 tests/reference/tiny_families_reference.py OUT_DIR FAMILY...
+
+remakes only the named families and merges them into OUT_DIR's existing
+tiny_golden.json (the others keep their committed goldens and versions).
 """
 import json
 import os
@@ -38,6 +45,31 @@ GEMMA3 = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_l
               layer_types=["sliding_attention", "sliding_attention", "full_attention"],
               rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+
+# Qwen3.5: three gated delta-rule (linear attention) layers and one full-attention layer (the
+# config's default pattern), a conv kernel of 4, two key heads shared by four value heads;
+# full attention with an output gate, q/k norms and RoPE on a quarter of each head. Weights of std
+# 0.1, not 0.2: at 0.2 transformers' own f32 logits differ by 1.3e-4 between its chunked and its
+# recurrent form of the delta rule (2.7e-4 from float64), more than the test's tolerance; at 0.1
+# they are 1.1e-5 from float64.
+QWEN3_5 = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
+               num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6,
+               initializer_range=0.1, tie_word_embeddings=False, linear_conv_kernel_dim=4, linear_key_head_dim=16,
+               linear_value_head_dim=24, linear_num_key_heads=2, linear_num_value_heads=4,
+               layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+               rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+                                "mrope_section": [2, 1, 1], "mrope_interleaved": True})
+# Qwen3.5-MoE: every layer routes each token to 2 of 4 experts, beside a gated shared expert.
+QWEN3_5_MOE = {**{k: v for k, v in QWEN3_5.items() if k != "intermediate_size"}, "num_experts": 4,
+               "num_experts_per_tok": 2, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 48}
+
+
+def qwen3_5_multimodal():
+    """Qwen3.5 as the Hub carries it: the text model inside an image-text checkpoint."""
+    from transformers.models.qwen3_5 import Qwen3_5Config, Qwen3_5TextConfig
+    vision = dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64, patch_size=14,
+                  num_position_embeddings=16)
+    return Qwen3_5Config(text_config=Qwen3_5TextConfig(**QWEN3_5).to_dict(), vision_config=vision)
 
 
 # Gemma 4's text model as E2B/E4B build it: local layers (window 8, head width 16) and
@@ -120,6 +152,9 @@ FAMILIES = {
     "qwen3_moe": transformers.Qwen3MoeConfig(**COMMON, head_dim=16, num_experts=4, num_experts_per_tok=2,
                                              moe_intermediate_size=32, norm_topk_prob=True, mlp_only_layers=[1],
                                              rope_theta=1000000.0),
+    "qwen3_5_text": "qwen3_5_text",
+    "qwen3_5": "qwen3_5",
+    "qwen3_5_moe_text": "qwen3_5_moe_text",
 }
 TOKENS = [3, 17, 99, 4, 58, 120, 7, 7, 33, 64, 2, 91, 15, 100, 42, 8, 77, 5, 26, 127, 0, 61, 13, 88]
 
@@ -132,6 +167,15 @@ def make(name, config, out):
     elif config == "gemma4":
         config = gemma4_multimodal()
         model = transformers.Gemma4ForConditionalGeneration(config).to(torch.float32).eval()
+    elif config == "qwen3_5":
+        config = qwen3_5_multimodal()
+        model = transformers.Qwen3_5ForConditionalGeneration(config).to(torch.float32).eval()
+    elif config == "qwen3_5_text":
+        config = transformers.Qwen3_5TextConfig(**QWEN3_5)
+        model = transformers.Qwen3_5ForCausalLM(config).to(torch.float32).eval()
+    elif config == "qwen3_5_moe_text":
+        config = transformers.Qwen3_5MoeTextConfig(**QWEN3_5_MOE)
+        model = transformers.Qwen3_5MoeForCausalLM(config).to(torch.float32).eval()
     else:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -193,6 +237,33 @@ def per_expert(key, value):
     return {key: value}
 
 
+def fused_experts(result, out):
+    """The same model with its experts as transformers 5 holds them in memory (and a
+    checkpoint saved without its conversion mapping carries them): per layer
+    `mlp.experts.gate_up_proj` (experts, 2·inter, hidden), gate rows then up rows, and
+    `mlp.experts.down_proj` (experts, hidden, inter); same config and logits."""
+    import re
+    from safetensors.torch import load_file, save_file
+    src, dst = os.path.join(out, result["family"]), os.path.join(out, result["family"] + "_fused")
+    os.makedirs(dst, exist_ok=True)
+    tensors, experts = {}, {}
+    for key, value in load_file(os.path.join(src, "model.safetensors")).items():
+        m = re.fullmatch(r"(.*\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight", key)
+        if m:
+            experts.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = value
+        else:
+            tensors[key] = value
+    for base, by_index in experts.items():
+        order = [by_index[e] for e in sorted(by_index)]
+        tensors[base + ".gate_up_proj"] = torch.stack([torch.cat([e["gate"], e["up"]]) for e in order])
+        tensors[base + ".down_proj"] = torch.stack([e["down"] for e in order])
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(dst, "model.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f, open(os.path.join(dst, "config.json"), "w") as g:
+        g.write(f.read())
+    return {**result, "family": result["family"] + "_fused", "tensors": sorted(tensors)}
+
+
 def gemma3_before_v5(key, value):
     """transformers 4's names for Gemma 3's image-text checkpoint, as on the Hub."""
     for new, old in (("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
@@ -249,7 +320,24 @@ def gpt_oss_mxfp4(out):
 
 
 def main():
-    out = sys.argv[1]
+    out, only = sys.argv[1], sys.argv[2:]
+    if only:
+        # Remake just these families, keeping the others' committed goldens as they are.
+        with open(os.path.join(out, "tiny_golden.json")) as f:
+            meta = json.load(f)
+        made = {name: make(name, FAMILIES[name], out) for name in only}
+        if "qwen3_5_moe_text" in made:
+            fused = fused_experts(made["qwen3_5_moe_text"], out)
+            made[fused["family"]] = fused
+        kept = [r for r in meta["families"] if r["family"] not in made]
+        meta["families"] = kept + list(made.values())
+        meta.setdefault("versions_of", {}).update(
+            {name: {"torch": torch.__version__, "transformers": transformers.__version__} for name in made})
+        with open(os.path.join(out, "tiny_golden.json"), "w") as f:
+            json.dump(meta, f)
+        for r in made.values():
+            print(r["family"], "last-position top logit", max(r["logits"][-1]))
+        return
     results = [make(name, cfg, out) for name, cfg in FAMILIES.items()]
     by_name = {r["family"]: r for r in results}
     if any("experts.gate_up_proj" in t for t in by_name["qwen3_moe"]["tensors"]):
@@ -257,6 +345,7 @@ def main():
     if any(t.startswith("model.language_model.") for t in by_name["gemma3"]["tensors"]):
         results.append(hub_layout(by_name["gemma3"], out, gemma3_before_v5))
     results.append(gpt_oss_mxfp4(out))
+    results.append(fused_experts(by_name["qwen3_5_moe_text"], out))
     meta = {"reference": "transformers float32 CPU, random weights", "tokens": TOKENS,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "families": results}
@@ -264,7 +353,6 @@ def main():
         json.dump(meta, f)
     for r in results:
         print(r["family"], "last-position top logit", max(r["logits"][-1]))
-
 
 if __name__ == "__main__":
     main()

@@ -23,10 +23,17 @@ const MODULE: &str = "llmctl_kv_cache";
 /// Fewest keys a split is worth.
 const MIN_SPLIT_KEYS: usize = 128;
 
-/// Whether the fused kernels take rows of this length: 64, 128, 256 or 512
-/// (Gemma 4's global heads; a row spans a power-of-two number of lanes).
+/// Whether the fused kernels take rows of this length: 64, 128 or 256 (a
+/// row spans a power-of-two number of lanes).
 pub fn supports(head_dim: usize) -> bool {
-    matches!(head_dim, 64 | 128 | 256 | 512)
+    matches!(head_dim, 64 | 128 | 256)
+}
+
+/// Gemma 4's global heads of 512: the partial kernels over codes with at most
+/// 4 query heads per KV head, the case an H200 run has checked against the
+/// CPU (the dense rows' and groups of 8's kernels are built but have not run).
+fn wide(d: usize, rows: &Tensor, group: usize) -> bool {
+    d == 512 && rows.dtype() == DType::U8 && group <= 4
 }
 
 /// Whether fused decode attention takes `q` (heads, 1, d) over `rows`
@@ -36,7 +43,7 @@ pub fn takes(q: &Tensor, rows: &Tensor) -> bool {
     let (Ok((heads, t, d)), Ok((kv_heads, _, _))) = (q.dims3(), rows.dims3()) else { return false };
     q.device().is_cuda()
         && t == 1
-        && supports(d)
+        && (supports(d) || (kv_heads > 0 && wide(d, rows, heads / kv_heads)))
         && matches!(q.dtype(), DType::BF16 | DType::F16)
         && (rows.dtype() == q.dtype() || rows.dtype() == DType::U8)
         && kv_heads > 0
@@ -46,7 +53,7 @@ pub fn takes(q: &Tensor, rows: &Tensor) -> bool {
 
 /// Whether quantize-and-append takes new rows `x` (kv_heads, T, d) for `codes`.
 pub fn takes_rows(x: &Tensor, codes: &Tensor) -> bool {
-    x.device().is_cuda() && x.dims3().is_ok_and(|(_, _, d)| supports(d)) && codes.dtype() == DType::U8
+    x.device().is_cuda() && x.dims3().is_ok_and(|(_, _, d)| supports(d) || d == 512) && codes.dtype() == DType::U8
 }
 
 enum Arg<'a> {

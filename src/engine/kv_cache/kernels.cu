@@ -328,9 +328,8 @@ __device__ void decode_combine(const float *partial, Q *out, int splits, int d, 
     from_float(row[e] * scale, &out[(size_t)h * d + e]);
 }
 
-// D threads a block: bounded so that 512-wide rows (D = 512) fit the register file.
 #define PARTIAL(NAME, Q, S, L, D, MAXG)                                                                          \
-    extern "C" __global__ void __launch_bounds__(D) NAME(const Q *q, const S *k, const S *v, const float *ks, const float *vs,      \
+    extern "C" __global__ void NAME(const Q *q, const S *k, const S *v, const float *ks, const float *vs,      \
                                     float *partial, int heads, int kv_heads, int cap, int len, int chunk,       \
                                     float softmax_scale, int rotate) {                                         \
         decode_partial<Q, S, L, D, MAXG>(q, k, v, ks, vs, partial, heads, kv_heads, cap, len, chunk, softmax_scale, \

@@ -1,6 +1,7 @@
 //! The KV cache: preallocated for the context, written in place each step,
-//! one storage type per scheme behind one small interface. The model's
-//! weights never change; this is the only mutable state of a run.
+//! one storage type per scheme behind one small interface, and the fixed
+//! states of recurrent (linear-attention) layers, which store no rows. The
+//! model's weights never change; this is the only mutable state of a run.
 
 mod cpu;
 // One switch for the concern: the kernels in CUDA builds, a taker of nothing otherwise.
@@ -9,6 +10,7 @@ pub mod cuda;
 mod dense;
 mod fp8;
 mod quantized;
+mod recurrent;
 mod rows;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -17,6 +19,7 @@ use crate::kv_size::CacheLayout;
 use crate::quant::KvScheme;
 
 pub use quantized::{Codec, Fp8E4M3, Int8, QuantizedLayer, dequantize, hadamard, quantize, rotate};
+pub use recurrent::RecurrentShape;
 
 /// One layer's keys and values, stored however the scheme stores them.
 pub trait LayerCache: Send {
@@ -64,12 +67,14 @@ pub struct CacheShape {
 }
 
 /// One stored layer's shape, where a model's layers differ (Gemma 4's wider
-/// global heads): its KV heads, head width and window.
+/// global heads, Qwen3.5's recurrent layers): its KV heads, head width and
+/// window, or the recurrent state it keeps instead of KV rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerShape {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub window: Option<usize>,
+    pub recurrent: Option<RecurrentShape>,
 }
 
 pub struct KvCache {
@@ -78,6 +83,8 @@ pub struct KvCache {
     rings: Vec<Option<Ring>>,
     /// Per layer: the rotation of its head width (see `rotation`).
     rotations: Vec<Option<Tensor>>,
+    /// Per layer: the state of a recurrent layer (whose `layers` entry stores nothing), or none.
+    recurrent: Vec<Option<recurrent::RecurrentState>>,
     layout: CacheLayout,
     len: usize,
     capacity: usize,
@@ -112,17 +119,31 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<KvCache> {
+        KvCache::hybrid(layout, shape, windows, &[], dtype, device)
+    }
+
+    /// As `windowed`, with layer `i` keeping the recurrent state `recurrent[i]`
+    /// in place of KV rows (missing entries: rows).
+    pub fn hybrid(
+        layout: CacheLayout,
+        shape: CacheShape,
+        windows: &[Option<usize>],
+        recurrent: &[Option<RecurrentShape>],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<KvCache> {
         let layers: Vec<LayerShape> = (0..shape.layers)
             .map(|i| LayerShape {
                 kv_heads: shape.kv_heads,
                 head_dim: shape.head_dim,
                 window: windows.get(i).copied().flatten(),
+                recurrent: recurrent.get(i).copied().flatten(),
             })
             .collect();
         KvCache::layered(layout, &layers, shape.capacity, dtype, device)
     }
 
-    /// As `windowed`, with a shape of its own for each stored layer.
+    /// As `hybrid`, with a shape of its own for each stored layer.
     pub fn layered(
         layout: CacheLayout,
         shapes: &[LayerShape],
@@ -133,7 +154,15 @@ impl KvCache {
         let mut by_width: Vec<(usize, Option<Tensor>)> = Vec::new();
         let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shapes.len());
         let (mut rings, mut rotations) = (Vec::with_capacity(shapes.len()), Vec::with_capacity(shapes.len()));
-        for s in shapes {
+        let mut states = Vec::with_capacity(shapes.len());
+        for (i, s) in shapes.iter().enumerate() {
+            states.push(s.recurrent.map(|r| recurrent::RecurrentState::new(r, device)).transpose()?);
+            if s.recurrent.is_some() {
+                rings.push(None);
+                rotations.push(None);
+                layers.push(Box::new(recurrent::NoRows { layer: i }));
+                continue;
+            }
             let r = match (layout, by_width.iter().find(|(d, _)| *d == s.head_dim)) {
                 (CacheLayout::Dense(_), _) => None,
                 (_, Some((_, r))) => r.clone(),
@@ -159,7 +188,7 @@ impl KvCache {
                 CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });
         }
-        Ok(KvCache { layers, rings, rotations, layout, len: 0, capacity })
+        Ok(KvCache { layers, rings, rotations, recurrent: states, layout, len: 0, capacity })
     }
 
     /// The positions layer `layer` attends to, its own included: a window, or all.
@@ -201,13 +230,20 @@ impl KvCache {
         for ring in self.rings.iter_mut().flatten() {
             *ring = Ring { window: ring.window, written: 0, pending: None };
         }
+        for state in self.recurrent.iter_mut().flatten() {
+            state.forget();
+        }
     }
 
     /// Keeps the first `len` stored tokens (positions past them are
     /// overwritten by the next append); false, changing nothing, where a
-    /// sliding-window layer has already overwritten a row those tokens need.
+    /// sliding-window layer has already overwritten a row those tokens need,
+    /// or a recurrent layer would need its state at `len` (it keeps only the last).
     pub fn truncate(&mut self, len: usize) -> bool {
         let len = self.len.min(len);
+        if len < self.len && self.recurrent.iter().any(Option::is_some) {
+            return false;
+        }
         // The rows the next position needs: len+1-window.., all still in the slots?
         let kept = |r: &Ring| r.written <= r.window || len + 1 >= r.written;
         if !self.rings.iter().flatten().all(kept) {
@@ -310,9 +346,30 @@ impl KvCache {
         Ok(())
     }
 
-    /// Bytes the cache holds on its device.
+    /// A recurrent layer's state after the stored positions: the last
+    /// `conv_kernel - 1` inputs of its convolution (conv_kernel - 1,
+    /// channels) and its state (heads, key_dim, value_dim), f32; none before
+    /// the first position (both zero).
+    pub fn recurrent_state(&self, layer: usize) -> Result<Option<(Tensor, Tensor)>> {
+        match &self.recurrent[layer] {
+            Some(state) => Ok(state.get()),
+            None => candle_core::bail!("layer {layer} keeps no recurrent state"),
+        }
+    }
+
+    /// Overwrites a recurrent layer's state with the one after the positions
+    /// being appended (they count as stored at `commit`).
+    pub fn set_recurrent_state(&mut self, layer: usize, conv: &Tensor, state: &Tensor) -> Result<()> {
+        match &mut self.recurrent[layer] {
+            Some(s) => s.set(conv, state),
+            None => candle_core::bail!("layer {layer} keeps no recurrent state"),
+        }
+    }
+
+    /// Bytes the cache holds on its device: KV rows and recurrent states.
     pub fn allocated_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.bytes()).sum()
+        let states: u64 = self.recurrent.iter().flatten().map(|s| s.bytes()).sum();
+        self.layers.iter().map(|l| l.bytes()).sum::<u64>() + states
     }
 }
 

@@ -83,6 +83,7 @@ fn allocated_bytes_are_exactly_what_the_size_formula_promises() {
         weight_dtype: crate::formats::WeightDtype::Bf16,
         sliding_window: None,
         kv_layers: None,
+        recurrent: None,
     };
     let dense = CacheLayout::Dense(DenseDtype::Bf16);
     for layout in [dense, CacheLayout::Quantized(KvScheme::Int8), CacheLayout::Quantized(KvScheme::Fp8)] {

@@ -40,6 +40,7 @@ pub fn facts(parts: &GgufParts) -> Result<(ModelFacts, GgufType), GgufFactsError
         weight_dtype: WeightDtype::Gguf(weight_type),
         sliding_window: None,
         kv_layers: None,
+        recurrent: None,
         architecture: arch,
     };
     Ok((facts, weight_type))
