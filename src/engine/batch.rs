@@ -56,7 +56,7 @@ pub struct StepOutcome {
     pub failed: Vec<Failed>,
 }
 
-struct Sequence<'t> {
+struct Sequence<S> {
     id: SequenceId,
     cache: KvCache,
     prompt: Vec<u32>,
@@ -64,7 +64,7 @@ struct Sequence<'t> {
     prefilled: usize,
     sampler: Sampler,
     detok: Pending,
-    sink: Box<dyn TokenSink + 't>,
+    sink: S,
     max_tokens: usize,
     generated: usize,
     /// The sampled token the next decode step runs.
@@ -73,17 +73,22 @@ struct Sequence<'t> {
     first_token: Option<Duration>,
 }
 
-/// The sequences of one model being generated (`'t`: what their sinks borrow).
-#[derive(Default)]
-pub struct Batch<'t> {
+/// The sequences of one model being generated, each with its sink `S`.
+pub struct Batch<S> {
     /// Joining: prompts not yet fully run, first come first.
-    joining: Vec<Sequence<'t>>,
-    running: Vec<Sequence<'t>>,
+    joining: Vec<Sequence<S>>,
+    running: Vec<Sequence<S>>,
     next_id: u64,
 }
 
-impl<'t> Batch<'t> {
-    pub fn new() -> Batch<'t> {
+impl<S: TokenSink> Default for Batch<S> {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl<S: TokenSink> Batch<S> {
+    pub fn new() -> Batch<S> {
         Batch { joining: Vec::new(), running: Vec::new(), next_id: 0 }
     }
 
@@ -95,7 +100,7 @@ impl<'t> Batch<'t> {
         prompt: Vec<u32>,
         mut cache: KvCache,
         options: &GenerateOptions,
-        sink: Box<dyn TokenSink + 't>,
+        sink: S,
     ) -> Result<SequenceId, Box<Refused>> {
         if prompt.is_empty() {
             return Err(Box::new(Refused { error: GenerateError::NoTokens, cache }));
@@ -182,7 +187,7 @@ impl<'t> Batch<'t> {
 
     /// Hands `seq.next` to its sink and keeps it running, or ends it, as the
     /// generation loop does for one sequence.
-    fn emit_or_end(&mut self, mut seq: Sequence<'t>, text: &TextCodec, outcome: &mut StepOutcome) {
+    fn emit_or_end(&mut self, mut seq: Sequence<S>, text: &TextCodec, outcome: &mut StepOutcome) {
         let reason = match emit(&mut seq, text) {
             Ok(None) => {
                 self.running.push(seq);
@@ -207,7 +212,7 @@ impl<'t> Batch<'t> {
 }
 
 /// Why `seq` ends at its sampled token, if it does.
-fn emit(seq: &mut Sequence<'_>, text: &TextCodec) -> Result<Option<StopReason>, GenerateError> {
+fn emit<S: TokenSink>(seq: &mut Sequence<S>, text: &TextCodec) -> Result<Option<StopReason>, GenerateError> {
     if text.stop_ids.contains(&seq.next) {
         return Ok(Some(StopReason::Eos));
     }

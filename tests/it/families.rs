@@ -426,7 +426,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
         for (wave, range) in [(0, 0..8), (1, 8..16)] {
             for (prompt, kv, max, capacity, stop) in &plans[range] {
                 let collected: std::rc::Rc<std::cell::RefCell<Vec<u32>>> = std::rc::Rc::default();
-                let sink = Box::new(Collect { tokens: std::rc::Rc::clone(&collected), stop_after: *stop });
+                let sink = Collect { tokens: std::rc::Rc::clone(&collected), stop_after: *stop };
                 let options = GenerateOptions { max_tokens: *max, sampling: SamplingParams::greedy() };
                 let id = batch.admit(prompt.clone(), cache(&model, *kv, *capacity), &options, sink).ok().unwrap();
                 ids.push(id);
@@ -455,7 +455,7 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
         assert!(reasons.contains("Interrupted") && reasons.contains("ContextFull"), "{name}: {reasons:?}");
         // Cancelled (a client gone) while joining or running: its cache comes back, the others run on.
         let options = GenerateOptions { max_tokens: 50, sampling: SamplingParams::greedy() };
-        let sink = || Box::new(Collect { tokens: std::rc::Rc::default(), stop_after: None });
+        let sink = || Collect { tokens: std::rc::Rc::default(), stop_after: None };
         let a = batch.admit(tokens[..4].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
         let b = batch.admit(tokens[..6].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
         batch.step(&model, &text).unwrap();
