@@ -410,7 +410,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__serve)
-            opts="-q -h -V --host --port --model --max-queue --ctx-size --device --quiet --color --help --version"
+            opts="-q -h -V --host --port --model --max-queue --max-sequences --ctx-size --device --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -429,6 +429,10 @@ _llmctl() {
                     return 0
                     ;;
                 --max-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-sequences)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -494,7 +498,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-tokens|--model|--name|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-sequences|--max-tokens|--model|--name|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

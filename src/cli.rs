@@ -229,9 +229,13 @@ pub struct ServeArgs {
     #[arg(long = "model", value_name = "MODEL")]
     pub models: Vec<String>,
 
-    /// Requests that may wait while one runs; more are answered 503 with `Retry-After`
+    /// Requests that may wait for a free KV cache; more are answered 503 with `Retry-After`
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_queue: usize,
+
+    /// Requests of one model and KV scheme generated at once, batched (each holds a cache of the context)
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_sequences: u16,
 
     /// Context length of each model's KV cache [default: the model's, at most 4096]
     #[arg(long, value_name = "N")]

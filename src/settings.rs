@@ -239,6 +239,7 @@ pub struct ServeSettings {
     /// Checked references, loaded before listening.
     pub models: Vec<String>,
     pub max_queue: usize,
+    pub max_sequences: usize,
     pub ctx_size: Option<usize>,
     pub device: DeviceRequest,
 }
@@ -349,6 +350,7 @@ fn serve_settings(args: crate::cli::ServeArgs) -> Result<ServeSettings, Settings
         port: args.port,
         models: args.models,
         max_queue: args.max_queue,
+        max_sequences: usize::from(args.max_sequences),
         ctx_size: args.ctx_size,
         device: args.device.parse().map_err(SettingsError::Device)?,
     })

@@ -25,7 +25,12 @@ pub fn execute(global: &GlobalSettings, settings: &ServeSettings, printer: &Prin
     let config = ServeConfig {
         host: settings.host.clone(),
         port: settings.port,
-        engine: EngineConfig { device: settings.device, ctx_size: settings.ctx_size, max_queue: settings.max_queue },
+        engine: EngineConfig {
+            device: settings.device,
+            ctx_size: settings.ctx_size,
+            max_queue: settings.max_queue,
+            max_sequences: settings.max_sequences,
+        },
         preload: settings.models.clone(),
         grace: GRACE,
     };

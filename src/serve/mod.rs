@@ -2,9 +2,9 @@
 //!
 //! The seam is [`Backend`]: the HTTP side validates a request into a
 //! [`GenerationRequest`] and submits it; events come back on a channel of
-//! its own. The types say nothing about how the engine schedules: today
-//! [`engine::EngineBackend`] runs one request at a time on its own thread; a
-//! continuous-batching engine implements the same trait.
+//! its own. The types say nothing about how the engine schedules:
+//! [`engine::EngineBackend`] batches every model's requests continuously on
+//! one engine thread.
 
 pub mod api;
 pub mod engine;

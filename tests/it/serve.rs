@@ -314,7 +314,7 @@ fn serve_errors_reach_clients_in_each_apis_shape() {
             None => error,
         }
     };
-    let mut server = Server::start(&ctx, &["--max-queue", "1"]);
+    let mut server = Server::start(&ctx, &["--max-queue", "1", "--max-sequences", "1"]);
     let out = server.client(
         r#"
 call = lambda model, **kw: oa.chat.completions.create(model=model, messages=MSGS, max_tokens=2, temperature=0, **kw)
@@ -339,7 +339,7 @@ out["zero_tokens"] = failure(lambda: oa.chat.completions.create(model="smollm2",
 out["cold"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=MSGS, temperature=-1))
 out["two_prompts"] = raw("/v1/completions", json.dumps({"model": "smollm2", "prompt": ["a", "b"]}))
 out["show_unknown"] = failure(lambda: ol.show("nobody/nothing"))
-# A long reply runs; one more waits in the queue (`--max-queue 1`); the next is refused.
+# A long reply runs in the one cache (`--max-sequences 1`); one more waits (`--max-queue 1`); the next is refused.
 long = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=400, temperature=0, stream=True)
 it = iter(long)
 next(it); next(it)
@@ -445,8 +445,13 @@ out["after"] = call("smollm2:latest").choices[0].message.content
 
 /// The token texts and count of `llmctl run --json`'s greedy reply.
 fn run_reply(ctx: &TestContext, model: &str, max_tokens: &str) -> (String, usize) {
+    run_reply_to(ctx, model, PROMPT, max_tokens)
+}
+
+/// The same for `prompt`.
+fn run_reply_to(ctx: &TestContext, model: &str, prompt: &str, max_tokens: &str) -> (String, usize) {
     let run =
-        ctx.run(&["run", model, PROMPT, "--json", "--max-tokens", max_tokens, "--temperature", "0", "--device", "cpu"]);
+        ctx.run(&["run", model, prompt, "--json", "--max-tokens", max_tokens, "--temperature", "0", "--device", "cpu"]);
     run.success();
     let tokens: Vec<Value> = run
         .stdout
@@ -529,4 +534,42 @@ fn serve_start_errors_and_the_non_loopback_warning() {
     );
     let (status, log) = server.terminate();
     assert_eq!(status, Some(0), "{log}");
+}
+
+/// Continuous batching as a client sees it: 16 greedy streams at once, of
+/// different prompts and KV schemes (so each model's batch mixes caches),
+/// each get `llmctl run`'s reply for its prompt and scheme.
+#[test]
+fn serve_batches_sixteen_concurrent_streams_each_as_run_would_reply() {
+    let ctx = ctx_with_smollm2();
+    let server = Server::start(&ctx, &["--max-sequences", "16", "--max-queue", "16"]);
+    let tags = ["", ":kv_int8", ":kv_fp8"];
+    let subjects = ["colour", "fruit", "river", "planet", "bird", "metal", "city", "tree"];
+    let cases: Vec<(String, String)> = (0..16)
+        .map(|i| (format!("smollm2{}", tags[i % 3]), format!("Name a {} and say why.", subjects[i % 8])))
+        .collect();
+    let script = format!(
+        r#"
+cases = {cases}
+replies = [None] * len(cases)
+def one(i):
+    model, prompt = cases[i]
+    stream = oa.chat.completions.create(model=model, messages=[{{"role": "user", "content": prompt}}],
+                                        max_tokens=12, temperature=0, stream=True)
+    replies[i] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(len(cases))]
+for t in threads: t.start()
+for t in threads: t.join()
+out["replies"] = replies
+"#,
+        cases = serde_json::to_string(&cases).unwrap()
+    );
+    let out = server.client(&script);
+    let replies = out["replies"].as_array().unwrap();
+    for ((model, prompt), reply) in cases.iter().zip(replies) {
+        let (want, _) = run_reply_to(&ctx, model, prompt, "12");
+        assert_eq!(reply.as_str(), Some(want.as_str()), "{model} on {prompt:?}");
+    }
+    let log = server.log();
+    assert_eq!(log.matches("POST /v1/chat/completions smollm2").count(), 16, "{log}");
 }
