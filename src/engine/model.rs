@@ -93,15 +93,13 @@ struct PerLayerInput {
 /// What a layer mixes positions with.
 enum Mixer {
     Attention(Attention),
-    /// Qwen3.5's linear attention.
-    Linear(GatedDeltaNet),
+    /// Qwen3.5's linear attention, and the stored layer that keeps its state.
+    Linear(GatedDeltaNet, usize),
 }
 
 struct Block {
     input_norm: RmsNorm,
     mixer: Mixer,
-    /// The stored layer its mixer writes or reads (see `Model::cache_layers`).
-    cache_layer: usize,
     /// Llama: the norm before the MLP. Gemma: the norm of the attention's output.
     post_norm: RmsNorm,
     /// Gemma only: the norms before and after the MLP.
@@ -631,13 +629,14 @@ impl Block {
         let scalar =
             if cfg.block.layer_scalar { Some(w.tensor(&format!("{p}.layer_scalar"), 1.into())?) } else { None };
         let mixer = match cfg.block.linear.filter(|_| spec.linear) {
-            Some(linear) => Mixer::Linear(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), cfg, linear)?),
+            Some(linear) => {
+                Mixer::Linear(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), cfg, linear)?, cache_layer)
+            }
             None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, spec, cache_layer)?),
         };
         Ok(Block {
             input_norm: norm("input_layernorm")?,
             mixer,
-            cache_layer,
             post_norm: norm("post_attention_layernorm")?,
             feedforward_norms,
             mlp,
@@ -658,7 +657,7 @@ impl Block {
         let normed = self.input_norm.forward(x)?;
         let a = match &self.mixer {
             Mixer::Attention(attention) => attention.forward(&normed, cache, pass, model)?,
-            Mixer::Linear(linear) => linear.forward(&normed, self.cache_layer, cache)?,
+            Mixer::Linear(linear, layer) => linear.forward(&normed, *layer, cache)?,
         };
         self.feed_forward(x, &a, per_layer, model)
     }
@@ -675,12 +674,12 @@ impl Block {
         let normed = self.input_norm.forward(x)?;
         let a = match &self.mixer {
             Mixer::Attention(attention) => attention.forward_rows(&normed, caches, passes, model)?,
-            Mixer::Linear(linear) => {
+            Mixer::Linear(linear, layer) => {
                 // Each sequence's recurrent state advances by its own row.
                 let rows = caches
                     .iter_mut()
                     .enumerate()
-                    .map(|(i, cache)| linear.forward(&normed.narrow(0, i, 1)?, self.cache_layer, cache))
+                    .map(|(i, cache)| linear.forward(&normed.narrow(0, i, 1)?, *layer, cache))
                     .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&rows, 0)?
             }
@@ -740,21 +739,28 @@ impl Model {
         for cache in caches.iter() {
             cache.check_room(1).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         }
-        let ids = Tensor::new(tokens, self.device())?;
-        let mut x = self.embed.forward(&ids)?;
-        if let Some(scale) = &self.embed_scale {
-            x = x.broadcast_mul(scale)?;
-        }
-        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
+        let (mut x, per_layer) = self.embed(tokens)?;
         let passes = caches.iter().map(|c| self.pass(c, c.len() + 1)).collect::<Result<Vec<_>>>()?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
+            let input = layer_input(per_layer.as_ref(), layer)?;
             x = block.forward_rows(&x, input.as_ref(), caches, &passes, self)?;
         }
         for cache in caches.iter_mut() {
             cache.commit(1)?;
         }
         self.soft_capped(self.lm_head.forward(&self.norm.forward(&x)?)?.to_dtype(DType::F32)?)
+    }
+
+    /// The tokens' embeddings (T, hidden), scaled where the family scales
+    /// them, and Gemma 4's per-layer inputs (T, layers, width).
+    fn embed(&self, tokens: &[u32]) -> Result<(Tensor, Option<Tensor>)> {
+        let ids = Tensor::new(tokens, self.device())?;
+        let mut x = self.embed.forward(&ids)?;
+        if let Some(scale) = &self.embed_scale {
+            x = x.broadcast_mul(scale)?;
+        }
+        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
+        Ok((x, per_layer))
     }
 
     /// What every layer of a pass over `cache` ending at `end` shares: the
@@ -770,6 +776,11 @@ impl Model {
         }
         Ok(Pass { rotations, end })
     }
+}
+
+/// Layer `layer`'s slice (T, width) of the per-layer inputs.
+fn layer_input(per_layer: Option<&Tensor>, layer: usize) -> Result<Option<Tensor>> {
+    per_layer.map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()
 }
 
 impl PerLayerEmbeddings {
@@ -927,15 +938,10 @@ impl Model {
 
     /// Final-normed hidden states (T, hidden) for one chunk.
     fn forward_chunk(&self, tokens: &[u32], cache: &mut KvCache, end: usize) -> Result<Tensor> {
-        let ids = Tensor::new(tokens, self.device())?;
-        let mut x = self.embed.forward(&ids)?;
-        if let Some(scale) = &self.embed_scale {
-            x = x.broadcast_mul(scale)?;
-        }
-        let per_layer = self.per_layer.as_ref().map(|p| p.inputs(&ids, &x, self.cfg.layers)).transpose()?;
+        let (mut x, per_layer) = self.embed(tokens)?;
         let pass = self.pass(cache, end)?;
         for (layer, block) in self.blocks.iter().enumerate() {
-            let input = per_layer.as_ref().map(|p| p.narrow(1, layer, 1)?.squeeze(1)).transpose()?;
+            let input = layer_input(per_layer.as_ref(), layer)?;
             x = block.forward(&x, input.as_ref(), cache, &pass, self)?;
         }
         cache.commit(tokens.len())?;

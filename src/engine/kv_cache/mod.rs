@@ -119,31 +119,19 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<KvCache> {
-        KvCache::hybrid(layout, shape, windows, &[], dtype, device)
-    }
-
-    /// As `windowed`, with layer `i` keeping the recurrent state `recurrent[i]`
-    /// in place of KV rows (missing entries: rows).
-    pub fn hybrid(
-        layout: CacheLayout,
-        shape: CacheShape,
-        windows: &[Option<usize>],
-        recurrent: &[Option<RecurrentShape>],
-        dtype: DType,
-        device: &Device,
-    ) -> Result<KvCache> {
         let layers: Vec<LayerShape> = (0..shape.layers)
             .map(|i| LayerShape {
                 kv_heads: shape.kv_heads,
                 head_dim: shape.head_dim,
                 window: windows.get(i).copied().flatten(),
-                recurrent: recurrent.get(i).copied().flatten(),
+                recurrent: None,
             })
             .collect();
         KvCache::layered(layout, &layers, shape.capacity, dtype, device)
     }
 
-    /// As `hybrid`, with a shape of its own for each stored layer.
+    /// As `windowed`, with a shape of its own for each stored layer (or the
+    /// recurrent state it keeps in place of KV rows).
     pub fn layered(
         layout: CacheLayout,
         shapes: &[LayerShape],
