@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use super::detokenize::Pending;
-use super::generate::{GenerateError, GenerateOptions, StopReason, TokenSink};
+use super::generate::{self, GenerateError, GenerateOptions, StopReason, TokenSink};
 use super::kv_cache::KvCache;
 use super::model::{Logits, Model};
 use super::sampling::Sampler;
@@ -211,21 +211,8 @@ impl<S: TokenSink> Batch<S> {
     }
 }
 
-/// Why `seq` ends at its sampled token, if it does.
+/// Why `seq` ends at its sampled token, if it does (as `generate` ends one alone).
 fn emit<S: TokenSink>(seq: &mut Sequence<S>, text: &TextCodec) -> Result<Option<StopReason>, GenerateError> {
-    if text.stop_ids.contains(&seq.next) {
-        return Ok(Some(StopReason::Eos));
-    }
-    let piece = seq.detok.push(&text.tokenizer, seq.next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
-    seq.sink.token(seq.next, &piece).map_err(GenerateError::Sink)?;
-    seq.generated += 1;
-    Ok(if seq.sink.stop_requested() {
-        Some(StopReason::Interrupted)
-    } else if seq.generated >= seq.max_tokens {
-        Some(StopReason::MaxTokens)
-    } else if seq.cache.check_room(1).is_err() {
-        Some(StopReason::ContextFull)
-    } else {
-        None
-    })
+    let room = seq.cache.check_room(1).is_ok();
+    generate::emit(seq.next, text, &mut seq.detok, &mut seq.sink, &mut seq.generated, seq.max_tokens, room)
 }

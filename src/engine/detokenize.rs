@@ -6,30 +6,8 @@
 
 use tokenizers::Tokenizer;
 
-/// A tokenizer and the state of one detokenization.
-pub struct Detokenizer<'a> {
-    tokenizer: &'a Tokenizer,
-    state: Pending,
-}
-
-impl<'a> Detokenizer<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Detokenizer<'a> {
-        Detokenizer { tokenizer, state: Pending::default() }
-    }
-
-    /// Adds a token; returns the newly completed text (possibly empty).
-    pub fn push(&mut self, id: u32) -> tokenizers::Result<String> {
-        self.state.push(self.tokenizer, id)
-    }
-
-    /// Whatever is still held back (an incomplete character at the very end).
-    pub fn finish(&mut self) -> tokenizers::Result<String> {
-        self.state.finish(self.tokenizer)
-    }
-}
-
 /// What one detokenization has seen and emitted, apart from its tokenizer
-/// (a sequence in a batch keeps this beside the model's one tokenizer).
+/// (each sequence of a batch keeps one beside the model's one tokenizer).
 #[derive(Debug, Default)]
 pub struct Pending {
     ids: Vec<u32>,

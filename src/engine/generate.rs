@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::decoder::Decoder;
-use super::detokenize::Detokenizer;
+use super::detokenize::Pending;
 use super::kv_cache::ContextFull;
 use super::sampling::{Sampler, SamplingParams};
 use super::text::TextCodec;
@@ -109,24 +109,13 @@ pub fn generate(
     let mut next = sampler.sample(&logits)?;
     let prefill = started.elapsed();
     let decode_start = Instant::now();
-    let mut detok = Detokenizer::new(&text.tokenizer);
+    let mut detok = Pending::default();
     let mut in_cache = prompt.to_vec();
     let mut generated = 0;
     let stop_reason = loop {
-        if text.stop_ids.contains(&next) {
-            break StopReason::Eos;
-        }
-        let piece = detok.push(next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
-        sink.token(next, &piece).map_err(GenerateError::Sink)?;
-        generated += 1;
-        if sink.stop_requested() {
-            break StopReason::Interrupted;
-        }
-        if generated >= options.max_tokens {
-            break StopReason::MaxTokens;
-        }
-        if decoder.check_room(1).is_err() {
-            break StopReason::ContextFull;
+        let room = decoder.check_room(1).is_ok();
+        if let Some(reason) = emit(next, text, &mut detok, sink, &mut generated, options.max_tokens, room)? {
+            break reason;
         }
         logits = decoder.step(&[next])?;
         in_cache.push(next);
@@ -141,5 +130,35 @@ pub fn generate(
         stop_reason,
         prefill,
         decode: decode_start.elapsed(),
+    })
+}
+
+/// What follows each sampled token `next`, alone or in a batch: a stop token
+/// ends generation; else its text goes to the sink, and then the sink, the
+/// token limit or a full context (no `room` for one more) may end it.
+/// `None`: run `next` and sample the one after.
+pub(crate) fn emit(
+    next: u32,
+    text: &TextCodec,
+    detok: &mut Pending,
+    sink: &mut dyn TokenSink,
+    generated: &mut usize,
+    max_tokens: usize,
+    room: bool,
+) -> Result<Option<StopReason>, GenerateError> {
+    if text.stop_ids.contains(&next) {
+        return Ok(Some(StopReason::Eos));
+    }
+    let piece = detok.push(&text.tokenizer, next).map_err(|e| GenerateError::Detokenize(e.to_string()))?;
+    sink.token(next, &piece).map_err(GenerateError::Sink)?;
+    *generated += 1;
+    Ok(if sink.stop_requested() {
+        Some(StopReason::Interrupted)
+    } else if *generated >= max_tokens {
+        Some(StopReason::MaxTokens)
+    } else if !room {
+        Some(StopReason::ContextFull)
+    } else {
+        None
     })
 }
