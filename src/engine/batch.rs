@@ -24,8 +24,9 @@ pub const PREFILL_CHUNK: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SequenceId(pub u64);
 
-/// What a finished sequence reports, with its cache handed back for reuse.
-pub struct Finished {
+/// What a finished sequence reports, with its cache handed back for reuse
+/// and its sink (whatever it gathered).
+pub struct Finished<S> {
     pub id: SequenceId,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
@@ -34,6 +35,7 @@ pub struct Finished {
     pub first_token: Duration,
     pub elapsed: Duration,
     pub cache: KvCache,
+    pub sink: S,
 }
 
 /// A sequence that failed (its sink broke, detokenizing failed): its cache handed back.
@@ -50,9 +52,8 @@ pub struct Refused {
 }
 
 /// What one step ended.
-#[derive(Default)]
-pub struct StepOutcome {
-    pub finished: Vec<Finished>,
+pub struct StepOutcome<S> {
+    pub finished: Vec<Finished<S>>,
     pub failed: Vec<Failed>,
 }
 
@@ -141,8 +142,8 @@ impl<S: TokenSink> Batch<S> {
     /// of every running one, through `model` (the one every sequence of the
     /// batch runs with) and its `text`. A model failure fails the whole step
     /// (every sequence's cache state is then unknown): the caller ends them all.
-    pub fn step(&mut self, model: &Model, text: &TextCodec) -> Result<StepOutcome, candle_core::Error> {
-        let mut outcome = StepOutcome::default();
+    pub fn step(&mut self, model: &Model, text: &TextCodec) -> Result<StepOutcome<S>, candle_core::Error> {
+        let mut outcome = StepOutcome { finished: Vec::new(), failed: Vec::new() };
         if let Some(seq) = self.joining.first_mut() {
             let end = (seq.prefilled + PREFILL_CHUNK).min(seq.prompt.len());
             let logits = model.forward(&seq.prompt[seq.prefilled..end], &mut seq.cache, Logits::Last)?;
@@ -187,7 +188,7 @@ impl<S: TokenSink> Batch<S> {
 
     /// Hands `seq.next` to its sink and keeps it running, or ends it, as the
     /// generation loop does for one sequence.
-    fn emit_or_end(&mut self, mut seq: Sequence<S>, text: &TextCodec, outcome: &mut StepOutcome) {
+    fn emit_or_end(&mut self, mut seq: Sequence<S>, text: &TextCodec, outcome: &mut StepOutcome<S>) {
         let reason = match emit(&mut seq, text) {
             Ok(None) => {
                 self.running.push(seq);
@@ -207,6 +208,7 @@ impl<S: TokenSink> Batch<S> {
             first_token: seq.first_token.unwrap_or_default(),
             elapsed: seq.admitted.elapsed(),
             cache: seq.cache,
+            sink: seq.sink,
         });
     }
 }

@@ -157,17 +157,15 @@ struct Pool {
     allocated: usize,
 }
 
-/// Where an admitted request runs: its model's batch, its sequence there, its sink's state.
+/// Where an admitted request runs: its model's batch and its sequence there.
 struct Admitted {
     model: String,
     sequence: SequenceId,
-    sink: Arc<Mutex<SinkState>>,
 }
 
 /// A request in a batch, as the engine thread follows it.
 struct Live {
     events: UnboundedSender<Event>,
-    sink: Arc<Mutex<SinkState>>,
     log: RequestLog,
     kv: Option<KvScheme>,
 }
@@ -262,8 +260,8 @@ impl Worker {
         }
         let admitted = self.try_admit(&request, &events, &mut log);
         match admitted {
-            Ok(Some(Admitted { model, sequence, sink })) => {
-                self.live.insert((model, sequence), Live { events, sink, log, kv: request.kv });
+            Ok(Some(Admitted { model, sequence })) => {
+                self.live.insert((model, sequence), Live { events, log, kv: request.kv });
             }
             Ok(None) => {
                 self.reporter.request(&log);
@@ -317,12 +315,16 @@ impl Worker {
             return Ok(None);
         }
         let options = GenerateOptions { max_tokens: request.max_tokens, sampling: request.sampling.clone() };
-        let state =
-            Arc::new(Mutex::new(SinkState { stop: StopMatcher::new(&request.stop), stopped: false, first: None }));
-        let sink = EventSink { events: events.clone(), state: state.clone(), received: request.received };
+        let sink = EventSink {
+            events: events.clone(),
+            stop: StopMatcher::new(&request.stop),
+            stopped: false,
+            first: None,
+            received: request.received,
+        };
         let batch = self.batches.entry(id.clone()).or_default();
         match batch.admit(ids, cache, &options, sink) {
-            Ok(sequence) => Ok(Some(Admitted { model: id, sequence, sink: state })),
+            Ok(sequence) => Ok(Some(Admitted { model: id, sequence })),
             Err(refused) => {
                 let message = refused.error.to_string();
                 self.give_back(&key, refused.cache);
@@ -337,30 +339,28 @@ impl Worker {
         for id in ids {
             let (weights, batch) = (&self.weights[&id], self.batches.get_mut(&id).expect("a batch per model"));
             let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| batch.step(&weights.model, &weights.text)));
-            match stepped {
-                Ok(Ok(outcome)) => self.answer(&id, outcome),
-                // The model failed (or panicked): every request of the batch ends with the error.
-                failed => {
-                    let message = match failed {
-                        Ok(Err(e)) => format!("running the model failed: {e}"),
-                        Err(panic) => format!("the engine failed: {}", panic_text(&panic)),
-                        Ok(Ok(_)) => unreachable!("handled above"),
-                    };
-                    let drained = self.batches.get_mut(&id).map(Batch::drain).unwrap_or_default();
-                    for (sequence, _cache) in drained {
-                        // The caches' contents are unknown: they are dropped, not reused.
-                        if let Some(live) = self.live.remove(&(id.clone(), sequence)) {
-                            self.pool.entry((id.clone(), live.kv)).or_default().allocated -= 1;
-                            self.fail(live, ServeError::internal(message.clone()));
-                        }
-                    }
+            // The model failed (or panicked): every request of the batch ends with the error.
+            let message = match stepped {
+                Ok(Ok(outcome)) => {
+                    self.answer(&id, outcome);
+                    continue;
+                }
+                Ok(Err(e)) => format!("running the model failed: {e}"),
+                Err(panic) => format!("the engine failed: {}", panic_text(&panic)),
+            };
+            let drained = self.batches.get_mut(&id).map(Batch::drain).unwrap_or_default();
+            for (sequence, _cache) in drained {
+                // The caches' contents are unknown: they are dropped, not reused.
+                if let Some(live) = self.live.remove(&(id.clone(), sequence)) {
+                    self.pool.entry((id.clone(), live.kv)).or_default().allocated -= 1;
+                    self.fail(live, ServeError::internal(message.clone()));
                 }
             }
         }
     }
 
     /// Sends each ended request its end, logs it, and frees its cache.
-    fn answer(&mut self, id: &str, outcome: StepOutcome) {
+    fn answer(&mut self, id: &str, outcome: StepOutcome<EventSink>) {
         for failed in outcome.failed {
             if let Some(live) = self.live.remove(&(id.to_string(), failed.id)) {
                 self.give_back(&(id.to_string(), live.kv), failed.cache);
@@ -369,8 +369,8 @@ impl Worker {
         }
         for finished in outcome.finished {
             let Some(mut live) = self.live.remove(&(id.to_string(), finished.id)) else { continue };
+            let mut sink = finished.sink;
             self.give_back(&(id.to_string(), live.kv), finished.cache);
-            let mut sink = live.sink.lock().unwrap_or_else(|e| e.into_inner());
             live.log.time_to_first_token = sink.first;
             live.log.generated_tokens = finished.generated_tokens;
             let decode = finished.elapsed.saturating_sub(finished.first_token);
@@ -381,12 +381,10 @@ impl Worker {
                 StopReason::MaxTokens | StopReason::ContextFull => Some(FinishReason::Length),
             };
             let rest = sink.stop.finish();
-            let stopped = sink.stopped;
-            drop(sink);
             live.log.outcome = match reason {
                 // The client left.
                 None => Outcome::Cancelled,
-                Some(_) if !stopped && !rest.is_empty() && live.events.send(Event::Text(rest)).is_err() => {
+                Some(_) if !sink.stopped && !rest.is_empty() && live.events.send(Event::Text(rest)).is_err() => {
                     Outcome::Cancelled
                 }
                 Some(reason) => {
@@ -523,27 +521,22 @@ fn encode(weights: &LoadedWeights, prompt: &Prompt) -> Result<Vec<u32>, ServeErr
     })
 }
 
-/// What a request's sink has seen, read by the engine thread when the request ends.
-struct SinkState {
+/// Generated text goes to the client; a client gone, or a stop text, stops
+/// it. The batch hands it back when the request ends, with what it saw.
+struct EventSink {
+    events: UnboundedSender<Event>,
     stop: StopMatcher,
     /// A stop text ended the reply.
     stopped: bool,
     first: Option<Duration>,
-}
-
-/// Generated text goes to the client; a client gone, or a stop text, stops it.
-struct EventSink {
-    events: UnboundedSender<Event>,
-    state: Arc<Mutex<SinkState>>,
     received: Instant,
 }
 
 impl TokenSink for EventSink {
     fn token(&mut self, _id: u32, text: &str) -> std::io::Result<()> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.first.get_or_insert_with(|| self.received.elapsed());
-        let released = state.stop.push(text);
-        state.stopped = released.stopped;
+        self.first.get_or_insert_with(|| self.received.elapsed());
+        let released = self.stop.push(text);
+        self.stopped = released.stopped;
         if !released.text.is_empty() {
             // A closed channel is a client that left: `stop_requested` ends the reply.
             let _ = self.events.send(Event::Text(released.text));
@@ -552,6 +545,6 @@ impl TokenSink for EventSink {
     }
 
     fn stop_requested(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stopped || self.events.is_closed()
+        self.stopped || self.events.is_closed()
     }
 }
