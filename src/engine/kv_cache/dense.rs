@@ -4,6 +4,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::{CacheShape, LayerCache, tensor_bytes};
 
+#[derive(Clone)]
 pub struct DenseLayer {
     k: Tensor,
     v: Tensor,
@@ -34,6 +35,14 @@ impl LayerCache for DenseLayer {
     fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
         let stored = self.k.dtype();
         Ok((k.to_dtype(stored)?.to_dtype(dtype)?, v.to_dtype(stored)?.to_dtype(dtype)?))
+    }
+
+    fn share(&self) -> Result<Box<dyn LayerCache>> {
+        Ok(Box::new(self.clone()))
+    }
+
+    fn compact(&self, runs: &[std::ops::Range<usize>]) -> Result<Box<dyn LayerCache>> {
+        Ok(Box::new(DenseLayer { k: super::paged::gather(&self.k, runs)?, v: super::paged::gather(&self.v, runs)? }))
     }
 
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {

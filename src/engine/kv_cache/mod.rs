@@ -9,6 +9,7 @@ mod cpu;
 pub mod cuda;
 mod dense;
 mod fp8;
+mod paged;
 mod quantized;
 mod recurrent;
 mod rows;
@@ -18,6 +19,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use crate::kv_size::CacheLayout;
 use crate::quant::KvScheme;
 
+pub use paged::{BLOCK_TOKENS, BlockPool, PoolFull};
 pub use quantized::{Codec, Fp8E4M3, Int8, QuantizedLayer, dequantize, hadamard, quantize, rotate};
 pub use recurrent::RecurrentShape;
 
@@ -42,6 +44,18 @@ pub trait LayerCache: Send {
     /// What `read` would give for `k` and `v` once written: the rows of a
     /// chunk that a sliding-window layer attends to before it stores them.
     fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)>;
+    /// Another handle on this layer's storage (writes through either reach
+    /// both): how the sequences of a block pool share its rows.
+    fn share(&self) -> Result<Box<dyn LayerCache>> {
+        candle_core::bail!("this layer's rows cannot be shared")
+    }
+    /// A layer of its own holding rows `runs`, in order, from row 0: a paged
+    /// sequence's rows made contiguous for the fused decode kernels (codes
+    /// are copied as codes, never dequantized).
+    fn compact(&self, runs: &[std::ops::Range<usize>]) -> Result<Box<dyn LayerCache>> {
+        let _ = runs;
+        candle_core::bail!("this layer's rows cannot be compacted")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +102,8 @@ pub struct KvCache {
     layout: CacheLayout,
     len: usize,
     capacity: usize,
+    /// A paged cache's blocks in its pool (see `BlockPool`), shared with its paged layers.
+    table: Option<paged::SharedTable>,
 }
 
 /// A sliding-window layer keeps only its last `window` positions: position
@@ -139,6 +155,20 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<KvCache> {
+        KvCache::build(layout, shapes, capacity, dtype, device, None)
+    }
+
+    /// As `layered`; with `pool`, the layers that attend to every position
+    /// keep their rows in the pool's blocks instead of storage of their own.
+    fn build(
+        layout: CacheLayout,
+        shapes: &[LayerShape],
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+        pool: Option<&BlockPool>,
+    ) -> Result<KvCache> {
+        let table = pool.map(|_| paged::SharedTable::default());
         let mut by_width: Vec<(usize, Option<Tensor>)> = Vec::new();
         let mut layers: Vec<Box<dyn LayerCache>> = Vec::with_capacity(shapes.len());
         let (mut rings, mut rotations) = (Vec::with_capacity(shapes.len()), Vec::with_capacity(shapes.len()));
@@ -164,6 +194,12 @@ impl KvCache {
             // A window as long as the context is no window.
             let window = s.window.filter(|&w| w < capacity);
             rings.push(window.map(|window| Ring { window, written: 0, pending: None }));
+            if let (Some(pool), Some(table)) = (pool, &table)
+                && let Some(layer) = pool.layer(i, table)?
+            {
+                layers.push(layer);
+                continue;
+            }
             let shape = CacheShape {
                 layers: 1,
                 kv_heads: s.kv_heads,
@@ -176,7 +212,7 @@ impl KvCache {
                 CacheLayout::Quantized(KvScheme::Fp8) => Box::new(QuantizedLayer::<Fp8E4M3>::new(shape, r, device)?),
             });
         }
-        Ok(KvCache { layers, rings, rotations, recurrent: states, layout, len: 0, capacity })
+        Ok(KvCache { layers, rings, rotations, recurrent: states, layout, len: 0, capacity, table })
     }
 
     /// The positions layer `layer` attends to, its own included: a window, or all.
@@ -244,18 +280,32 @@ impl KvCache {
         true
     }
 
-    /// Fails unless `tokens` more positions fit.
+    /// Fails unless `tokens` more positions fit (in a paged cache: in the blocks it holds).
     pub fn check_room(&self, tokens: usize) -> std::result::Result<(), ContextFull> {
         let needed = self.len + tokens;
-        if needed > self.capacity { Err(ContextFull { needed, capacity: self.capacity }) } else { Ok(()) }
+        let capacity = self.room();
+        if needed > capacity { Err(ContextFull { needed, capacity }) } else { Ok(()) }
+    }
+
+    /// Positions the cache can hold: its capacity, or a paged cache's reserved positions within it.
+    fn room(&self) -> usize {
+        match &self.table {
+            Some(t) => self.capacity.min(t.read().unwrap_or_else(|e| e.into_inner()).tokens()),
+            None => self.capacity,
+        }
+    }
+
+    /// Whether the cache keeps its rows in a block pool's blocks.
+    pub fn is_paged(&self) -> bool {
+        self.table.is_some()
     }
 
     /// Writes a layer's new keys/values at the current end; the length
     /// advances in `commit`, once every layer has written.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let new = k.dim(1)?;
-        if self.len + new > self.capacity {
-            candle_core::bail!("{}", ContextFull { needed: self.len + new, capacity: self.capacity });
+        if let Err(full) = self.check_room(new) {
+            candle_core::bail!("{full}");
         }
         let Some(ring) = self.rings[layer].as_mut() else {
             return self.layers[layer].write(self.len, k, v);

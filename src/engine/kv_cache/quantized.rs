@@ -96,6 +96,21 @@ impl<C: Codec> QuantizedLayer<C> {
     }
 }
 
+impl<C: Codec> QuantizedLayer<C> {
+    /// This layer's rotation and code table over other rows.
+    fn with_rows(&self, k: Tensor, v: Tensor, k_scale: Tensor, v_scale: Tensor) -> Self {
+        QuantizedLayer {
+            rotation: self.rotation.clone(),
+            table: self.table,
+            k,
+            v,
+            k_scale,
+            v_scale,
+            codec: PhantomData,
+        }
+    }
+}
+
 /// (codes, scales) for x of shape (kv_heads, T, head_dim).
 pub fn quantize<C: Codec>(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let x = x.to_dtype(DType::F32)?;
@@ -144,6 +159,16 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
             dequantize::<C>(&codes, &scale)?.to_dtype(dtype)
         };
         Ok((form(k)?, form(v)?))
+    }
+
+    fn share(&self) -> Result<Box<dyn LayerCache>> {
+        Ok(Box::new(self.with_rows(self.k.clone(), self.v.clone(), self.k_scale.clone(), self.v_scale.clone())))
+    }
+
+    fn compact(&self, runs: &[std::ops::Range<usize>]) -> Result<Box<dyn LayerCache>> {
+        use super::paged::gather;
+        let (k, v) = (gather(&self.k, runs)?, gather(&self.v, runs)?);
+        Ok(Box::new(self.with_rows(k, v, gather(&self.k_scale, runs)?, gather(&self.v_scale, runs)?)))
     }
 
     fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {

@@ -275,3 +275,101 @@ fn a_sliding_window_layer_keeps_exactly_its_window() {
         assert!(ring.truncate(len - 1));
     }
 }
+
+/// Layer shapes for the paged tests: two full layers of different head
+/// widths and a sliding-window layer (which keeps its own ring).
+fn paged_shapes() -> Vec<LayerShape> {
+    let full = |kv_heads, head_dim| LayerShape { kv_heads, head_dim, window: None, recurrent: None };
+    vec![full(2, 16), LayerShape { window: Some(5), ..full(2, 16) }, full(1, 32)]
+}
+
+/// Writes the same keys and values, in chunks then one by one, into each cache.
+fn fill_alike(caches: &mut [&mut KvCache], shapes: &[LayerShape], chunks: &[usize]) {
+    let dev = Device::Cpu;
+    for (i, &t) in chunks.iter().enumerate() {
+        for (l, s) in shapes.iter().enumerate() {
+            let kv =
+                |seed| Tensor::from_vec(sample(s.kv_heads, t, s.head_dim, seed), (s.kv_heads, t, s.head_dim), &dev);
+            let (k, v) = (kv(7 * i as u32 + l as u32).unwrap(), kv(7 * i as u32 + l as u32 + 100).unwrap());
+            for cache in caches.iter_mut() {
+                cache.append(l, &k, &v).unwrap();
+            }
+        }
+        for cache in caches.iter_mut() {
+            cache.commit(t).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
+    let dev = Device::Cpu;
+    let shapes = paged_shapes();
+    let context = 200;
+    for layout in [
+        CacheLayout::Dense(DenseDtype::F32),
+        CacheLayout::Quantized(KvScheme::Int8),
+        CacheLayout::Quantized(KvScheme::Fp8),
+    ] {
+        let mut pool = BlockPool::new(layout, &shapes, context, 12, DType::F32, &dev).unwrap();
+        // Blocks 0-1 to `a`, 2-4 to `b`; `a` leaves, so `c` gets 0, 1 and 5: not adjacent.
+        let (mut a, mut b, mut c) = (pool.sequence().unwrap(), pool.sequence().unwrap(), pool.sequence().unwrap());
+        pool.reserve(&mut a, 2 * BLOCK_TOKENS).unwrap();
+        pool.reserve(&mut b, 2 * BLOCK_TOKENS + 1).unwrap();
+        assert_eq!(pool.free_blocks(), 7);
+        pool.release(&mut a);
+        assert_eq!(pool.free_blocks(), 9);
+        let len = 2 * BLOCK_TOKENS + 9;
+        pool.reserve(&mut c, len + 1).unwrap();
+        let mut plain = KvCache::layered(layout, &shapes, context, DType::F32, &dev).unwrap();
+        fill_alike(&mut [&mut c, &mut plain], &shapes, &[BLOCK_TOKENS + 3, 1, BLOCK_TOKENS + 4, 1]);
+        // `b` writes its own rows after, in the blocks between `c`'s.
+        fill_alike(&mut [&mut b], &shapes, &[2 * BLOCK_TOKENS + 1]);
+        assert_eq!((c.len(), plain.len()), (len, len));
+        for l in 0..shapes.len() {
+            let from = if plain.window(l).is_some() { len - 5 } else { 0 };
+            let (pk, pv) = c.read(l, from, len, DType::F32).unwrap();
+            let (qk, qv) = plain.read(l, from, len, DType::F32).unwrap();
+            let same = |x: &Tensor, y: &Tensor| {
+                x.flatten_all().unwrap().to_vec1::<f32>().unwrap() == y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
+            assert!(same(&pk, &qk) && same(&pv, &qv), "{layout:?} layer {l}: the rows read differ");
+            let heads = 2 * shapes[l].kv_heads;
+            let q = Tensor::from_vec(sample(heads, 1, shapes[l].head_dim, 5), (heads, 1, shapes[l].head_dim), &dev)
+                .unwrap();
+            let (fused, want) = (c.decode_attention(l, &q, len).unwrap(), plain.decode_attention(l, &q, len).unwrap());
+            match (fused, want) {
+                (Some(x), Some(y)) => assert!(same(&x, &y), "{layout:?} layer {l}: decode attention differs"),
+                (None, None) => assert!(matches!(layout, CacheLayout::Dense(_)), "the CPU kernel takes codes"),
+                other => panic!("{layout:?} layer {l}: fused {} vs {}", other.0.is_some(), other.1.is_some()),
+            }
+        }
+        // `c` holds 3 blocks of the two full layers, and its own ring of 5 rows.
+        let ring = KvCache::layered(layout, &shapes[1..2], context, DType::F32, &dev).unwrap().allocated_bytes();
+        let blocks = 3 * BlockPool::block_bytes(layout, &shapes, context, DType::F32);
+        assert_eq!(c.allocated_bytes(), blocks + ring, "{layout:?}");
+    }
+}
+
+#[test]
+fn a_pool_refuses_what_it_cannot_hold_and_a_sequence_its_reserved_room() {
+    let dev = Device::Cpu;
+    let shapes = paged_shapes();
+    let layout = CacheLayout::Quantized(KvScheme::Int8);
+    let mut pool = BlockPool::new(layout, &shapes, 1000, 4, DType::F32, &dev).unwrap();
+    assert_eq!(pool.bytes(), 4 * BlockPool::block_bytes(layout, &shapes, 1000, DType::F32));
+    // Two full layers: 2 heads of 16 and 1 of 32, keys and values, a byte a value and 4 a scale.
+    assert_eq!(BlockPool::block_bytes(layout, &shapes, 1000, DType::F32), (2 * (2 * 20 + 36) * BLOCK_TOKENS) as u64);
+    let mut a = pool.sequence().unwrap();
+    let full = pool.reserve(&mut a, 4 * BLOCK_TOKENS + 1).unwrap_err();
+    assert_eq!(full.to_string(), format!("the KV pool has 4 free blocks of {BLOCK_TOKENS} positions; 5 are needed"));
+    assert_eq!(pool.free_blocks(), 4, "a refused reservation takes nothing");
+    pool.reserve(&mut a, BLOCK_TOKENS).unwrap();
+    let err = a.check_room(BLOCK_TOKENS + 1).unwrap_err();
+    assert_eq!((err.needed, err.capacity), (BLOCK_TOKENS + 1, BLOCK_TOKENS), "room is what was reserved");
+    let k = Tensor::zeros((2, BLOCK_TOKENS + 1, 16), DType::F32, &dev).unwrap();
+    assert!(a.append(0, &k, &k).unwrap_err().to_string().starts_with("the context is full"));
+    pool.release(&mut a);
+    assert_eq!((pool.free_blocks(), a.len()), (4, 0));
+    assert!(a.check_room(1).is_err(), "a released cache holds no room");
+}
