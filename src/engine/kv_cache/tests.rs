@@ -326,7 +326,7 @@ fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
         // `b` writes its own rows after, in the blocks between `c`'s.
         fill_alike(&mut [&mut b], &shapes, &[2 * BLOCK_TOKENS + 1]);
         assert_eq!((c.len(), plain.len()), (len, len));
-        for l in 0..shapes.len() {
+        for (l, shape) in shapes.iter().enumerate() {
             let from = if plain.window(l).is_some() { len - 5 } else { 0 };
             let (pk, pv) = c.read(l, from, len, DType::F32).unwrap();
             let (qk, qv) = plain.read(l, from, len, DType::F32).unwrap();
@@ -334,9 +334,8 @@ fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
                 x.flatten_all().unwrap().to_vec1::<f32>().unwrap() == y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
             };
             assert!(same(&pk, &qk) && same(&pv, &qv), "{layout:?} layer {l}: the rows read differ");
-            let heads = 2 * shapes[l].kv_heads;
-            let q = Tensor::from_vec(sample(heads, 1, shapes[l].head_dim, 5), (heads, 1, shapes[l].head_dim), &dev)
-                .unwrap();
+            let heads = 2 * shape.kv_heads;
+            let q = Tensor::from_vec(sample(heads, 1, shape.head_dim, 5), (heads, 1, shape.head_dim), &dev).unwrap();
             let (fused, want) = (c.decode_attention(l, &q, len).unwrap(), plain.decode_attention(l, &q, len).unwrap());
             match (fused, want) {
                 (Some(x), Some(y)) => assert!(same(&x, &y), "{layout:?} layer {l}: decode attention differs"),
