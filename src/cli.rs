@@ -229,13 +229,17 @@ pub struct ServeArgs {
     #[arg(long = "model", value_name = "MODEL")]
     pub models: Vec<String>,
 
-    /// Requests that may wait for a free KV cache; more are answered 503 with `Retry-After`
+    /// Requests that may wait for room in the KV pool; more are answered 503 with `Retry-After`
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_queue: usize,
 
-    /// Requests of one model and KV scheme generated at once, batched (each holds a cache of the context)
+    /// Requests of one model and KV scheme generated at once, batched
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_sequences: u16,
+
+    /// Memory of each model and KV scheme's pool of KV blocks, allocated when the pool is made: bytes (`8GiB`, `512MB`, …), or `auto`: `--max-sequences` whole contexts, at most 90% of the GPU's free memory (CPU: half the available memory)
+    #[arg(long, value_name = "BYTES|auto", default_value = "auto")]
+    pub kv_budget: String,
 
     /// Context length of each model's KV cache [default: the model's, at most 4096]
     #[arg(long, value_name = "N")]

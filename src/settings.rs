@@ -240,6 +240,7 @@ pub struct ServeSettings {
     pub models: Vec<String>,
     pub max_queue: usize,
     pub max_sequences: usize,
+    pub kv_budget: crate::serve::engine::KvBudget,
     pub ctx_size: Option<usize>,
     pub device: DeviceRequest,
 }
@@ -351,6 +352,11 @@ fn serve_settings(args: crate::cli::ServeArgs) -> Result<ServeSettings, Settings
         models: args.models,
         max_queue: args.max_queue,
         max_sequences: usize::from(args.max_sequences),
+        kv_budget: crate::serve::engine::KvBudget::parse(&args.kv_budget).ok_or_else(|| SettingsError::OutOfRange {
+            flag: "--kv-budget",
+            expected: "`auto` or a size of at least one byte, such as `8GiB`, `512MB` or `1000000`",
+            value: args.kv_budget.clone(),
+        })?,
         ctx_size: args.ctx_size,
         device: args.device.parse().map_err(SettingsError::Device)?,
     })

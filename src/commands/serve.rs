@@ -30,6 +30,7 @@ pub fn execute(global: &GlobalSettings, settings: &ServeSettings, printer: &Prin
             ctx_size: settings.ctx_size,
             max_queue: settings.max_queue,
             max_sequences: settings.max_sequences,
+            kv_budget: settings.kv_budget,
         },
         preload: settings.models.clone(),
         grace: GRACE,
@@ -56,12 +57,14 @@ impl ServeReporter for Reporter {
             self.printer.status(&format!("note: {note}"));
         }
         self.printer.status(&format!(
-            "loaded {} on {} in {:.2} s (KV cache: {}, {} for {} tokens)",
+            "loaded {} on {} in {:.2} s (KV cache: {}, a pool of {} for {} tokens in blocks of {}; context {})",
             model.name,
             model.device,
             load_time.as_secs_f64(),
             model.kv_scheme,
             format::bytes(model.cache_bytes),
+            model.blocks_total * model.block_tokens,
+            model.block_tokens,
             model.context_length
         ));
     }

@@ -171,11 +171,12 @@ impl<S: TokenSink> Batch<S> {
         Ok(outcome)
     }
 
-    /// Cancels sequence `id` wherever it is, handing back its cache.
-    pub fn cancel(&mut self, id: SequenceId) -> Option<KvCache> {
+    /// Ends sequence `id` now, wherever it is (mid-prompt too), as
+    /// interrupted: what it generated, its cache and its sink.
+    pub fn cancel(&mut self, id: SequenceId) -> Option<Finished<S>> {
         for list in [&mut self.joining, &mut self.running] {
             if let Some(i) = list.iter().position(|s| s.id == id) {
-                return Some(list.remove(i).cache);
+                return Some(list.remove(i).end(StopReason::Interrupted));
             }
         }
         None
@@ -200,16 +201,22 @@ impl<S: TokenSink> Batch<S> {
                 return;
             }
         };
-        outcome.finished.push(Finished {
-            id: seq.id,
-            prompt_tokens: seq.prompt.len(),
-            generated_tokens: seq.generated,
-            stop_reason: reason,
-            first_token: seq.first_token.unwrap_or_default(),
-            elapsed: seq.admitted.elapsed(),
-            cache: seq.cache,
-            sink: seq.sink,
-        });
+        outcome.finished.push(seq.end(reason));
+    }
+}
+
+impl<S> Sequence<S> {
+    fn end(self, stop_reason: StopReason) -> Finished<S> {
+        Finished {
+            id: self.id,
+            prompt_tokens: self.prompt.len(),
+            generated_tokens: self.generated,
+            stop_reason,
+            first_token: self.first_token.unwrap_or_default(),
+            elapsed: self.admitted.elapsed(),
+            cache: self.cache,
+            sink: self.sink,
+        }
     }
 }
 

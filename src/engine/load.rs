@@ -13,7 +13,7 @@ use super::defaults::{GenerationDefaults, generation_defaults};
 use super::device::{self, DeviceRequest};
 use super::gguf_text;
 use super::gguf_weights::{self, GgufWeights, Mode};
-use super::kv_cache::KvCache;
+use super::kv_cache::{BlockPool, KvCache};
 use super::model::Model;
 use super::text::{TextCodec, TextFiles};
 use crate::formats::gguf::GgufHeader;
@@ -171,6 +171,25 @@ pub fn new_cache(weights: &LoadedWeights, kv: Option<KvScheme>, capacity: usize)
     let cache = weights.model.new_cache(layout, capacity, dense_dtype(layout)).map_err(EngineError::Cache)?;
     device.synchronize().map_err(EngineError::Cache)?;
     Ok(cache)
+}
+
+/// A pool of `blocks` KV blocks of scheme `kv`, for sequences of up to `context` positions.
+pub fn new_block_pool(
+    weights: &LoadedWeights,
+    kv: Option<KvScheme>,
+    context: usize,
+    blocks: usize,
+) -> Result<BlockPool, EngineError> {
+    let layout = cache_layout(&weights.facts, weights.format, kv);
+    let pool = weights.model.block_pool(layout, context, blocks, dense_dtype(layout)).map_err(EngineError::Cache)?;
+    weights.model.device().synchronize().map_err(EngineError::Cache)?;
+    Ok(pool)
+}
+
+/// Bytes one KV block of scheme `kv` takes (see `new_block_pool`).
+pub fn block_bytes(weights: &LoadedWeights, kv: Option<KvScheme>, context: usize) -> u64 {
+    let layout = cache_layout(&weights.facts, weights.format, kv);
+    weights.model.block_bytes(layout, context, dense_dtype(layout))
 }
 
 /// GGUF: tokenizer and template from the file's metadata; the tensors

@@ -30,5 +30,5 @@ pub use defaults::{GenerationDefaults, SamplingRequest, stored_generation_defaul
 pub use error::EngineError;
 pub use load::{
     ContextLimits, DEFAULT_CONTEXT, LoadObserver, LoadRequest, LoadStage, Loaded, LoadedWeights, NoObserver,
-    cache_layout, context_limits, gguf_headers, load, load_weights, new_cache,
+    block_bytes, cache_layout, context_limits, gguf_headers, load, load_weights, new_block_pool, new_cache,
 };

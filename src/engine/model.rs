@@ -10,7 +10,7 @@ use candle_nn::{Embedding, Linear, RmsNorm};
 use super::attention::{KEY_BLOCK, attend_with_sinks};
 use super::config::{Activation, KvSource, LayerSpec, ModelConfig, MoeSpec, NormStyle, Routing};
 use super::delta_net::GatedDeltaNet;
-use super::kv_cache::{KvCache, LayerShape, rotate};
+use super::kv_cache::{BlockPool, KvCache, LayerShape, rotate};
 use super::linear::{Projection, Projections, activate};
 use super::rope::Rope;
 use super::weights::Weights;
@@ -891,6 +891,16 @@ impl Model {
     /// linear-attention layers only their recurrent state.
     pub fn new_cache(&self, layout: CacheLayout, capacity: usize, dtype: DType) -> Result<KvCache> {
         KvCache::layered(layout, &self.cache_layers, capacity, dtype, self.device())
+    }
+
+    /// A pool of `blocks` KV blocks for sequences of up to `context` positions.
+    pub fn block_pool(&self, layout: CacheLayout, context: usize, blocks: usize, dtype: DType) -> Result<BlockPool> {
+        BlockPool::new(layout, &self.cache_layers, context, blocks, dtype, self.device())
+    }
+
+    /// Bytes one block of such a pool takes.
+    pub fn block_bytes(&self, layout: CacheLayout, context: usize, dtype: DType) -> u64 {
+        BlockPool::block_bytes(layout, &self.cache_layers, context, dtype)
     }
 
     pub fn dtype(&self) -> DType {

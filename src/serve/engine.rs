@@ -24,7 +24,7 @@ use super::{
 use crate::engine::batch::{Batch, SequenceId, StepOutcome};
 use crate::engine::device::DeviceRequest;
 use crate::engine::generate::{GenerateOptions, StopReason, TokenSink};
-use crate::engine::kv_cache::KvCache;
+use crate::engine::kv_cache::{BLOCK_TOKENS, BlockPool, KvCache};
 use crate::engine::{self, EngineError, LoadObserver, LoadStage, LoadedWeights};
 use crate::gpu::VramProbe;
 use crate::quant::KvScheme;
@@ -39,6 +39,68 @@ pub struct EngineConfig {
     pub max_queue: usize,
     /// Caches (so requests at once) per model and scheme.
     pub max_sequences: usize,
+    /// Memory of each model and scheme's pool of KV blocks.
+    pub kv_budget: KvBudget,
+}
+
+/// How much memory a pool of KV blocks (one per model and scheme) takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvBudget {
+    /// Blocks for `--max-sequences` whole contexts, within a share of the
+    /// memory free when the pool is made (`AUTO_GPU_SHARE` of a GPU's, by
+    /// NVML; `AUTO_HOST_SHARE` of the host's available memory).
+    Auto,
+    Bytes(u64),
+}
+
+/// The share of a GPU's free memory an `auto` pool takes at most.
+pub const AUTO_GPU_SHARE: f64 = 0.9;
+/// The share of the host's available memory an `auto` pool takes at most off a GPU.
+pub const AUTO_HOST_SHARE: f64 = 0.5;
+
+impl KvBudget {
+    /// `auto`, or bytes: a whole number, with `KB`, `MB`, `GB`, `TB` (powers
+    /// of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024) after it if
+    /// wanted; `None` for anything else and for zero.
+    pub fn parse(text: &str) -> Option<KvBudget> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Some(KvBudget::Auto);
+        }
+        let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits);
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            _ => return None,
+        };
+        let bytes = number.parse::<u64>().ok()?.checked_mul(scale)?;
+        (bytes > 0).then_some(KvBudget::Bytes(bytes))
+    }
+
+    /// Blocks of `block_bytes` for a pool of sequences of up to `context`
+    /// positions, `free` bytes being free on the GPU (`None`: a CPU run).
+    pub fn blocks(self, block_bytes: u64, context: usize, max_sequences: usize, free: Option<u64>) -> usize {
+        let bytes = match self {
+            KvBudget::Bytes(bytes) => bytes,
+            KvBudget::Auto => {
+                let whole = (max_sequences * BlockPool::blocks_for(context)) as u64 * block_bytes;
+                let limit = match free {
+                    Some(free) => free as f64 * AUTO_GPU_SHARE,
+                    None => crate::memory::available().map_or(f64::MAX, |a| a as f64 * AUTO_HOST_SHARE),
+                };
+                whole.min(limit as u64)
+            }
+        };
+        usize::try_from(bytes / block_bytes).unwrap_or(usize::MAX).min(u32::MAX as usize)
+    }
 }
 
 /// Seconds a refused client is told to wait (`Retry-After`).
@@ -47,6 +109,8 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 struct Job {
     request: GenerationRequest,
     events: UnboundedSender<Event>,
+    /// The prompt's tokens, once encoded (a request waiting for room is encoded once).
+    tokens: Option<Vec<u32>>,
 }
 
 /// Runs requests on one engine thread, batched.
@@ -123,7 +187,7 @@ impl Backend for EngineBackend {
             });
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if queue.send(Job { request, events }).is_err() {
+        if queue.send(Job { request, events, tokens: None }).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(ServeError::internal("the engine thread has stopped"));
@@ -150,17 +214,32 @@ impl Backend for EngineBackend {
     }
 }
 
-/// Caches of one model and scheme: free ones, and how many exist.
-#[derive(Default)]
+/// The KV blocks of one model and scheme, and the sequences' caches over them.
 struct Pool {
+    blocks: BlockPool,
+    /// Caches of ended requests, holding no blocks, for the next ones.
     free: Vec<KvCache>,
+    /// Caches that exist, free or running: at most `max_sequences`.
     allocated: usize,
+    /// Bytes the caches keep of their own (sliding-window rings, recurrent states).
+    own_bytes: u64,
+    /// Its entry in `/api/ps`'s list.
+    entry: usize,
 }
 
 /// Where an admitted request runs: its model's batch and its sequence there.
 struct Admitted {
     model: String,
     sequence: SequenceId,
+}
+
+/// What became of a request the engine tried to start.
+enum Admission {
+    Running(Admitted),
+    /// No cache or too few free blocks now: it waits.
+    Wait,
+    /// The client left.
+    Gone,
 }
 
 /// A request in a batch, as the engine thread follows it.
@@ -180,7 +259,7 @@ struct Worker {
     /// One batch per stored model.
     batches: HashMap<String, Batch<EventSink>>,
     pool: HashMap<(String, Option<KvScheme>), Pool>,
-    /// Taken from the queue, waiting for a cache of their model and scheme.
+    /// Taken from the queue, waiting for a cache and blocks of their model and scheme.
     waiting: VecDeque<Job>,
     /// Requests submitted and not yet admitted (shared with `submit`).
     queued: Arc<AtomicUsize>,
@@ -211,41 +290,53 @@ impl Worker {
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
                 }
             }
+            self.cancel_gone();
             self.admit_waiting();
             self.step_all();
+            // Waiting with nothing running that could free room: the next request or a client leaving changes that.
+            if self.live.is_empty() && !self.waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 
-    /// Admits every waiting request a cache is free for, in arrival order per model and scheme.
+    /// Admits every waiting request there is room for, in arrival order per model and scheme.
     fn admit_waiting(&mut self) {
         let mut still = VecDeque::new();
         while let Some(job) = self.waiting.pop_front() {
             let key = (job.request.manifest.id(), job.request.kv);
             // One waiting for this pool already waits first.
-            let queued = still.iter().any(|j: &Job| (j.request.manifest.id(), j.request.kv) == key);
-            let pool = self.pool.get(&key);
-            if queued || pool.is_some_and(|p| p.free.is_empty() && p.allocated >= self.config.max_sequences) {
+            if still.iter().any(|j: &Job| (j.request.manifest.id(), j.request.kv) == key) {
                 still.push_back(job);
                 continue;
             }
-            let caught = std::panic::catch_unwind(AssertUnwindSafe(|| self.admit(job)));
-            if let Err(panic) = caught {
-                // The job's channel went with it; the request is counted out here.
-                self.reporter.request(&panicked_log(&panic));
-                self.done();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.admit(job))) {
+                Ok(Some(job)) => still.push_back(job),
+                Ok(None) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                }
+                Err(panic) => {
+                    // The job's channel went with it; the request is counted out here.
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.reporter.request(&panicked_log(&panic));
+                    self.done();
+                }
             }
         }
         self.waiting = still;
+        let keys: Vec<_> = self.pool.keys().cloned().collect();
+        for key in keys {
+            self.publish(&key);
+        }
     }
 
-    /// Loads what the request needs, encodes it, and puts it in its model's batch.
-    fn admit(&mut self, job: Job) {
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        let Job { request, events } = job;
+    /// Loads what the request needs, encodes it, and puts it in its model's
+    /// batch; hands it back while there is no room for it.
+    fn admit(&mut self, mut job: Job) -> Option<Job> {
         let mut log = RequestLog {
-            api: request.api,
-            model: request.reference.to_string(),
-            scheme: request.kv.map_or("none".into(), |k| k.to_string()),
+            api: job.request.api,
+            model: job.request.reference.to_string(),
+            scheme: job.request.kv.map_or("none".into(), |k| k.to_string()),
             outcome: Outcome::Cancelled,
             prompt_tokens: 0,
             generated_tokens: 0,
@@ -253,70 +344,87 @@ impl Worker {
             decode: Duration::ZERO,
         };
         // A client that left while its request waited costs nothing.
-        if events.is_closed() {
-            self.reporter.request(&log);
-            self.done();
-            return;
-        }
-        let admitted = self.try_admit(&request, &events, &mut log);
+        let admitted = if job.events.is_closed() { Ok(Admission::Gone) } else { self.try_admit(&mut job, &mut log) };
         match admitted {
-            Ok(Some(Admitted { model, sequence })) => {
-                self.live.insert((model, sequence), Live { events, log, kv: request.kv });
+            Ok(Admission::Running(Admitted { model, sequence })) => {
+                self.live.insert((model, sequence), Live { events: job.events, log, kv: job.request.kv });
             }
-            Ok(None) => {
+            Ok(Admission::Wait) => return Some(job),
+            Ok(Admission::Gone) => {
                 self.reporter.request(&log);
                 self.done();
             }
             Err(error) => {
                 log.outcome = Outcome::Failed(error.message.clone());
-                let _ = events.send(Event::Error(error));
+                let _ = job.events.send(Event::Error(error));
                 self.reporter.request(&log);
                 self.done();
             }
         }
+        None
     }
 
-    /// The request in its batch (its model id, sequence and sink state); `None` when the client left.
-    fn try_admit(
-        &mut self,
-        request: &GenerationRequest,
-        events: &UnboundedSender<Event>,
-        log: &mut RequestLog,
-    ) -> Result<Option<Admitted>, ServeError> {
+    /// The request in its batch, or waiting for room, or gone.
+    fn try_admit(&mut self, job: &mut Job, log: &mut RequestLog) -> Result<Admission, ServeError> {
+        let request = &job.request;
         let id = request.manifest.id();
         self.ensure_loaded(request)?;
         let weights = &self.weights[&id];
-        let ids = encode(weights, &request.prompt)?;
+        let ids = match job.tokens.take() {
+            Some(ids) => ids,
+            None => encode(weights, &request.prompt)?,
+        };
         log.prompt_tokens = ids.len();
         let key = (id.clone(), request.kv);
-        let cache = match self.pool.get_mut(&key).and_then(|p| p.free.pop()) {
+        let pool = self.pool.get_mut(&key).expect("ensure_loaded makes the pool");
+        let context = pool.blocks.context();
+        if ids.len() + 1 > context {
+            return Err(ServeError::bad_request(format!(
+                "the prompt ({} tokens) does not fit in the context ({context} tokens) with room for a reply",
+                ids.len()
+            )));
+        }
+        // Blocks for the prompt and every token it may generate, taken now, so it never runs out.
+        let tokens = (ids.len() + request.max_tokens).min(context);
+        let needed = BlockPool::blocks_for(tokens);
+        if needed > pool.blocks.total_blocks() {
+            return Err(ServeError::bad_request(format!(
+                "the request needs {needed} KV blocks of {BLOCK_TOKENS} positions ({tokens} positions: its prompt and \
+                 its token limit), more than the pool's {} (hint: ask for fewer tokens, or start the server with a \
+                 larger `--kv-budget`)",
+                pool.blocks.total_blocks()
+            )));
+        }
+        let cache_free = !pool.free.is_empty() || pool.allocated < self.config.max_sequences;
+        if !cache_free || needed > pool.blocks.free_blocks() {
+            job.tokens = Some(ids);
+            return Ok(Admission::Wait);
+        }
+        let mut cache = match pool.free.pop() {
             Some(cache) => cache,
             None => {
-                let fail = |e: EngineError| {
+                let fail = |e: candle_core::Error| {
                     ServeError::from_error(&anyhow::Error::from(e).context("allocating a KV cache failed"))
                 };
-                let cache = engine::new_cache(weights, request.kv, weights.context).map_err(fail)?;
-                self.pool.entry(key.clone()).or_default().allocated += 1;
+                let cache = pool.blocks.sequence().map_err(fail)?;
+                pool.allocated += 1;
+                pool.own_bytes += cache.allocated_bytes();
                 cache
             }
         };
-        log.scheme = cache.layout().name().to_string();
-        if let Err(full) = cache.check_room(ids.len() + 1) {
-            let message = format!(
-                "the prompt ({} tokens) does not fit in the context ({} tokens) with room for a reply",
-                ids.len(),
-                full.capacity
-            );
-            self.give_back(&key, cache);
-            return Err(ServeError::bad_request(message));
+        if let Err(e) = pool.blocks.reserve(&mut cache, tokens) {
+            pool.free.push(cache);
+            return Err(ServeError::internal(format!("reserving KV blocks failed: {e}")));
         }
-        if events.send(Event::Started { prompt_tokens: ids.len() }).is_err() {
+        log.scheme = cache.layout().name().to_string();
+        self.publish(&key);
+        if job.events.send(Event::Started { prompt_tokens: ids.len() }).is_err() {
             self.give_back(&key, cache);
-            return Ok(None);
+            return Ok(Admission::Gone);
         }
         let options = GenerateOptions { max_tokens: request.max_tokens, sampling: request.sampling.clone() };
         let sink = EventSink {
-            events: events.clone(),
+            events: job.events.clone(),
             stop: StopMatcher::new(&request.stop),
             stopped: false,
             first: None,
@@ -324,12 +432,23 @@ impl Worker {
         };
         let batch = self.batches.entry(id.clone()).or_default();
         match batch.admit(ids, cache, &options, sink) {
-            Ok(sequence) => Ok(Some(Admitted { model: id, sequence })),
+            Ok(sequence) => Ok(Admission::Running(Admitted { model: id, sequence })),
             Err(refused) => {
                 let message = refused.error.to_string();
                 self.give_back(&key, refused.cache);
                 Err(ServeError::bad_request(message))
             }
+        }
+    }
+
+    /// Ends the requests whose clients left, wherever they are (a prompt
+    /// half prefilled too), so their blocks are free for the next step.
+    fn cancel_gone(&mut self) {
+        let gone: Vec<(String, SequenceId)> =
+            self.live.iter().filter(|(_, live)| live.events.is_closed()).map(|(key, _)| key.clone()).collect();
+        for (id, sequence) in gone {
+            let Some(finished) = self.batches.get_mut(&id).and_then(|b| b.cancel(sequence)) else { continue };
+            self.answer(&id, StepOutcome { finished: vec![finished], failed: Vec::new() });
         }
     }
 
@@ -349,10 +468,9 @@ impl Worker {
                 Err(panic) => format!("the engine failed: {}", panic_text(&panic)),
             };
             let drained = self.batches.get_mut(&id).map(Batch::drain).unwrap_or_default();
-            for (sequence, _cache) in drained {
-                // The caches' contents are unknown: they are dropped, not reused.
+            for (sequence, cache) in drained {
                 if let Some(live) = self.live.remove(&(id.clone(), sequence)) {
-                    self.pool.entry((id.clone(), live.kv)).or_default().allocated -= 1;
+                    self.drop_cache(&(id.clone(), live.kv), cache);
                     self.fail(live, ServeError::internal(message.clone()));
                 }
             }
@@ -411,8 +529,33 @@ impl Worker {
         self.done();
     }
 
-    fn give_back(&mut self, key: &(String, Option<KvScheme>), cache: KvCache) {
-        self.pool.entry(key.clone()).or_default().free.push(cache);
+    /// An ended request's blocks back to its pool, and its cache for the next request.
+    fn give_back(&mut self, key: &(String, Option<KvScheme>), mut cache: KvCache) {
+        let Some(pool) = self.pool.get_mut(key) else { return };
+        pool.blocks.release(&mut cache);
+        pool.free.push(cache);
+        self.publish(key);
+    }
+
+    /// A failed step's cache: its blocks back to the pool, the cache (its state unknown) dropped.
+    fn drop_cache(&mut self, key: &(String, Option<KvScheme>), mut cache: KvCache) {
+        let Some(pool) = self.pool.get_mut(key) else { return };
+        pool.blocks.release(&mut cache);
+        pool.allocated -= 1;
+        pool.own_bytes = pool.own_bytes.saturating_sub(cache.allocated_bytes());
+        self.publish(key);
+    }
+
+    /// The pool's blocks and caches as `/api/ps` shows them.
+    fn publish(&self, key: &(String, Option<KvScheme>)) {
+        let Some(pool) = self.pool.get(key) else { return };
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(model) = loaded.get_mut(pool.entry) {
+            model.cache_bytes = pool.blocks.bytes() + pool.own_bytes;
+            model.blocks_used = pool.blocks.total_blocks() - pool.blocks.free_blocks();
+            model.sequences = pool.allocated - pool.free.len();
+            model.waiting = self.waiting.iter().filter(|j| (j.request.manifest.id(), j.request.kv) == *key).count();
+        }
     }
 
     /// One request fewer queued or running.
@@ -420,7 +563,8 @@ impl Worker {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// The request's weights loaded unless they are, and `/api/ps`'s entry for its scheme.
+    /// The request's weights loaded unless they are, and its scheme's pool
+    /// of KV blocks allocated unless it is (with its `/api/ps` entry).
     fn ensure_loaded(&mut self, request: &GenerationRequest) -> Result<(), ServeError> {
         let id = request.manifest.id();
         let key = (id.clone(), request.kv);
@@ -440,8 +584,23 @@ impl Worker {
         if vram.probe.is_none() {
             vram.stage(LoadStage::DeviceReady, &weights.device);
         }
-        // The first cache of this scheme, allocated now so that `/api/ps` shows its bytes.
-        let cache = engine::new_cache(weights, request.kv, weights.context).map_err(fail)?;
+        let context = weights.context;
+        let block_bytes = engine::block_bytes(weights, request.kv, context).max(1);
+        let free = vram.probe.as_ref().and_then(VramProbe::free_bytes);
+        let blocks = self.config.kv_budget.blocks(block_bytes, context, self.config.max_sequences, free);
+        if blocks == 0 {
+            let budget = match self.config.kv_budget {
+                KvBudget::Bytes(bytes) => format!("`--kv-budget` of {}", crate::ui::format::bytes(bytes)),
+                KvBudget::Auto => "the memory free".to_string(),
+            };
+            return Err(ServeError::internal(format!(
+                "{budget} holds no KV block of `{}` ({} positions of {} each) (hint: give a larger `--kv-budget`)",
+                request.reference,
+                BLOCK_TOKENS,
+                crate::ui::format::bytes(block_bytes)
+            )));
+        }
+        let pool = engine::new_block_pool(weights, request.kv, context, blocks).map_err(fail)?;
         let name = match request.kv {
             Some(kv) => format!("{}:{kv}", request.reference.name),
             None => request.reference.name.to_string(),
@@ -449,15 +608,23 @@ impl Worker {
         let model = LoadedModel {
             name,
             device: weights.device.clone(),
-            kv_scheme: cache.layout().name().to_string(),
-            context_length: cache.capacity(),
-            cache_bytes: cache.allocated_bytes(),
+            kv_scheme: pool.layout().name().to_string(),
+            context_length: context,
+            cache_bytes: pool.bytes(),
+            block_tokens: BLOCK_TOKENS,
+            blocks_total: pool.total_blocks(),
+            blocks_used: 0,
+            sequences: 0,
+            waiting: 0,
             vram_bytes: vram.measured(),
             size_bytes: request.manifest.total_size(),
         };
         self.reporter.loaded(&model, started.elapsed(), &weights.conversions);
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).push(model);
-        self.pool.insert(key, Pool { free: vec![cache], allocated: 1 });
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = loaded.len();
+        loaded.push(model);
+        drop(loaded);
+        self.pool.insert(key, Pool { blocks: pool, free: Vec::new(), allocated: 0, own_bytes: 0, entry });
         Ok(())
     }
 }
@@ -546,5 +713,39 @@ impl TokenSink for EventSink {
 
     fn stop_requested(&self) -> bool {
         self.stopped || self.events.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kv_budget_is_auto_or_a_size_with_an_optional_unit() {
+        let bytes = |s| match KvBudget::parse(s) {
+            Some(KvBudget::Bytes(b)) => Some(b),
+            _ => None,
+        };
+        assert_eq!(KvBudget::parse("auto"), Some(KvBudget::Auto));
+        assert_eq!(KvBudget::parse("AUTO"), Some(KvBudget::Auto));
+        assert_eq!(bytes("1000000"), Some(1_000_000));
+        assert_eq!(bytes("12MB"), Some(12_000_000));
+        assert_eq!(bytes("8GiB"), Some(8 << 30));
+        assert_eq!(bytes("512 mib"), Some(512 << 20));
+        assert_eq!(bytes("2tb"), Some(2_000_000_000_000));
+        for bad in ["", "0", "0GiB", "-1", "1.5GB", "GB", "12 parsecs", "99999999999999999999", "20000000TiB"] {
+            assert_eq!(KvBudget::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_budget_buys_whole_blocks_and_auto_stops_at_its_share_of_free_memory() {
+        let block = 1000;
+        // 2 blocks of 32 positions hold a context of 40; 3 sequences of it: 6 blocks.
+        assert_eq!(KvBudget::Bytes(5_999).blocks(block, 40, 3, None), 5);
+        assert_eq!(KvBudget::Auto.blocks(block, 40, 3, Some(1_000_000)), 6);
+        // A GPU with 5,000 bytes free: 90% of it, 4,500, buys 4 blocks.
+        assert_eq!(KvBudget::Auto.blocks(block, 40, 3, Some(5_000)), 4);
+        assert_eq!(KvBudget::Bytes(999).blocks(block, 40, 3, None), 0);
     }
 }

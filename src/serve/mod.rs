@@ -95,7 +95,18 @@ pub struct LoadedModel {
     /// `none`'s layout name (`f32`, `bf16`, …), `kv_int8` or `kv_fp8`.
     pub kv_scheme: String,
     pub context_length: usize,
+    /// Bytes of its KV block pool, and of what its caches keep of their own
+    /// (sliding-window rings, recurrent states).
     pub cache_bytes: u64,
+    /// Positions per block.
+    pub block_tokens: usize,
+    pub blocks_total: usize,
+    /// Blocks reserved by requests running now.
+    pub blocks_used: usize,
+    /// Requests running now.
+    pub sequences: usize,
+    /// Requests waiting for a cache or blocks.
+    pub waiting: usize,
     /// VRAM its load took (weights with its first cache, or the cache alone), measured by NVML; `None` off a GPU.
     pub vram_bytes: Option<u64>,
     pub size_bytes: u64,

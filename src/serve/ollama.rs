@@ -70,7 +70,9 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Response {
         .map(|m| {
             json!({"name": m.name, "model": m.name, "size": m.size_bytes + m.cache_bytes, "size_vram": m.vram_bytes,
                    "device": m.device, "kv_scheme": m.kv_scheme, "cache_bytes": m.cache_bytes,
-                   "context_length": m.context_length})
+                   "context_length": m.context_length, "kv_block_tokens": m.block_tokens,
+                   "kv_blocks_total": m.blocks_total, "kv_blocks_used": m.blocks_used, "sequences": m.sequences,
+                   "waiting": m.waiting})
         })
         .collect();
     axum::Json(json!({"models": models})).into_response()

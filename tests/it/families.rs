@@ -459,7 +459,11 @@ fn sixteen_sequences_batched_generate_what_each_generates_alone() {
         let a = batch.admit(tokens[..4].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
         let b = batch.admit(tokens[..6].to_vec(), cache(&model, None, 64), &options, sink()).ok().unwrap();
         batch.step(&model, &text).unwrap();
-        assert!(batch.cancel(a).is_some() && batch.cancel(b).is_some() && batch.cancel(a).is_none());
+        // `a` prefilled, sampled its first token and decoded its second in that step; `b` waits to join.
+        let (ca, cb) = (batch.cancel(a).unwrap(), batch.cancel(b).unwrap());
+        assert_eq!((ca.stop_reason, ca.generated_tokens, ca.prompt_tokens), (StopReason::Interrupted, 2, 4));
+        assert_eq!((cb.stop_reason, cb.generated_tokens, cb.prompt_tokens), (StopReason::Interrupted, 0, 6));
+        assert!(batch.cancel(a).is_none());
         assert!(batch.is_empty());
         let refused = batch.admit(tokens[..10].to_vec(), cache(&model, None, 8), &options, sink());
         let message = refused.err().map(|r| r.error.to_string());

@@ -159,7 +159,8 @@ fn serve_answers_the_openai_and_ollama_clients_streamed_and_whole() {
     let log = server.log();
     let loaded = log.find("loaded smollm2 on cpu").unwrap_or_else(|| panic!("{log}"));
     assert!(loaded < log.find("listening on").unwrap(), "`--model` loads before listening:\n{log}");
-    assert!(log.contains("(KV cache: f32, 188.7 MB for 4096 tokens)"), "{log}");
+    // `auto`: 16 sequences of the whole context, in blocks of 32 positions.
+    assert!(log.contains("(KV cache: f32, a pool of 3.0 GB for 65536 tokens in blocks of 32; context 4096)"), "{log}");
     let out = server.client(
         r#"
 out["models"] = [m.id for m in oa.models.list().data]
@@ -226,7 +227,12 @@ out["version"] = httpx.get(BASE + "/api/version").json()
     assert_eq!(out["ps_client"], json!(["smollm2"]));
     let ps = &out["ps"]["models"][0];
     assert_eq!((ps["kv_scheme"].as_str(), ps["device"].as_str()), (Some("f32"), Some("cpu")));
-    assert_eq!((ps["cache_bytes"].as_u64(), ps["context_length"].as_u64()), (Some(188_743_680), Some(4096)));
+    assert_eq!((ps["cache_bytes"].as_u64(), ps["context_length"].as_u64()), (Some(16 * 188_743_680), Some(4096)));
+    assert_eq!(
+        (&ps["kv_block_tokens"], &ps["kv_blocks_total"], &ps["kv_blocks_used"], &ps["sequences"], &ps["waiting"]),
+        (&json!(32), &json!(16 * 4096 / 32), &json!(0), &json!(0), &json!(0)),
+        "nothing runs while the client asks"
+    );
     assert_eq!(ps["size_vram"], Value::Null, "no GPU, no VRAM reading");
     assert_eq!(out["show"], json!({"format": "safetensors", "family": "llama", "template": true, "context": 8192}));
     // One rendering of one chat, whichever API asks: the same greedy reply.
@@ -493,10 +499,10 @@ out["ps"] = [(m["name"], m["kv_scheme"], m["cache_bytes"]) for m in httpx.get(BA
     assert_eq!(
         out["ps"],
         json!([
-            ["smollm2", "f32", 188_743_680],
-            ["smollm2:kv_int8", "kv_int8", 50_135_040],
-            ["smollm2:kv_fp8", "kv_fp8", 50_135_040],
-            ["smollm2-gguf", "f16", 94_371_840]
+            ["smollm2", "f32", 16 * 188_743_680u64],
+            ["smollm2:kv_int8", "kv_int8", 16 * 50_135_040u64],
+            ["smollm2:kv_fp8", "kv_fp8", 16 * 50_135_040u64],
+            ["smollm2-gguf", "f16", 16 * 94_371_840u64]
         ]),
         "each scheme's cache beside the others; a GGUF model's cache is f16, as llama.cpp's"
     );
@@ -534,6 +540,94 @@ fn serve_start_errors_and_the_non_loopback_warning() {
     );
     let (status, log) = server.terminate();
     assert_eq!(status, Some(0), "{log}");
+    let budget = ctx.run(&["serve", "--kv-budget", "lots", "--port", "0"]);
+    assert_eq!(
+        (budget.code, budget.stderr.as_str()),
+        (
+            2,
+            "error: `--kv-budget` must be `auto` or a size of at least one byte, such as `8GiB`, `512MB` or `1000000`, not lots\n"
+        )
+    );
+    let zero = ctx.run(&["serve", "--max-sequences", "0", "--port", "0"]);
+    assert_eq!(zero.code, 2);
+    assert!(
+        zero.stderr.starts_with("error: invalid value '0' for '--max-sequences <N>': 0 is not in 1..=65535"),
+        "{}",
+        zero.stderr
+    );
+}
+
+/// Blocks as clients come and go, on a pool of 8 blocks (256 positions):
+/// a stream holds the blocks for its prompt and token limit while it runs;
+/// a request with too few free waits (and `/api/ps` says so), one more
+/// finds the queue full; a client that leaves mid-stream gives its blocks
+/// back at once, to the one waiting; one that could never fit is refused.
+#[test]
+fn serve_pool_blocks_are_held_while_streaming_and_freed_when_a_client_leaves() {
+    let ctx = ctx_with_smollm2();
+    // SmolLM2 in f32: 30 layers × 3 KV heads × 64 × 2 × 4 bytes = 46,080 a position, 1,474,560 a block.
+    let server = Server::start(&ctx, &["--model", "smollm2", "--kv-budget", "12MB", "--max-queue", "1"]);
+    let log = server.log();
+    assert!(log.contains("(KV cache: f32, a pool of 11.8 MB for 256 tokens in blocks of 32; context 4096)"), "{log}");
+    let out = server.client(
+        r#"
+def ps():
+    m = httpx.get(BASE + "/api/ps").json()["models"][0]
+    return [m["kv_blocks_used"], m["kv_blocks_total"], m["sequences"], m["waiting"], m["cache_bytes"]]
+def until(what, test):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        now = ps()
+        if test(now):
+            return now
+        time.sleep(0.02)
+    raise SystemExit(f"/api/ps never showed {what}: {ps()}")
+out["idle"] = ps()
+out["too_big"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=300, temperature=0))
+# 34 prompt tokens + 200: 8 blocks, all of them.
+a = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=200, temperature=0, stream=True)
+ia = iter(a)
+next(ia)
+out["streaming"] = ps()
+b = {}
+def run_b():
+    r = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=20, temperature=0)
+    b["text"] = r.choices[0].message.content
+thread = threading.Thread(target=run_b)
+thread.start()
+out["b_waits"] = until("the request waiting", lambda p: p[3] == 1)
+out["busy"] = failure(lambda: oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=4, temperature=0))
+a.close()
+thread.join()
+out["after"] = until("the blocks free", lambda p: p[0] == 0 and p[2] == 0)
+out["b"] = b["text"]
+out["alone"] = oa.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=20, temperature=0).choices[0].message.content
+"#,
+    );
+    let block = 1_474_560u64;
+    assert_eq!(out["idle"], json!([0, 8, 0, 0, 8 * block]));
+    assert_eq!(out["too_big"]["status"], 400, "{out:#}");
+    assert_eq!(
+        out["too_big"]["body"]["error"]["message"],
+        "the request needs 11 KV blocks of 32 positions (334 positions: its prompt and its token limit), more than \
+         the pool's 8 (hint: ask for fewer tokens, or start the server with a larger `--kv-budget`)"
+    );
+    assert_eq!(out["streaming"], json!([8, 8, 1, 0, 8 * block]), "a stream holds its blocks");
+    assert_eq!(out["b_waits"], json!([8, 8, 1, 1, 8 * block]), "no block free: the next request waits");
+    assert_eq!(out["busy"]["status"], 503, "{out:#}");
+    assert_eq!(out["after"], json!([0, 8, 0, 0, 8 * block]), "{out:#}");
+    assert_eq!(out["b"], out["alone"], "the request that waited got its reply");
+    let log = server.log();
+    let cancelled = log.lines().find(|l| l.ends_with("cancelled by the client")).unwrap_or_else(|| panic!("{log}"));
+    let generated: usize = cancelled.split(" + ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(generated < 200, "the stream was cut short: {cancelled}");
+    drop(server);
+    let starved = ctx.run(&["serve", "--model", "smollm2", "--kv-budget", "1MiB", "--port", "0", "--device", "cpu"]);
+    assert_eq!(starved.code, 1, "{}", starved.stderr);
+    assert_eq!(
+        starved.stderr,
+        "error: `--kv-budget` of 1.0 MB holds no KV block of `smollm2` (32 positions of 1.5 MB each) (hint: give a larger `--kv-budget`)\n"
+    );
 }
 
 /// Continuous batching as a client sees it: 16 greedy streams at once, of
