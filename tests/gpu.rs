@@ -11,7 +11,10 @@ mod support;
 use candle_core::{DType, Device, Tensor};
 use llmctl::engine::attention::attend;
 use llmctl::engine::device::DeviceRequest;
-use llmctl::engine::kv_cache::{CacheShape, Codec, Fp8E4M3, Int8, KvCache, dequantize, hadamard, quantize, rotate};
+use llmctl::engine::kv_cache::{
+    BLOCK_TOKENS, BlockPool, CacheShape, Codec, Fp8E4M3, Int8, KvCache, LayerShape, dequantize, hadamard, quantize,
+    rotate,
+};
 use llmctl::engine::model::Logits;
 use llmctl::engine::{self, LoadedWeights, NoObserver, new_cache};
 use llmctl::kv_size::{CacheLayout, DenseDtype};
@@ -203,6 +206,72 @@ fn fused_decode_attention_matches_the_blockwise_path() {
     }
 }
 
+/// A paged sequence's decode attention against a contiguous cache's, over
+/// the same rows: adjacent blocks that start deep in the pool (read in
+/// place, from their first row) and blocks in two runs (read from a compact
+/// copy of the codes). Both run the same kernel with the same splits, so
+/// they should agree to the bit; this bound only makes room for a reordering.
+const PAGED_DECODE_TOLERANCE: f32 = 1e-6;
+
+#[test]
+fn paged_decode_attention_in_place_and_scattered_matches_a_contiguous_cache() {
+    let dev = cuda();
+    for (heads, kv_heads, d, len) in [(32, 8, 128, 1000), (9, 3, 64, 37), (16, 2, 256, 300)] {
+        for layout in layouts() {
+            let shapes = [LayerShape { kv_heads, head_dim: d, window: None, recurrent: None }];
+            let blocks = BlockPool::blocks_for(len + 1);
+            let mut pool = BlockPool::new(layout, &shapes, 4096, 3 + 2 * blocks, DType::BF16, &dev).unwrap();
+            let (mut a, mut inplace, mut scattered) =
+                (pool.sequence().unwrap(), pool.sequence().unwrap(), pool.sequence().unwrap());
+            // `inplace` gets the blocks after `a`'s 3; once `a` leaves, `scattered` gets those 3 and more after.
+            pool.reserve(&mut a, 3 * BLOCK_TOKENS).unwrap();
+            pool.reserve(&mut inplace, len + 1).unwrap();
+            pool.release(&mut a);
+            pool.reserve(&mut scattered, len + 1).unwrap();
+            let mut plain = KvCache::new(
+                layout,
+                CacheShape { layers: 1, kv_heads, head_dim: d, capacity: len + 16 },
+                DType::BF16,
+                &dev,
+            )
+            .unwrap();
+            for (i, from) in (0..len).step_by(100).enumerate() {
+                let t = (len - from).min(100);
+                let kv = |seed| {
+                    Tensor::from_vec(values(kv_heads * t * d, seed), (kv_heads, t, d), &dev)
+                        .unwrap()
+                        .to_dtype(DType::BF16)
+                        .unwrap()
+                };
+                let (k, v) = (kv(2 * i as u64 + 1), kv(2 * i as u64 + 2));
+                for cache in [&mut inplace, &mut scattered, &mut plain] {
+                    cache.append(0, &k, &v).unwrap();
+                    cache.commit(t).unwrap();
+                }
+            }
+            let q = Tensor::from_vec(values(heads * d, 7), (heads, 1, d), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+            let want = plain.decode_attention(0, &q, len).unwrap().expect("the fused kernel takes this shape");
+            for (what, cache) in [("in place", &inplace), ("scattered", &scattered)] {
+                let got =
+                    cache.decode_attention(0, &q, len).unwrap().expect("a paged cache takes the fused kernel too");
+                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                eprintln!(
+                    "paged {what} {} heads {heads}/{kv_heads} d {d} len {len}: max |paged - contiguous| {diff:.2e}",
+                    layout.name()
+                );
+                assert!(diff <= PAGED_DECODE_TOLERANCE, "{what} {}: {diff}", layout.name());
+            }
+        }
+    }
+}
+
 /// The tensor-core decode kernel vs the SIMT kernel over the same codes,
 /// relative to the largest output: the tensor cores take queries and
 /// probabilities in f16 (2^-11 relative) where the SIMT kernel keeps f32;
@@ -237,7 +306,7 @@ fn both_decode_kernels_agree_on_quantized_caches() {
             .unwrap();
         for stored in [Stored::Int8, Stored::Fp8] {
             for rotated in [false, true] {
-                let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated };
+                let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated, first: 0 };
                 let out = |kernel| decode_attention_with(kernel, &q, rows, len).unwrap().to_dtype(DType::F32).unwrap();
                 let simt = out(DecodeKernel::Simt);
                 let diff = (out(DecodeKernel::TensorCore) - &simt)

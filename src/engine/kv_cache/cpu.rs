@@ -19,6 +19,8 @@ pub struct CodeRows<'t> {
     pub k_scale: &'t Tensor,
     pub v_scale: &'t Tensor,
     pub decode: Decode<'t>,
+    /// The row of the first position: the kernel reads rows `first..first + len` of each head.
+    pub first: usize,
 }
 
 /// How a code becomes its value before the scale.
@@ -35,9 +37,11 @@ pub enum Decode<'t> {
 pub fn decode_attention(q: &Tensor, rows: CodeRows, len: usize) -> Result<Tensor> {
     let (heads, _, d) = q.dims3()?;
     let (kv_heads, capacity, row) = rows.k.dims3()?;
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || len > capacity || row != d {
+    let first = rows.first;
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || first + len > capacity || row != d {
         bail!(
-            "decode attention: {heads} query heads of {d} over {kv_heads} KV heads of {row}, {len} of {capacity} positions"
+            "decode attention: {heads} query heads of {d} over {kv_heads} KV heads of {row}, rows {first}..{} of {capacity}",
+            first + len
         );
     }
     let group = heads / kv_heads;
@@ -53,8 +57,8 @@ pub fn decode_attention(q: &Tensor, rows: CodeRows, len: usize) -> Result<Tensor
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; heads * d];
     out.par_chunks_mut(group * d).enumerate().for_each(|(h, out)| {
-        let codes = h * capacity * d..(h * capacity + len) * d;
-        let scales = h * capacity..h * capacity + len;
+        let codes = (h * capacity + first) * d..(h * capacity + first + len) * d;
+        let scales = h * capacity + first..h * capacity + first + len;
         let head = Head {
             k: &k[codes.clone()],
             v: &v[codes],

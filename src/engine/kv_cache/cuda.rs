@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaSlice, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, CustomOp1, D, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor, bail};
@@ -93,6 +93,35 @@ impl<'a> Arg<'a> {
             Arg::F16(s) => builder.arg(*s),
             Arg::F32(s) => builder.arg(*s),
             Arg::U8(s) => builder.arg(*s),
+        };
+    }
+
+    /// The tensor from element `offset` on.
+    fn from(&self, offset: usize) -> View<'a> {
+        match self {
+            Arg::Bf16(s) => View::Bf16(s.slice(offset..)),
+            Arg::F16(s) => View::F16(s.slice(offset..)),
+            Arg::F32(s) => View::F32(s.slice(offset..)),
+            Arg::U8(s) => View::U8(s.slice(offset..)),
+        }
+    }
+}
+
+/// A kernel argument from some element of a tensor on.
+enum View<'a> {
+    Bf16(CudaView<'a, bf16>),
+    F16(CudaView<'a, f16>),
+    F32(CudaView<'a, f32>),
+    U8(CudaView<'a, u8>),
+}
+
+impl View<'_> {
+    fn push<'b>(&'b self, builder: &mut LaunchArgs<'b>) {
+        match self {
+            View::Bf16(s) => builder.arg(s),
+            View::F16(s) => builder.arg(s),
+            View::F32(s) => builder.arg(s),
+            View::U8(s) => builder.arg(s),
         };
     }
 }
@@ -203,8 +232,11 @@ impl CustomOp1 for DecodeAttention<'_> {
     fn cuda_fwd(&self, q: &CudaStorage, q_layout: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = q.device().clone();
         let (heads, _, d) = q_layout.shape().dims3()?;
-        let CacheRows { k, v, scales, stored, rotated } = self.rows;
+        let CacheRows { k, v, scales, stored, rotated, first } = self.rows;
         let (kv_heads, capacity, _) = k.dims3()?;
+        if first + self.len > capacity {
+            bail!("decode attention over rows {first}..{} of {capacity}", first + self.len);
+        }
         let group = heads / kv_heads;
         let (k_guard, k_layout) = k.storage_and_layout();
         let (v_guard, v_layout) = v.storage_and_layout();
@@ -236,10 +268,6 @@ impl CustomOp1 for DecodeAttention<'_> {
         let (heads_i, kv_i, cap_i, d_i, len_i, chunk_i) =
             (heads as i32, kv_heads as i32, capacity as i32, d as i32, self.len as i32, chunk as i32);
         let softmax_scale = 1.0f32 / (d as f32).sqrt();
-        let mut builder = func.builder();
-        q_arg.push(&mut builder);
-        k.push(&mut builder);
-        v.push(&mut builder);
         // Dense rows have no scales: the rows' own slices stand in, never read.
         let (ks, vs) = match &scale_guards {
             Some(((ks, ks_layout), (vs, vs_layout))) => {
@@ -247,6 +275,13 @@ impl CustomOp1 for DecodeAttention<'_> {
             }
             None => (Arg::of(cuda_storage(&k_guard)?, k_layout)?, Arg::of(cuda_storage(&v_guard)?, v_layout)?),
         };
+        // Each head's rows start `first` rows in: the kernels index head `h`'s row `t` as `h * capacity + t`.
+        let scale_first = if scale_guards.is_some() { first } else { first * d };
+        let (k, v, ks, vs) = (k.from(first * d), v.from(first * d), ks.from(scale_first), vs.from(scale_first));
+        let mut builder = func.builder();
+        q_arg.push(&mut builder);
+        k.push(&mut builder);
+        v.push(&mut builder);
         ks.push(&mut builder);
         vs.push(&mut builder);
         builder.arg(&partial);

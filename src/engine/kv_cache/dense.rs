@@ -45,16 +45,18 @@ impl LayerCache for DenseLayer {
         Ok(Box::new(DenseLayer { k: super::paged::gather(&self.k, runs)?, v: super::paged::gather(&self.v, runs)? }))
     }
 
-    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+    fn decode_attention(&self, q: &Tensor, rows: std::ops::Range<usize>) -> Result<Option<Tensor>> {
         if !super::cuda::takes(q, &self.k) {
             return Ok(None);
         }
+        let (first, len) = (rows.start, rows.len());
         let rows = super::cuda::CacheRows {
             k: &self.k,
             v: &self.v,
             scales: None,
             stored: super::cuda::Stored::Dense,
             rotated: false,
+            first,
         };
         super::cuda::decode_attention(q, rows, len).map(Some)
     }

@@ -33,12 +33,12 @@ pub trait LayerCache: Send {
     /// Bytes this layer holds on its device.
     fn bytes(&self) -> u64;
     /// Attention of `q` (heads, 1, head_dim: one position, in the model's
-    /// basis, not rotated) over positions `0..len` in fused kernels, where
+    /// basis, not rotated) over the positions stored in `rows` in fused kernels, where
     /// the layer has them for the device (CUDA: every cache; CPU: the
     /// quantized ones), with the output in the model's basis too; `None`
     /// leaves it to the blockwise path (`attention::attend`).
-    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
-        let _ = (q, len);
+    fn decode_attention(&self, q: &Tensor, rows: std::ops::Range<usize>) -> Result<Option<Tensor>> {
+        let _ = (q, rows);
         Ok(None)
     }
     /// What `read` would give for `k` and `v` once written: the rows of a
@@ -358,7 +358,7 @@ impl KvCache {
     /// the order of its keys).
     pub fn decode_attention(&self, layer: usize, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
         let rows = self.rings[layer].as_ref().map_or(len, |r| len.min(r.window));
-        self.layers[layer].decode_attention(q, rows)
+        self.layers[layer].decode_attention(q, 0..rows)
     }
 
     /// Marks `tokens` positions, written in every layer, as stored; a

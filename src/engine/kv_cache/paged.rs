@@ -102,13 +102,14 @@ impl LayerCache for PagedLayer {
         table(&self.table).tokens() as u64 * self.row_bytes
     }
 
-    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
-        let runs: Vec<Range<usize>> = table(&self.table).runs(0, len)?.into_iter().map(|(_, r)| r).collect();
-        // Rows 0..len of the pool already: the kernels read them in place.
-        if runs.len() == 1 && runs[0].start == 0 {
-            return self.rows.decode_attention(q, len);
+    fn decode_attention(&self, q: &Tensor, rows: Range<usize>) -> Result<Option<Tensor>> {
+        let mut runs: Vec<Range<usize>> =
+            table(&self.table).runs(rows.start, rows.end)?.into_iter().map(|(_, r)| r).collect();
+        // Adjacent blocks: the kernels read them in place; else from a compact copy of the codes.
+        if runs.len() == 1 {
+            return self.rows.decode_attention(q, runs.remove(0));
         }
-        self.rows.compact(&runs)?.decode_attention(q, len)
+        self.rows.compact(&runs)?.decode_attention(q, 0..rows.len())
     }
 
     fn stored_form(&self, k: &Tensor, v: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
@@ -132,8 +133,8 @@ pub struct BlockPool {
     device: Device,
     /// Per stored layer: the pool's rows if the layer pages, else none.
     layers: Vec<Option<Box<dyn LayerCache>>>,
-    /// Free blocks, highest first: the lowest is taken next, so blocks
-    /// reused are ones already touched, and a lone sequence's are adjacent.
+    /// Free blocks, highest first: the lowest adjacent ones are taken first,
+    /// so blocks reused are ones already touched.
     free: Vec<u32>,
     blocks: usize,
 }
@@ -218,10 +219,31 @@ impl BlockPool {
         }
         if let Some(shared) = &cache.table {
             let mut t = shared.write().unwrap_or_else(|e| e.into_inner());
-            let taken = self.free.split_off(self.free.len() - needed);
+            // Adjacent blocks where there are enough (the kernels then read them in place), else the lowest.
+            let at = self.adjacent(needed).unwrap_or(self.free.len() - needed);
+            let taken: Vec<u32> = self.free.drain(at..at + needed).collect();
             t.blocks.extend(taken.into_iter().rev());
         }
         Ok(())
+    }
+
+    /// Where in `free` (highest first) the lowest `n` adjacent blocks begin.
+    fn adjacent(&self, n: usize) -> Option<usize> {
+        if n == 0 {
+            return None;
+        }
+        let mut run = 1;
+        for i in (0..self.free.len()).rev() {
+            if i + 1 < self.free.len() && self.free[i] == self.free[i + 1] + 1 {
+                run += 1;
+            } else {
+                run = 1;
+            }
+            if run == n {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// Takes `cache`'s blocks back and empties it.

@@ -171,7 +171,8 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
         Ok(Box::new(self.with_rows(k, v, gather(&self.k_scale, runs)?, gather(&self.v_scale, runs)?)))
     }
 
-    fn decode_attention(&self, q: &Tensor, len: usize) -> Result<Option<Tensor>> {
+    fn decode_attention(&self, q: &Tensor, rows: std::ops::Range<usize>) -> Result<Option<Tensor>> {
+        let (first, len) = (rows.start, rows.len());
         if super::cuda::takes(q, &self.k) {
             let scales = Some((&self.k_scale, &self.v_scale));
             let rows = super::cuda::CacheRows {
@@ -180,6 +181,7 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
                 scales,
                 stored: C::STORED,
                 rotated: self.rotation.is_some(),
+                first,
             };
             return super::cuda::decode_attention(q, rows, len).map(Some);
         }
@@ -187,8 +189,14 @@ impl<C: Codec> LayerCache for QuantizedLayer<C> {
             return Ok(None);
         }
         let decode = C::OFFSET.map_or(super::cpu::Decode::Table(&self.table), super::cpu::Decode::Offset);
-        let rows =
-            super::cpu::CodeRows { k: &self.k, v: &self.v, k_scale: &self.k_scale, v_scale: &self.v_scale, decode };
+        let rows = super::cpu::CodeRows {
+            k: &self.k,
+            v: &self.v,
+            k_scale: &self.k_scale,
+            v_scale: &self.v_scale,
+            decode,
+            first,
+        };
         let q32 = rotate(&q.to_dtype(DType::F32)?, self.rotation.as_ref())?;
         let y = super::cpu::decode_attention(&q32, rows, len)?;
         rotate(&y, self.rotation.as_ref())?.to_dtype(q.dtype()).map(Some)

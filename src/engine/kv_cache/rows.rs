@@ -23,4 +23,7 @@ pub struct CacheRows<'t> {
     /// Rows stored Hadamard-rotated: the kernels rotate `q` into that basis
     /// and the output back.
     pub rotated: bool,
+    /// The row of the first position: the kernels read rows `first..first + len` of each head
+    /// (a paged sequence's blocks, where they lie in their pool).
+    pub first: usize,
 }

@@ -218,7 +218,8 @@ fn cpu_decode_kernel_refuses_shapes_it_cannot_read() {
     let dev = Device::Cpu;
     let codes = Tensor::zeros((2, 8, 16), DType::U8, &dev).unwrap();
     let scales = Tensor::ones((2, 8, 1), DType::F32, &dev).unwrap();
-    let rows = CodeRows { k: &codes, v: &codes, k_scale: &scales, v_scale: &scales, decode: Decode::Offset(128.0) };
+    let rows =
+        CodeRows { k: &codes, v: &codes, k_scale: &scales, v_scale: &scales, decode: Decode::Offset(128.0), first: 0 };
     let q = |heads, d| Tensor::zeros((heads, 1, d), DType::F32, &dev).unwrap();
     assert!(decode_attention(&q(4, 16), rows, 8).is_ok());
     for (what, q, len) in
@@ -227,6 +228,10 @@ fn cpu_decode_kernel_refuses_shapes_it_cannot_read() {
         let err = decode_attention(&q, rows, len).unwrap_err().to_string();
         assert!(err.starts_with("decode attention:"), "{what}: {err}");
     }
+    let shifted = CodeRows { first: 3, ..rows };
+    assert!(decode_attention(&q(4, 16), shifted, 5).is_ok());
+    let err = decode_attention(&q(4, 16), shifted, 6).unwrap_err().to_string();
+    assert!(err.contains(", rows 3..9 of 8"), "{err}");
 }
 
 /// A sliding-window layer fed chunks and single tokens reads back, for every
@@ -311,22 +316,35 @@ fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
         CacheLayout::Quantized(KvScheme::Int8),
         CacheLayout::Quantized(KvScheme::Fp8),
     ] {
-        let mut pool = BlockPool::new(layout, &shapes, context, 12, DType::F32, &dev).unwrap();
-        // Blocks 0-1 to `a`, 2-4 to `b`; `a` leaves, so `c` gets 0, 1 and 5: not adjacent.
-        let (mut a, mut b, mut c) = (pool.sequence().unwrap(), pool.sequence().unwrap(), pool.sequence().unwrap());
-        pool.reserve(&mut a, 2 * BLOCK_TOKENS).unwrap();
-        pool.reserve(&mut b, 2 * BLOCK_TOKENS + 1).unwrap();
-        assert_eq!(pool.free_blocks(), 7);
+        let mut pool = BlockPool::new(layout, &shapes, context, 9, DType::F32, &dev).unwrap();
+        let mut sequence = || pool.sequence().unwrap();
+        let [mut a, mut b, mut c, mut d, mut e, mut g] = [(); 6].map(|_| sequence());
+        // Blocks 0-1 to `a`, 2-4 to `b`, 5-6 to `e`, 7-8 to `g`; `a` and `e` leave: no 3
+        // adjacent blocks are free, so `c` gets 0, 1 and 5. Once `g` leaves, `d` gets 6-8.
+        for (cache, tokens) in [(&mut a, 2 * BLOCK_TOKENS), (&mut b, 2 * BLOCK_TOKENS + 1), (&mut e, 40), (&mut g, 64)]
+        {
+            pool.reserve(cache, tokens).unwrap();
+        }
+        assert_eq!(pool.free_blocks(), 0);
         pool.release(&mut a);
-        assert_eq!(pool.free_blocks(), 9);
+        pool.release(&mut e);
+        assert_eq!(pool.free_blocks(), 4);
         let len = 2 * BLOCK_TOKENS + 9;
         pool.reserve(&mut c, len + 1).unwrap();
-        let mut plain = KvCache::layered(layout, &shapes, context, DType::F32, &dev).unwrap();
-        fill_alike(&mut [&mut c, &mut plain], &shapes, &[BLOCK_TOKENS + 3, 1, BLOCK_TOKENS + 4, 1]);
+        pool.release(&mut g);
+        pool.reserve(&mut d, len).unwrap();
+        assert_eq!(pool.free_blocks(), 0);
+        let plain = || KvCache::layered(layout, &shapes, context, DType::F32, &dev).unwrap();
+        let (mut plain_c, mut plain_d) = (plain(), plain());
+        fill_alike(&mut [&mut c, &mut plain_c], &shapes, &[BLOCK_TOKENS + 3, 1, BLOCK_TOKENS + 4, 1]);
+        fill_alike(&mut [&mut d, &mut plain_d], &shapes, &[len]);
         // `b` writes its own rows after, in the blocks between `c`'s.
         fill_alike(&mut [&mut b], &shapes, &[2 * BLOCK_TOKENS + 1]);
-        assert_eq!((c.len(), plain.len()), (len, len));
-        for (l, shape) in shapes.iter().enumerate() {
+        assert_eq!((c.len(), plain_c.len(), d.len()), (len, len, len));
+        // `c` reads from a compact copy of its two runs of blocks, `d` in place from row 192.
+        for (l, shape, c, plain) in
+            (0..shapes.len()).flat_map(|l| [(l, &shapes[l], &c, &plain_c), (l, &shapes[l], &d, &plain_d)])
+        {
             let from = if plain.window(l).is_some() { len - 5 } else { 0 };
             let (pk, pv) = c.read(l, from, len, DType::F32).unwrap();
             let (qk, qv) = plain.read(l, from, len, DType::F32).unwrap();
