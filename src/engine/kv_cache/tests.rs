@@ -317,7 +317,7 @@ fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
         CacheLayout::Quantized(KvScheme::Fp8),
     ] {
         let mut pool = BlockPool::new(layout, &shapes, context, 9, DType::F32, &dev).unwrap();
-        let mut sequence = || pool.sequence().unwrap();
+        let sequence = || pool.sequence().unwrap();
         let [mut a, mut b, mut c, mut d, mut e, mut g] = [(); 6].map(|_| sequence());
         // Blocks 0-1 to `a`, 2-4 to `b`, 5-6 to `e`, 7-8 to `g`; `a` and `e` leave: no 3
         // adjacent blocks are free, so `c` gets 0, 1 and 5. Once `g` leaves, `d` gets 6-8.
