@@ -87,19 +87,24 @@ impl KvBudget {
 
     /// Blocks of `block_bytes` for a pool of sequences of up to `context`
     /// positions, `free` bytes being free on the GPU (`None`: a CPU run).
+    /// Never more than `max_sequences` whole contexts take: more could never be used at once
+    /// (and a model whose layers all keep fixed states, whose blocks weigh nothing, gets that).
     pub fn blocks(self, block_bytes: u64, context: usize, max_sequences: usize, free: Option<u64>) -> usize {
+        let whole = max_sequences.saturating_mul(BlockPool::blocks_for(context));
+        if block_bytes == 0 {
+            return whole;
+        }
         let bytes = match self {
             KvBudget::Bytes(bytes) => bytes,
             KvBudget::Auto => {
-                let whole = (max_sequences * BlockPool::blocks_for(context)) as u64 * block_bytes;
                 let limit = match free {
                     Some(free) => free as f64 * AUTO_GPU_SHARE,
                     None => crate::memory::available().map_or(f64::MAX, |a| a as f64 * AUTO_HOST_SHARE),
                 };
-                whole.min(limit as u64)
+                limit as u64
             }
         };
-        usize::try_from(bytes / block_bytes).unwrap_or(usize::MAX).min(u32::MAX as usize)
+        usize::try_from(bytes / block_bytes).unwrap_or(usize::MAX).min(whole)
     }
 }
 
@@ -585,7 +590,7 @@ impl Worker {
             vram.stage(LoadStage::DeviceReady, &weights.device);
         }
         let context = weights.context;
-        let block_bytes = engine::block_bytes(weights, request.kv, context).max(1);
+        let block_bytes = engine::block_bytes(weights, request.kv, context);
         let free = vram.probe.as_ref().and_then(VramProbe::free_bytes);
         let blocks = self.config.kv_budget.blocks(block_bytes, context, self.config.max_sequences, free);
         if blocks == 0 {
@@ -747,5 +752,8 @@ mod tests {
         // A GPU with 5,000 bytes free: 90% of it, 4,500, buys 4 blocks.
         assert_eq!(KvBudget::Auto.blocks(block, 40, 3, Some(5_000)), 4);
         assert_eq!(KvBudget::Bytes(999).blocks(block, 40, 3, None), 0);
+        // More than 3 whole contexts could never be used at once; blocks of nothing (recurrent layers only) cost nothing.
+        assert_eq!(KvBudget::Bytes(1 << 40).blocks(block, 40, 3, None), 6);
+        assert_eq!(KvBudget::Bytes(1).blocks(0, 40, 3, None), 6);
     }
 }
