@@ -44,8 +44,8 @@ fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
             assert!(rate.is_finite() && rate > 0.0, "{key}: {rate}");
         }
         let step = |key: &str| r["decode_step_ms"][key].as_f64().unwrap_or_else(|| panic!("decode_step_ms.{key}: {r}"));
-        let (median, p90, max) = (step("median"), step("p90"), step("max"));
-        assert!(0.0 < median && median <= p90 && p90 <= max && max.is_finite(), "{r}");
+        let (median, p90, p99, max) = (step("median"), step("p90"), step("p99"), step("max"));
+        assert!(0.0 < median && median <= p90 && p90 <= p99 && p99 <= max && max.is_finite(), "{r}");
         // Host memory would hold far more than the tiny model's 256 positions: the model is the limit (#18).
         assert_eq!((r["max_context_fits"].as_u64(), r["fits_limit"].as_str()), (Some(256), Some("model")), "{r}");
     }
@@ -72,18 +72,48 @@ fn bench_prints_a_table_for_people() {
     out.success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "org/tiny:kv_fp8 on cpu");
-    assert!(lines[2].split_whitespace().eq([
-        "KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "STEP", "MS", "P50/MAX", "PEAK", "MEMORY", "KV",
-        "CACHE", "FITS", "(TOKENS)"
-    ]));
+    assert!(
+        lines[2].split_whitespace().eq([
+            "KV",
+            "CONTEXT",
+            "PREFILL",
+            "TOK/S",
+            "TTFT",
+            "DECODE",
+            "TOK/S",
+            "STEP",
+            "MS",
+            "P50/P99/MAX",
+            "E2E",
+            "PEAK",
+            "MEMORY",
+            "KV",
+            "CACHE",
+            "FITS",
+            "(TOKENS)"
+        ]),
+        "{}",
+        lines[2]
+    );
     // The tag's scheme against the unquantized cache, nothing else.
     let kinds: Vec<&str> = lines[3..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(kinds, ["f32", "kv_fp8"]);
-    // The unquantized row has no "(…×)" after its decode rate: the fifth word is `median/max`.
-    let step = lines[3].split_whitespace().nth(4).unwrap();
-    let (median, max) =
-        step.split_once('/').map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())).unwrap();
-    assert!(median <= max, "{step}");
+    // The unquantized row has no "(…×)" after its decode rate: its words are KV, CONTEXT, the
+    // prefill rate, TTFT's number and unit, the decode rate, `median/p99/max`, E2E's number and unit.
+    let words: Vec<&str> = lines[3].split_whitespace().collect();
+    let steps: Vec<f64> = words[6].split('/').map(|t| t.parse().unwrap()).collect();
+    assert!(steps.len() == 3 && steps[0] <= steps[1] && steps[1] <= steps[2], "{}", lines[3]);
+    let seconds = |number: &str, unit: &str| {
+        number.parse::<f64>().unwrap()
+            * if unit == "s" {
+                1.0
+            } else {
+                assert_eq!(unit, "ms");
+                1e-3
+            }
+    };
+    let (ttft, e2e) = (seconds(words[3], words[4]), seconds(words[7], words[8]));
+    assert!(0.0 < ttft && ttft <= e2e, "{}", lines[3]);
     // Memory would hold more than the model attends to: the column says so (#18).
     assert!(lines[3..].iter().all(|l| l.ends_with("256 (model limit)")), "{}", out.stdout);
     assert!(out.stderr.contains("benchmarking org/tiny:kv_fp8 on cpu"), "{}", out.stderr);
@@ -98,7 +128,8 @@ fn bench_warms_up_within_the_smallest_context() {
     let r = &v["speed"][0];
     assert_eq!((r["prompt_tokens"].as_u64(), r["generated_tokens"].as_u64()), (Some(1), Some(1)));
     let step = &r["decode_step_ms"];
-    assert!(step["median"] == step["p90"] && step["p90"] == step["max"], "one step is its own spread: {step}");
+    let spread = ["median", "p90", "p99", "max"].map(|k| step[k].as_f64().unwrap());
+    assert!(spread.iter().all(|&t| t == spread[0]), "one step is its own spread: {step}");
 }
 
 #[test]
@@ -156,4 +187,41 @@ fn bench_of_a_gguf_model_measures_its_f16_cache_and_refuses_kv_schemes() {
          GGUF models take a weight type such as `Q4_K_M`, `Q8_0` or `F16` as their tag\n\
          hint: run `smollm2-gguf` with its GGUF weight type, or pull the safetensors repository to quantize the KV cache\n",
     );
+}
+
+/// How far `e2e_ms` may exceed the prefill and decode times it spans: the
+/// three are read from one clock, and only two clock reads fall outside the
+/// parts (microseconds); the rest allows for a thread descheduled between
+/// them on a busy machine.
+const E2E_UNTIMED_MS: f64 = 2.0;
+/// Rounding of the rates that `--json` gives the parts' times through (they
+/// are exact quotients, read back as f64).
+const RATE_ROUNDING_MS: f64 = 1e-6;
+
+#[test]
+fn bench_times_the_first_token_and_the_whole_context_end_to_end() {
+    let ctx = ctx_with_tiny_safetensors();
+    // 32 and 192 prompt tokens, then 64 decode steps: the whole context end to end (#15).
+    let args = ["bench", "org/tiny", "--ctx", "96,256", "--gen", "64", "--device", "cpu", "--json"];
+    let v = ctx.run(&args).success().json();
+    let speed = v["speed"].as_array().unwrap();
+    assert_eq!(speed.len(), 6, "{v}");
+    for r in speed {
+        let num = |key: &str| r[key].as_f64().unwrap_or_else(|| panic!("{key}: {r}"));
+        let (ttft, e2e) = (num("ttft_ms"), num("e2e_ms"));
+        // The prefill rate is the prompt over the time to first token (the same span).
+        let prefill_ms = num("prompt_tokens") / num("prefill_tokens_per_s") * 1e3;
+        let decode_ms = num("generated_tokens") / num("decode_tokens_per_s") * 1e3;
+        assert!((prefill_ms - ttft).abs() <= RATE_ROUNDING_MS, "ttft {ttft} vs prefill {prefill_ms}: {r}");
+        assert!(ttft > 0.0 && e2e >= ttft, "{r}");
+        // One span holds both parts, so it is never shorter than their sum.
+        let parts = prefill_ms + decode_ms;
+        assert!(e2e >= parts - RATE_ROUNDING_MS, "e2e {e2e} < prefill + decode {parts}: {r}");
+        assert!(e2e <= parts + E2E_UNTIMED_MS, "e2e {e2e} > prefill + decode {parts} + {E2E_UNTIMED_MS}: {r}");
+        let step = |key: &str| r["decode_step_ms"][key].as_f64().unwrap_or_else(|| panic!("decode_step_ms.{key}: {r}"));
+        let (median, p99, max) = (step("median"), step("p99"), step("max"));
+        assert!(0.0 < median && median <= p99 && p99 <= max, "{r}");
+        // The steps are in the decode time, and 64 of them cannot all be faster than their median.
+        assert!(max <= decode_ms && median * 32.0 <= decode_ms, "steps {median}/{max} vs decode {decode_ms}: {r}");
+    }
 }
