@@ -225,3 +225,165 @@ fn bench_times_the_first_token_and_the_whole_context_end_to_end() {
         assert!(max <= decode_ms && median * 32.0 <= decode_ms, "steps {median}/{max} vs decode {decode_ms}: {r}");
     }
 }
+
+/// The `<polyline>`s of an SVG drawn as series (not axes or ticks): their
+/// stroke colour and point count.
+fn series_lines(svg: &roxmltree::Document) -> Vec<(String, usize)> {
+    let width = llmctl::ui::plot::SERIES_STROKE_WIDTH.to_string();
+    svg.descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some(width.as_str()))
+        .map(|n| {
+            (n.attribute("stroke").unwrap().to_string(), n.attribute("points").unwrap().split_whitespace().count())
+        })
+        .collect()
+}
+
+/// The text of every `<text>` element, trimmed.
+fn svg_texts<'a>(svg: &'a roxmltree::Document) -> Vec<&'a str> {
+    svg.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect()
+}
+
+#[test]
+fn bench_plots_decode_speed_and_end_to_end_time_a_line_per_scheme() {
+    let ctx = ctx_with_tiny_safetensors();
+    let dir = ctx.root.path().join("plots");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("bench.svg");
+    // An existing file is replaced.
+    std::fs::write(&file, "old").unwrap();
+    let out = ctx.run(&[
+        "bench",
+        "org/tiny",
+        "--ctx",
+        "32,64,128",
+        "--gen",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        "--plot",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.success().json()["speed"].as_array().unwrap().len(), 9, "stdout keeps the JSON");
+    assert!(out.stderr.ends_with("wrote the plot to [ROOT]/plots/bench.svg\n"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let svg = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("not XML: {e}\n{text}"));
+    assert!(svg.root_element().has_tag_name("svg"), "{text}");
+    // Two panels, a line per scheme in each, through the three contexts; each scheme keeps its colour.
+    let lines = series_lines(&svg);
+    assert_eq!(lines.len(), 2 * 3, "{lines:?}");
+    assert!(lines.iter().all(|&(_, points)| points == 3), "{lines:?}");
+    let (left, right) = lines.split_at(3);
+    assert_eq!(left, right, "the panels' colours differ");
+    let colours: std::collections::HashSet<_> = left.iter().map(|(c, _)| c).collect();
+    assert_eq!(colours.len(), 3, "{lines:?}");
+    let texts: Vec<&str> = svg_texts(&svg);
+    for label in ["f32", "kv_int8", "kv_fp8", "decode tokens/s", "context (tokens)", "32", "64", "128"] {
+        assert!(texts.contains(&label), "no text `{label}` in {texts:?}");
+    }
+    // The legend names each scheme once, for both panels.
+    for scheme in ["f32", "kv_int8", "kv_fp8"] {
+        assert_eq!(texts.iter().filter(|&&t| t == scheme).count(), 1, "{scheme}: {texts:?}");
+    }
+}
+
+#[test]
+fn bench_plots_a_single_case_with_the_table_on_stdout() {
+    let ctx = ctx_with_tiny_safetensors();
+    let file = ctx.root.path().join("one.SVG");
+    let out = ctx.run(&[
+        "bench",
+        "org/tiny",
+        "--kv",
+        "kv_int8",
+        "--ctx",
+        "16",
+        "--gen",
+        "2",
+        "--device",
+        "cpu",
+        "--plot",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.success().stdout.starts_with("org/tiny on cpu\n"), "{}", out.stdout);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let svg = roxmltree::Document::parse(&text).unwrap();
+    // One scheme at one context: a line of one point in each panel (and a dot, to be seen).
+    let lines = series_lines(&svg);
+    assert!(lines.len() == 2 && lines[0] == lines[1] && lines[0].1 == 1, "{lines:?}");
+    assert_eq!(svg.descendants().filter(|n| n.has_tag_name("circle")).count(), 2, "{text}");
+    let texts: Vec<&str> = svg_texts(&svg);
+    assert_eq!(texts.iter().filter(|&&t| t == "kv_int8").count(), 1, "{texts:?}");
+}
+
+#[test]
+fn bench_checks_the_plot_path_before_loading_the_model() {
+    let ctx = ctx_with_tiny_safetensors();
+    let root = ctx.root.path();
+    std::fs::create_dir(root.join("dir.svg")).unwrap();
+    std::fs::write(root.join("file.txt"), "").unwrap();
+    let bench = |plot: &str| ctx.run(&["bench", "org/tiny", "--device", "cpu", "--plot", plot]);
+    bench("bench.png").assert(
+        2,
+        "",
+        "error: `--plot` file `bench.png` does not end in `.svg`\nhint: give a file name ending in `.svg`, e.g. `--plot bench.svg`\n",
+    );
+    bench("bench").assert(
+        2,
+        "",
+        "error: `--plot` file `bench` does not end in `.svg`\nhint: give a file name ending in `.svg`, e.g. `--plot bench.svg`\n",
+    );
+    bench(root.join("dir.svg").to_str().unwrap()).assert(
+        2,
+        "",
+        "error: `--plot` path `[ROOT]/dir.svg` names a directory, not a file\nhint: give a file to write, e.g. `--plot [ROOT]/dir.svg/bench.svg`\n",
+    );
+    bench("new.svg/").assert(
+        2,
+        "",
+        "error: `--plot` path `new.svg/` names a directory, not a file\nhint: give a file to write, e.g. `--plot new.svg/bench.svg`\n",
+    );
+    bench(root.join("missing/bench.svg").to_str().unwrap()).assert(
+        2,
+        "",
+        "error: cannot write `--plot` file `[ROOT]/missing/bench.svg`: directory `[ROOT]/missing` does not exist\n\
+         hint: create directory `[ROOT]/missing` first, or write the plot into an existing one\n",
+    );
+    bench(root.join("file.txt/bench.svg").to_str().unwrap()).assert(
+        2,
+        "",
+        "error: cannot write `--plot` file `[ROOT]/file.txt/bench.svg`: `[ROOT]/file.txt` is not a directory\n\
+         hint: create directory `[ROOT]/file.txt` first, or write the plot into an existing one\n",
+    );
+}
+
+#[test]
+fn a_plot_that_cannot_be_written_exits_2_after_the_numbers() {
+    // A link to a file in no directory passes the checks (an `.svg` name, in a directory
+    // that exists) and fails only when written, even for root, who may write anywhere.
+    let ctx = ctx_with_tiny_safetensors();
+    let link = ctx.root.path().join("link.svg");
+    std::os::unix::fs::symlink("/nonexistent/bench.svg", &link).unwrap();
+    let out = ctx.run(&[
+        "bench",
+        "org/tiny",
+        "--ctx",
+        "16",
+        "--gen",
+        "2",
+        "--device",
+        "cpu",
+        "--plot",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stdout.starts_with("org/tiny on cpu\n"), "the table is printed first: {}", out.stdout);
+    assert!(
+        out.stderr.ends_with(
+            "error: cannot write `--plot` file `[ROOT]/link.svg`\n  caused by: No such file or directory (os error 2)\n\
+             hint: the numbers are printed above; give `--plot` a file in a directory you can write to\n"
+        ),
+        "{}",
+        out.stderr
+    );
+}
