@@ -169,7 +169,7 @@ impl Diagnostic for BenchInputError {
             BenchInputError::Read { .. } => "give `--text` a readable UTF-8 text file".into(),
             BenchInputError::TooShort { .. } => "give `--text` a longer text (a few hundred tokens or more)".into(),
             BenchInputError::WritePlot { .. } => {
-                "the numbers are printed above; give `--plot` a file in a directory you can write to".into()
+                "the numbers went to stdout all the same; give `--plot` a file in a directory you can write to".into()
             }
         })
     }

@@ -381,7 +381,7 @@ fn a_plot_that_cannot_be_written_exits_2_after_the_numbers() {
     assert!(
         out.stderr.ends_with(
             "error: cannot write `--plot` file `[ROOT]/link.svg`\n  caused by: No such file or directory (os error 2)\n\
-             hint: the numbers are printed above; give `--plot` a file in a directory you can write to\n"
+             hint: the numbers went to stdout all the same; give `--plot` a file in a directory you can write to\n"
         ),
         "{}",
         out.stderr
