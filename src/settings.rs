@@ -127,8 +127,11 @@ impl Diagnostic for SettingsError {
             SettingsError::PlotIsDirectory(dir) => {
                 Some(format!("give a file to write, e.g. `--plot {}`", dir.join("bench.svg").display()))
             }
-            SettingsError::PlotNoDirectory { dir, .. } | SettingsError::PlotParentNotDirectory { dir, .. } => {
+            SettingsError::PlotNoDirectory { dir, .. } => {
                 Some(format!("create directory `{}` first, or write the plot into an existing one", dir.display()))
+            }
+            SettingsError::PlotParentNotDirectory { .. } => {
+                Some("write the plot into a directory, e.g. `--plot bench.svg`".into())
             }
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }

@@ -353,7 +353,7 @@ fn bench_checks_the_plot_path_before_loading_the_model() {
         2,
         "",
         "error: cannot write `--plot` file `[ROOT]/file.txt/bench.svg`: `[ROOT]/file.txt` is not a directory\n\
-         hint: create directory `[ROOT]/file.txt` first, or write the plot into an existing one\n",
+         hint: write the plot into a directory, e.g. `--plot bench.svg`\n",
     );
 }
 
