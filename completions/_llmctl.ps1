@@ -123,6 +123,7 @@ Register-ArgumentCompleter -Native -CommandName 'llmctl' -ScriptBlock {
             [CompletionResult]::new('--gen', '--gen', [CompletionResultType]::ParameterName, 'Tokens to decode in each case, after a prompt that fills the rest of the context')
             [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)')
             [CompletionResult]::new('--device', '--device', [CompletionResultType]::ParameterName, 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`')
+            [CompletionResult]::new('--plot', '--plot', [CompletionResultType]::ParameterName, 'Also draw decode tokens/s and end-to-end time against context, a line per scheme, into this SVG file (replaced if it exists)')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour on stderr')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object on stdout instead of tables')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print no progress or status messages (errors and data still print)')

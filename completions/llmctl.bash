@@ -98,7 +98,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__bench)
-            opts="-q -h -V --kv --ctx --gen --text --device --json --quiet --color --help --version"
+            opts="-q -h -V --kv --ctx --gen --text --device --json --plot --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,6 +121,10 @@ _llmctl() {
                     return 0
                     ;;
                 --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -498,7 +502,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-sequences|--max-tokens|--model|--name|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-sequences|--max-tokens|--model|--name|--plot|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

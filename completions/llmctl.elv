@@ -114,6 +114,7 @@ set edit:completion:arg-completer[llmctl] = {|@words|
             cand --gen 'Tokens to decode in each case, after a prompt that fills the rest of the context'
             cand --text 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)'
             cand --device 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`'
+            cand --plot 'Also draw decode tokens/s and end-to-end time against context, a line per scheme, into this SVG file (replaced if it exists)'
             cand --color 'When to use colour on stderr'
             cand --json 'Print one JSON object on stdout instead of tables'
             cand -q 'Print no progress or status messages (errors and data still print)'

@@ -101,6 +101,7 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l ctx -d 'Context 
 complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l gen -d 'Tokens to decode in each case, after a prompt that fills the rest of the context' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l text -d 'Score each scheme on this text against the unquantized cache (NLL, KL divergence, top-1 agreement)' -r -F
 complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l device -d 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l plot -d 'Also draw decode tokens/s and end-to-end time against context, a line per scheme, into this SVG file (replaced if it exists)' -r -F
 complete -c llmctl -n "__fish_llmctl_using_subcommand bench" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

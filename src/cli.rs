@@ -206,6 +206,11 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout instead of tables
     #[arg(long)]
     pub json: bool,
+
+    /// Also draw decode tokens/s and end-to-end time against context, a line per scheme, into this
+    /// SVG file (replaced if it exists)
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -88,6 +88,14 @@ pub enum SettingsError {
     /// Nothing but whitespace, from the argument or standard input.
     #[error("the prompt {0} is empty")]
     EmptyPrompt(&'static str),
+    #[error("`--plot` file `{}` does not end in `.svg`", .0.display())]
+    PlotNotSvg(PathBuf),
+    #[error("`--plot` path `{}` names a directory, not a file", .0.display())]
+    PlotIsDirectory(PathBuf),
+    #[error("cannot write `--plot` file `{}`: directory `{}` does not exist", .plot.display(), .dir.display())]
+    PlotNoDirectory { plot: PathBuf, dir: PathBuf },
+    #[error("cannot write `--plot` file `{}`: `{}` is not a directory", .plot.display(), .dir.display())]
+    PlotParentNotDirectory { plot: PathBuf, dir: PathBuf },
 }
 
 impl Diagnostic for SettingsError {
@@ -115,6 +123,16 @@ impl Diagnostic for SettingsError {
                 "give the text as the PROMPT argument or on standard input, or run without one on a terminal to chat"
                     .into(),
             ),
+            SettingsError::PlotNotSvg(_) => Some("give a file name ending in `.svg`, e.g. `--plot bench.svg`".into()),
+            SettingsError::PlotIsDirectory(dir) => {
+                Some(format!("give a file to write, e.g. `--plot {}`", dir.join("bench.svg").display()))
+            }
+            SettingsError::PlotNoDirectory { dir, .. } => {
+                Some(format!("create directory `{}` first, or write the plot into an existing one", dir.display()))
+            }
+            SettingsError::PlotParentNotDirectory { .. } => {
+                Some("write the plot into a directory, e.g. `--plot bench.svg`".into())
+            }
             SettingsError::ZeroContext | SettingsError::OutOfRange { .. } | SettingsError::Device(_) => None,
         }
     }
@@ -225,6 +243,9 @@ pub struct BenchSettings {
     pub text: Option<PathBuf>,
     pub device: DeviceRequest,
     pub output: OutputFormat,
+    /// `--plot`: an `.svg` file to write, in a directory that exists (checked
+    /// before the benchmark runs, not written until it has).
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -395,7 +416,29 @@ fn bench_settings(args: BenchArgs) -> Result<BenchSettings, SettingsError> {
         text: args.text,
         device: args.device.parse().map_err(SettingsError::Device)?,
         output: OutputFormat::from_json_flag(args.json),
+        plot: args.plot.map(plot_file).transpose()?,
     })
+}
+
+/// A `--plot` path that can be written once the benchmark is done: an
+/// `.svg` name (any case), not a directory, in a directory that exists.
+fn plot_file(path: PathBuf) -> Result<PathBuf, SettingsError> {
+    // `out.svg/` has the extension `svg` to `Path`, but names a directory.
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with(std::path::is_separator) {
+        return Err(SettingsError::PlotIsDirectory(path));
+    }
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
+        return Err(SettingsError::PlotNotSvg(path));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(SettingsError::PlotParentNotDirectory { plot: path, dir }),
+        Err(_) => Err(SettingsError::PlotNoDirectory { plot: path, dir }),
+    }
 }
 
 fn store_root(env: &Env) -> Result<PathBuf, SettingsError> {

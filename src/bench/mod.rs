@@ -57,9 +57,20 @@ pub struct SpeedResult {
     pub context: usize,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// The prompt over the prefill's time, which is `ttft_ms`.
     pub prefill_tokens_per_s: f64,
     /// All decode steps together: `generated_tokens` over their total time.
     pub decode_tokens_per_s: f64,
+    /// Time to first token: the prompt's prefill and the sampling of the
+    /// first token from its last logits, read back on the host.
+    pub ttft_ms: f64,
+    /// End to end, as one span from the prefill's start to the end of the
+    /// last decode step: `ttft_ms`, then the `generated_tokens` decode steps,
+    /// each running the token sampled before it and sampling the next. The
+    /// cache then holds exactly `context` tokens (`prompt_tokens` +
+    /// `generated_tokens`); `generated_tokens` + 1 tokens were sampled, the
+    /// last of them not run.
+    pub e2e_ms: f64,
     /// The spread of the single decode steps, to tell a few stalls from uniformly slower steps.
     pub decode_step_ms: StepTimes,
     /// This process's peak memory during the case (NVML on CUDA; `None` on the CPU).
@@ -114,6 +125,8 @@ pub fn context_that_fits(
 pub struct StepTimes {
     pub median: f64,
     pub p90: f64,
+    /// Below 100 steps this is the slowest step, as rank ⌈0.99·n⌉ is n.
+    pub p99: f64,
     pub max: f64,
 }
 
@@ -123,9 +136,15 @@ impl StepTimes {
         let mut sorted = steps_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let max = *sorted.last()?;
-        let nearest_rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).max(1) - 1];
-        Some(StepTimes { median: nearest_rank(50), p90: nearest_rank(90), max })
+        let at = |p| sorted[nearest_rank(p, sorted.len()) - 1];
+        Some(StepTimes { median: at(50), p90: at(90), p99: at(99), max })
     }
+}
+
+/// The 1-based rank of the `p`-th percentile of `n` sorted values: ⌈p·n/100⌉,
+/// at least 1.
+fn nearest_rank(p: usize, n: usize) -> usize {
+    (p * n).div_ceil(100).max(1)
 }
 
 /// Runs every case in plan order: scheme-major, contexts ascending.
@@ -194,10 +213,11 @@ fn case(
     let started = Instant::now();
     let first = greedy(&model.forward(&prompt, &mut cache, Logits::Last)?)?;
     let prefill = started.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let decode_started = Instant::now();
     let steps_ms = decode(model, &mut cache, first, generate)?;
     device.synchronize()?;
-    let decode = started.elapsed().as_secs_f64();
+    let decode = decode_started.elapsed().as_secs_f64();
+    let e2e = started.elapsed().as_secs_f64();
     let peak = meter.finish_peak();
     let layout = cache_layout(&weights.facts, weights.format, scheme);
     let per_token = layout.bytes_per_token(&weights.facts);
@@ -216,6 +236,8 @@ fn case(
         generated_tokens: generate,
         prefill_tokens_per_s: prompt_len as f64 / prefill,
         decode_tokens_per_s: generate as f64 / decode,
+        ttft_ms: prefill * 1e3,
+        e2e_ms: e2e * 1e3,
         // Settings hold `--gen` to at least 1; an empty plan reads zeros, as its rate does.
         decode_step_ms: StepTimes::of(&steps_ms).unwrap_or_default(),
         peak_memory_bytes: peak,
@@ -299,16 +321,27 @@ mod tests {
 
     #[test]
     fn step_times_are_nearest_rank_percentiles() {
-        let times = |median, p90, max| Some(StepTimes { median, p90, max });
+        let times = |median, p90, p99, max| Some(StepTimes { median, p90, p99, max });
         assert_eq!(StepTimes::of(&[]), None);
-        assert_eq!(StepTimes::of(&[4.0]), times(4.0, 4.0, 4.0));
-        // Odd count, unsorted: ranks ⌈2.5⌉ = 3 and ⌈4.5⌉ = 5.
-        assert_eq!(StepTimes::of(&[5.0, 1.0, 4.0, 2.0, 3.0]), times(3.0, 5.0, 5.0));
+        assert_eq!(StepTimes::of(&[4.0]), times(4.0, 4.0, 4.0, 4.0));
+        // Odd count, unsorted: ranks ⌈2.5⌉ = 3 and ⌈4.5⌉ = ⌈4.95⌉ = 5.
+        assert_eq!(StepTimes::of(&[5.0, 1.0, 4.0, 2.0, 3.0]), times(3.0, 5.0, 5.0, 5.0));
         // Even count: the median is the lower middle step (rank 2 of 4).
-        assert_eq!(StepTimes::of(&[4.0, 1.0, 3.0, 2.0]), times(2.0, 4.0, 4.0));
-        // One stall in twenty steps moves the max, not the median or p90 (rank 18).
+        assert_eq!(StepTimes::of(&[4.0, 1.0, 3.0, 2.0]), times(2.0, 4.0, 4.0, 4.0));
+        // One stall in twenty steps moves the max and p99 (rank ⌈19.8⌉ = 20), not the median or p90 (rank 18).
         let mut steps: Vec<f64> = (1..=19).map(f64::from).collect();
         steps.push(500.0);
-        assert_eq!(StepTimes::of(&steps), times(10.0, 18.0, 500.0));
+        assert_eq!(StepTimes::of(&steps), times(10.0, 18.0, 500.0, 500.0));
+        // 150 steps, shuffled: p99 is rank ⌈148.5⌉ = 149 (flooring would give 148, a 0-based index 150).
+        let steps: Vec<f64> = (0..150).map(|i| f64::from((i * 7) % 150 + 1)).collect();
+        assert_eq!(StepTimes::of(&steps), times(75.0, 135.0, 149.0, 150.0));
+    }
+
+    #[test]
+    fn nearest_ranks_round_up_and_start_at_one() {
+        // Exact multiples take their rank; anything above rounds up; tiny p·n is rank 1.
+        assert_eq!([nearest_rank(99, 100), nearest_rank(99, 101), nearest_rank(99, 200)], [99, 100, 198]);
+        assert_eq!([nearest_rank(50, 1), nearest_rank(1, 1), nearest_rank(1, 99), nearest_rank(1, 101)], [1, 1, 1, 2]);
+        assert_eq!([nearest_rank(90, 10), nearest_rank(90, 11), nearest_rank(100, 7)], [9, 10, 7]);
     }
 }

@@ -28,6 +28,7 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     ("run", "llmctl run org/model", "interactive chat on a terminal"),
     ("run", "llmctl run org/model:kv_fp8 --json --max-tokens 64 \"Hi\"", "JSON Lines: token events, then done"),
     ("bench", "llmctl bench org/model --text notes.txt", "each KV scheme: speed, memory, quality"),
+    ("bench", "llmctl bench org/model --plot bench.svg", "...and decode speed and end-to-end time as a chart"),
     ("serve", "llmctl serve", "OpenAI and Ollama APIs on 127.0.0.1:11435; models load on first use"),
     (
         "serve",

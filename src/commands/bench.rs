@@ -1,6 +1,6 @@
 //! `llmctl bench`: load a safetensors model once, then measure each KV-cache
 //! scheme at each context (and, given `--text`, its quality) and print one
-//! table or one JSON object.
+//! table or one JSON object, and given `--plot`, write the chart file.
 
 use crate::bench::meters::{GpuMeter, HostMeter};
 use crate::bench::quality::quality;
@@ -13,8 +13,8 @@ use crate::printer::Printer;
 use crate::quant::{self, Format, KvScheme, QuantError, Resolved};
 use crate::settings::{BenchSettings, GlobalSettings, OutputFormat};
 use crate::ui::progress::BenchProgress;
-use crate::ui::table;
 use crate::ui::views::BenchView;
+use crate::ui::{plot, table};
 
 /// Contexts measured when `--ctx` is not given.
 const GPU_CONTEXTS: [usize; 3] = [1024, 8192, 32768];
@@ -100,6 +100,12 @@ pub fn execute(global: &GlobalSettings, settings: &BenchSettings, printer: &Prin
         table::bench(&view)
     };
     printer.data(&text)?;
+    // After the numbers are out, so that a failed write loses no measurement.
+    if let Some(path) = &settings.plot {
+        let svg = plot::bench_svg(&view)?;
+        std::fs::write(path, svg).map_err(|source| BenchInputError::WritePlot { path: path.clone(), source })?;
+        printer.status(&format!("wrote the plot to {}", path.display()));
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -153,6 +159,8 @@ pub enum BenchInputError {
     Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("`--text` file `{}` holds fewer than two tokens: nothing to score", path.display())]
     TooShort { path: std::path::PathBuf },
+    #[error("cannot write `--plot` file `{}`", path.display())]
+    WritePlot { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl Diagnostic for BenchInputError {
@@ -160,6 +168,9 @@ impl Diagnostic for BenchInputError {
         Some(match self {
             BenchInputError::Read { .. } => "give `--text` a readable UTF-8 text file".into(),
             BenchInputError::TooShort { .. } => "give `--text` a longer text (a few hundred tokens or more)".into(),
+            BenchInputError::WritePlot { .. } => {
+                "the numbers went to stdout all the same; give `--plot` a file in a directory you can write to".into()
+            }
         })
     }
 

@@ -39,6 +39,18 @@ pub fn count(n: u64) -> String {
     }
 }
 
+/// `0.84 ms`, `12.3 ms`, `840 ms`, `1.52 s`, `61.0 s`: a time with three
+/// significant figures (two below 1 ms), in seconds from 1 s on.
+pub fn millis(ms: f64) -> String {
+    match ms {
+        ..10.0 => format!("{ms:.2} ms"),
+        10.0..100.0 => format!("{ms:.1} ms"),
+        100.0..1000.0 => format!("{ms:.0} ms"),
+        _ if ms < 10_000.0 => format!("{:.2} s", ms / 1e3),
+        _ => format!("{:.1} s", ms / 1e3),
+    }
+}
+
 /// `5 minutes ago`, relative to `now`.
 pub fn age(then: SystemTime, now: SystemTime) -> String {
     let secs = now.duration_since(then).unwrap_or(Duration::ZERO).as_secs();
@@ -66,6 +78,8 @@ mod tests {
             (counted(1, "file"), counted(0, "file"), counted(3, "token")),
             ("1 file".into(), "0 files".into(), "3 tokens".into())
         );
+        let times = [0.8412, 12.34, 840.2, 1520.0, 61_000.0].map(millis);
+        assert_eq!(times, ["0.84 ms", "12.3 ms", "840 ms", "1.52 s", "61.0 s"]);
         let now = SystemTime::now();
         assert_eq!(age(now - Duration::from_secs(7200), now), "2 hours ago");
         assert_eq!(age(now - Duration::from_secs(61), now), "1 minute ago");

@@ -50,8 +50,10 @@ pub fn bench(view: &BenchView) -> String {
         "KV",
         "CONTEXT",
         "PREFILL TOK/S",
+        "TTFT",
         "DECODE TOK/S",
-        "STEP MS P50/MAX",
+        "STEP MS P50/P99/MAX",
+        "E2E",
         "PEAK MEMORY",
         "KV CACHE",
         "FITS (TOKENS)",
@@ -68,12 +70,14 @@ pub fn bench(view: &BenchView) -> String {
             r.kv.clone(),
             r.context.to_string(),
             format!("{:.1}", r.prefill_tokens_per_s),
+            format::millis(r.ttft_ms),
             format!(
                 "{:.1}{}",
                 r.decode_tokens_per_s,
                 versus(r.decode_tokens_per_s, base.map(|b| b.decode_tokens_per_s))
             ),
-            format!("{:.2}/{:.2}", r.decode_step_ms.median, r.decode_step_ms.max),
+            format!("{:.2}/{:.2}/{:.2}", r.decode_step_ms.median, r.decode_step_ms.p99, r.decode_step_ms.max),
+            format::millis(r.e2e_ms),
             r.peak_memory_bytes.map_or("unknown".into(), format::bytes),
             format!(
                 "{}{}",

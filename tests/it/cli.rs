@@ -4,14 +4,14 @@
 use crate::support::TestContext;
 use crate::support::models::{self, SMOLLM2_GGUF_SIZE};
 
-fn ctx_with_smollm2_gguf() -> TestContext {
+pub(crate) fn ctx_with_smollm2_gguf() -> TestContext {
     let ctx = TestContext::new();
     let gguf = models::smollm2_gguf();
     ctx.run(&["pull", gguf.to_str().unwrap(), "--name", "smollm2-gguf"]).success();
     ctx
 }
 
-fn ctx_with_tiny_safetensors() -> TestContext {
+pub(crate) fn ctx_with_tiny_safetensors() -> TestContext {
     let ctx = TestContext::new();
     let dir = ctx.root.path().join("tiny");
     models::write_dir(&dir, &models::tiny_llama_repo(7));
@@ -702,161 +702,6 @@ fn a_gguf_imported_under_the_wrong_weight_tag_is_refused() {
             .as_str(),
     );
     assert_eq!(ctx.blob_count(), 0);
-}
-
-/// Bytes per token of the tiny model's caches: 2 layers × K,V × 2 KV heads × 16 values,
-/// at 4 bytes (f32) or 1 byte plus a 4-byte scale per (token, layer, K/V, head).
-const TINY_F32_BYTES_PER_TOKEN: u64 = 2 * 2 * 2 * 16 * 4;
-const TINY_QUANTIZED_BYTES_PER_TOKEN: u64 = 2 * 2 * 2 * (16 + 4);
-
-#[test]
-fn bench_measures_each_scheme_at_each_context_and_scores_a_text() {
-    let ctx = ctx_with_tiny_safetensors();
-    let text = ctx.root.path().join("text.txt");
-    std::fs::write(&text, (0..300).map(|i| format!("w{}", 3 + (i * 7) % 60)).collect::<Vec<_>>().join(" ")).unwrap();
-    let out = ctx.run(&[
-        "bench",
-        "org/tiny",
-        "--ctx",
-        "128,64",
-        "--gen",
-        "4",
-        "--device",
-        "cpu",
-        "--text",
-        text.to_str().unwrap(),
-        "--json",
-    ]);
-    let v = out.success().json();
-    assert_eq!(v["device"], "cpu");
-    let speed = v["speed"].as_array().unwrap();
-    let cases: Vec<(String, u64)> =
-        speed.iter().map(|r| (r["kv"].as_str().unwrap().to_string(), r["context"].as_u64().unwrap())).collect();
-    let want: Vec<(String, u64)> =
-        ["f32", "kv_int8", "kv_fp8"].iter().flat_map(|k| [64, 128].map(|c| (k.to_string(), c))).collect();
-    assert_eq!(cases, want, "scheme-major, contexts ascending");
-    for r in speed {
-        let per_token = if r["kv"] == "f32" { TINY_F32_BYTES_PER_TOKEN } else { TINY_QUANTIZED_BYTES_PER_TOKEN };
-        assert_eq!(r["kv_bytes_per_token"], per_token);
-        assert_eq!(r["kv_cache_bytes"].as_u64().unwrap(), per_token * r["context"].as_u64().unwrap());
-        assert_eq!(r["prompt_tokens"].as_u64().unwrap() + 4, r["context"].as_u64().unwrap());
-        for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
-            let rate = r[key].as_f64().unwrap();
-            assert!(rate.is_finite() && rate > 0.0, "{key}: {rate}");
-        }
-        let step = |key: &str| r["decode_step_ms"][key].as_f64().unwrap_or_else(|| panic!("decode_step_ms.{key}: {r}"));
-        let (median, p90, max) = (step("median"), step("p90"), step("max"));
-        assert!(0.0 < median && median <= p90 && p90 <= max && max.is_finite(), "{r}");
-        // Host memory would hold far more than the tiny model's 256 positions: the model is the limit (#18).
-        assert_eq!((r["max_context_fits"].as_u64(), r["fits_limit"].as_str()), (Some(256), Some("model")), "{r}");
-    }
-    let quality = v["quality"].as_array().unwrap();
-    let kinds: Vec<&str> = quality.iter().map(|q| q["kv"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["f32", "kv_int8", "kv_fp8"]);
-    // The text fits the tiny model's 256-token context whole: 300 words are cut to 256.
-    assert!(out.stderr.contains("scoring the first 256 of the text's 300 tokens"), "{}", out.stderr);
-    for q in quality {
-        assert_eq!(q["tokens"], 255);
-        let (nll, kl, agree) =
-            (q["mean_nll"].as_f64().unwrap(), q["mean_kl"].as_f64().unwrap(), q["top1_agreement"].as_f64().unwrap());
-        assert!((q["perplexity"].as_f64().unwrap() - nll.exp()).abs() < 1e-9);
-        assert!((q["delta_nll"].as_f64().unwrap() - (nll - quality[0]["mean_nll"].as_f64().unwrap())).abs() < 1e-12);
-        assert!(kl >= 0.0 && (0.0..=1.0).contains(&agree), "{q}");
-    }
-    assert_eq!((quality[0]["mean_kl"].as_f64(), quality[0]["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)));
-}
-
-#[test]
-fn bench_prints_a_table_for_people() {
-    let ctx = ctx_with_tiny_safetensors();
-    let out = ctx.run(&["bench", "org/tiny:kv_fp8", "--ctx", "32", "--gen", "2", "--device", "cpu"]);
-    out.success();
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "org/tiny:kv_fp8 on cpu");
-    assert!(lines[2].split_whitespace().eq([
-        "KV", "CONTEXT", "PREFILL", "TOK/S", "DECODE", "TOK/S", "STEP", "MS", "P50/MAX", "PEAK", "MEMORY", "KV",
-        "CACHE", "FITS", "(TOKENS)"
-    ]));
-    // The tag's scheme against the unquantized cache, nothing else.
-    let kinds: Vec<&str> = lines[3..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
-    assert_eq!(kinds, ["f32", "kv_fp8"]);
-    // The unquantized row has no "(…×)" after its decode rate: the fifth word is `median/max`.
-    let step = lines[3].split_whitespace().nth(4).unwrap();
-    let (median, max) =
-        step.split_once('/').map(|(a, b)| (a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap())).unwrap();
-    assert!(median <= max, "{step}");
-    // Memory would hold more than the model attends to: the column says so (#18).
-    assert!(lines[3..].iter().all(|l| l.ends_with("256 (model limit)")), "{}", out.stdout);
-    assert!(out.stderr.contains("benchmarking org/tiny:kv_fp8 on cpu"), "{}", out.stderr);
-}
-
-#[test]
-fn bench_warms_up_within_the_smallest_context() {
-    // A one-token prompt: the warm-up prefill and its decode step fill the 2-token cache.
-    let ctx = ctx_with_tiny_safetensors();
-    let out = ctx.run(&["bench", "org/tiny", "--kv", "none", "--ctx", "2", "--gen", "1", "--device", "cpu", "--json"]);
-    let v = out.success().json();
-    let r = &v["speed"][0];
-    assert_eq!((r["prompt_tokens"].as_u64(), r["generated_tokens"].as_u64()), (Some(1), Some(1)));
-    let step = &r["decode_step_ms"];
-    assert!(step["median"] == step["p90"] && step["p90"] == step["max"], "one step is its own spread: {step}");
-}
-
-#[test]
-fn bench_errors_exit_2_and_say_what_fits() {
-    let ctx = ctx_with_tiny_safetensors();
-    let bench = |extra: &[&str]| ctx.run(&[&["bench", "org/tiny", "--device", "cpu"], extra].concat());
-    bench(&["--kv", "none,kv_q4"]).assert(
-        2,
-        "",
-        "error: `--kv kv_q4` is not a KV-cache scheme\nhint: list schemes from `none`, `kv_int8` and `kv_fp8`, e.g. `--kv none,kv_fp8`\n",
-    );
-    bench(&["--ctx", "64,1000"]).assert(
-        2,
-        "",
-        "loading org/tiny ...\nerror: `--ctx-size 1000` is beyond the model's context length of 256\nhint: use `--ctx-size 256` or less\n",
-    );
-    bench(&["--ctx", "0"]).assert(2, "", "error: `--ctx-size` must be at least 1\n");
-    bench(&["--gen", "0"]).assert(2, "", "error: `--gen` must be at least 1, not 0\n");
-    let one_word = ctx.root.path().join("one-word.txt");
-    std::fs::write(&one_word, "w3").unwrap();
-    let short_text = bench(&["--ctx", "64", "--text", one_word.to_str().unwrap()]);
-    assert_eq!(short_text.code, 2);
-    assert!(
-        short_text.stderr.ends_with(
-            "error: `--text` file `[ROOT]/one-word.txt` holds fewer than two tokens: nothing to score\n\
-             hint: give `--text` a longer text (a few hundred tokens or more)\n"
-        ),
-        "{}",
-        short_text.stderr
-    );
-    let short = bench(&["--ctx", "8", "--gen", "8"]);
-    assert_eq!(short.code, 2);
-    assert!(short.stderr.ends_with("error: `--gen 8` leaves no room for a prompt in a context of 8 tokens\nhint: lower `--gen` or raise the `--ctx` values\n"), "{}", short.stderr);
-    bench(&["--ctx", "64", "--text", "/nonexistent/text.txt"]).assert(
-        2,
-        "",
-        "error: cannot read `--text` file `/nonexistent/text.txt`\n  caused by: No such file or directory (os error 2)\n\
-         hint: give `--text` a readable UTF-8 text file\n",
-    );
-}
-
-#[test]
-fn bench_of_a_gguf_model_measures_its_f16_cache_and_refuses_kv_schemes() {
-    let ctx = ctx_with_smollm2_gguf();
-    let out = ctx.run(&["bench", "smollm2-gguf", "--device", "cpu", "--ctx", "64", "--gen", "4", "--json"]);
-    let v = out.success().json();
-    let speed = v["speed"].as_array().unwrap();
-    assert_eq!(speed.len(), 1, "{v}");
-    // 30 layers × (K, V) × 3 KV heads × 64 × 2 bytes.
-    assert_eq!((speed[0]["kv"].as_str(), speed[0]["kv_bytes_per_token"].as_u64()), (Some("f16"), Some(23_040)), "{v}");
-    ctx.run(&["bench", "smollm2-gguf", "--device", "cpu", "--kv", "none,kv_int8"]).assert(
-        2,
-        "",
-        "error: `kv_int8` is a KV-cache scheme for safetensors models, but `smollm2-gguf` is a GGUF model: \
-         GGUF models take a weight type such as `Q4_K_M`, `Q8_0` or `F16` as their tag\n\
-         hint: run `smollm2-gguf` with its GGUF weight type, or pull the safetensors repository to quantize the KV cache\n",
-    );
 }
 
 #[test]
