@@ -414,7 +414,7 @@ _llmctl() {
             return 0
             ;;
         llmctl__subcmd__serve)
-            opts="-q -h -V --host --port --model --max-queue --max-sequences --ctx-size --device --quiet --color --help --version"
+            opts="-q -h -V --host --port --model --max-queue --max-sequences --kv-budget --ctx-size --device --quiet --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,6 +437,10 @@ _llmctl() {
                     return 0
                     ;;
                 --max-sequences)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kv-budget)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -502,7 +506,7 @@ _llmctl_wants_model() {
     local sub="" positional=0 i
     for (( i = 1; i < ${#words[@]} - 1; i++ )); do
         case "${words[i]}" in
-            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--max-queue|--max-sequences|--max-tokens|--model|--name|--plot|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
+            --color|--complete|--ctx|--ctx-size|--device|--gen|--host|--kv|--kv-budget|--max-queue|--max-sequences|--max-tokens|--model|--name|--plot|--port|--revision|--seed|--system|--temperature|--text|--top-k|--top-p) (( i++ )) ;;
             -*) ;;
             *) if [[ -z "$sub" ]]; then sub="${words[i]}"; else (( positional++ )); fi ;;
         esac

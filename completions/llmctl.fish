@@ -118,8 +118,9 @@ complete -c llmctl -n "__fish_llmctl_using_subcommand rm" -s V -l version -d 'Pr
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l host -d 'The address to listen on; anything but a loopback address exposes the models to the network' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l port -d 'The TCP port to listen on (0: any free port)' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l model -d 'Load this model (`org/name[:TAG]`) before listening; repeat for more. Others load on first use' -r
-complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l max-queue -d 'Requests that may wait for a free KV cache; more are answered 503 with `Retry-After`' -r
-complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l max-sequences -d 'Requests of one model and KV scheme generated at once, batched (each holds a cache of the context)' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l max-queue -d 'Requests that may wait for room in the KV pool; more are answered 503 with `Retry-After`' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l max-sequences -d 'Requests of one model and KV scheme generated at once, batched' -r
+complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l kv-budget -d 'Memory of each model and KV scheme\'s pool of KV blocks, allocated when the pool is made: bytes (`8GiB`, `512MB`, …), or `auto`: `--max-sequences` whole contexts, at most 90% of the GPU\'s free memory (CPU: half the available memory)' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l ctx-size -d 'Context length of each model\'s KV cache [default: the model\'s, at most 4096]' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l device -d 'Where to run: `cpu`, `cuda`, `cuda:N`, or `auto`' -r
 complete -c llmctl -n "__fish_llmctl_using_subcommand serve" -l color -d 'When to use colour on stderr' -r -f -a "auto\t''
