@@ -83,6 +83,8 @@ def parse_args(argv):
         args.requests = len(args.prompt_list) if args.requests is None else args.requests
         if args.requests > len(args.prompt_list):
             p.error(f"--requests {args.requests} is more than the {len(args.prompt_list)} prompts given")
+        if len(set(args.prompt_list[:args.requests])) < args.requests:
+            p.error(f"the prompts of {args.prompts} must differ: each request has its own")
     else:
         args.prompt_list = None
         args.requests = 2 * args.concurrency if args.requests is None else args.requests

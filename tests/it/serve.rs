@@ -674,3 +674,95 @@ for model, prompt in {cases}:
     assert_eq!(log.matches("POST /v1/completions smollm2").count(), 48, "one log line per request:\n{log}");
     assert_eq!(log.matches("POST /api/generate smollm2").count(), 6, "{log}");
 }
+
+/// A stand-in server whose streams go wrong as each prompt's first word says:
+/// `whole` ends well, `stall` stops sending, `cut` closes before the end,
+/// `error` sends an error event, `bare` ends without usage.
+fn faulty_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || faulty_reply(stream));
+        }
+    });
+    url
+}
+
+fn faulty_reply(mut stream: std::net::TcpStream) {
+    use std::io::Write;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    for line in reader.by_ref().lines().map_while(Result::ok).take_while(|l| !l.is_empty()) {
+        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+            length = n.parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let mode = body["prompt"].as_str().unwrap().split(' ').next().unwrap().to_string();
+    let event = |v: Value| format!("data: {v}\n\n");
+    let mut out = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".to_string();
+    out += &event(json!({"choices": [{"text": "Hi", "finish_reason": null}]}));
+    match mode.as_str() {
+        "stall" => {
+            stream.write_all(out.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        "cut" => {}
+        "error" => out += &event(json!({"error": {"message": "boom"}})),
+        "bare" => out += &(event(json!({"choices": [{"text": "", "finish_reason": "length"}]})) + "data: [DONE]\n\n"),
+        _ => {
+            let usage = json!({"prompt_tokens": 2, "completion_tokens": 2});
+            out += &event(json!({"choices": [{"text": " there", "finish_reason": "length"}], "usage": usage}));
+            out += "data: [DONE]\n\n";
+        }
+    }
+    let _ = stream.write_all(out.as_bytes());
+}
+
+/// The load generator tells a stream that hung, was cut short or failed
+/// from one that ended whole, and exits 1 for any of them.
+#[test]
+fn serve_load_generator_reports_streams_that_hang_break_or_fail() {
+    let ctx = TestContext::new();
+    let file = ctx.root.path().join("prompts.json");
+    std::fs::write(&file, r#"["whole 1", "stall 2", "cut 3", "error 4", "bare 5"]"#).unwrap();
+    let dump = ctx.root.path().join("dump.json");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench/serve_load.py");
+    let started = Instant::now();
+    let output = Command::new("python3")
+        .arg(script)
+        .args(["--url", &faulty_server(), "--model", "m", "--concurrency", "5", "--timeout", "2"])
+        .args(["--prompts", file.to_str().unwrap(), "--dump", dump.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "`--timeout` bounds the run: {:?}", started.elapsed());
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        [&summary["done"], &summary["hung"], &summary["cut_short"], &summary["failed"]],
+        [&json!(1), &json!(1), &json!(2), &json!(1)],
+        "{summary:#}"
+    );
+    let records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap();
+    let ends: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| (r["end"].as_str().unwrap(), r["error"].as_str().unwrap_or(""), r["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("done", "", "Hi there"),
+            ("hung", "timed out", "Hi"),
+            ("cut_short", "the stream ended without its end marker", "Hi"),
+            ("failed", "RuntimeError: error in the stream: {\"message\": \"boom\"}", "Hi"),
+            ("cut_short", "the stream ended without a finish reason or usage", "Hi"),
+        ]
+    );
+    assert_eq!(records[0]["completion_tokens"], 2);
+    assert!(stderr.contains("request 1 (m): hung: timed out\n"), "{stderr}");
+}
