@@ -53,10 +53,11 @@ llama_server=${LLAMA_SERVER:-$lc/build-server/bin/llama-server}
 
 requests_for() { local n=$((2 * $1)); echo $((n < 4 ? 4 : n)); }
 
-# wait_ready URL PID LOG: until URL answers 200, or the server exits.
+# wait_ready PATH PID LOG: until GET PATH on the port answers 200 (no proxy asked), or the server exits.
 wait_ready() {
     local t0=$SECONDS
-    until python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "$1" 2>/dev/null; do
+    until python3 -c "import http.client as h, sys; c = h.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=5)
+c.request('GET', sys.argv[2]); sys.exit(c.getresponse().status != 200)" "$port" "$1" 2>/dev/null; do
         kill -0 "$2" 2>/dev/null || { echo "the server exited before it was ready:" >&2; tail -20 "$3" >&2; return 1; }
         [ $((SECONDS - t0)) -lt 600 ] || { echo "the server was not ready in 600 s" >&2; tail -20 "$3" >&2; return 1; }
         sleep 1
@@ -94,7 +95,7 @@ except ValueError:
     d = {}
 t = d.get("ttft_s") or {}
 ms = lambda s: "-" if s is None else "%.0f" % (s * 1000)
-print("\t".join(str(x) for x in [server, label, d.get("concurrency", "-"), d.get("requests", "-"), d.get("done", 0),
+print("\t".join("-" if x is None else str(x) for x in [server, label, d.get("concurrency", "-"), d.get("requests", "-"), d.get("done", 0),
       d.get("prompt_tokens_mean", "-"), d.get("tokens_per_s", "-"), ms(t.get("median")), ms(t.get("p99")),
       d.get("decode_tokens_per_s_per_request_median", "-"), "ok" if rc == "0" else "exit " + rc]))
 PY
@@ -126,7 +127,7 @@ serve_llmctl() {
     "$bin" serve --port "$port" --device "$device" --model "$1" --ctx-size "$ctx" --max-sequences "$max_c" \
         --max-queue "$((2 * max_c + 4))" 2> "$log" &
     server_pid=$!
-    wait_ready "http://127.0.0.1:$port/api/version" "$server_pid" "$log"
+    wait_ready /api/version "$server_pid" "$log"
     grep -m1 "^loaded" "$log" || true
     run_loads llmctl "$2" "$1" "$3"
     stop_server "$server_pid"
@@ -199,7 +200,7 @@ llama)
         "$llama_server" -m "$gguf" -ngl "${NGL:-99}" -fa on --parallel "$c" -c "$((c * ctx))" \
             --host 127.0.0.1 --port "$port" --no-webui > "$log" 2>&1 &
         server_pid=$!
-        wait_ready "http://127.0.0.1:$port/health" "$server_pid" "$log"
+        wait_ready /health "$server_pid" "$log"
         concurrency=$c run_loads llama.cpp f16 llama-8b "${WORDS:-english}"
         stop_server "$server_pid"
     done
