@@ -139,6 +139,7 @@ ui_stub() {
     mkdir -p "$lc/tools/ui"
     cat > "$lc/tools/ui/CMakeLists.txt" <<'EOF'
 add_library(llama-ui STATIC ui.cpp)
+set_target_properties(llama-ui PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(llama-ui PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 add_custom_target(llama-ui-assets)
 EOF
