@@ -1,10 +1,12 @@
 //! Issue #19: `llmctl serve` on SmolLM2, driven over real HTTP by the
 //! official `openai` and `ollama` Python clients: both APIs streamed and
 //! whole, every error with its status and body, a full queue, a client
-//! that leaves mid-stream, a graceful stop, and greedy replies equal to
-//! `llmctl run`'s for each KV-cache scheme.
+//! that leaves mid-stream, a graceful stop, greedy replies equal to
+//! `llmctl run`'s for each KV-cache scheme, and a bounded load through
+//! `tests/bench/serve_load.py` in which no stream is lost, mixed or duplicated.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -666,4 +668,195 @@ out["replies"] = replies
     }
     let log = server.log();
     assert_eq!(log.matches("POST /v1/chat/completions smollm2").count(), 16, "{log}");
+}
+
+/// The load generator, `tests/bench/serve_load.py`, run by the system `python3`.
+/// Its summary, and the records it dumps into `dump`.
+fn load_generator(server: &Server, prompts: &Path, dump: &Path, args: &[&str]) -> (Value, Vec<Value>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench/serve_load.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(["--url", &server.url, "--prompts", prompts.to_str().unwrap(), "--dump", dump.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("python3 runs the load generator");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the load generator failed:\n{stdout}\n{}\n--- server ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{stdout}"));
+    let records = serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap();
+    (summary, records)
+}
+
+/// Issue #19: a bounded load through the load generator (so it is tested
+/// here): 24 greedy streams of 12 tokens, 8 at a time, of distinct prompts over the three
+/// KV schemes, then 6 through Ollama's API. No stream is lost, mixed or
+/// duplicated: each is whole, with the usage its text chunks count, and its
+/// text is the reply the same prompt gets alone, which no other prompt gets.
+#[test]
+fn serve_load_generator_streams_are_not_lost_mixed_or_duplicated() {
+    let ctx = ctx_with_smollm2();
+    let models = ["smollm2", "smollm2:kv_int8", "smollm2:kv_fp8"];
+    // `--model` loads each before listening, and names request i's model (i mod 3) to the generator.
+    let named: Vec<&str> = models.iter().flat_map(|m| ["--model", m]).collect();
+    let server = Server::start(&ctx, &[&named[..], &["--max-sequences", "8", "--max-queue", "24"]].concat());
+    // Counting prompts: each reply continues numbers that no other prompt's does.
+    let prompts: Vec<String> = (0..24)
+        .map(|i| match (i % 2, 101 + 41 * i) {
+            (0, a) => format!("{a}, {}, {}, {},", a + 1, a + 2, a + 3),
+            (_, a) => {
+                format!("Chapter {}, page {a}; chapter {}, page {}; chapter {}, page", i + 2, i + 3, a + 7, i + 4)
+            }
+        })
+        .collect();
+    let file = ctx.root.path().join("prompts.json");
+    std::fs::write(&file, serde_json::to_string(&prompts).unwrap()).unwrap();
+    let load = |dump: &str, args: &[&str]| {
+        let args = [&named[..], &["--max-tokens", "12"], args].concat();
+        load_generator(&server, &file, &ctx.root.path().join(dump), &args)
+    };
+    let (summary, streams) = load("openai.json", &["--concurrency", "8", "--timeout", "150"]);
+    let (ollama, ollama_streams) =
+        load("ollama.json", &["--api", "ollama", "--requests", "6", "--concurrency", "3", "--timeout", "60"]);
+    assert_eq!(
+        (&summary["done"], &summary["requests"], &summary["completion_tokens"]),
+        (&json!(24), &json!(24), &json!(24 * 12)),
+        "{summary:#}"
+    );
+    assert_eq!(
+        (&ollama["done"], &ollama["requests"], &ollama["completion_tokens"]),
+        (&json!(6), &json!(6), &json!(6 * 12))
+    );
+    // Each prompt alone, whole (not streamed), through the official client.
+    let cases: Vec<(&str, &str)> = (0..24).map(|i| (models[i % 3], prompts[i].as_str())).collect();
+    let script = format!(
+        r#"
+out["alone"] = []
+for model, prompt in {cases}:
+    r = oa.completions.create(model=model, prompt=prompt, max_tokens=12, temperature=0)
+    out["alone"].append([r.choices[0].text, r.usage.completion_tokens])
+"#,
+        cases = serde_json::to_string(&cases).unwrap()
+    );
+    let alone = server.client(&script)["alone"].as_array().unwrap().clone();
+    let replies: Vec<&str> = alone.iter().map(|a| a[0].as_str().unwrap()).collect();
+    for (i, reply) in replies.iter().enumerate() {
+        let twins: Vec<usize> = (0..24).filter(|&j| j != i && replies[j].contains(reply)).collect();
+        assert!(reply.len() > 8 && twins.is_empty(), "prompt {i}'s reply {reply:?} is in the replies to {twins:?}");
+    }
+    for (api, records) in [("openai", &streams), ("ollama", &ollama_streams)] {
+        for (i, record) in records.iter().enumerate() {
+            let (model, text) = (models[i % 3], record["text"].as_str().unwrap());
+            let case = format!("{api} request {i} ({model}, {:?})", prompts[i]);
+            assert_eq!(
+                (&record["index"], &record["model"], &record["end"]),
+                (&json!(i), &json!(model), &json!("done"))
+            );
+            assert_eq!(text, replies[i], "{case}: the stream's text is the prompt's reply alone");
+            let others: Vec<usize> = (0..24).filter(|&j| j != i && text.contains(replies[j])).collect();
+            assert!(others.is_empty(), "{case}: its text holds the replies to {others:?}: {text:?}");
+            assert_eq!(record["completion_tokens"], alone[i][1], "{case}: the usage it has alone");
+            assert_eq!(record["text_chunks"], record["completion_tokens"], "{case}: a text chunk per token counted");
+            assert_eq!(record["finish_reason"], "length", "{case}");
+        }
+    }
+    let log = server.log();
+    assert_eq!(log.matches("POST /v1/completions smollm2").count(), 48, "one log line per request:\n{log}");
+    assert_eq!(log.matches("POST /api/generate smollm2").count(), 6, "{log}");
+}
+
+/// A stand-in server whose streams go wrong as each prompt's first word says:
+/// `whole` ends well, `stall` stops sending, `cut` closes before the end,
+/// `error` sends an error event, `bare` ends without usage.
+fn faulty_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || faulty_reply(stream));
+        }
+    });
+    url
+}
+
+fn faulty_reply(mut stream: std::net::TcpStream) {
+    use std::io::Write;
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut length = 0;
+    for line in reader.by_ref().lines().map_while(Result::ok).take_while(|l| !l.is_empty()) {
+        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+            length = n.parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let mode = body["prompt"].as_str().unwrap().split(' ').next().unwrap().to_string();
+    let event = |v: Value| format!("data: {v}\n\n");
+    let mut out = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n".to_string();
+    out += &event(json!({"choices": [{"text": "Hi", "finish_reason": null}]}));
+    match mode.as_str() {
+        "stall" => {
+            stream.write_all(out.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        "cut" => {}
+        "error" => out += &event(json!({"error": {"message": "boom"}})),
+        "bare" => out += &(event(json!({"choices": [{"text": "", "finish_reason": "length"}]})) + "data: [DONE]\n\n"),
+        _ => {
+            let usage = json!({"prompt_tokens": 2, "completion_tokens": 2});
+            out += &event(json!({"choices": [{"text": " there", "finish_reason": "length"}], "usage": usage}));
+            out += "data: [DONE]\n\n";
+        }
+    }
+    let _ = stream.write_all(out.as_bytes());
+}
+
+/// The load generator tells a stream that hung, was cut short or failed
+/// from one that ended whole, and exits 1 for any of them.
+#[test]
+fn serve_load_generator_reports_streams_that_hang_break_or_fail() {
+    let ctx = TestContext::new();
+    let file = ctx.root.path().join("prompts.json");
+    std::fs::write(&file, r#"["whole 1", "stall 2", "cut 3", "error 4", "bare 5"]"#).unwrap();
+    let dump = ctx.root.path().join("dump.json");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bench/serve_load.py");
+    let started = Instant::now();
+    let output = Command::new("python3")
+        .arg(script)
+        .args(["--url", &faulty_server(), "--model", "m", "--concurrency", "5", "--timeout", "2"])
+        .args(["--prompts", file.to_str().unwrap(), "--dump", dump.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "`--timeout` bounds the run: {:?}", started.elapsed());
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        [&summary["done"], &summary["hung"], &summary["cut_short"], &summary["failed"]],
+        [&json!(1), &json!(1), &json!(2), &json!(1)],
+        "{summary:#}"
+    );
+    let records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dump).unwrap()).unwrap();
+    let ends: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| (r["end"].as_str().unwrap(), r["error"].as_str().unwrap_or(""), r["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("done", "", "Hi there"),
+            ("hung", "timed out", "Hi"),
+            ("cut_short", "the stream ended without its end marker", "Hi"),
+            ("failed", "RuntimeError: error in the stream: {\"message\": \"boom\"}", "Hi"),
+            ("cut_short", "the stream ended without a finish reason or usage", "Hi"),
+        ]
+    );
+    assert_eq!(records[0]["completion_tokens"], 2);
+    assert!(stderr.contains("request 1 (m): hung: timed out\n"), "{stderr}");
 }
