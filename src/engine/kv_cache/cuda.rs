@@ -56,23 +56,27 @@ pub fn takes_rows(x: &Tensor, codes: &Tensor) -> bool {
     x.device().is_cuda() && x.dims3().is_ok_and(|(_, _, d)| supports(d) || d == 512) && codes.dtype() == DType::U8
 }
 
+/// A tensor as a kernel argument: its elements from its layout's start on.
 enum Arg<'a> {
-    Bf16(&'a CudaSlice<bf16>),
-    F16(&'a CudaSlice<f16>),
-    F32(&'a CudaSlice<f32>),
-    U8(&'a CudaSlice<u8>),
+    Bf16(CudaView<'a, bf16>),
+    F16(CudaView<'a, f16>),
+    F32(CudaView<'a, f32>),
+    U8(CudaView<'a, u8>),
 }
 
 impl<'a> Arg<'a> {
+    /// `storage` as `layout` reads it, which must be contiguous (it may start anywhere:
+    /// one sequence's rows of a batch, a chunk's keys, are views into larger tensors).
     fn of(storage: &'a CudaStorage, layout: &Layout) -> Result<Arg<'a>> {
-        if layout.start_offset() != 0 || !layout.is_contiguous() {
-            bail!("the fused KV-cache kernels take whole contiguous tensors");
+        if !layout.is_contiguous() {
+            bail!("the fused KV-cache kernels take contiguous tensors");
         }
+        let start = layout.start_offset();
         Ok(match &storage.slice {
-            CudaStorageSlice::BF16(s) => Arg::Bf16(s),
-            CudaStorageSlice::F16(s) => Arg::F16(s),
-            CudaStorageSlice::F32(s) => Arg::F32(s),
-            CudaStorageSlice::U8(s) => Arg::U8(s),
+            CudaStorageSlice::BF16(s) => Arg::Bf16(s.slice(start..)),
+            CudaStorageSlice::F16(s) => Arg::F16(s.slice(start..)),
+            CudaStorageSlice::F32(s) => Arg::F32(s.slice(start..)),
+            CudaStorageSlice::U8(s) => Arg::U8(s.slice(start..)),
             _ => bail!("the fused KV-cache kernels take bf16, f16, f32 or u8 tensors"),
         })
     }
@@ -87,42 +91,23 @@ impl<'a> Arg<'a> {
         }
     }
 
-    fn push(&self, builder: &mut LaunchArgs<'a>) {
-        match self {
-            Arg::Bf16(s) => builder.arg(*s),
-            Arg::F16(s) => builder.arg(*s),
-            Arg::F32(s) => builder.arg(*s),
-            Arg::U8(s) => builder.arg(*s),
-        };
-    }
-
-    /// The tensor from element `offset` on.
-    fn from(&self, offset: usize) -> View<'a> {
-        match self {
-            Arg::Bf16(s) => View::Bf16(s.slice(offset..)),
-            Arg::F16(s) => View::F16(s.slice(offset..)),
-            Arg::F32(s) => View::F32(s.slice(offset..)),
-            Arg::U8(s) => View::U8(s.slice(offset..)),
-        }
-    }
-}
-
-/// A kernel argument from some element of a tensor on.
-enum View<'a> {
-    Bf16(CudaView<'a, bf16>),
-    F16(CudaView<'a, f16>),
-    F32(CudaView<'a, f32>),
-    U8(CudaView<'a, u8>),
-}
-
-impl View<'_> {
     fn push<'b>(&'b self, builder: &mut LaunchArgs<'b>) {
         match self {
-            View::Bf16(s) => builder.arg(s),
-            View::F16(s) => builder.arg(s),
-            View::F32(s) => builder.arg(s),
-            View::U8(s) => builder.arg(s),
+            Arg::Bf16(s) => builder.arg(s),
+            Arg::F16(s) => builder.arg(s),
+            Arg::F32(s) => builder.arg(s),
+            Arg::U8(s) => builder.arg(s),
         };
+    }
+
+    /// The argument from its element `offset` on.
+    fn from(&self, offset: usize) -> Arg<'a> {
+        match self {
+            Arg::Bf16(s) => Arg::Bf16(s.slice(offset..)),
+            Arg::F16(s) => Arg::F16(s.slice(offset..)),
+            Arg::F32(s) => Arg::F32(s.slice(offset..)),
+            Arg::U8(s) => Arg::U8(s.slice(offset..)),
+        }
     }
 }
 
