@@ -136,7 +136,8 @@ impl DecodeKernel {
     /// Whether this kernel takes `stored` rows of length `head_dim`.
     pub fn takes(self, stored: Stored, head_dim: usize) -> bool {
         match self {
-            Self::Simt => supports(head_dim),
+            // Rows of 512 only as codes (see `wide`: `takes` also bounds their group).
+            Self::Simt => supports(head_dim) || (head_dim == 512 && matches!(stored, Stored::Int8 | Stored::Fp8)),
             Self::TensorCore => matches!(stored, Stored::Int8 | Stored::Fp8) && matches!(head_dim, 64 | 128),
         }
     }
