@@ -577,7 +577,10 @@ impl Worker {
             return Ok(());
         }
         let started = Instant::now();
-        let fail = |e: EngineError| ServeError::from_error(&anyhow::Error::from(e).context("loading the model failed"));
+        let root = self.store.root().to_path_buf();
+        let fail = |e: EngineError| {
+            hide_store(ServeError::from_error(&anyhow::Error::from(e).context("loading the model failed")), &root)
+        };
         let mut vram = VramDelta { probe: None, before: None };
         if !self.weights.contains_key(&id) {
             let files = self.store.model_files(&request.manifest);
@@ -632,6 +635,16 @@ impl Worker {
         self.pool.insert(key, Pool { blocks: pool, free: Vec::new(), allocated: 0, own_bytes: 0, entry });
         Ok(())
     }
+}
+
+/// The error with the store's location on this machine written as `<store>`: clients
+/// learn which file failed, not where the server keeps its files.
+fn hide_store(mut error: ServeError, root: &std::path::Path) -> ServeError {
+    let root = root.display().to_string();
+    if !root.is_empty() {
+        error.message = error.message.replace(&root, "<store>");
+    }
+    error
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -411,6 +411,9 @@ out["after"] = call("smollm2:latest").choices[0].message.content
     );
     assert_eq!(out["broken"]["status"], 500, "{out:#}");
     assert!(message("broken").starts_with("loading the model failed: "), "{out:#}");
+    // Which file failed, not where the server keeps its files.
+    assert!(message("broken").contains(" `<store>/blobs/sha256-"), "{out:#}");
+    assert!(!message("broken").contains(ctx.root.path().to_str().unwrap()), "{out:#}");
     let no_template = cli_error("org/plain");
     assert!(no_template.starts_with("this model has no chat template (hint: use `--raw`"), "{no_template}");
     assert_eq!(out["no_template"]["status"], 400, "{out:#}");
