@@ -64,12 +64,18 @@ impl CacheLayout {
         facts.stored_layers().iter().map(|g| g.layers * self.layer_bytes_per_token(g)).sum()
     }
 
-    /// What one of these layers stores per token: K and V rows, plus a scale per KV head each when quantized.
+    /// What one of these layers stores per token.
     fn layer_bytes_per_token(self, g: &KvLayers) -> u64 {
-        let values = 2 * g.kv_heads * g.head_dim;
+        self.row_bytes(g.kv_heads, g.head_dim)
+    }
+
+    /// What a layer of `kv_heads` heads of `head_dim` stores per token: K
+    /// and V rows, plus a scale per KV head each when quantized.
+    pub fn row_bytes(self, kv_heads: u64, head_dim: u64) -> u64 {
+        let values = 2 * kv_heads * head_dim;
         match self {
             CacheLayout::Dense(dtype) => values * dtype.bytes(),
-            CacheLayout::Quantized(scheme) => values * scheme.element_bytes() + 2 * g.kv_heads * KV_SCALE_BYTES,
+            CacheLayout::Quantized(scheme) => values * scheme.element_bytes() + 2 * kv_heads * KV_SCALE_BYTES,
         }
     }
 }

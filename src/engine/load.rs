@@ -189,7 +189,7 @@ pub fn new_block_pool(
 /// Bytes one KV block of scheme `kv` takes (see `new_block_pool`).
 pub fn block_bytes(weights: &LoadedWeights, kv: Option<KvScheme>, context: usize) -> u64 {
     let layout = cache_layout(&weights.facts, weights.format, kv);
-    weights.model.block_bytes(layout, context, dense_dtype(layout))
+    weights.model.block_bytes(layout, context)
 }
 
 /// GGUF: tokenizer and template from the file's metadata; the tensors

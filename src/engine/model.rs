@@ -899,8 +899,8 @@ impl Model {
     }
 
     /// Bytes one block of such a pool takes.
-    pub fn block_bytes(&self, layout: CacheLayout, context: usize, dtype: DType) -> u64 {
-        BlockPool::block_bytes(layout, &self.cache_layers, context, dtype)
+    pub fn block_bytes(&self, layout: CacheLayout, context: usize) -> u64 {
+        BlockPool::block_bytes(layout, &self.cache_layers, context)
     }
 
     pub fn dtype(&self) -> DType {

@@ -295,11 +295,6 @@ impl KvCache {
         }
     }
 
-    /// Whether the cache keeps its rows in a block pool's blocks.
-    pub fn is_paged(&self) -> bool {
-        self.table.is_some()
-    }
-
     /// Writes a layer's new keys/values at the current end; the length
     /// advances in `commit`, once every layer has written.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
@@ -344,11 +339,7 @@ impl KvCache {
             let (start, n) = (p - ring.written, to - p);
             parts.push(cache.stored_form(&k.narrow(1, start, n)?, &v.narrow(1, start, n)?, dtype)?);
         }
-        if parts.len() == 1 {
-            return Ok(parts.remove(0));
-        }
-        let (ks, vs): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
-        Ok((Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?))
+        join_rows(parts)
     }
 
     /// A layer's fused decode attention over positions `0..len` (including
@@ -415,6 +406,15 @@ impl KvCache {
 #[cfg(test)]
 pub(crate) fn quantized_hadamard(n: usize, device: &Device) -> Tensor {
     quantized::hadamard(n, device).unwrap().unwrap()
+}
+
+/// Keys and values read in parts, each (kv_heads, n, head_dim), as one (k, v) pair in order.
+fn join_rows(mut parts: Vec<(Tensor, Tensor)>) -> Result<(Tensor, Tensor)> {
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let (ks, vs): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+    Ok((Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?))
 }
 
 pub(crate) fn tensor_bytes(t: &Tensor) -> u64 {

@@ -88,13 +88,7 @@ impl LayerCache for PagedLayer {
 
     fn read(&self, from: usize, to: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
         let runs = table(&self.table).runs(from, to)?;
-        let mut parts =
-            runs.into_iter().map(|(_, r)| self.rows.read(r.start, r.end, dtype)).collect::<Result<Vec<_>>>()?;
-        if parts.len() == 1 {
-            return Ok(parts.remove(0));
-        }
-        let (ks, vs): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
-        Ok((Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?))
+        super::join_rows(runs.into_iter().map(|(_, r)| self.rows.read(r.start, r.end, dtype)).collect::<Result<_>>()?)
     }
 
     /// The bytes of the rows this sequence reserved.
@@ -144,20 +138,15 @@ fn pages(shape: &LayerShape, context: usize) -> bool {
     shape.recurrent.is_none() && shape.window.is_none_or(|w| w >= context)
 }
 
-/// Bytes one position takes in a layer of `shape`.
-fn row_bytes(layout: CacheLayout, shape: &LayerShape, dtype: DType) -> u64 {
-    let per_head = match layout {
-        CacheLayout::Dense(_) => shape.head_dim * dtype.size_in_bytes(),
-        // One byte a value and one f32 scale a vector.
-        CacheLayout::Quantized(_) => shape.head_dim + 4,
-    };
-    2 * (shape.kv_heads * per_head) as u64
+/// Bytes one position takes in a layer of `shape` (the size formula `show` and `bench` use).
+fn row_bytes(layout: CacheLayout, shape: &LayerShape) -> u64 {
+    layout.row_bytes(shape.kv_heads as u64, shape.head_dim as u64)
 }
 
 impl BlockPool {
     /// Bytes one block takes over every paged layer of `shapes`.
-    pub fn block_bytes(layout: CacheLayout, shapes: &[LayerShape], context: usize, dtype: DType) -> u64 {
-        let row: u64 = shapes.iter().filter(|s| pages(s, context)).map(|s| row_bytes(layout, s, dtype)).sum();
+    pub fn block_bytes(layout: CacheLayout, shapes: &[LayerShape], context: usize) -> u64 {
+        let row: u64 = shapes.iter().filter(|s| pages(s, context)).map(|s| row_bytes(layout, s)).sum();
         row * BLOCK_TOKENS as u64
     }
 
@@ -201,7 +190,7 @@ impl BlockPool {
     /// none where that layer keeps its own.
     pub(super) fn layer(&self, layer: usize, table: &SharedTable) -> Result<Option<Box<dyn LayerCache>>> {
         let Some(rows) = self.layers.get(layer).and_then(Option::as_ref) else { return Ok(None) };
-        let row_bytes = row_bytes(self.layout, &self.shapes[layer], self.dtype);
+        let row_bytes = row_bytes(self.layout, &self.shapes[layer]);
         Ok(Some(Box::new(PagedLayer { rows: rows.share()?, table: table.clone(), row_bytes })))
     }
 

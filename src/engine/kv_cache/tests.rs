@@ -363,7 +363,7 @@ fn a_paged_cache_in_scattered_blocks_reads_and_attends_as_a_contiguous_one() {
         }
         // `c` holds 3 blocks of the two full layers, and its own ring of 5 rows.
         let ring = KvCache::layered(layout, &shapes[1..2], context, DType::F32, &dev).unwrap().allocated_bytes();
-        let blocks = 3 * BlockPool::block_bytes(layout, &shapes, context, DType::F32);
+        let blocks = 3 * BlockPool::block_bytes(layout, &shapes, context);
         assert_eq!(c.allocated_bytes(), blocks + ring, "{layout:?}");
     }
 }
@@ -374,9 +374,9 @@ fn a_pool_refuses_what_it_cannot_hold_and_a_sequence_its_reserved_room() {
     let shapes = paged_shapes();
     let layout = CacheLayout::Quantized(KvScheme::Int8);
     let mut pool = BlockPool::new(layout, &shapes, 1000, 4, DType::F32, &dev).unwrap();
-    assert_eq!(pool.bytes(), 4 * BlockPool::block_bytes(layout, &shapes, 1000, DType::F32));
+    assert_eq!(pool.bytes(), 4 * BlockPool::block_bytes(layout, &shapes, 1000));
     // Two full layers: 2 heads of 16 and 1 of 32, keys and values, a byte a value and 4 a scale.
-    assert_eq!(BlockPool::block_bytes(layout, &shapes, 1000, DType::F32), (2 * (2 * 20 + 36) * BLOCK_TOKENS) as u64);
+    assert_eq!(BlockPool::block_bytes(layout, &shapes, 1000), (2 * (2 * 20 + 36) * BLOCK_TOKENS) as u64);
     let mut a = pool.sequence().unwrap();
     let full = pool.reserve(&mut a, 4 * BLOCK_TOKENS + 1).unwrap_err();
     assert_eq!(full.to_string(), format!("the KV pool has 4 free blocks of {BLOCK_TOKENS} positions; 5 are needed"));
