@@ -307,6 +307,10 @@ impl Worker {
 
     /// Admits every waiting request there is room for, in arrival order per model and scheme.
     fn admit_waiting(&mut self) {
+        // Nothing waits, nothing changes (the counts in `/api/ps` went to zero when the last one left).
+        if self.waiting.is_empty() {
+            return;
+        }
         let mut still = VecDeque::new();
         while let Some(job) = self.waiting.pop_front() {
             let key = (job.request.manifest.id(), job.request.kv);
