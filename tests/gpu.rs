@@ -59,6 +59,16 @@ fn cuda() -> Device {
     Device::new_cuda(0).expect("tests/gpu.rs needs an NVIDIA GPU")
 }
 
+/// The largest magnitude in `t`.
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// The largest difference between `a` and `b`, both read as f32.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap())
+}
+
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -83,7 +93,6 @@ fn matvec_kernels_match_f32_matmuls() {
     use llmctl::engine::linear::cuda::{gated_matvec, matvec, takes};
     let dev = cuda();
     let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
-    let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     // An 8B MLP projection, SmolLM2's lm_head over a ragged row count, a tiny one.
     for (rows, cols) in [(14_336, 4096), (1001, 576), (3, 8)] {
         for dtype in [DType::BF16, DType::F16] {
@@ -139,8 +148,7 @@ fn prefill_attention_on_cuda_matches_the_f32_path() {
         };
         let ours = attend(&q, start, None, block, read(DType::BF16)).unwrap().to_dtype(DType::F32).unwrap();
         let reference = attend(&q.to_dtype(DType::F32).unwrap(), start, None, block, read(DType::F32)).unwrap();
-        let diff = (&ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let (diff, scale) = (max_abs_diff(&ours, &reference), max_abs(&reference));
         eprintln!(
             "prefill heads {heads}/{kv_heads} d {d} start {start} t {t} block {block}: max |cuda bf16 - f32| {diff:.2e} (outputs up to {scale:.3})"
         );
@@ -188,15 +196,7 @@ fn fused_decode_attention_matches_the_blockwise_path() {
             let q32 = rotate(&q.to_dtype(DType::F32).unwrap(), rotation.as_ref()).unwrap();
             let blockwise = attend(&q32, len - 1, None, 1024, |from, to| cache.read(0, from, to, DType::F32)).unwrap();
             let reference = rotate(&blockwise, rotation.as_ref()).unwrap();
-            let diff = (fused.to_dtype(DType::F32).unwrap() - &reference)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let (diff, scale) = (max_abs_diff(&fused, &reference), max_abs(&reference));
             eprintln!(
                 "{} heads {heads}/{kv_heads} d {d} len {len}: max |fused - blockwise| {diff:.2e} (outputs up to {scale:.3})",
                 layout.name()
@@ -254,14 +254,7 @@ fn paged_decode_attention_in_place_and_scattered_matches_a_contiguous_cache() {
             for (what, cache) in [("in place", &inplace), ("scattered", &scattered)] {
                 let got =
                     cache.decode_attention(0, &q, len).unwrap().expect("a paged cache takes the fused kernel too");
-                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&got, &want);
                 eprintln!(
                     "paged {what} {} heads {heads}/{kv_heads} d {d} len {len}: max |paged - contiguous| {diff:.2e}",
                     layout.name()
@@ -309,15 +302,7 @@ fn both_decode_kernels_agree_on_quantized_caches() {
                 let rows = CacheRows { k: &k, v: &v, scales: Some((&ks, &vs)), stored, rotated, first: 0 };
                 let out = |kernel| decode_attention_with(kernel, &q, rows, len).unwrap().to_dtype(DType::F32).unwrap();
                 let simt = out(DecodeKernel::Simt);
-                let diff = (out(DecodeKernel::TensorCore) - &simt)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let scale = simt.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let (diff, scale) = (max_abs_diff(&out(DecodeKernel::TensorCore), &simt), max_abs(&simt));
                 eprintln!(
                     "{stored:?} rotated {rotated} heads {heads}/{kv_heads} d {d} len {len}: max |tensor core - SIMT| {diff:.2e} (outputs up to {scale:.3})"
                 );
